@@ -1,0 +1,56 @@
+# Holdfast: `make run` serves the portal on SQLite; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test lint format bench install install-test assets clean
+
+run: install assets ## install, migrate, seed the demo tenant, serve on http://127.0.0.1:5000
+	$(BIN)/holdfast db upgrade
+	$(BIN)/holdfast demo
+	$(BIN)/holdfast run --host $(HOST) --port $(PORT)
+
+test: install-test assets ## every test (browser tests need Debian's chromium)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-test assets
+	$(BIN)/python -m bench
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+assets: static/vendor/.installed
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[postgres,redis]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[postgres,redis,test,dev]'
+	touch $@
+
+# Front-end packages come from the npm registry (pinned in package-lock.json), never the repo.
+static/vendor/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/@picocss/pico/css/pico.min.css \
+	   node_modules/chart.js/dist/chart.umd.min.js static/vendor/
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache

@@ -1,0 +1,123 @@
+"""Holdfast: a self-hosted session and device manager.
+
+``create_app`` is a short list of named steps; everything the app holds for its lifetime
+(database, clock, signing keys, hasher, mailer) lives in ``app.extensions["holdfast"]``
+as one :class:`Services` object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app import config
+from app.clock import FrozenClock, SystemClock
+from app.crypto import Hasher
+from app.db import Database
+from app.mail import Mailer, mailer_from_url
+from app.tokens import KeyRing, load_verifying_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Services:
+    database: Database
+    clock: SystemClock | FrozenClock
+    keys: KeyRing
+    hasher: Hasher
+    mailer: Mailer
+
+    def session(self, *, write: bool = False) -> Session:
+        return self.database.session(write=write, mailer=self.mailer)
+
+
+def create_app(
+    overrides: dict[str, Any] | None = None, *, instance_path: str | Path | None = None
+) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(instance_path or ROOT / "instance"),
+    )
+    config.load(app, overrides)
+    trust_proxies(app)
+    register_services(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_request_hooks(app)
+    register_error_handlers(app)
+    register_cli(app)
+    return app
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind N reverse proxies (HOLDFAST_TRUSTED_PROXIES=N), take the client address and
+    scheme from their X-Forwarded-* headers; with none, those headers are ignored."""
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops
+        )
+
+
+def register_services(app: Flask) -> None:
+    database = Database(app.config["DATABASE_URL"])
+    clock = app.config.get("CLOCK") or SystemClock()
+    secret = app.config["SECRET_KEY"].encode()
+
+    def load_keys() -> list:
+        with database.session() as db:
+            return load_verifying_keys(db, clock.now())
+
+    app.extensions["holdfast"] = Services(
+        database=database,
+        clock=clock,
+        keys=KeyRing(secret, app.config["BASE_URL"], load_keys),
+        hasher=Hasher(secret),
+        mailer=app.config.get("MAILER")
+        or mailer_from_url(app.config["MAIL_URL"], app.config["MAIL_FROM"]),
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    from app.extensions import csrf, htmx, limiter, login_manager
+
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.web import auth, devices
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(devices.bp)
+
+
+def register_request_hooks(app: Flask) -> None:
+    from app.web import context, templating
+
+    context.init_app(app)
+    templating.init_app(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from app.web import errors
+
+    errors.init_app(app)
+
+
+def register_cli(app: Flask) -> None:
+    from app.cli import register
+
+    register(app)

@@ -1,0 +1,90 @@
+"""Configuration from ``HOLDFAST_*`` environment variables (Flask's ``from_prefixed_env``).
+
+| variable | meaning | default |
+| --- | --- | --- |
+| HOLDFAST_DATABASE_URL | SQLAlchemy URL | SQLite file in the instance folder |
+| HOLDFAST_SECRET_KEY | signs cookies, derives the keys that guard stored secrets | generated once into the instance folder |
+| HOLDFAST_MAIL_URL | ``console``, ``smtp://host:port`` or ``smtps://host:port`` | ``console`` |
+| HOLDFAST_MAIL_FROM | sender address | ``Holdfast <no-reply@localhost>`` |
+| HOLDFAST_BASE_URL | public URL; the token issuer | ``http://127.0.0.1:5000`` |
+| HOLDFAST_COOKIE_SECURE | Secure flag on cookies | true, false under ``holdfast run`` / ``make run`` |
+| HOLDFAST_REDIS_URL | shared rate-limit storage for several nodes | in-process memory |
+| HOLDFAST_RATELIMIT_CODES | code requests allowed per email and per IP | ``5 per 10 minutes;20 per hour`` |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+#: placeholder secrets people copy from examples; refused like short ones
+PLACEHOLDER_SECRETS = frozenset({
+    "changeme", "change-me", "secret", "dev", "development", "your-secret-key",
+    "replace-me", "please-change-me", "holdfast", "supersecret", "default",
+})
+MIN_SECRET_BYTES = 32
+
+DEFAULTS: dict[str, Any] = {
+    "MAIL_URL": "console",
+    "MAIL_FROM": "Holdfast <no-reply@localhost>",
+    "BASE_URL": "http://127.0.0.1:5000",
+    "COOKIE_SECURE": True,
+    "REDIS_URL": None,
+    "RATELIMIT_CODES": "5 per 10 minutes;20 per hour",
+    "RATELIMIT_CODES_PER_IP": "30 per 10 minutes;200 per day",
+    "PRODUCT_NAME": "Holdfast",
+    # Flask and extensions
+    "SESSION_COOKIE_NAME": "holdfast_flow",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the flow cookie
+    "WTF_CSRF_SSL_STRICT": False,  # Referer checks break behind some proxies; Origin is checked
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+}
+
+
+class ConfigError(RuntimeError):
+    """A setting that Holdfast refuses to start with."""
+
+
+def load(app: Flask, overrides: dict[str, Any] | None) -> None:
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("HOLDFAST")
+    if overrides:
+        app.config.update(overrides)
+    if not app.config.get("DATABASE_URL"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'holdfast.db'}"
+    app.config["SECRET_KEY"] = _secret_key(app)
+    app.config["COOKIE_SECURE"] = _boolean(app.config["COOKIE_SECURE"])
+    app.config["SESSION_COOKIE_SECURE"] = app.config["COOKIE_SECURE"]
+    app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
+
+
+def _secret_key(app: Flask) -> str:
+    supplied = app.config.get("SECRET_KEY")
+    if supplied:
+        supplied = str(supplied)
+        if supplied.strip().lower() in PLACEHOLDER_SECRETS or len(supplied.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"HOLDFAST_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes of random data "
+                "(try: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return supplied
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)

@@ -1,0 +1,76 @@
+"""Tenants and the people in them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core import events
+from app.core.errors import ValidationError
+from app.core.events import Origin
+from app.models import ROLES, Tenant, User
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def normalise_email(raw: str) -> str:
+    """The lower-cased address, or ValidationError naming the problem."""
+    raw = (raw or "").strip()
+    if not raw or len(raw) > 320:
+        raise ValidationError("Enter your email address.", field="email")
+    try:
+        result = validate_email(
+            raw, check_deliverability=False, globally_deliverable=False, test_environment=True
+        )
+    except EmailNotValidError as error:
+        raise ValidationError(f"That is not a valid email address: {error}", field="email") from error
+    return result.normalized.lower()
+
+
+def find_user_by_email(db: Session, email: str) -> User | None:
+    """Across all tenants: email is unique in the deployment."""
+    return db.scalars(
+        select(User).where(User.email == email).execution_options(all_tenants=True)
+    ).one_or_none()
+
+
+def create_tenant(db: Session, slug: str, name: str, *, now: datetime,
+                  origin: Origin = events.SYSTEM) -> Tenant:
+    if not SLUG.match(slug or ""):
+        raise ValidationError(
+            "A tenant slug is 1-64 lower-case letters, digits and dashes.", field="slug"
+        )
+    if db.scalar(select(func.count()).select_from(Tenant).where(Tenant.slug == slug)):
+        raise ValidationError(f"A tenant called {slug!r} exists already.", field="slug")
+    if not (name or "").strip():
+        raise ValidationError("Give the tenant a name.", field="name")
+    tenant = Tenant(slug=slug, name=name.strip(), created_at=now)
+    db.add(tenant)
+    db.flush()
+    events.record(db, "tenant.created", now=now, tenant_id=tenant.id, origin=origin,
+                  slug=slug, name=tenant.name)
+    return tenant
+
+
+def add_user(db: Session, tenant: Tenant, email: str, *, now: datetime, role: str = "member",
+             name: str | None = None, actor_id: str | None = None,
+             origin: Origin = events.SYSTEM) -> User:
+    email = normalise_email(email)
+    if role not in ROLES:
+        raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
+    if find_user_by_email(db, email) is not None:
+        raise ValidationError(f"{email} has an account already.", field="email")
+    user = User(tenant_id=tenant.id, email=email, role=role, name=name, created_at=now)
+    db.add(user)
+    db.flush()
+    events.record(db, "user.created", now=now, tenant_id=tenant.id, origin=origin,
+                  actor_id=actor_id, subject_id=user.id, email=email, role=role)
+    return user
+
+
+def tenant_by_slug(db: Session, slug: str) -> Tenant | None:
+    return db.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()

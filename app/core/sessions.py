@@ -1,0 +1,301 @@
+"""Sessions: the hot-path check, sliding extension, ending one or many, and devices.
+
+Deadlines. A session ends at the earlier of
+
+* its **idle deadline**: ``last_seen_at + idle_timeout`` (and never later than the stored
+  ``idle_deadline``), moved forward by activity while ``extend_on_activity`` is on. With
+  it off, the idle deadline stays where sign-in put it;
+* its **absolute deadline**: ``created_at + absolute_lifetime`` (or ``trusted_lifetime``
+  on a trusted device when the policy lets trusted devices outlive the absolute lifetime),
+  and never later than the stored ``absolute_deadline``.
+
+The tenant's policy is read on every check, so tightening it applies to existing sessions
+on their next request; loosening it never lengthens a session already running.
+
+Writes are throttled: ``last_seen_at`` and the idle deadline are written only when the
+stored ``last_seen_at`` is older than :func:`touch_interval` (a minute, or a tenth of a
+short idle timeout). Idle expiry is therefore exact to within that interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.core import events
+from app.core.errors import InvalidSession, NotFound, SessionExpired, ValidationError
+from app.core.events import Origin
+from app.models import Device, Tenant, User, UserSession
+from app.tokens import Claims
+
+#: why a session ended, as the person signed out by it should read it
+END_MESSAGES = {
+    "logout": "You signed out.",
+    "revoked_by_user": "You were signed out from another device.",
+    "revoked_by_admin": "An administrator signed you out.",
+    "limit_evicted": "You were signed out because you signed in on another device.",
+    "idle_expired": "You were signed out after a period of inactivity.",
+    "lifetime_expired": "Your session reached its maximum length. Please sign in again.",
+    "suspicious": "You were signed out to protect your account.",
+    "keys_rotated": "Please sign in again: sign-in keys were changed.",
+    "user_erased": "This account no longer exists.",
+    "disabled": "Your account is disabled. Ask an administrator.",
+}
+
+
+@dataclass
+class Current:
+    """The live session behind a request, with its person, tenant and device."""
+
+    session: UserSession
+    user: User
+    tenant: Tenant
+    device: Device
+    idle_deadline: datetime
+    absolute_deadline: datetime
+    touched: bool = False
+
+    @property
+    def expires_at(self) -> datetime:
+        return min(self.idle_deadline, self.absolute_deadline)
+
+
+@dataclass
+class DeviceView:
+    device: Device
+    sessions: list[UserSession] = field(default_factory=list)
+    current: bool = False
+    #: when each session ends if nothing more happens, by session id
+    expires: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def last_active(self) -> datetime:
+        return max((s.last_seen_at for s in self.sessions), default=self.device.last_seen_at)
+
+
+def touch_interval(tenant: Tenant) -> timedelta:
+    """How stale last_seen_at may get before a request writes it again."""
+    return timedelta(seconds=max(5, min(60, tenant.idle_timeout // 10)))
+
+
+def lifetime(tenant: Tenant, device: Device, now: datetime) -> timedelta:
+    """The absolute lifetime a session on ``device`` gets under the tenant's policy."""
+    if device.is_trusted(now) and tenant.trusted_outlives_absolute:
+        return timedelta(seconds=max(tenant.trusted_lifetime, tenant.absolute_lifetime))
+    return timedelta(seconds=tenant.absolute_lifetime)
+
+
+def deadlines(
+    session: UserSession, tenant: Tenant, device: Device, now: datetime
+) -> tuple[datetime, datetime]:
+    """(idle deadline, absolute deadline) under the policy in force now."""
+    absolute = min(session.absolute_deadline, session.created_at + lifetime(tenant, device, now))
+    idle_timeout = timedelta(seconds=tenant.idle_timeout)
+    base = session.last_seen_at if session.extend_on_activity else session.created_at
+    idle = min(session.idle_deadline, base + idle_timeout, absolute)
+    return idle, absolute
+
+
+def check_session(db: Session, claims: Claims, *, now: datetime, touch: bool = True) -> Current:
+    """The hot path: one query by primary key, the deadline rules, and a throttled touch
+    (skipped with ``touch=False``: a status poll is not activity).
+
+    Raises InvalidSession (unknown, ended, revoked, disabled person) or SessionExpired
+    (idle or absolute deadline passed; the session is marked ended as it is found)."""
+    row = db.execute(
+        select(UserSession, User, Tenant, Device)
+        .join(User, User.id == UserSession.user_id)
+        .join(Tenant, Tenant.id == UserSession.tenant_id)
+        .join(Device, Device.id == UserSession.device_id)
+        .where(UserSession.id == claims.session_id)
+    ).one_or_none()
+    if row is None:
+        raise InvalidSession(reason="unknown")
+    session, user, tenant, device = row
+    if session.user_id != claims.user_id or session.tenant_id != claims.tenant_id:
+        raise InvalidSession(reason="unknown")
+    if session.ended_at is not None:
+        reason = session.end_reason or "logout"
+        error = SessionExpired if reason.endswith("_expired") else InvalidSession
+        raise error(END_MESSAGES.get(reason), reason=reason)
+    if user.disabled:
+        raise InvalidSession(END_MESSAGES["disabled"], reason="disabled")
+    idle, absolute = deadlines(session, tenant, device, now)
+    if now >= absolute or now >= idle:
+        reason = "lifetime_expired" if now >= absolute else "idle_expired"
+        end_session(db, session, reason, now=now)
+        raise SessionExpired(END_MESSAGES[reason], reason=reason)
+    current = Current(session, user, tenant, device, idle, absolute)
+    if (
+        touch
+        and session.extend_on_activity
+        and now - session.last_seen_at >= touch_interval(tenant)
+    ):
+        current.touched = _touch(db, current, now)
+    return current
+
+
+def _touch(db: Session, current: Current, now: datetime) -> bool:
+    """Write last_seen_at and the new idle deadline. Conditional, so two nodes touching
+    at once write once; best effort, so a busy SQLite never fails the request over it."""
+    session = current.session
+    idle = min(now + timedelta(seconds=current.tenant.idle_timeout), current.absolute_deadline)
+    try:
+        with db.begin_nested():
+            written = db.execute(
+                update(UserSession)
+                .where(
+                    UserSession.id == session.id,
+                    UserSession.last_seen_at < now - touch_interval(current.tenant),
+                )
+                .values(last_seen_at=now, idle_deadline=idle)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+    except OperationalError:
+        return False
+    if written:
+        # Mirror the row without marking the object dirty (that would write it twice).
+        set_committed_value(session, "last_seen_at", now)
+        set_committed_value(session, "idle_deadline", idle)
+        current.idle_deadline = idle
+    return bool(written)
+
+
+def end_session(
+    db: Session,
+    session: UserSession,
+    reason: str,
+    *,
+    now: datetime,
+    actor_id: str | None = None,
+    origin: Origin = events.SYSTEM,
+) -> bool:
+    """End ``session`` for ``reason`` (one of models.END_REASONS). False if it had ended."""
+    if session.ended_at is not None:
+        return False
+    session.ended_at = now
+    session.end_reason = reason
+    events.record(
+        db,
+        "session.ended",
+        now=now,
+        tenant_id=session.tenant_id,
+        origin=origin,
+        actor_id=actor_id,
+        subject_id=session.user_id,
+        session_id=session.id,
+        reason=reason,
+        device_id=session.device_id,
+    )
+    return True
+
+
+def own_session(db: Session, user: User, session_id: str) -> UserSession:
+    """One of ``user``'s sessions, or NotFound (also for another person's session)."""
+    session = db.get(UserSession, session_id) if isinstance(session_id, str) else None
+    if session is None or session.user_id != user.id:
+        raise NotFound("No such session")
+    return session
+
+
+def end_own_session(
+    db: Session, current: Current, session_id: str, *, now: datetime, origin: Origin
+) -> UserSession:
+    """The person ends one of their sessions (their current one counts as signing out)."""
+    session = own_session(db, current.user, session_id)
+    reason = "logout" if session.id == current.session.id else "revoked_by_user"
+    end_session(db, session, reason, now=now, actor_id=current.user.id, origin=origin)
+    return session
+
+
+def end_other_sessions(
+    db: Session, current: Current, *, now: datetime, origin: Origin
+) -> list[UserSession]:
+    """End every live session of the person except the current one."""
+    others = db.scalars(
+        select(UserSession).where(
+            UserSession.user_id == current.user.id,
+            UserSession.ended_at.is_(None),
+            UserSession.id != current.session.id,
+        )
+    ).all()
+    for session in others:
+        end_session(
+            db, session, "revoked_by_user", now=now, actor_id=current.user.id, origin=origin
+        )
+    return list(others)
+
+
+def live_sessions(db: Session, user_id: str, now: datetime) -> list[UserSession]:
+    """The person's sessions not ended and not past their stored deadlines, newest first."""
+    return list(
+        db.scalars(
+            select(UserSession)
+            .where(
+                UserSession.user_id == user_id,
+                UserSession.ended_at.is_(None),
+                UserSession.idle_deadline > now,
+                UserSession.absolute_deadline > now,
+            )
+            .order_by(UserSession.last_seen_at.desc())
+        )
+    )
+
+
+def devices_of(db: Session, current: Current, *, now: datetime) -> list[DeviceView]:
+    """The person's devices that hold live sessions or are trusted, current device first."""
+    views: dict[str, DeviceView] = {}
+    for session in live_sessions(db, current.user.id, now):
+        views.setdefault(session.device_id, DeviceView(device=None))  # type: ignore[arg-type]
+        views[session.device_id].sessions.append(session)
+    devices = db.scalars(select(Device).where(Device.user_id == current.user.id)).all()
+    for device in devices:
+        if device.id in views:
+            views[device.id].device = device
+        elif device.is_trusted(now):
+            views[device.id] = DeviceView(device=device)
+    for view in views.values():
+        view.current = view.device.id == current.device.id
+        for session in view.sessions:
+            view.expires[session.id] = min(deadlines(session, current.tenant, view.device, now))
+    return sorted(views.values(), key=lambda v: (not v.current, -v.last_active.timestamp()))
+
+
+def own_device(db: Session, user: User, device_id: str) -> Device:
+    device = db.get(Device, device_id) if isinstance(device_id, str) else None
+    if device is None or device.user_id != user.id:
+        raise NotFound("No such device")
+    return device
+
+
+def rename_device(
+    db: Session, current: Current, device_id: str, name: str, *, now: datetime, origin: Origin
+) -> Device:
+    """Give a device a name of 1-60 characters; an empty name restores the derived one."""
+    device = own_device(db, current.user, device_id)
+    name = " ".join((name or "").split())
+    if len(name) > 60:
+        raise ValidationError("A device name is at most 60 characters.", field="name")
+    old = device.name
+    device.name = name or None
+    events.record(db, "device.renamed", now=now, tenant_id=device.tenant_id, origin=origin,
+                  actor_id=current.user.id, subject_id=current.user.id,
+                  session_id=current.session.id, device_id=device.id, old=old, new=device.name)
+    return device
+
+
+def device_count(db: Session, user_id: str, now: datetime) -> int:
+    """How many devices hold a live session of the person."""
+    return db.scalar(
+        select(func.count(func.distinct(UserSession.device_id))).where(
+            UserSession.user_id == user_id,
+            UserSession.ended_at.is_(None),
+            UserSession.idle_deadline > now,
+            UserSession.absolute_deadline > now,
+        )
+    ) or 0

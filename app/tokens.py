@@ -1,0 +1,245 @@
+"""Session tokens: ES256 JWTs, the signing key ring, and the public JWKS.
+
+Only ids travel in a token (``sub`` user, ``tid`` tenant, ``sid`` session); ``exp`` is the
+session's absolute deadline. A token proves which session the bearer holds; whether that
+session is still alive is decided by the session row on every request (app.core.sessions).
+
+Verification is strict: the algorithm is pinned to ES256, the header must name a known
+``kid`` and the ``typ`` of a Holdfast session token, and headers that point at other keys
+(``jku``, ``jwk``, ``x5u``, ``x5c``) are refused outright. A bounded cache remembers tokens
+whose signature was already checked, so the hot path pays for ES256 once per token, not once
+per request; ``exp`` is still checked on every use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.crypto import derive_key
+from app.models import SigningKey
+
+ALGORITHM = "ES256"
+TOKEN_TYPE = "hf-session+jwt"
+AUDIENCE = "holdfast"
+FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c"})
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti")
+
+
+class TokenError(Exception):
+    """The token is not one of ours: bad signature, header, claims or key."""
+
+
+class TokenExpired(TokenError):
+    """A genuine token whose ``exp`` has passed."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: str
+    tenant_id: str
+    session_id: str
+    expires_at: int
+
+
+class _Key:
+    def __init__(self, kid: str, public: ec.EllipticCurvePublicKey, private: Any = None) -> None:
+        self.kid = kid
+        self.public = public
+        self.private = private
+        self.jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+
+
+class KeyRing:
+    """The signing key and the keys that still verify, cached in memory and re-read from
+    the database when a token names an unknown ``kid`` (another node rotated) or every
+    ``refresh_seconds``."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        issuer: str,
+        load_keys: Callable[[], list[SigningKey]],
+        *,
+        cache_size: int = 10_000,
+        refresh_seconds: float = 60.0,
+    ) -> None:
+        self.issuer = issuer
+        self._aead = AESGCM(derive_key(secret, "holdfast signing keys"))
+        self._load_keys = load_keys
+        self._keys: dict[str, _Key] = {}
+        self._signing: _Key | None = None
+        self._loaded_at = float("-inf")
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
+        self._cache_size = cache_size
+
+    # --- keys in the database -------------------------------------------------------
+
+    def new_key(self, now: datetime) -> SigningKey:
+        """A fresh ES256 key pair, private half encrypted, ready to be added to a session."""
+        private = ec.generate_private_key(ec.SECP256R1())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        kid = secrets.token_urlsafe(12)
+        nonce = os.urandom(12)
+        public_pem = (
+            private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        return SigningKey(
+            kid=kid,
+            alg=ALGORITHM,
+            public_pem=public_pem,
+            private_encrypted=nonce + self._aead.encrypt(nonce, pem, kid.encode()),
+            created_at=now,
+        )
+
+    def reload(self) -> None:
+        keys: dict[str, _Key] = {}
+        signing: _Key | None = None
+        for row in self._load_keys():
+            public = serialization.load_pem_public_key(row.public_pem.encode())
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            if row.retired_at is None:
+                nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
+                pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
+                key = _Key(row.kid, public, serialization.load_pem_private_key(pem, None))
+                if signing is None or row.created_at > signing_created:
+                    signing, signing_created = key, row.created_at
+            else:
+                key = _Key(row.kid, public)
+            keys[row.kid] = key
+        with self._lock:
+            self._keys = keys
+            self._signing = signing
+            self._loaded_at = time.monotonic()
+
+    def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > self._refresh_seconds:
+            self.reload()
+
+    # --- tokens ----------------------------------------------------------------------
+
+    def sign(self, *, user_id: str, tenant_id: str, session_id: str, now: datetime,
+             expires_at: datetime) -> str:
+        self._fresh()
+        if self._signing is None:
+            self.reload()
+        if self._signing is None:
+            raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
+        claims = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": user_id,
+            "tid": tenant_id,
+            "sid": session_id,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": secrets.token_urlsafe(12),
+        }
+        return jwt.encode(
+            claims,
+            self._signing.private,
+            algorithm=ALGORITHM,
+            headers={"kid": self._signing.kid, "typ": TOKEN_TYPE},
+        )
+
+    def verify(self, token: str, now: datetime) -> Claims:
+        """The claims of a genuine, unexpired token. Raises TokenExpired or TokenError."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify_signature(token, now)
+            with self._lock:
+                self._verified[token] = claims
+                if len(self._verified) > self._cache_size:
+                    self._verified.popitem(last=False)
+        if claims.expires_at <= now.timestamp():
+            raise TokenExpired("token expired")
+        return claims
+
+    def _verify_signature(self, token: str, now: datetime) -> Claims:
+        if len(token) > 4096:
+            raise TokenError("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise TokenError("malformed token") from error
+        if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
+            raise TokenError("wrong algorithm or token type")
+        if FORBIDDEN_HEADERS & header.keys():
+            raise TokenError("token names its own key")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise TokenError("no key id")
+        self._fresh()
+        key = self._keys.get(kid)
+        if key is None:
+            self.reload()  # another node may have rotated keys a moment ago
+            key = self._keys.get(kid)
+        if key is None:
+            raise TokenError("unknown key id")
+        try:
+            payload = jwt.decode(
+                token,
+                key.public,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+            )
+        except jwt.PyJWTError as error:
+            raise TokenError(str(error)) from error
+        if payload["exp"] <= now.timestamp():
+            raise TokenExpired("token expired")
+        ids = (payload["sub"], payload["tid"], payload["sid"])
+        if not all(isinstance(value, str) for value in ids) or not isinstance(payload["exp"], int):
+            raise TokenError("malformed claims")
+        return Claims(*ids, expires_at=payload["exp"])
+
+    def jwks(self) -> dict[str, Any]:
+        self._fresh()
+        return {
+            "keys": [
+                {**key.jwk, "kid": key.kid, "alg": ALGORITHM, "use": "sig"}
+                for key in self._keys.values()
+            ]
+        }
+
+
+def load_verifying_keys(db: Session, now: datetime) -> list[SigningKey]:
+    """Keys that sign or still verify: the current one and retired ones not yet past."""
+    rows = db.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+    return [row for row in rows if row.verify_until is None or row.verify_until > now]
+
+
+def rotate(db: Session, ring: KeyRing, now: datetime, *, verify_for: timedelta) -> SigningKey:
+    """Start signing with a new key; older keys keep verifying for ``verify_for`` (the
+    longest a token they signed can live) and then drop out of the JWKS."""
+    for row in db.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        row.retired_at = now
+        row.verify_until = now + verify_for
+    key = ring.new_key(now)
+    db.add(key)
+    db.flush()
+    return key

@@ -1,0 +1,173 @@
+"""Signing in with an emailed code, and signing out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from app.core import signin
+from app.core.errors import (
+    ChallengeLocked,
+    InvalidCode,
+    SessionLimitReached,
+    ValidationError,
+)
+from app.core.sessions import END_MESSAGES, end_session
+from app.extensions import limiter
+from app.web.context import (
+    DEVICE_COOKIE,
+    clear_session_cookie,
+    current,
+    db,
+    now,
+    origin,
+    services,
+    set_device_cookie,
+    set_session_cookie,
+)
+from app.web.forms import ActionForm, CodeForm, EmailForm
+
+bp = Blueprint("auth", __name__)
+
+
+def _email_key() -> str:
+    raw = request.form.get("email") or (session.get("signin") or {}).get("email") or ""
+    return "email:" + raw.strip().lower()[:320]
+
+
+def _code_limits() -> str:
+    return current_app.config["RATELIMIT_CODES"]
+
+
+def _code_limits_per_ip() -> str:
+    return current_app.config["RATELIMIT_CODES_PER_IP"]
+
+
+def safe_next(target: str | None) -> str | None:
+    """A local path to return to after sign-in; anything else (another host, "//x") is
+    dropped so the sign-in page cannot be used as an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+@bp.get("/")
+def index() -> Response:
+    if current_user.is_authenticated:
+        return redirect(url_for("devices.index"))  # type: ignore[return-value]
+    return redirect(url_for("auth.login"))  # type: ignore[return-value]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_code_limits, key_func=_email_key, methods=["POST"], scope="codes-email")
+@limiter.limit(_code_limits_per_ip, methods=["POST"], scope="codes-ip")
+def login() -> Response | str:
+    if request.method == "GET" and current_user.is_authenticated:
+        return redirect(url_for("devices.index"))  # type: ignore[return-value]
+    form = EmailForm()
+    if form.validate_on_submit():
+        try:
+            challenge = signin.request_code(
+                db(), services().hasher, form.email.data or "", now=now(), origin=origin(),
+                product=current_app.config["PRODUCT_NAME"],
+            )
+        except ValidationError as error:
+            form.email.errors = [*form.email.errors, error.message]
+        else:
+            session["signin"] = {
+                "challenge": challenge.id,
+                "email": challenge.email,
+                "next": safe_next(request.args.get("next")),
+            }
+            return redirect(url_for("auth.code"))  # type: ignore[return-value]
+    reason = request.args.get("reason", "")
+    return render_template(
+        "auth/login.html", form=form, notice=END_MESSAGES.get(reason), reason=reason
+    )
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code() -> Response | str:
+    flow = session.get("signin")
+    if not flow:
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            result = signin.sign_in(
+                db(), services().hasher, flow["challenge"], form.code.data or "",
+                now=now(), origin=origin(),
+                device_cookie=request.cookies.get(DEVICE_COOKIE),
+                trust_device=bool(form.trust_device.data),
+                end_session_id=form.end_session.data or None,
+            )
+        except SessionLimitReached as error:
+            return render_template(
+                "auth/limit.html", form=form, sessions=error.details["sessions"],
+                message=error.message,
+            )
+        except ChallengeLocked as error:
+            form.code.errors = [*form.code.errors, error.message]
+            return render_template("auth/code.html", form=form, email=flow["email"],
+                                   locked=True, resend=ActionForm())
+        except InvalidCode as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            session.clear()  # nothing from before sign-in carries over, CSRF token included
+            token = services().keys.sign(
+                user_id=result.user.id, tenant_id=result.tenant.id,
+                session_id=result.session.id, now=now(),
+                expires_at=result.session.absolute_deadline,
+            )
+            response = redirect(flow.get("next") or url_for("devices.index"))
+            set_session_cookie(response, token, result.session.absolute_deadline)  # type: ignore[arg-type]
+            if result.device_cookie:
+                set_device_cookie(response, result.device_cookie)  # type: ignore[arg-type]
+            return response  # type: ignore[return-value]
+    return render_template("auth/code.html", form=form, email=flow["email"], locked=False,
+                           resend=ActionForm())
+
+
+@bp.post("/login/resend")
+@limiter.limit(_code_limits, key_func=_email_key, scope="codes-email")
+@limiter.limit(_code_limits_per_ip, scope="codes-ip")
+def resend() -> Response:
+    flow = session.get("signin")
+    form = ActionForm()
+    if not flow or not form.validate_on_submit():
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    challenge = signin.request_code(
+        db(), services().hasher, flow["email"], now=now(), origin=origin(),
+        product=current_app.config["PRODUCT_NAME"],
+    )
+    session["signin"] = {**flow, "challenge": challenge.id}
+    flash("We sent a new code. Earlier codes no longer work.")
+    return redirect(url_for("auth.code"))  # type: ignore[return-value]
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Response:
+    form = ActionForm()
+    if form.validate_on_submit():
+        me = current()
+        end_session(db(), me.session, "logout", now=now(), actor_id=me.user.id, origin=origin())
+    response = redirect(url_for("auth.login", reason="logout"))
+    clear_session_cookie(response)  # type: ignore[arg-type]
+    session.clear()
+    return response  # type: ignore[return-value]

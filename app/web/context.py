@@ -1,0 +1,217 @@
+"""What every request shares: its database session and clock reading, the hot-path
+session check behind Flask-Login, the session cookie, one commit at the end, and the
+security headers.
+
+One transaction per request: views and the core only flush; :func:`_finish` commits once
+after the view returned (a :class:`HoldfastError` answer commits too, see app.core), and
+an unexpected error rolls back. A commit that fails answers 503, never a success.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Request, Response, current_app, g, redirect, request, url_for
+from flask_login import UserMixin, current_user
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app import Services
+from app.core.errors import HoldfastError, InvalidSession, SessionExpired
+from app.core.events import Origin
+from app.core.sessions import Current, check_session
+from app.db import scope_to_tenant
+from app.extensions import client_ip, login_manager
+from app.tokens import TokenError, TokenExpired
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "holdfast_session"
+DEVICE_COOKIE = "holdfast_device"
+DEVICE_COOKIE_AGE = 400 * 86400  # the most browsers keep a cookie
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: endpoints that check a session without it counting as activity (the page's own polling)
+PASSIVE_ENDPOINTS = frozenset({"devices.status"})
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+class Principal(UserMixin):
+    """Flask-Login's ``current_user``: the person behind the request's live session."""
+
+    def __init__(self, current: Current) -> None:
+        self.current = current
+        self.user = current.user
+
+    def get_id(self) -> str:
+        return self.user.id
+
+    @property
+    def is_active(self) -> bool:
+        return not self.user.disabled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.user, name)
+
+
+def services() -> Services:
+    return current_app.extensions["holdfast"]
+
+
+def db() -> Session:
+    """The request's database session (created on first use)."""
+    if "db" not in g:
+        g.db = services().session(write=request.method not in SAFE_METHODS)
+    return g.db
+
+
+def now() -> datetime:
+    """The request's moment: read once, so every rule in a request agrees."""
+    if "now" not in g:
+        g.now = services().clock.now()
+    return g.now
+
+
+def origin() -> Origin:
+    return Origin(ip=client_ip(), user_agent=request.headers.get("User-Agent", "")[:512])
+
+
+def current() -> Current:
+    """The live session of an authenticated request (use behind login_required)."""
+    return current_user.current  # type: ignore[no-any-return]
+
+
+def request_token(req: Request) -> str | None:
+    header = req.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return req.cookies.get(SESSION_COOKIE) or None
+
+
+@login_manager.request_loader
+def _load_principal(req: Request) -> Principal | None:
+    token = request_token(req)
+    if token is None:
+        return None
+    moment = now()
+    try:
+        claims = services().keys.verify(token, moment)
+    except TokenExpired:
+        g.auth_error = SessionExpired(reason="lifetime_expired")
+        return None
+    except TokenError:
+        g.auth_error = InvalidSession(reason="unknown")
+        return None
+    session = db()
+    scope_to_tenant(session, claims.tenant_id)
+    try:
+        checked = check_session(
+            session, claims, now=moment, touch=req.endpoint not in PASSIVE_ENDPOINTS
+        )
+    except HoldfastError as error:
+        g.auth_error = error
+        return None
+    g.current = checked
+    return Principal(checked)
+
+
+@login_manager.user_loader
+def _never_from_flask_session(_user_id: str) -> None:
+    """Holdfast never keeps the person in Flask's cookie session; the token decides."""
+    return None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Response:
+    from app.web.errors import json_error, wants_json
+
+    error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
+    if wants_json():
+        return json_error(error)
+    reason = error.details.get("reason")
+    target = url_for("auth.login", reason=reason if reason != "unknown" else None,
+                     next=request.full_path if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        response = Response(status=204)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)  # type: ignore[return-value]
+
+
+def set_session_cookie(response: Response, token: str, expires_at: datetime) -> None:
+    """HttpOnly, SameSite=Lax, Secure unless configured off; never past the absolute
+    deadline (the token's ``exp``)."""
+    max_age = max(0, int((expires_at - now()).total_seconds()))
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="Lax",
+        secure=current_app.config["COOKIE_SECURE"],
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
+        secure=current_app.config["COOKIE_SECURE"],
+    )
+
+
+def set_device_cookie(response: Response, value: str) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE, value, max_age=DEVICE_COOKIE_AGE, path="/", httponly=True,
+        samesite="Lax", secure=current_app.config["COOKIE_SECURE"],
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_finish)
+    app.teardown_request(_close)
+
+
+def _finish(response: Response) -> Response:
+    session: Session | None = g.get("db")
+    if session is not None and not g.get("rollback"):
+        try:
+            session.commit()
+        except SQLAlchemyError:
+            log.exception("commit failed")
+            session.rollback()
+            from app.web.errors import unavailable
+
+            response = unavailable()
+    if g.get("auth_error") is not None and request.cookies.get(SESSION_COOKIE):
+        clear_session_cookie(response)
+    _secure_headers(response)
+    return response
+
+
+def _close(_error: BaseException | None) -> None:
+    session: Session | None = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def _secure_headers(response: Response) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.endpoint != "static":
+        # Pages carry personal data and CSRF tokens: never cache them anywhere.
+        headers["Cache-Control"] = "no-store"
+    if current_app.config["COOKIE_SECURE"]:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -1,0 +1,123 @@
+"""Every error a person or client can cause answers clearly: a page for people, JSON
+``{"error", "code"}`` for the API and for clients that ask for JSON. Never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app.core.errors import HoldfastError
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "invalid_session",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith(("/api/", "/auth/verify", "/session/")):
+        return True
+    return request.accept_mimetypes.best == "application/json"
+
+
+def json_error(error: HoldfastError, status: int | None = None) -> Response:
+    body = {"error": error.message, "code": error.code}
+    field = getattr(error, "field", None)
+    if field:
+        body["field"] = field
+    response = jsonify(body)
+    response.status_code = status or error.status
+    return response
+
+
+def _page(status: int, title: str, message: str) -> Response:
+    return Response(render_template("error.html", title=title, message=message), status)
+
+
+def unavailable() -> Response:
+    message = "Holdfast cannot reach its database right now. Try again in a moment."
+    if wants_json():
+        response = jsonify({"error": message, "code": "unavailable"})
+        response.status_code = 503
+    else:
+        response = Response(
+            f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{message}</p>",
+            503, mimetype="text/html",
+        )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HoldfastError)
+    def _holdfast(error: HoldfastError) -> Response:
+        if wants_json():
+            return json_error(error)
+        return _page(error.status, "Something is not right", error.message)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(error: CSRFError) -> Response:
+        g.rollback = True
+        message = "This form expired or came from another site. Reload the page and try again."
+        if wants_json():
+            return _json(400, message, "csrf_failed")
+        return _page(400, "Please try again", message)
+
+    @app.errorhandler(429)
+    def _rate_limited(error: HTTPException) -> Response:
+        g.rollback = True
+        message = "Too many attempts. Wait a little and try again."
+        response = _json(429, message, "rate_limited") if wants_json() else _page(429, "Slow down", message)
+        retry_after = getattr(error, "retry_after", None) or (
+            error.response.headers.get("Retry-After") if error.response else None
+        )
+        response.headers["Retry-After"] = str(retry_after or 60)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        status = error.code or 500
+        if wants_json():
+            response = _json(status, error.name, HTTP_CODES.get(status, "error"))
+        else:
+            response = _page(status, error.name, error.description or error.name)
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def _database(error: Exception) -> Response:
+        log.error("database unavailable: %s", error)
+        g.rollback = True
+        return unavailable()
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unexpected error")
+        g.rollback = True
+        message = "Something went wrong on our side. It has been logged."
+        if wants_json():
+            return _json(500, message, "internal_error")
+        return _page(500, "Something went wrong", message)
+
+
+def _json(status: int, message: str, code: str) -> Response:
+    response = jsonify({"error": message, "code": code})
+    response.status_code = status
+    return response
