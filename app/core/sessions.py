@@ -151,7 +151,7 @@ def _touch(db: Session, current: Current, now: datetime) -> bool:
                 update(UserSession)
                 .where(
                     UserSession.id == session.id,
-                    UserSession.last_seen_at < now - touch_interval(current.tenant),
+                    UserSession.last_seen_at <= now - touch_interval(current.tenant),
                 )
                 .values(last_seen_at=now, idle_deadline=idle)
                 .execution_options(synchronize_session=False)

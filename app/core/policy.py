@@ -1,0 +1,139 @@
+"""A tenant's session policy: what may be set, the allowed ranges, and changing it.
+
+Every field has one entry in :data:`FIELDS` (its label, its name in the JSON API and its
+allowed range), so the admin form, the API and the validation never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core import events
+from app.core.errors import ValidationError
+from app.core.events import Origin
+from app.models import LIMIT_MODES, Tenant
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    api_name: str
+    label: str
+    kind: type
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return " or ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        return f"{_duration(self.low)} to {_duration(self.high)}" if self.api_name != (
+            "maxSessionsPerUser"
+        ) else f"{self.low} to {self.high} (0 means no limit)"
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("idle_timeout", "idleTimeout", "Idle timeout", int, MINUTE, 30 * DAY,
+          help="A session with no activity for this long ends."),
+    Field("absolute_lifetime", "absoluteLifetime", "Absolute lifetime", int, 5 * MINUTE, 30 * DAY,
+          help="No session lives longer than this, however active."),
+    Field("extend_on_activity", "extendOnActivity", "Extend on activity", bool,
+          help="Activity moves the idle deadline (never past the absolute lifetime)."),
+    Field("trusted_lifetime", "trustedLifetime", "Trusted device lifetime", int, HOUR, 365 * DAY,
+          help="How long trust in a device lasts."),
+    Field("trusted_outlives_absolute", "trustedOutlivesAbsolute",
+          "Trusted devices outlive the absolute lifetime", bool,
+          help="Sessions on a trusted device may last up to the trusted device lifetime."),
+    Field("max_sessions_per_user", "maxSessionsPerUser", "Sessions per person", int, 0, 1000,
+          help="Live sessions one person may hold at once; 0 means no limit."),
+    Field("limit_mode", "limitMode", "At the limit", str, choices=LIMIT_MODES,
+          help="evict_oldest ends the least recently active session; deny asks the person "
+               "which session to end."),
+    Field("notify_new_device", "notifyNewDevice", "Email on new device", bool,
+          help="Email the person when they sign in on a device not seen before."),
+)
+BY_NAME = {field.name: field for field in FIELDS}
+BY_API_NAME = {field.api_name: field for field in FIELDS}
+
+
+def as_dict(tenant: Tenant) -> dict[str, Any]:
+    """The policy with the JSON API's names."""
+    return {field.api_name: getattr(tenant, field.name) for field in FIELDS}
+
+
+def validate(changes: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
+    """The changes (by model field name) checked against the ranges and each other.
+    Raises ValidationError naming the first bad field and its allowed range."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        field = BY_NAME.get(name)
+        if field is None:
+            raise ValidationError(f"Unknown policy setting {name!r}.", field=name)
+        clean[name] = _check(field, value)
+    merged = {field.name: getattr(tenant, field.name) for field in FIELDS} | clean
+    if merged["idle_timeout"] > merged["absolute_lifetime"]:
+        field = BY_NAME["idle_timeout" if "idle_timeout" in clean else "absolute_lifetime"]
+        raise ValidationError(
+            "Idle timeout cannot be longer than the absolute lifetime.", field=field.api_name
+        )
+    return clean
+
+
+def update(
+    db: Session, tenant: Tenant, changes: dict[str, Any], *, now: datetime, actor_id: str | None,
+    origin: Origin = events.SYSTEM,
+) -> Tenant:
+    """Apply ``changes`` (all or nothing) and audit the old and new values. Existing
+    sessions follow a tighter policy on their next request (see app.core.sessions)."""
+    clean = validate(changes, tenant)
+    diff = {
+        name: {"old": getattr(tenant, name), "new": value}
+        for name, value in clean.items()
+        if getattr(tenant, name) != value
+    }
+    for name, value in clean.items():
+        setattr(tenant, name, value)
+    if diff:
+        events.record(db, "policy.changed", now=now, tenant_id=tenant.id, origin=origin,
+                      actor_id=actor_id, changes=diff)
+    db.flush()
+    return tenant
+
+
+def _check(field: Field, value: Any) -> Any:
+    problem = ValidationError(
+        f"{field.label} must be {field.describe_range()}.", field=field.api_name
+    )
+    if field.kind is bool:
+        if not isinstance(value, bool):
+            raise problem
+        return value
+    if field.kind is str:
+        if value not in field.choices:
+            raise problem
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise problem
+    assert field.low is not None and field.high is not None
+    if not field.low <= value <= field.high:
+        raise problem
+    return value
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("day", DAY), ("hour", HOUR), ("minute", MINUTE)):
+        if seconds % size == 0 and seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"

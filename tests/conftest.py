@@ -1,0 +1,354 @@
+"""Shared fixtures: a migrated database per test, a real SMTP server, a moving clock,
+factories, and a ``login`` helper that goes through the real email-code flow.
+
+Set ``HOLDFAST_REQUIRE_ALL=1`` (CI does) to turn a missing tool (Chromium, PostgreSQL,
+nginx) into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from app import Services, create_app, migrate
+from app.clock import FrozenClock
+from app.core import accounts
+from app.models import Tenant, User
+
+SECRET = "test-secret-" + "x" * 40
+START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+REQUIRE_ALL = os.environ.get("HOLDFAST_REQUIRE_ALL") == "1"
+UA_MAC_CHROME = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+)
+UA_IPAD = (
+    "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def require_tool(path_or_name: str, why: str) -> str:
+    """The tool's path; a skip when missing, or a failure under HOLDFAST_REQUIRE_ALL=1."""
+    found = shutil.which(path_or_name) or (path_or_name if Path(path_or_name).exists() else None)
+    if found:
+        return found
+    message = f"{path_or_name} is not installed ({why})"
+    if REQUIRE_ALL:
+        pytest.fail(message + "; HOLDFAST_REQUIRE_ALL=1 requires it")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- mail ---------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """Everything the SMTP test server received."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def to(self, address: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 5.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.to(address)
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"no mail number {count} to {address} within {timeout}s")
+
+    def last_code(self, address: str, count: int = 1) -> str:
+        body = self.wait_for(address, count)[-1].get_payload(decode=True).decode()
+        match = re.search(r"code is (\d{6})", body)
+        assert match, body
+        return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: tuple[Mailbox, int]) -> Mailbox:
+    box, _port = smtp_server
+    box.clear()
+    return box
+
+
+# --- database and app -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once, with a signing key; each test gets a copy."""
+    folder = tmp_path_factory.mktemp("template")
+    path = folder / "holdfast.db"
+    app = create_app(
+        {"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": SECRET, "MAIL_URL": "console"},
+        instance_path=folder,
+    )
+    services: Services = app.extensions["holdfast"]
+    migrate.upgrade(services.database.engine)
+    with services.session(write=True) as db:
+        db.add(services.keys.new_key(START))
+        db.commit()
+    services.database.dispose()
+    return path
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def app_config(
+    tmp_path: Path, template_db: Path, smtp_server: tuple[Mailbox, int], clock: FrozenClock
+) -> dict[str, Any]:
+    path = tmp_path / "holdfast.db"
+    shutil.copy(template_db, path)
+    _mailbox, port = smtp_server
+    return {
+        "DATABASE_URL": f"sqlite:///{path}",
+        "SECRET_KEY": SECRET,
+        "MAIL_URL": f"smtp://127.0.0.1:{port}",
+        "MAIL_FROM": "Holdfast <no-reply@holdfast.test>",
+        "BASE_URL": "http://localhost",
+        "COOKIE_SECURE": False,
+        "CLOCK": clock,
+        "RATELIMIT_CODES": "1000 per minute",
+        "RATELIMIT_CODES_PER_IP": "1000 per minute",
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
+    application = create_app(app_config, instance_path=tmp_path)
+    yield application
+    application.extensions["holdfast"].database.dispose()
+
+
+@pytest.fixture
+def services(app: Flask) -> Services:
+    return app.extensions["holdfast"]
+
+
+@pytest.fixture
+def db(services: Services) -> Iterator[Session]:
+    """A session for arranging and checking state directly (commit what you arrange)."""
+    session = services.session(write=True)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# --- factories ------------------------------------------------------------------------------
+
+
+@dataclass
+class Factory:
+    services: Services
+    clock: FrozenClock
+
+    def tenant(self, slug: str = "acme", **policy: Any) -> Tenant:
+        with self.services.session(write=True) as db:
+            tenant = accounts.create_tenant(db, slug, slug.title(), now=self.clock.now())
+            for name, value in policy.items():
+                setattr(tenant, name, value)
+            db.commit()
+            return tenant
+
+    def user(self, email: str, tenant: Tenant, role: str = "member", **fields: Any) -> User:
+        with self.services.session(write=True) as db:
+            tenant_row = db.get_one(Tenant, tenant.id)
+            user = accounts.add_user(db, tenant_row, email, role=role, now=self.clock.now())
+            for name, value in fields.items():
+                setattr(user, name, value)
+            db.commit()
+            return user
+
+    def policy(self, tenant: Tenant, **policy: Any) -> None:
+        with self.services.session(write=True) as db:
+            row = db.get_one(Tenant, tenant.id)
+            for name, value in policy.items():
+                setattr(row, name, value)
+            db.commit()
+
+
+@pytest.fixture
+def make(services: Services, clock: FrozenClock) -> Factory:
+    return Factory(services, clock)
+
+
+@pytest.fixture
+def tenant(make: Factory) -> Tenant:
+    return make.tenant("acme")
+
+
+@pytest.fixture
+def member(make: Factory, tenant: Tenant) -> User:
+    return make.user("sam@acme.test", tenant)
+
+
+# --- signing in through the real flow -----------------------------------------------------
+
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_FIELD.search(html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def request_code(client: FlaskClient, email: str, **headers: str) -> Any:
+    page = client.get("/login", headers=headers)
+    return client.post(
+        "/login", data={"email": email, "csrf_token": csrf_from(page.text)}, headers=headers
+    )
+
+
+def login(
+    client: FlaskClient,
+    mailbox: Mailbox,
+    email: str,
+    *,
+    user_agent: str = UA_MAC_CHROME,
+    trust: bool = False,
+) -> Any:
+    """Sign in as ``email`` through /login and the emailed code; returns the final answer."""
+    headers = {"User-Agent": user_agent}
+    before = len(mailbox.to(email))
+    response = request_code(client, email, **headers)
+    assert response.status_code == 302, response.text
+    code = mailbox.last_code(email, before + 1)
+    page = client.get("/login/code", headers=headers)
+    data = {"code": code, "csrf_token": csrf_from(page.text)}
+    if trust:
+        data["trust_device"] = "y"
+    return client.post("/login/code", data=data, headers=headers)
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, mailbox: Mailbox, member: User) -> FlaskClient:
+    response = login(client, mailbox, member.email)
+    assert response.status_code == 302 and response.location == "/devices", response.text
+    return client
+
+
+def session_id_of(client: FlaskClient, services: Services, clock: FrozenClock) -> str:
+    cookie = client.get_cookie("holdfast_session")
+    assert cookie is not None
+    return services.keys.verify(cookie.value, clock.now()).session_id
+
+
+
+# --- a real server and Chromium, for browser tests -----------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's Chromium, never a downloaded browser (pytest-playwright's own fixture)."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": require_tool(CHROMIUM, "browser tests drive Debian's chromium"),
+        "args": CHROMIUM_ARGS,
+    }
+
+
+@pytest.fixture
+def live_app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
+    """The app on the real clock, for a server a browser talks to."""
+    application = create_app({**app_config, "CLOCK": None}, instance_path=tmp_path)
+    yield application
+    application.extensions["holdfast"].database.dispose()
+
+
+@pytest.fixture
+def live_server(live_app: Flask) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_make(live_app: Flask) -> Factory:
+    from app.clock import SystemClock
+
+    return Factory(live_app.extensions["holdfast"], SystemClock())  # type: ignore[arg-type]
+
+
+def browser_login(page: Any, base_url: str, mailbox: Mailbox, email: str) -> None:
+    """Sign in through the real pages in a Playwright page."""
+    before = len(mailbox.to(email))
+    page.goto(f"{base_url}/login")
+    page.fill("#email", email)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/login/code")
+    page.fill("#code", mailbox.last_code(email, before + 1))
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/devices")

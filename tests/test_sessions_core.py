@@ -1,0 +1,173 @@
+"""The hot path and the deadline rules, with the clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from app.core import sessions, signin
+from app.core.errors import InvalidSession, SessionExpired
+from app.core.events import Origin
+from app.db import scope_to_tenant
+from app.models import Event, User, UserSession
+from app.tokens import Claims, TokenExpired
+from tests.conftest import UA_MAC_CHROME
+
+ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
+
+
+@pytest.fixture
+def signed(services, clock, mailbox, member):
+    with services.session(write=True) as db:
+        challenge = signin.request_code(db, services.hasher, member.email, now=clock.now(),
+                                        origin=ORIGIN)
+        db.commit()
+    with services.session(write=True) as db:
+        result = signin.sign_in(db, services.hasher, challenge.id,
+                                mailbox.last_code(member.email), now=clock.now(), origin=ORIGIN)
+        db.commit()
+    token = services.keys.sign(user_id=member.id, tenant_id=member.tenant_id,
+                               session_id=result.session.id, now=clock.now(),
+                               expires_at=result.session.absolute_deadline)
+    return result, token
+
+
+def check(services, clock, token, touch=True):
+    with services.session(write=True) as db:
+        claims = services.keys.verify(token, clock.now())
+        scope_to_tenant(db, claims.tenant_id)
+        try:
+            return sessions.check_session(db, claims, now=clock.now(), touch=touch)
+        finally:
+            db.commit()
+
+
+def test_live_session_passes(services, clock, signed):
+    result, token = signed
+    current = check(services, clock, token)
+    assert current.session.id == result.session.id
+    assert current.user.email == "sam@acme.test"
+
+
+def test_idle_timeout_one_second_either_side(services, clock, signed):
+    _result, token = signed  # default policy: 30 minutes idle
+    clock.advance(minutes=29, seconds=59)
+    check(services, clock, token, touch=False)  # alive, and a poll does not extend
+    clock.advance(seconds=2)
+    with pytest.raises(SessionExpired) as caught:
+        check(services, clock, token)
+    assert caught.value.details["reason"] == "idle_expired"
+    with services.session() as db:
+        row = db.scalars(select(UserSession)).one()
+        assert row.end_reason == "idle_expired" and row.ended_at == clock.now()
+
+
+def test_activity_slides_the_idle_deadline(services, clock, signed):
+    _result, token = signed
+    for _ in range(6):  # an active person, 20 minutes apart, for two hours
+        clock.advance(minutes=20)
+        check(services, clock, token)
+    clock.advance(minutes=29)
+    assert check(services, clock, token)
+
+
+def test_sliding_never_passes_the_absolute_deadline(services, clock, signed, make, tenant):
+    result, token = signed
+    start = clock.now()
+    while clock.now() < start + timedelta(hours=11, minutes=50):
+        clock.advance(minutes=10)
+        check(services, clock, token)
+    current = check(services, clock, token)
+    assert current.expires_at == start + timedelta(hours=12)
+    clock.set(start + timedelta(hours=12) - timedelta(seconds=1))
+    assert check(services, clock, token)
+    clock.advance(seconds=1)
+    with pytest.raises(TokenExpired):  # the token's exp is the absolute deadline
+        check(services, clock, token)
+    with services.session() as db, pytest.raises(SessionExpired):
+        claims = Claims(result.user.id, result.tenant.id, result.session.id, 2**40)
+        sessions.check_session(db, claims, now=clock.now())
+
+
+def test_tightening_the_policy_applies_on_the_next_request(services, clock, signed, make, tenant):
+    _result, token = signed
+    clock.advance(minutes=10)
+    make.policy(tenant, idle_timeout=5 * 60)
+    with pytest.raises(SessionExpired):
+        check(services, clock, token)
+
+
+def test_ended_session_is_refused_with_its_reason(services, clock, signed):
+    result, token = signed
+    with services.session(write=True) as db:
+        row = db.get_one(UserSession, result.session.id)
+        sessions.end_session(db, row, "revoked_by_user", now=clock.now())
+        db.commit()
+    with pytest.raises(InvalidSession) as caught:
+        check(services, clock, token)
+    assert caught.value.details["reason"] == "revoked_by_user"
+    assert "another device" in caught.value.message
+
+
+def test_disabled_person_is_refused(services, clock, signed, member):
+    _result, token = signed
+    with services.session(write=True) as db:
+        db.get_one(User, member.id).disabled = True
+        db.commit()
+    with pytest.raises(InvalidSession):
+        check(services, clock, token)
+
+
+def test_writes_are_throttled(services, clock, signed):
+    """A client calling once a second for ten minutes causes at most one write a minute."""
+    _result, token = signed
+    writes = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE")):
+            writes.append(statement)
+
+    engine = services.database.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(600):
+            clock.advance(seconds=1)
+            check(services, clock, token)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert 1 <= len(writes) <= 10, writes[:3]
+
+
+def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, signed):
+    result, token = signed
+    with services.session(write=True) as db:
+        challenge = signin.request_code(db, services.hasher, member.email, now=clock.now(),
+                                        origin=ORIGIN)
+        db.commit()
+    with services.session(write=True) as db:
+        signin.sign_in(db, services.hasher, challenge.id, mailbox.last_code(member.email, 2),
+                       now=clock.now(), origin=ORIGIN)
+        db.commit()
+    with services.session(write=True) as db:
+        claims = services.keys.verify(token, clock.now())
+        current = sessions.check_session(db, claims, now=clock.now())
+        ended = sessions.end_other_sessions(db, current, now=clock.now(), origin=ORIGIN)
+        db.commit()
+    assert len(ended) == 1 and ended[0].id != result.session.id
+    with services.session() as db:
+        kinds = db.scalars(select(Event.details).where(Event.kind == "session.ended")).all()
+        assert [k["reason"] for k in kinds] == ["revoked_by_user"]
+        assert check(services, clock, token).session.ended_at is None
+
+
+def test_a_person_cannot_touch_another_persons_session(services, clock, signed, make, tenant):
+    from app.core.errors import NotFound
+
+    result, token = signed
+    other = make.user("kim@acme.test", tenant)
+    with services.session(write=True) as db:
+        other_row = db.get_one(User, other.id)
+        with pytest.raises(NotFound):
+            sessions.own_session(db, other_row, result.session.id)
