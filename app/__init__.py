@@ -98,10 +98,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import auth, devices
+    from app.web import admin, admin_people, admin_policy, api, auth, devices, proxy
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(devices.bp)
+    for blueprint in (auth.bp, devices.bp, api.bp, proxy.bp, admin.bp, admin_people.bp,
+                      admin_policy.bp):
+        app.register_blueprint(blueprint)
 
 
 def register_request_hooks(app: Flask) -> None:

@@ -25,7 +25,7 @@ from app.core import events
 from app.core.accounts import find_user_by_email, normalise_email
 from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached, ValidationError
 from app.core.events import Origin
-from app.core.sessions import END_MESSAGES, end_session, lifetime, live_sessions
+from app.core.sessions import Current, END_MESSAGES, end_session, lifetime, live_sessions
 from app.crypto import Hasher
 from app.db import queue_mail
 from app.devices import DEVICE_KINDS, describe
@@ -146,18 +146,7 @@ def sign_in(
             sessions=live,
         )
 
-    consumed = db.execute(
-        update(Challenge)
-        .where(
-            Challenge.id == challenge.id,
-            Challenge.consumed_at.is_(None),
-            Challenge.attempts < MAX_ATTEMPTS,
-        )
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if consumed != 1:
-        raise InvalidCode("That code was used already. Ask for a new code.")
+    _consume(db, challenge, now)
 
     device, raw_cookie, new_device = _recognise_device(
         db, hasher, user, device_cookie, origin=origin, now=now,
@@ -186,6 +175,41 @@ def sign_in(
         _mail_evicted(db, user, old, device, now)
     db.flush()
     return SignIn(session, device, user, tenant, raw_cookie, new_device, evicted)
+
+
+def reauthenticate(
+    db: Session, hasher: Hasher, current: Current, challenge_id: str, code: str, *,
+    now: datetime, origin: Origin,
+) -> UserSession:
+    """Confirm it is still the same person (a fresh code) without starting a new session:
+    the current session's ``authenticated_at`` moves to now. Raises like sign_in."""
+    challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
+    if challenge is None or challenge.user_id != current.user.id:
+        raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+    _check_code(db, hasher, challenge, code, now=now, origin=origin)
+    _consume(db, challenge, now)
+    current.session.authenticated_at = now
+    events.record(db, "session.reauthenticated", now=now, tenant_id=current.tenant.id,
+                  origin=origin, actor_id=current.user.id, subject_id=current.user.id,
+                  session_id=current.session.id)
+    db.flush()
+    return current.session
+
+
+def _consume(db: Session, challenge: Challenge, now: datetime) -> None:
+    """Use the code up, atomically: of parallel submissions exactly one gets here."""
+    consumed = db.execute(
+        update(Challenge)
+        .where(
+            Challenge.id == challenge.id,
+            Challenge.consumed_at.is_(None),
+            Challenge.attempts < MAX_ATTEMPTS,
+        )
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if consumed != 1:
+        raise InvalidCode("That code was used already. Ask for a new code.")
 
 
 def _check_code(

@@ -171,3 +171,33 @@ def logout() -> Response:
     clear_session_cookie(response)  # type: ignore[arg-type]
     session.clear()
     return response  # type: ignore[return-value]
+
+
+@bp.route("/login/again", methods=["GET", "POST"])
+@login_required
+def again() -> Response | str:
+    """Confirm it is you with a fresh code (admin work needs a recent sign-in). The
+    current session stays; only its sign-in time moves."""
+    me = current()
+    flow = session.get("reauth")
+    next_url = safe_next(request.args.get("next")) or (flow or {}).get("next")
+    form = CodeForm()
+    send = ActionForm(prefix="send")
+    if request.method == "POST" and "send-csrf_token" in request.form and send.validate_on_submit():
+        challenge = signin.request_code(
+            db(), services().hasher, me.user.email, now=now(), origin=origin(),
+            product=current_app.config["PRODUCT_NAME"],
+        )
+        session["reauth"] = {"challenge": challenge.id, "next": next_url}
+        return redirect(url_for("auth.again"))  # type: ignore[return-value]
+    if flow and form.validate_on_submit():
+        try:
+            signin.reauthenticate(db(), services().hasher, me, flow["challenge"],
+                                  form.code.data or "", now=now(), origin=origin())
+        except (InvalidCode, ChallengeLocked) as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            session.pop("reauth", None)
+            return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]
+    return render_template("auth/again.html", form=form, send=send, sent=bool(flow),
+                           email=me.user.email)
