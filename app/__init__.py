@@ -100,8 +100,15 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app.web import admin, admin_people, admin_policy, api, auth, devices, proxy
 
-    for blueprint in (auth.bp, devices.bp, api.bp, proxy.bp, admin.bp, admin_people.bp,
-                      admin_policy.bp):
+    for blueprint in (
+        auth.bp,
+        devices.bp,
+        api.bp,
+        proxy.bp,
+        admin.bp,
+        admin_people.bp,
+        admin_policy.bp,
+    ):
         app.register_blueprint(blueprint)
 
 

@@ -46,6 +46,7 @@ def fail(error: HoldfastError) -> None:
 
 # --- db ---------------------------------------------------------------------------------
 
+
 @click.group("db")
 def db_group() -> None:
     """Database schema."""
@@ -75,6 +76,7 @@ def ensure_signing_key() -> None:
 
 
 # --- tenants and people ---------------------------------------------------------------------
+
 
 @click.group("tenant")
 def tenant_group() -> None:
@@ -116,8 +118,9 @@ def user_add(email: str, slug: str, admin: bool) -> None:
             tenant = accounts.tenant_by_slug(db, slug)
             if tenant is None:
                 raise click.ClickException(f"No tenant called {slug!r}.")
-            user = accounts.add_user(db, tenant, email, role="admin" if admin else "member",
-                                     now=now)
+            user = accounts.add_user(
+                db, tenant, email, role="admin" if admin else "member", now=now
+            )
     except HoldfastError as error:
         fail(error)
     click.echo(f"Added {user.email} ({user.role}) to {slug}.")
@@ -125,14 +128,16 @@ def user_add(email: str, slug: str, admin: bool) -> None:
 
 # --- keys ---------------------------------------------------------------------------------
 
+
 @click.group("keys")
 def keys_group() -> None:
     """Token signing keys."""
 
 
 @keys_group.command("rotate")
-@click.option("--end-sessions", is_flag=True,
-              help="Also end every session now (everyone signs in again).")
+@click.option(
+    "--end-sessions", is_flag=True, help="Also end every session now (everyone signs in again)."
+)
 @with_appcontext
 def keys_rotate(end_sessions: bool) -> None:
     """Sign new tokens with a new key; the old key verifies until its tokens expire."""
@@ -148,12 +153,20 @@ def keys_rotate(end_sessions: bool) -> None:
                 .where(UserSession.ended_at.is_(None))
                 .values(ended_at=now, end_reason="keys_rotated")
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
         for tenant_id in db.scalars(select(Tenant.id)):
-            events.record(db, "keys.rotated", now=now, tenant_id=tenant_id, kid=key.kid,
-                          ended_sessions=end_sessions)
+            events.record(
+                db,
+                "keys.rotated",
+                now=now,
+                tenant_id=tenant_id,
+                kid=key.kid,
+                ended_sessions=end_sessions,
+            )
     services().keys.reload()
-    click.echo(f"New signing key {key.kid}." + (f" Ended {ended} sessions." if end_sessions else ""))
+    click.echo(
+        f"New signing key {key.kid}." + (f" Ended {ended} sessions." if end_sessions else "")
+    )
 
 
 # --- demo ---------------------------------------------------------------------------------
@@ -174,7 +187,9 @@ def demo() -> None:
         for email, role in ((DEMO_ADMIN, "admin"), (DEMO_MEMBER, "member")):
             if accounts.find_user_by_email(db, email) is None:
                 accounts.add_user(db, tenant, email, role=role, now=now)
-        people = db.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant.id))
+        people = db.scalar(
+            select(func.count()).select_from(User).where(User.tenant_id == tenant.id)
+        )
     click.echo(f"Demo tenant 'demo' ({people} people). Sign in as:")
     click.echo(f"  admin:  {DEMO_ADMIN}")
     click.echo(f"  member: {DEMO_MEMBER}")
@@ -192,8 +207,13 @@ def _create_app() -> Flask:
     return create_app()
 
 
-cli = FlaskGroup(name="holdfast", create_app=_create_app, add_version_option=False,
-                 load_dotenv=False, help="Holdfast: sessions and devices.")
+cli = FlaskGroup(
+    name="holdfast",
+    create_app=_create_app,
+    add_version_option=False,
+    load_dotenv=False,
+    help="Holdfast: sessions and devices.",
+)
 
 
 def main() -> None:

@@ -1,15 +1,16 @@
 """Configuration from ``HOLDFAST_*`` environment variables (Flask's ``from_prefixed_env``).
 
-| variable | meaning | default |
-| --- | --- | --- |
-| HOLDFAST_DATABASE_URL | SQLAlchemy URL | SQLite file in the instance folder |
-| HOLDFAST_SECRET_KEY | signs cookies, derives the keys that guard stored secrets | generated once into the instance folder |
-| HOLDFAST_MAIL_URL | ``console``, ``smtp://host:port`` or ``smtps://host:port`` | ``console`` |
-| HOLDFAST_MAIL_FROM | sender address | ``Holdfast <no-reply@localhost>`` |
-| HOLDFAST_BASE_URL | public URL; the token issuer | ``http://127.0.0.1:5000`` |
-| HOLDFAST_COOKIE_SECURE | Secure flag on cookies | true, false under ``holdfast run`` / ``make run`` |
-| HOLDFAST_REDIS_URL | shared rate-limit storage for several nodes | in-process memory |
-| HOLDFAST_RATELIMIT_CODES | code requests allowed per email and per IP | ``5 per 10 minutes;20 per hour`` |
+* HOLDFAST_DATABASE_URL: SQLAlchemy URL (default: SQLite file in the instance folder)
+* HOLDFAST_SECRET_KEY: signs cookies and derives the keys guarding stored secrets
+  (default: generated once into the instance folder; a short or placeholder key is refused)
+* HOLDFAST_MAIL_URL: ``console``, ``smtp://host:port`` or ``smtps://host:port``
+* HOLDFAST_MAIL_FROM: sender address
+* HOLDFAST_BASE_URL: the public URL; the token issuer
+* HOLDFAST_COOKIE_SECURE: Secure flag on cookies (default true; false under ``holdfast run``)
+* HOLDFAST_REDIS_URL: shared rate-limit storage for several nodes (default: in-process)
+* HOLDFAST_RATELIMIT_CODES / HOLDFAST_RATELIMIT_CODES_PER_IP: code requests allowed per
+  email address and per client IP
+* HOLDFAST_TRUSTED_PROXIES: how many reverse proxies to trust for X-Forwarded-*
 """
 
 from __future__ import annotations
@@ -22,10 +23,21 @@ from typing import Any
 from flask import Flask
 
 #: placeholder secrets people copy from examples; refused like short ones
-PLACEHOLDER_SECRETS = frozenset({
-    "changeme", "change-me", "secret", "dev", "development", "your-secret-key",
-    "replace-me", "please-change-me", "holdfast", "supersecret", "default",
-})
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "dev",
+        "development",
+        "your-secret-key",
+        "replace-me",
+        "please-change-me",
+        "holdfast",
+        "supersecret",
+        "default",
+    }
+)
 MIN_SECRET_BYTES = 32
 
 DEFAULTS: dict[str, Any] = {
@@ -69,7 +81,10 @@ def _secret_key(app: Flask) -> str:
     supplied = app.config.get("SECRET_KEY")
     if supplied:
         supplied = str(supplied)
-        if supplied.strip().lower() in PLACEHOLDER_SECRETS or len(supplied.encode()) < MIN_SECRET_BYTES:
+        if (
+            supplied.strip().lower() in PLACEHOLDER_SECRETS
+            or len(supplied.encode()) < MIN_SECRET_BYTES
+        ):
             raise ConfigError(
                 f"HOLDFAST_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes of random data "
                 "(try: python -c 'import secrets; print(secrets.token_urlsafe(48))')"

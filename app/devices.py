@@ -36,7 +36,9 @@ def describe(user_agent: str) -> DeviceInfo:
     return DeviceInfo(
         kind=kind,
         os="" if os_name == "Other" else os_name,
-        browser="" if browser == "Other" else browser.removeprefix("Mobile ").removesuffix(" Mobile"),
+        browser=""
+        if browser == "Other"
+        else browser.removeprefix("Mobile ").removesuffix(" Mobile"),
     )
 
 

@@ -38,7 +38,8 @@ class ConsoleMailer:
         stream = self.stream or sys.stderr
         rule = "-" * 60
         stream.write(
-            f"\n{rule}\nMail to {message.to}\nSubject: {message.subject}\n\n{message.text}\n{rule}\n"
+            f"\n{rule}\nMail to {message.to}\nSubject: {message.subject}\n\n"
+            f"{message.text}\n{rule}\n"
         )
         stream.flush()
 
@@ -92,7 +93,9 @@ def mailer_from_url(url: str, sender: str) -> Mailer:
         return ConsoleMailer(sender)
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError(f"HOLDFAST_MAIL_URL must be 'console', smtp://host:port or smtps://…, not {url!r}")
+        raise ValueError(
+            f"HOLDFAST_MAIL_URL must be 'console', smtp://host:port or smtps://…, not {url!r}"
+        )
     implicit_tls = parts.scheme == "smtps"
     return SmtpMailer(
         sender,

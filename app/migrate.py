@@ -14,9 +14,7 @@ from app import ROOT
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.set_main_option(
-        "file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s_%%(slug)s"
-    )
+    cfg.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s_%%(slug)s")
     cfg.attributes["engine"] = engine
     return cfg
 
@@ -32,5 +30,6 @@ def revision(engine: Engine, message: str) -> None:
     cfg = alembic_config(engine)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.revision(cfg, message=message, autogenerate=True,
-                         rev_id=datetime.now(UTC).strftime("%Y%m%d%H%M"))
+        command.revision(
+            cfg, message=message, autogenerate=True, rev_id=datetime.now(UTC).strftime("%Y%m%d%H%M")
+        )

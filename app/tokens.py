@@ -35,7 +35,7 @@ from app.crypto import derive_key
 from app.models import SigningKey
 
 ALGORITHM = "ES256"
-TOKEN_TYPE = "hf-session+jwt"
+TOKEN_TYPE = "hf-session+jwt"  # noqa: S105 (a JOSE typ, not a secret)
 AUDIENCE = "holdfast"
 FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c"})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti")
@@ -104,7 +104,9 @@ class KeyRing:
         nonce = os.urandom(12)
         public_pem = (
             private.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
             .decode()
         )
         return SigningKey(
@@ -118,6 +120,7 @@ class KeyRing:
     def reload(self) -> None:
         keys: dict[str, _Key] = {}
         signing: _Key | None = None
+        newest = None
         for row in self._load_keys():
             public = serialization.load_pem_public_key(row.public_pem.encode())
             assert isinstance(public, ec.EllipticCurvePublicKey)
@@ -125,8 +128,8 @@ class KeyRing:
                 nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
                 pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
                 key = _Key(row.kid, public, serialization.load_pem_private_key(pem, None))
-                if signing is None or row.created_at > signing_created:
-                    signing, signing_created = key, row.created_at
+                if newest is None or row.created_at > newest:
+                    signing, newest = key, row.created_at
             else:
                 key = _Key(row.kid, public)
             keys[row.kid] = key
@@ -141,8 +144,9 @@ class KeyRing:
 
     # --- tokens ----------------------------------------------------------------------
 
-    def sign(self, *, user_id: str, tenant_id: str, session_id: str, now: datetime,
-             expires_at: datetime) -> str:
+    def sign(
+        self, *, user_id: str, tenant_id: str, session_id: str, now: datetime, expires_at: datetime
+    ) -> str:
         self._fresh()
         if self._signing is None:
             self.reload()

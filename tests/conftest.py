@@ -72,7 +72,7 @@ class Mailbox:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         with self._lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
@@ -288,7 +288,6 @@ def session_id_of(client: FlaskClient, services: Services, clock: FrozenClock) -
     cookie = client.get_cookie("holdfast_session")
     assert cookie is not None
     return services.keys.verify(cookie.value, clock.now()).session_id
-
 
 
 # --- a real server and Chromium, for browser tests -----------------------------------------

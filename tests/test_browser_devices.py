@@ -49,7 +49,9 @@ def test_end_another_browser_session_live(browser, live_server, live_make, mailb
     # The iPad's next navigation lands on the sign-in page, with the reason.
     b.goto(f"{live_server}/devices")
     b.wait_for_url("**/login**")
-    assert "You were signed out from another device." in b.locator("#signed-out-reason").inner_text()
+    assert (
+        "You were signed out from another device." in b.locator("#signed-out-reason").inner_text()
+    )
     desk.close()
     ipad.close()
 

@@ -21,16 +21,27 @@ ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 @pytest.fixture
 def signed(services, clock, mailbox, member):
     with services.session(write=True) as db:
-        challenge = signin.request_code(db, services.hasher, member.email, now=clock.now(),
-                                        origin=ORIGIN)
+        challenge = signin.request_code(
+            db, services.hasher, member.email, now=clock.now(), origin=ORIGIN
+        )
         db.commit()
     with services.session(write=True) as db:
-        result = signin.sign_in(db, services.hasher, challenge.id,
-                                mailbox.last_code(member.email), now=clock.now(), origin=ORIGIN)
+        result = signin.sign_in(
+            db,
+            services.hasher,
+            challenge.id,
+            mailbox.last_code(member.email),
+            now=clock.now(),
+            origin=ORIGIN,
+        )
         db.commit()
-    token = services.keys.sign(user_id=member.id, tenant_id=member.tenant_id,
-                               session_id=result.session.id, now=clock.now(),
-                               expires_at=result.session.absolute_deadline)
+    token = services.keys.sign(
+        user_id=member.id,
+        tenant_id=member.tenant_id,
+        session_id=result.session.id,
+        now=clock.now(),
+        expires_at=result.session.absolute_deadline,
+    )
     return result, token
 
 
@@ -86,8 +97,8 @@ def test_sliding_never_passes_the_absolute_deadline(services, clock, signed, mak
     clock.advance(seconds=1)
     with pytest.raises(TokenExpired):  # the token's exp is the absolute deadline
         check(services, clock, token)
+    claims = Claims(result.user.id, result.tenant.id, result.session.id, 2**40)
     with services.session() as db, pytest.raises(SessionExpired):
-        claims = Claims(result.user.id, result.tenant.id, result.session.id, 2**40)
         sessions.check_session(db, claims, now=clock.now())
 
 
@@ -143,12 +154,19 @@ def test_writes_are_throttled(services, clock, signed):
 def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, signed):
     result, token = signed
     with services.session(write=True) as db:
-        challenge = signin.request_code(db, services.hasher, member.email, now=clock.now(),
-                                        origin=ORIGIN)
+        challenge = signin.request_code(
+            db, services.hasher, member.email, now=clock.now(), origin=ORIGIN
+        )
         db.commit()
     with services.session(write=True) as db:
-        signin.sign_in(db, services.hasher, challenge.id, mailbox.last_code(member.email, 2),
-                       now=clock.now(), origin=ORIGIN)
+        signin.sign_in(
+            db,
+            services.hasher,
+            challenge.id,
+            mailbox.last_code(member.email, 2),
+            now=clock.now(),
+            origin=ORIGIN,
+        )
         db.commit()
     with services.session(write=True) as db:
         claims = services.keys.verify(token, clock.now())
@@ -165,7 +183,7 @@ def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, 
 def test_a_person_cannot_touch_another_persons_session(services, clock, signed, make, tenant):
     from app.core.errors import NotFound
 
-    result, token = signed
+    result, _token = signed
     other = make.user("kim@acme.test", tenant)
     with services.session(write=True) as db:
         other_row = db.get_one(User, other.id)

@@ -26,8 +26,9 @@ def ask(services, clock, email):
 def enter(services, clock, challenge_id, code, **options):
     with services.session(write=True) as db:
         try:
-            return signin.sign_in(db, services.hasher, challenge_id, code, now=clock.now(),
-                                  origin=ORIGIN, **options)
+            return signin.sign_in(
+                db, services.hasher, challenge_id, code, now=clock.now(), origin=ORIGIN, **options
+            )
         finally:
             db.commit()  # a HoldfastError leaves consistent state meant to be kept
 
@@ -83,7 +84,9 @@ def test_five_wrong_codes_kill_the_challenge(services, clock, mailbox, member):
         enter(services, clock, challenge_id, code)  # even the right code: the challenge is dead
     with services.session() as db:
         assert db.get_one(Challenge, challenge_id).attempts == 5
-        failed = db.scalar(select(func.count()).select_from(Event).where(Event.kind == "code.failed"))
+        failed = db.scalar(
+            select(func.count()).select_from(Event).where(Event.kind == "code.failed")
+        )
         assert failed == 5
 
 
@@ -127,13 +130,25 @@ def test_disabled_person_gets_no_code(services, clock, mailbox, make, tenant):
 def test_same_device_cookie_is_recognised_and_bound_to_the_person(
     services, clock, mailbox, member, make, tenant
 ):
-    first = enter(services, clock, ask(services, clock, member.email), mailbox.last_code(member.email))
-    again = enter(services, clock, ask(services, clock, member.email),
-                  mailbox.last_code(member.email, 2), device_cookie=first.device_cookie)
+    first = enter(
+        services, clock, ask(services, clock, member.email), mailbox.last_code(member.email)
+    )
+    again = enter(
+        services,
+        clock,
+        ask(services, clock, member.email),
+        mailbox.last_code(member.email, 2),
+        device_cookie=first.device_cookie,
+    )
     assert again.device.id == first.device.id
     assert again.device_cookie is None and not again.new_device
     assert again.session.id != first.session.id  # a new session at every sign-in
     other = make.user("kim@acme.test", tenant)
-    theirs = enter(services, clock, ask(services, clock, other.email),
-                   mailbox.last_code(other.email), device_cookie=first.device_cookie)
+    theirs = enter(
+        services,
+        clock,
+        ask(services, clock, other.email),
+        mailbox.last_code(other.email),
+        device_cookie=first.device_cookie,
+    )
     assert theirs.device.id != first.device.id  # the cookie is worthless for another person

@@ -27,7 +27,9 @@ def normalise_email(raw: str) -> str:
             raw, check_deliverability=False, globally_deliverable=False, test_environment=True
         )
     except EmailNotValidError as error:
-        raise ValidationError(f"That is not a valid email address: {error}", field="email") from error
+        raise ValidationError(
+            f"That is not a valid email address: {error}", field="email"
+        ) from error
     return result.normalized.lower()
 
 
@@ -38,8 +40,9 @@ def find_user_by_email(db: Session, email: str) -> User | None:
     ).one_or_none()
 
 
-def create_tenant(db: Session, slug: str, name: str, *, now: datetime,
-                  origin: Origin = events.SYSTEM) -> Tenant:
+def create_tenant(
+    db: Session, slug: str, name: str, *, now: datetime, origin: Origin = events.SYSTEM
+) -> Tenant:
     if not SLUG.match(slug or ""):
         raise ValidationError(
             "A tenant slug is 1-64 lower-case letters, digits and dashes.", field="slug"
@@ -51,14 +54,29 @@ def create_tenant(db: Session, slug: str, name: str, *, now: datetime,
     tenant = Tenant(slug=slug, name=name.strip(), created_at=now)
     db.add(tenant)
     db.flush()
-    events.record(db, "tenant.created", now=now, tenant_id=tenant.id, origin=origin,
-                  slug=slug, name=tenant.name)
+    events.record(
+        db,
+        "tenant.created",
+        now=now,
+        tenant_id=tenant.id,
+        origin=origin,
+        slug=slug,
+        name=tenant.name,
+    )
     return tenant
 
 
-def add_user(db: Session, tenant: Tenant, email: str, *, now: datetime, role: str = "member",
-             name: str | None = None, actor_id: str | None = None,
-             origin: Origin = events.SYSTEM) -> User:
+def add_user(
+    db: Session,
+    tenant: Tenant,
+    email: str,
+    *,
+    now: datetime,
+    role: str = "member",
+    name: str | None = None,
+    actor_id: str | None = None,
+    origin: Origin = events.SYSTEM,
+) -> User:
     email = normalise_email(email)
     if role not in ROLES:
         raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
@@ -67,8 +85,17 @@ def add_user(db: Session, tenant: Tenant, email: str, *, now: datetime, role: st
     user = User(tenant_id=tenant.id, email=email, role=role, name=name, created_at=now)
     db.add(user)
     db.flush()
-    events.record(db, "user.created", now=now, tenant_id=tenant.id, origin=origin,
-                  actor_id=actor_id, subject_id=user.id, email=email, role=role)
+    events.record(
+        db,
+        "user.created",
+        now=now,
+        tenant_id=tenant.id,
+        origin=origin,
+        actor_id=actor_id,
+        subject_id=user.id,
+        email=email,
+        role=role,
+    )
     return user
 
 

@@ -92,7 +92,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def search_sessions(
-    db: Session, filters: SessionFilters, *, now: datetime, cursor: str | None = None,
+    db: Session,
+    filters: SessionFilters,
+    *,
+    now: datetime,
+    cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
     """One page of the tenant's sessions, newest first by the chosen sort."""
@@ -102,7 +106,7 @@ def search_sessions(
     sort_column = (
         UserSession.last_seen_at if filters.sort == "last_active" else UserSession.created_at
     )
-    query: Select[Any] = (
+    query: Select = (  # type: ignore[type-arg]
         select(UserSession, User, Device)
         .join(User, User.id == UserSession.user_id)
         .join(Device, Device.id == UserSession.device_id)
@@ -111,8 +115,10 @@ def search_sessions(
     if cursor:
         after_value, after_id = decode_cursor(cursor)
         query = query.where(
-            or_(sort_column < after_value,
-                and_(sort_column == after_value, UserSession.id < after_id))
+            or_(
+                sort_column < after_value,
+                and_(sort_column == after_value, UserSession.id < after_id),
+            )
         )
     query = query.order_by(sort_column.desc(), UserSession.id.desc()).limit(limit + 1)
     found = [SessionRow(*row) for row in db.execute(query).all()]
@@ -124,7 +130,7 @@ def search_sessions(
     return page
 
 
-def _apply_filters(query: Select[Any], filters: SessionFilters, now: datetime) -> Select[Any]:
+def _apply_filters(query: Select, filters: SessionFilters, now: datetime) -> Select:  # type: ignore[type-arg]
     if filters.status == "live":
         query = query.where(
             UserSession.ended_at.is_(None),
@@ -190,7 +196,12 @@ def end_session_as_admin(
 
 
 def end_user_sessions(
-    db: Session, admin: Current, user_id: str, *, now: datetime, origin: Origin,
+    db: Session,
+    admin: Current,
+    user_id: str,
+    *,
+    now: datetime,
+    origin: Origin,
     reason: str = "revoked_by_admin",
 ) -> list[UserSession]:
     """End every live session of a person of the tenant (the admin's own included, if
@@ -201,6 +212,15 @@ def end_user_sessions(
     ).all()
     for session in live:
         end_session(db, session, reason, now=now, actor_id=admin.user.id, origin=origin)
-    events.record(db, "user.sessions_ended", now=now, tenant_id=user.tenant_id, origin=origin,
-                  actor_id=admin.user.id, subject_id=user.id, count=len(live), reason=reason)
+    events.record(
+        db,
+        "user.sessions_ended",
+        now=now,
+        tenant_id=user.tenant_id,
+        origin=origin,
+        actor_id=admin.user.id,
+        subject_id=user.id,
+        count=len(live),
+        reason=reason,
+    )
     return list(live)

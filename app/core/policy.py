@@ -36,30 +36,80 @@ class Field:
             return " or ".join(self.choices)
         if self.kind is bool:
             return "true or false"
-        return f"{_duration(self.low)} to {_duration(self.high)}" if self.api_name != (
-            "maxSessionsPerUser"
-        ) else f"{self.low} to {self.high} (0 means no limit)"
+        return (
+            f"{_duration(self.low)} to {_duration(self.high)}"
+            if self.api_name != ("maxSessionsPerUser")
+            else f"{self.low} to {self.high} (0 means no limit)"
+        )
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("idle_timeout", "idleTimeout", "Idle timeout", int, MINUTE, 30 * DAY,
-          help="A session with no activity for this long ends."),
-    Field("absolute_lifetime", "absoluteLifetime", "Absolute lifetime", int, 5 * MINUTE, 30 * DAY,
-          help="No session lives longer than this, however active."),
-    Field("extend_on_activity", "extendOnActivity", "Extend on activity", bool,
-          help="Activity moves the idle deadline (never past the absolute lifetime)."),
-    Field("trusted_lifetime", "trustedLifetime", "Trusted device lifetime", int, HOUR, 365 * DAY,
-          help="How long trust in a device lasts."),
-    Field("trusted_outlives_absolute", "trustedOutlivesAbsolute",
-          "Trusted devices outlive the absolute lifetime", bool,
-          help="Sessions on a trusted device may last up to the trusted device lifetime."),
-    Field("max_sessions_per_user", "maxSessionsPerUser", "Sessions per person", int, 0, 1000,
-          help="Live sessions one person may hold at once; 0 means no limit."),
-    Field("limit_mode", "limitMode", "At the limit", str, choices=LIMIT_MODES,
-          help="evict_oldest ends the least recently active session; deny asks the person "
-               "which session to end."),
-    Field("notify_new_device", "notifyNewDevice", "Email on new device", bool,
-          help="Email the person when they sign in on a device not seen before."),
+    Field(
+        "idle_timeout",
+        "idleTimeout",
+        "Idle timeout",
+        int,
+        MINUTE,
+        30 * DAY,
+        help="A session with no activity for this long ends.",
+    ),
+    Field(
+        "absolute_lifetime",
+        "absoluteLifetime",
+        "Absolute lifetime",
+        int,
+        5 * MINUTE,
+        30 * DAY,
+        help="No session lives longer than this, however active.",
+    ),
+    Field(
+        "extend_on_activity",
+        "extendOnActivity",
+        "Extend on activity",
+        bool,
+        help="Activity moves the idle deadline (never past the absolute lifetime).",
+    ),
+    Field(
+        "trusted_lifetime",
+        "trustedLifetime",
+        "Trusted device lifetime",
+        int,
+        HOUR,
+        365 * DAY,
+        help="How long trust in a device lasts.",
+    ),
+    Field(
+        "trusted_outlives_absolute",
+        "trustedOutlivesAbsolute",
+        "Trusted devices outlive the absolute lifetime",
+        bool,
+        help="Sessions on a trusted device may last up to the trusted device lifetime.",
+    ),
+    Field(
+        "max_sessions_per_user",
+        "maxSessionsPerUser",
+        "Sessions per person",
+        int,
+        0,
+        1000,
+        help="Live sessions one person may hold at once; 0 means no limit.",
+    ),
+    Field(
+        "limit_mode",
+        "limitMode",
+        "At the limit",
+        str,
+        choices=LIMIT_MODES,
+        help="evict_oldest ends the least recently active session; deny asks the person "
+        "which session to end.",
+    ),
+    Field(
+        "notify_new_device",
+        "notifyNewDevice",
+        "Email on new device",
+        bool,
+        help="Email the person when they sign in on a device not seen before.",
+    ),
 )
 BY_NAME = {field.name: field for field in FIELDS}
 BY_API_NAME = {field.api_name: field for field in FIELDS}
@@ -89,7 +139,12 @@ def validate(changes: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
 
 
 def update(
-    db: Session, tenant: Tenant, changes: dict[str, Any], *, now: datetime, actor_id: str | None,
+    db: Session,
+    tenant: Tenant,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
+    actor_id: str | None,
     origin: Origin = events.SYSTEM,
 ) -> Tenant:
     """Apply ``changes`` (all or nothing) and audit the old and new values. Existing
@@ -103,8 +158,15 @@ def update(
     for name, value in clean.items():
         setattr(tenant, name, value)
     if diff:
-        events.record(db, "policy.changed", now=now, tenant_id=tenant.id, origin=origin,
-                      actor_id=actor_id, changes=diff)
+        events.record(
+            db,
+            "policy.changed",
+            now=now,
+            tenant_id=tenant.id,
+            origin=origin,
+            actor_id=actor_id,
+            changes=diff,
+        )
     db.flush()
     return tenant
 

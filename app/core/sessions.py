@@ -155,7 +155,7 @@ def _touch(db: Session, current: Current, now: datetime) -> bool:
                 )
                 .values(last_seen_at=now, idle_deadline=idle)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
     except OperationalError:
         return False
     if written:
@@ -283,19 +283,32 @@ def rename_device(
         raise ValidationError("A device name is at most 60 characters.", field="name")
     old = device.name
     device.name = name or None
-    events.record(db, "device.renamed", now=now, tenant_id=device.tenant_id, origin=origin,
-                  actor_id=current.user.id, subject_id=current.user.id,
-                  session_id=current.session.id, device_id=device.id, old=old, new=device.name)
+    events.record(
+        db,
+        "device.renamed",
+        now=now,
+        tenant_id=device.tenant_id,
+        origin=origin,
+        actor_id=current.user.id,
+        subject_id=current.user.id,
+        session_id=current.session.id,
+        device_id=device.id,
+        old=old,
+        new=device.name,
+    )
     return device
 
 
 def device_count(db: Session, user_id: str, now: datetime) -> int:
     """How many devices hold a live session of the person."""
-    return db.scalar(
-        select(func.count(func.distinct(UserSession.device_id))).where(
-            UserSession.user_id == user_id,
-            UserSession.ended_at.is_(None),
-            UserSession.idle_deadline > now,
-            UserSession.absolute_deadline > now,
+    return (
+        db.scalar(
+            select(func.count(func.distinct(UserSession.device_id))).where(
+                UserSession.user_id == user_id,
+                UserSession.ended_at.is_(None),
+                UserSession.idle_deadline > now,
+                UserSession.absolute_deadline > now,
+            )
         )
-    ) or 0
+        or 0
+    )

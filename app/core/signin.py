@@ -25,7 +25,7 @@ from app.core import events
 from app.core.accounts import find_user_by_email, normalise_email
 from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached, ValidationError
 from app.core.events import Origin
-from app.core.sessions import Current, END_MESSAGES, end_session, lifetime, live_sessions
+from app.core.sessions import END_MESSAGES, Current, end_session, lifetime, live_sessions
 from app.crypto import Hasher
 from app.db import queue_mail
 from app.devices import DEVICE_KINDS, describe
@@ -51,7 +51,12 @@ class SignIn:
 
 
 def request_code(
-    db: Session, hasher: Hasher, email: str, *, now: datetime, origin: Origin,
+    db: Session,
+    hasher: Hasher,
+    email: str,
+    *,
+    now: datetime,
+    origin: Origin,
     product: str = "Holdfast",
 ) -> Challenge:
     """Start a sign-in: a challenge for ``email``, and (only for a real, enabled account)
@@ -81,22 +86,31 @@ def request_code(
     challenge.code_hash = hasher.hash(challenge.id, code)
     db.add(challenge)
     events.record(
-        db, "code.requested", now=now, tenant_id=challenge.tenant_id, origin=origin,
-        subject_id=challenge.user_id, challenge_id=challenge.id, known=user is not None,
+        db,
+        "code.requested",
+        now=now,
+        tenant_id=challenge.tenant_id,
+        origin=origin,
+        subject_id=challenge.user_id,
+        challenge_id=challenge.id,
+        known=user is not None,
     )
     if user is not None:
-        queue_mail(db, Message(
-            to=email,
-            subject=f"Your {product} sign-in code",
-            text=(
-                f"Your sign-in code is {code}\n\n"
-                f"It works once, for {int(CODE_LIFETIME.total_seconds() // 60)} minutes.\n"
-                f"Asked for from {origin.ip or 'an unknown address'} at "
-                f"{now:%Y-%m-%d %H:%M} UTC.\n\n"
-                "If you did not try to sign in, ignore this email: nobody can sign in "
-                "without the code.\n"
+        queue_mail(
+            db,
+            Message(
+                to=email,
+                subject=f"Your {product} sign-in code",
+                text=(
+                    f"Your sign-in code is {code}\n\n"
+                    f"It works once, for {int(CODE_LIFETIME.total_seconds() // 60)} minutes.\n"
+                    f"Asked for from {origin.ip or 'an unknown address'} at "
+                    f"{now:%Y-%m-%d %H:%M} UTC.\n\n"
+                    "If you did not try to sign in, ignore this email: nobody can sign in "
+                    "without the code.\n"
+                ),
             ),
-        ))
+        )
     db.flush()
     return challenge
 
@@ -130,9 +144,10 @@ def sign_in(
 
     # Lock the person's row: sign-ins of one person run one at a time from here on.
     user = db.scalars(
-        select(User).where(User.id == user.id).with_for_update().execution_options(
-            all_tenants=True, populate_existing=True
-        )
+        select(User)
+        .where(User.id == user.id)
+        .with_for_update()
+        .execution_options(all_tenants=True, populate_existing=True)
     ).one()
     tenant = db.get_one(Tenant, user.tenant_id)
     _sweep_expired(db, user, now)
@@ -149,14 +164,28 @@ def sign_in(
     _consume(db, challenge, now)
 
     device, raw_cookie, new_device = _recognise_device(
-        db, hasher, user, device_cookie, origin=origin, now=now,
-        name=device_name, kind=device_kind,
+        db,
+        hasher,
+        user,
+        device_cookie,
+        origin=origin,
+        now=now,
+        name=device_name,
+        kind=device_kind,
     )
     if trust_device:
         device.trusted_until = now + timedelta(seconds=tenant.trusted_lifetime)
-        events.record(db, "device.trusted", now=now, tenant_id=tenant.id, origin=origin,
-                      actor_id=user.id, subject_id=user.id, device_id=device.id,
-                      until=device.trusted_until.isoformat())
+        events.record(
+            db,
+            "device.trusted",
+            now=now,
+            tenant_id=tenant.id,
+            origin=origin,
+            actor_id=user.id,
+            subject_id=user.id,
+            device_id=device.id,
+            until=device.trusted_until.isoformat(),
+        )
 
     evicted: list[UserSession] = []
     if chosen is not None:
@@ -166,8 +195,14 @@ def sign_in(
         evicted = _evict(db, tenant, live, len(live) - limit + 1, now=now, origin=origin)
 
     session = _start_session(
-        db, tenant, user, device, now=now, origin=origin,
-        expires_in=expires_in, extend_on_activity=extend_on_activity,
+        db,
+        tenant,
+        user,
+        device,
+        now=now,
+        origin=origin,
+        expires_in=expires_in,
+        extend_on_activity=extend_on_activity,
     )
     user.last_sign_in_at = now
     device.last_seen_at = now
@@ -178,8 +213,14 @@ def sign_in(
 
 
 def reauthenticate(
-    db: Session, hasher: Hasher, current: Current, challenge_id: str, code: str, *,
-    now: datetime, origin: Origin,
+    db: Session,
+    hasher: Hasher,
+    current: Current,
+    challenge_id: str,
+    code: str,
+    *,
+    now: datetime,
+    origin: Origin,
 ) -> UserSession:
     """Confirm it is still the same person (a fresh code) without starting a new session:
     the current session's ``authenticated_at`` moves to now. Raises like sign_in."""
@@ -189,9 +230,16 @@ def reauthenticate(
     _check_code(db, hasher, challenge, code, now=now, origin=origin)
     _consume(db, challenge, now)
     current.session.authenticated_at = now
-    events.record(db, "session.reauthenticated", now=now, tenant_id=current.tenant.id,
-                  origin=origin, actor_id=current.user.id, subject_id=current.user.id,
-                  session_id=current.session.id)
+    events.record(
+        db,
+        "session.reauthenticated",
+        now=now,
+        tenant_id=current.tenant.id,
+        origin=origin,
+        actor_id=current.user.id,
+        subject_id=current.user.id,
+        session_id=current.session.id,
+    )
     db.flush()
     return current.session
 
@@ -207,13 +255,18 @@ def _consume(db: Session, challenge: Challenge, now: datetime) -> None:
         )
         .values(consumed_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if consumed != 1:
         raise InvalidCode("That code was used already. Ask for a new code.")
 
 
 def _check_code(
-    db: Session, hasher: Hasher, challenge: Challenge, code: str, *, now: datetime,
+    db: Session,
+    hasher: Hasher,
+    challenge: Challenge,
+    code: str,
+    *,
+    now: datetime,
     origin: Origin,
 ) -> User:
     if challenge.consumed_at is not None:
@@ -243,8 +296,16 @@ def _check_code(
             .execution_options(synchronize_session=False)
         )
         attempts = challenge.attempts + 1
-        events.record(db, "code.failed", now=now, tenant_id=challenge.tenant_id, origin=origin,
-                      subject_id=challenge.user_id, challenge_id=challenge.id, attempts=attempts)
+        events.record(
+            db,
+            "code.failed",
+            now=now,
+            tenant_id=challenge.tenant_id,
+            origin=origin,
+            subject_id=challenge.user_id,
+            challenge_id=challenge.id,
+            attempts=attempts,
+        )
         db.flush()
         if attempts >= MAX_ATTEMPTS:
             raise ChallengeLocked()
@@ -258,7 +319,8 @@ def _check_code(
 
 def _check_options(expires_in: int | None, device_kind: str | None) -> None:
     if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int)
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
         or expires_in < MIN_EXPIRES_IN
     ):
         raise ValidationError(
@@ -287,8 +349,15 @@ def _sweep_expired(db: Session, user: User, now: datetime) -> None:
 
 
 def _recognise_device(
-    db: Session, hasher: Hasher, user: User, raw_cookie: str | None, *, origin: Origin,
-    now: datetime, name: str | None, kind: str | None,
+    db: Session,
+    hasher: Hasher,
+    user: User,
+    raw_cookie: str | None,
+    *,
+    origin: Origin,
+    now: datetime,
+    name: str | None,
+    kind: str | None,
 ) -> tuple[Device, str | None, bool]:
     """The person's device behind ``raw_cookie`` (bound to this person only), or a new one
     with a fresh cookie value to hand out."""
@@ -323,12 +392,18 @@ def _recognise_device(
 
 
 def _evict(
-    db: Session, tenant: Tenant, live: list[UserSession], count: int, *, now: datetime,
+    db: Session,
+    tenant: Tenant,
+    live: list[UserSession],
+    count: int,
+    *,
+    now: datetime,
     origin: Origin,
 ) -> list[UserSession]:
     """End the ``count`` least recently active sessions, untrusted devices first."""
     devices = {
-        d.id: d for d in db.scalars(select(Device).where(Device.id.in_({s.device_id for s in live})))
+        d.id: d
+        for d in db.scalars(select(Device).where(Device.id.in_({s.device_id for s in live})))
     }
     order = sorted(live, key=lambda s: (devices[s.device_id].is_trusted(now), s.last_seen_at))
     evicted = order[:count]
@@ -338,8 +413,15 @@ def _evict(
 
 
 def _start_session(
-    db: Session, tenant: Tenant, user: User, device: Device, *, now: datetime, origin: Origin,
-    expires_in: int | None, extend_on_activity: bool | None,
+    db: Session,
+    tenant: Tenant,
+    user: User,
+    device: Device,
+    *,
+    now: datetime,
+    origin: Origin,
+    expires_in: int | None,
+    extend_on_activity: bool | None,
 ) -> UserSession:
     span = lifetime(tenant, device, now)
     if expires_in is not None:
@@ -362,22 +444,35 @@ def _start_session(
     )
     db.add(session)
     db.flush()
-    events.record(db, "session.created", now=now, tenant_id=tenant.id, origin=origin,
-                  actor_id=user.id, subject_id=user.id, session_id=session.id,
-                  device_id=device.id, expires_at=absolute.isoformat())
+    events.record(
+        db,
+        "session.created",
+        now=now,
+        tenant_id=tenant.id,
+        origin=origin,
+        actor_id=user.id,
+        subject_id=user.id,
+        session_id=session.id,
+        device_id=device.id,
+        expires_at=absolute.isoformat(),
+    )
     return session
 
 
-def _mail_evicted(db: Session, user: User, old: UserSession, new_device: Device,
-                  now: datetime) -> None:
-    queue_mail(db, Message(
-        to=user.email,
-        subject="You were signed out on another device",
-        text=(
-            f"{END_MESSAGES['limit_evicted']}\n\n"
-            f"At {now:%Y-%m-%d %H:%M} UTC you signed in on {new_device.display_name}, "
-            f"which took the place of your oldest session (signed in at "
-            f"{old.created_at:%Y-%m-%d %H:%M} UTC from {old.ip or 'an unknown address'}).\n"
-            "If this was not you, sign in and end the sessions you do not recognise.\n"
+def _mail_evicted(
+    db: Session, user: User, old: UserSession, new_device: Device, now: datetime
+) -> None:
+    queue_mail(
+        db,
+        Message(
+            to=user.email,
+            subject="You were signed out on another device",
+            text=(
+                f"{END_MESSAGES['limit_evicted']}\n\n"
+                f"At {now:%Y-%m-%d %H:%M} UTC you signed in on {new_device.display_name}, "
+                f"which took the place of your oldest session (signed in at "
+                f"{old.created_at:%Y-%m-%d %H:%M} UTC from {old.ip or 'an unknown address'}).\n"
+                "If this was not you, sign in and end the sessions you do not recognise.\n"
+            ),
         ),
-    ))
+    )

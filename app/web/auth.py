@@ -83,7 +83,11 @@ def login() -> Response | str:
     if form.validate_on_submit():
         try:
             challenge = signin.request_code(
-                db(), services().hasher, form.email.data or "", now=now(), origin=origin(),
+                db(),
+                services().hasher,
+                form.email.data or "",
+                now=now(),
+                origin=origin(),
                 product=current_app.config["PRODUCT_NAME"],
             )
         except ValidationError as error:
@@ -110,28 +114,37 @@ def code() -> Response | str:
     if form.validate_on_submit():
         try:
             result = signin.sign_in(
-                db(), services().hasher, flow["challenge"], form.code.data or "",
-                now=now(), origin=origin(),
+                db(),
+                services().hasher,
+                flow["challenge"],
+                form.code.data or "",
+                now=now(),
+                origin=origin(),
                 device_cookie=request.cookies.get(DEVICE_COOKIE),
                 trust_device=bool(form.trust_device.data),
                 end_session_id=form.end_session.data or None,
             )
         except SessionLimitReached as error:
             return render_template(
-                "auth/limit.html", form=form, sessions=error.details["sessions"],
+                "auth/limit.html",
+                form=form,
+                sessions=error.details["sessions"],
                 message=error.message,
             )
         except ChallengeLocked as error:
             form.code.errors = [*form.code.errors, error.message]
-            return render_template("auth/code.html", form=form, email=flow["email"],
-                                   locked=True, resend=ActionForm())
+            return render_template(
+                "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
+            )
         except InvalidCode as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             session.clear()  # nothing from before sign-in carries over, CSRF token included
             token = services().keys.sign(
-                user_id=result.user.id, tenant_id=result.tenant.id,
-                session_id=result.session.id, now=now(),
+                user_id=result.user.id,
+                tenant_id=result.tenant.id,
+                session_id=result.session.id,
+                now=now(),
                 expires_at=result.session.absolute_deadline,
             )
             response = redirect(flow.get("next") or url_for("devices.index"))
@@ -139,8 +152,9 @@ def code() -> Response | str:
             if result.device_cookie:
                 set_device_cookie(response, result.device_cookie)  # type: ignore[arg-type]
             return response  # type: ignore[return-value]
-    return render_template("auth/code.html", form=form, email=flow["email"], locked=False,
-                           resend=ActionForm())
+    return render_template(
+        "auth/code.html", form=form, email=flow["email"], locked=False, resend=ActionForm()
+    )
 
 
 @bp.post("/login/resend")
@@ -152,7 +166,11 @@ def resend() -> Response:
     if not flow or not form.validate_on_submit():
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
     challenge = signin.request_code(
-        db(), services().hasher, flow["email"], now=now(), origin=origin(),
+        db(),
+        services().hasher,
+        flow["email"],
+        now=now(),
+        origin=origin(),
         product=current_app.config["PRODUCT_NAME"],
     )
     session["signin"] = {**flow, "challenge": challenge.id}
@@ -185,19 +203,31 @@ def again() -> Response | str:
     send = ActionForm(prefix="send")
     if request.method == "POST" and "send-csrf_token" in request.form and send.validate_on_submit():
         challenge = signin.request_code(
-            db(), services().hasher, me.user.email, now=now(), origin=origin(),
+            db(),
+            services().hasher,
+            me.user.email,
+            now=now(),
+            origin=origin(),
             product=current_app.config["PRODUCT_NAME"],
         )
         session["reauth"] = {"challenge": challenge.id, "next": next_url}
         return redirect(url_for("auth.again"))  # type: ignore[return-value]
     if flow and form.validate_on_submit():
         try:
-            signin.reauthenticate(db(), services().hasher, me, flow["challenge"],
-                                  form.code.data or "", now=now(), origin=origin())
+            signin.reauthenticate(
+                db(),
+                services().hasher,
+                me,
+                flow["challenge"],
+                form.code.data or "",
+                now=now(),
+                origin=origin(),
+            )
         except (InvalidCode, ChallengeLocked) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             session.pop("reauth", None)
             return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]
-    return render_template("auth/again.html", form=form, send=send, sent=bool(flow),
-                           email=me.user.email)
+    return render_template(
+        "auth/again.html", form=form, send=send, sent=bool(flow), email=me.user.email
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app import Services
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
-from app.core.sessions import Current, check_session
+from app.core.sessions import END_MESSAGES, Current, check_session
 from app.db import scope_to_tenant
 from app.extensions import client_ip, login_manager
 from app.tokens import TokenError, TokenExpired
@@ -35,17 +35,19 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: endpoints that check a session without it counting as activity (the page's own polling)
 PASSIVE_ENDPOINTS = frozenset({"devices.status"})
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 class Principal(UserMixin):
@@ -141,8 +143,11 @@ def _unauthorized() -> Response:
     if wants_json():
         return json_error(error)
     reason = error.details.get("reason")
-    target = url_for("auth.login", reason=reason if reason != "unknown" else None,
-                     next=request.full_path if request.method == "GET" else None)
+    target = url_for(
+        "auth.login",
+        reason=reason if reason in END_MESSAGES else None,
+        next=request.full_path.rstrip("?") if request.method == "GET" else None,
+    )
     if request.headers.get("HX-Request"):
         response = Response(status=204)
         response.headers["HX-Redirect"] = target
@@ -155,22 +160,35 @@ def set_session_cookie(response: Response, token: str, expires_at: datetime) -> 
     deadline (the token's ``exp``)."""
     max_age = max(0, int((expires_at - now()).total_seconds()))
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="Lax",
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
         secure=current_app.config["COOKIE_SECURE"],
     )
 
 
 def clear_session_cookie(response: Response) -> None:
     response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
         secure=current_app.config["COOKIE_SECURE"],
     )
 
 
 def set_device_cookie(response: Response, value: str) -> None:
     response.set_cookie(
-        DEVICE_COOKIE, value, max_age=DEVICE_COOKIE_AGE, path="/", httponly=True,
-        samesite="Lax", secure=current_app.config["COOKIE_SECURE"],
+        DEVICE_COOKIE,
+        value,
+        max_age=DEVICE_COOKIE_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["COOKIE_SECURE"],
     )
 
 

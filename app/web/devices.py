@@ -18,8 +18,9 @@ bp = Blueprint("devices", __name__)
 
 def _page(**extra: object) -> str:
     views = sessions.devices_of(db(), current(), now=now())
-    return render_template("devices/index.html", views=views, me=current(),
-                           action=ActionForm(), **extra)
+    return render_template(
+        "devices/index.html", views=views, me=current(), action=ActionForm(), **extra
+    )
 
 
 @bp.get("/devices")
@@ -36,8 +37,7 @@ def _device_fragment(device_id: str) -> str:
     )
     if view is None:
         return ""
-    return render_template("partials/_device.html", view=view, me=current(),
-                           action=ActionForm())
+    return render_template("partials/_device.html", view=view, me=current(), action=ActionForm())
 
 
 @bp.post("/sessions/<session_id>/end")
@@ -61,8 +61,13 @@ def end_others() -> Response | str:
     ended = sessions.end_other_sessions(db(), current(), now=now(), origin=origin())
     if is_htmx():
         views = sessions.devices_of(db(), current(), now=now())
-        return render_template("partials/_devices.html", views=views, me=current(),
-                               action=ActionForm(), ended=len(ended))
+        return render_template(
+            "partials/_devices.html",
+            views=views,
+            me=current(),
+            action=ActionForm(),
+            ended=len(ended),
+        )
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
@@ -73,8 +78,9 @@ def rename(device_id: str) -> Response | str:
     error = None
     if form.validate_on_submit():
         try:
-            sessions.rename_device(db(), current(), device_id, form.name.data or "",
-                                   now=now(), origin=origin())
+            sessions.rename_device(
+                db(), current(), device_id, form.name.data or "", now=now(), origin=origin()
+            )
         except ValidationError as problem:
             error = problem.message
     else:
@@ -105,22 +111,28 @@ def _status() -> Response:
     if not current_user.is_authenticated:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
         reason = error.details.get("reason", "signed_out")
-        response = jsonify({
-            "valid": False,
-            "error": END_MESSAGES.get(reason, error.message),
-            "code": error.code,
-            "reason": reason,
-            "loginUrl": url_for("auth.login", reason=reason if reason in END_MESSAGES else None),
-        })
+        response = jsonify(
+            {
+                "valid": False,
+                "error": END_MESSAGES.get(reason, error.message),
+                "code": error.code,
+                "reason": reason,
+                "loginUrl": url_for(
+                    "auth.login", reason=reason if reason in END_MESSAGES else None
+                ),
+            }
+        )
         response.status_code = 401
         return response
     me = current()
     moment = now()
-    return jsonify({
-        "valid": True,
-        "sessionId": me.session.id,
-        "expiresAt": me.expires_at.isoformat().replace("+00:00", "Z"),
-        "expiresIn": max(0, int((me.expires_at - moment).total_seconds())),
-        "idleTimeout": me.tenant.idle_timeout,
-        "deviceCount": sessions.device_count(db(), me.user.id, moment),
-    })
+    return jsonify(
+        {
+            "valid": True,
+            "sessionId": me.session.id,
+            "expiresAt": me.expires_at.isoformat().replace("+00:00", "Z"),
+            "expiresIn": max(0, int((me.expires_at - moment).total_seconds())),
+            "idleTimeout": me.tenant.idle_timeout,
+            "deviceCount": sessions.device_count(db(), me.user.id, moment),
+        }
+    )

@@ -57,7 +57,8 @@ def unavailable() -> Response:
     else:
         response = Response(
             f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{message}</p>",
-            503, mimetype="text/html",
+            503,
+            mimetype="text/html",
         )
     response.headers["Retry-After"] = "5"
     return response
@@ -82,7 +83,11 @@ def init_app(app: Flask) -> None:
     def _rate_limited(error: HTTPException) -> Response:
         g.rollback = True
         message = "Too many attempts. Wait a little and try again."
-        response = _json(429, message, "rate_limited") if wants_json() else _page(429, "Slow down", message)
+        response = (
+            _json(429, message, "rate_limited")
+            if wants_json()
+            else _page(429, "Slow down", message)
+        )
         retry_after = getattr(error, "retry_after", None) or (
             error.response.headers.get("Retry-After") if error.response else None
         )

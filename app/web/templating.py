@@ -5,12 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from app.devices import describe
 from app.web.context import now
 
-ICONS = {"phone": "📱", "tablet": "📱", "desktop": "💻", "bot": "🤖", "other": "🖥️"}
+# Outline icons drawn with a few SVG paths (no icon font, nothing inline to run).
+_SVG = (
+    '<svg viewBox="0 0 24 24" width="28" height="28" fill="none" stroke="currentColor" '
+    'stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">{}</svg>'
+)
+ICONS = {
+    "phone": '<rect x="7" y="2.5" width="10" height="19" rx="2"/><path d="M11 18.5h2"/>',
+    "tablet": '<rect x="4.5" y="2.5" width="15" height="19" rx="2"/><path d="M11 18.5h2"/>',
+    "desktop": '<rect x="2.5" y="4" width="19" height="12" rx="1.5"/><path d="M8 20h8M12 16v4"/>',
+    "bot": '<rect x="5" y="8" width="14" height="11" rx="2"/>'
+    '<path d="M12 4v4M9 13h.01M15 13h.01"/>',
+    "other": '<circle cx="12" cy="12" r="9"/><path d="M12 8v5M12 16h.01"/>',
+}
+
+
+def kind_icon(kind: str) -> Markup:
+    return Markup(_SVG.format(ICONS.get(kind, ICONS["other"])))  # noqa: S704 (constants only)
 
 
 def when(moment: datetime | None) -> str:
@@ -36,7 +52,7 @@ def moment(value: datetime | None) -> Markup:
     if value is None:
         return Markup("—")
     iso = value.isoformat().replace("+00:00", "Z")
-    return Markup(f'<time datetime="{iso}" title="{escape(when(value))}">{escape(ago(value))}</time>')
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, when(value), ago(value))
 
 
 def device_label(user_agent: str) -> str:
@@ -51,5 +67,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(ago)
     app.add_template_filter(moment)
     app.add_template_filter(device_label)
-    app.add_template_filter(lambda kind: ICONS.get(kind, ICONS["other"]), "kind_icon")
+    app.add_template_filter(kind_icon)
     app.add_template_global(now)
