@@ -12,8 +12,15 @@ run: install assets ## install, migrate, seed the demo tenant, serve on http://1
 	$(BIN)/holdfast demo
 	$(BIN)/holdfast run --host $(HOST) --port $(PORT)
 
+# The suite runs on SQLite, then again on a throwaway PostgreSQL cluster when PostgreSQL
+# is installed (or HOLDFAST_REQUIRE_ALL=1 demands it).
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
 test: install-test assets ## every test (browser tests need Debian's chromium)
 	$(BIN)/pytest $(PYTEST_ARGS)
+ifneq ($(POSTGRES)$(HOLDFAST_REQUIRE_ALL),)
+	HOLDFAST_TEST_DB=postgresql $(BIN)/pytest $(PYTEST_ARGS)
+endif
 
 lint: install-test
 	$(BIN)/ruff check .

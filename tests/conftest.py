@@ -31,6 +31,8 @@ from app import Services, create_app, migrate
 from app.clock import FrozenClock
 from app.core import accounts
 from app.models import Tenant, User
+from tests import databases
+from tests.databases import PostgresCluster
 
 SECRET = "test-secret-" + "x" * 40
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
@@ -121,14 +123,10 @@ def mailbox(smtp_server: tuple[Mailbox, int]) -> Mailbox:
 # --- database and app -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite database migrated once, with a signing key; each test gets a copy."""
-    folder = tmp_path_factory.mktemp("template")
-    path = folder / "holdfast.db"
+def _migrate(url: str, folder: Path) -> None:
+    """Migrations plus a signing key: what `holdfast db upgrade` does."""
     app = create_app(
-        {"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": SECRET, "MAIL_URL": "console"},
-        instance_path=folder,
+        {"DATABASE_URL": url, "SECRET_KEY": SECRET, "MAIL_URL": "console"}, instance_path=folder
     )
     services: Services = app.extensions["holdfast"]
     migrate.upgrade(services.database.engine)
@@ -136,7 +134,46 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         db.add(services.keys.new_key(START))
         db.commit()
     services.database.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster | None]:
+    """A throwaway PostgreSQL cluster when the suite runs on PostgreSQL, else None."""
+    if databases.BACKEND != "postgresql":
+        yield None
+        return
+    bin_dir = databases.postgres_bin()
+    if bin_dir is None:
+        pytest.fail("HOLDFAST_TEST_DB=postgresql but PostgreSQL is not installed")
+    cluster = PostgresCluster(bin_dir).start()
+    cluster.admin('CREATE DATABASE "holdfast_template"')
+    _migrate(cluster.url("holdfast_template"), Path(cluster.folder))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once, with a signing key; each test gets a copy."""
+    folder = tmp_path_factory.mktemp("template")
+    path = folder / "holdfast.db"
+    _migrate(f"sqlite:///{path}", folder)
     return path
+
+
+@pytest.fixture
+def database_url(
+    tmp_path: Path, template_db: Path, postgres: PostgresCluster | None
+) -> Iterator[str]:
+    """A fresh, migrated database for one test, on the backend the suite runs on."""
+    if postgres is not None:
+        url = postgres.clone("holdfast_template")
+        yield url
+        postgres.drop(url)
+        return
+    path = tmp_path / "holdfast.db"
+    shutil.copy(template_db, path)
+    yield f"sqlite:///{path}"
 
 
 @pytest.fixture
@@ -146,13 +183,11 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def app_config(
-    tmp_path: Path, template_db: Path, smtp_server: tuple[Mailbox, int], clock: FrozenClock
+    database_url: str, smtp_server: tuple[Mailbox, int], clock: FrozenClock
 ) -> dict[str, Any]:
-    path = tmp_path / "holdfast.db"
-    shutil.copy(template_db, path)
     _mailbox, port = smtp_server
     return {
-        "DATABASE_URL": f"sqlite:///{path}",
+        "DATABASE_URL": database_url,
         "SECRET_KEY": SECRET,
         "MAIL_URL": f"smtp://127.0.0.1:{port}",
         "MAIL_FROM": "Holdfast <no-reply@holdfast.test>",
@@ -170,6 +205,21 @@ def app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
     application = create_app(app_config, instance_path=tmp_path)
     yield application
     application.extensions["holdfast"].database.dispose()
+
+
+@pytest.fixture
+def new_app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    """Make another app on the test's database with some settings changed."""
+    made: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        application = create_app({**app_config, **overrides}, instance_path=tmp_path)
+        made.append(application)
+        return application
+
+    yield build
+    for application in made:
+        application.extensions["holdfast"].database.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
 from app.config import ConfigError
 from app.models import Challenge, Event, UserSession
 from tests.conftest import SECRET, csrf_from, login, request_code, session_id_of
@@ -77,8 +76,8 @@ def test_forms_need_a_csrf_token(client, member):
     assert "form expired" in response.text
 
 
-def test_codes_are_rate_limited_per_email(app_config, tmp_path, mailbox, make, tenant):
-    app = create_app({**app_config, "RATELIMIT_CODES": "3 per 10 minutes"}, instance_path=tmp_path)
+def test_codes_are_rate_limited_per_email(new_app, mailbox, make, tenant):
+    app = new_app(RATELIMIT_CODES="3 per 10 minutes")
     client = app.test_client()
     for _ in range(3):
         assert request_code(client, "sam@acme.test").status_code == 302
@@ -89,10 +88,8 @@ def test_codes_are_rate_limited_per_email(app_config, tmp_path, mailbox, make, t
     assert request_code(client, "kim@acme.test").status_code == 302  # another address is fine
 
 
-def test_codes_are_rate_limited_per_ip(app_config, tmp_path):
-    app = create_app(
-        {**app_config, "RATELIMIT_CODES_PER_IP": "2 per minute"}, instance_path=tmp_path
-    )
+def test_codes_are_rate_limited_per_ip(new_app):
+    app = new_app(RATELIMIT_CODES_PER_IP="2 per minute")
     client = app.test_client()
     assert request_code(client, "a@acme.test").status_code == 302
     assert request_code(client, "b@acme.test").status_code == 302
@@ -154,9 +151,8 @@ def test_next_is_followed_only_for_local_paths(client, mailbox, member):
     assert response.location == "/devices"
 
 
-def test_cookies_are_secure_by_default(app_config, tmp_path, mailbox, member):
-    config = {k: v for k, v in app_config.items() if k != "COOKIE_SECURE"}
-    app = create_app(config, instance_path=tmp_path)
+def test_cookies_are_secure_by_default(new_app, mailbox, member):
+    app = new_app(COOKIE_SECURE=True)
     client = app.test_client()
     client.environ_base["wsgi.url_scheme"] = "https"
     response = login(client, mailbox, member.email)
@@ -166,11 +162,11 @@ def test_cookies_are_secure_by_default(app_config, tmp_path, mailbox, member):
     assert "Secure" in header
 
 
-def test_short_or_placeholder_secret_is_refused(app_config, tmp_path):
+def test_short_or_placeholder_secret_is_refused(new_app):
     for secret in ("short", "changeme"):
         with pytest.raises(ConfigError, match="at least 32 bytes"):
-            create_app({**app_config, "SECRET_KEY": secret}, instance_path=tmp_path)
-    assert create_app({**app_config, "SECRET_KEY": SECRET}, instance_path=tmp_path)
+            new_app(SECRET_KEY=secret)
+    assert new_app(SECRET_KEY=SECRET)
 
 
 def test_ten_parallel_submissions_of_the_right_code_give_one_session(
