@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app import config
+from app import config, logs
 from app.clock import FrozenClock, SystemClock
 from app.crypto import Hasher
 from app.db import Database
@@ -46,6 +46,7 @@ def create_app(
         instance_path=str(instance_path or ROOT / "instance"),
     )
     config.load(app, overrides)
+    logs.init_app(app)
     trust_proxies(app)
     register_services(app)
     register_extensions(app)
@@ -98,7 +99,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import admin, admin_people, admin_policy, api, auth, devices, proxy
+    from app.web import admin, admin_people, admin_policy, api, auth, devices, ops, proxy
 
     for blueprint in (
         auth.bp,
@@ -108,15 +109,17 @@ def register_blueprints(app: Flask) -> None:
         admin.bp,
         admin_people.bp,
         admin_policy.bp,
+        ops.bp,
     ):
         app.register_blueprint(blueprint)
 
 
 def register_request_hooks(app: Flask) -> None:
-    from app.web import context, templating
+    from app.web import context, ops, templating
 
     context.init_app(app)
     templating.init_app(app)
+    ops.init_app(app)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_CODES": "5 per 10 minutes;20 per hour",
     "RATELIMIT_CODES_PER_IP": "30 per 10 minutes;200 per day",
     "PRODUCT_NAME": "Holdfast",
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
+    "METRICS_TOKEN": None,
     # Flask and extensions
     "SESSION_COOKIE_NAME": "holdfast_flow",
     "SESSION_COOKIE_HTTPONLY": True,
