@@ -70,7 +70,9 @@ def trust_proxies(app: Flask) -> None:
 
 
 def register_services(app: Flask) -> None:
-    database = Database(app.config["DATABASE_URL"])
+    database = Database(
+        app.config["DATABASE_URL"], busy_timeout=float(app.config["SQLITE_BUSY_TIMEOUT"])
+    )
     clock = app.config.get("CLOCK") or SystemClock()
     secret = app.config["SECRET_KEY"].encode()
 

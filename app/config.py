@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
     "METRICS_TOKEN": None,
+    #: how long a SQLite write waits for the lock before the request answers 503
+    "SQLITE_BUSY_TIMEOUT": 30,
     # Flask and extensions
     "SESSION_COOKIE_NAME": "holdfast_flow",
     "SESSION_COOKIE_HTTPONLY": True,

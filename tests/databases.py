@@ -52,14 +52,42 @@ class PostgresCluster:
         data = self.folder / "data"
         self._run(self.bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
-        self._run(self.bin / "pg_ctl", "-D", data, "-l", self.folder / "pg.log", "-o", options,
-                  "-w", "start")
+        self._run(
+            self.bin / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            self.folder / "pg.log",
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
         return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a database outage)."""
+        self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
+        self._run(
+            self.bin / "pg_ctl",
+            "-D",
+            self.folder / "data",
+            "-l",
+            self.folder / "pg.log",
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         try:
-            self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", "immediate", "-w",
-                      "stop")
+            self._run(
+                self.bin / "pg_ctl", "-D", self.folder / "data", "-m", "immediate", "-w", "stop"
+            )
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 

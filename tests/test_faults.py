@@ -1,0 +1,75 @@
+"""When the database goes away: 503 with a clear message, never a success for a session
+that cannot be checked, and recovery without a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests import databases
+from tests.conftest import Factory, _migrate, csrf_from, login, require_tool
+from tests.databases import PostgresCluster
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path):
+    """A cluster of this test's own, so stopping it disturbs nobody else."""
+    bin_dir = databases.postgres_bin()
+    if bin_dir is None:
+        require_tool("/usr/lib/postgresql/15/bin/initdb", "the outage test needs PostgreSQL")
+    cluster = PostgresCluster(bin_dir).start()
+    cluster.admin('CREATE DATABASE "holdfast"')
+    yield cluster
+    cluster.stop()
+
+
+def test_postgres_outage_answers_503_then_recovers(own_postgres, new_app, mailbox, make, tmp_path):
+    url = own_postgres.url("holdfast")
+    _migrate(url, tmp_path)
+    app = new_app(DATABASE_URL=url)
+    services = app.extensions["holdfast"]
+    factory = Factory(services, services.clock)
+    tenant = factory.tenant("outage")
+    factory.user("ops@outage.test", tenant)
+    client = app.test_client()
+    login(client, mailbox, "ops@outage.test")
+    assert client.get("/devices").status_code == 200
+
+    own_postgres.pause()
+    page = client.get("/devices")
+    assert page.status_code == 503
+    assert "cannot reach its database" in page.text
+    api = client.get("/session/status")
+    assert api.status_code == 503
+    assert api.get_json()["code"] == "unavailable"
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+    own_postgres.resume()
+    assert client.get("/devices").status_code == 200  # no restart needed
+    assert client.get("/readyz").status_code == 200
+
+
+def test_sqlite_write_lock_answers_503_for_writes(new_app, mailbox, member, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a SQLite lock")
+    app = new_app(SQLITE_BUSY_TIMEOUT=0.5)
+    client = app.test_client()
+    login(client, mailbox, member.email)
+    page = client.get("/devices")
+    token = csrf_from(page.text)
+    path = sa.make_url(database_url).database
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+    try:
+        response = client.post("/sessions/end-others", data={"csrf_token": token})
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert client.get("/devices").status_code == 200  # reads still checked and served
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert client.post("/sessions/end-others", data={"csrf_token": token}).status_code == 302
