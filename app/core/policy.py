@@ -7,15 +7,16 @@ allowed range), so the admin form, the API and the validation never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
-from app.models import LIMIT_MODES, Tenant
+from app.models import LIMIT_MODES, Device, Tenant
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
@@ -30,17 +31,17 @@ class Field:
     high: int | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: a length of time in seconds (forms show it in minutes, hours or days)
+    duration: bool = False
 
     def describe_range(self) -> str:
         if self.choices:
             return " or ".join(self.choices)
         if self.kind is bool:
             return "true or false"
-        return (
-            f"{_duration(self.low)} to {_duration(self.high)}"
-            if self.api_name != ("maxSessionsPerUser")
-            else f"{self.low} to {self.high} (0 means no limit)"
-        )
+        if self.duration:
+            return f"{_duration(self.low)} to {_duration(self.high)}"
+        return f"{self.low} to {self.high} (0 means no limit)"
 
 
 FIELDS: tuple[Field, ...] = (
@@ -51,7 +52,9 @@ FIELDS: tuple[Field, ...] = (
         int,
         MINUTE,
         30 * DAY,
-        help="A session with no activity for this long ends.",
+        help="A session with no activity for this long ends. The page warns two minutes "
+        "before and offers to stay signed in.",
+        duration=True,
     ),
     Field(
         "absolute_lifetime",
@@ -60,14 +63,16 @@ FIELDS: tuple[Field, ...] = (
         int,
         5 * MINUTE,
         30 * DAY,
-        help="No session lives longer than this, however active.",
+        help="No session lives longer than this after sign-in, however active.",
+        duration=True,
     ),
     Field(
         "extend_on_activity",
         "extendOnActivity",
         "Extend on activity",
         bool,
-        help="Activity moves the idle deadline (never past the absolute lifetime).",
+        help="Activity moves the idle deadline forward, never past the absolute lifetime. "
+        "Off: sessions end one idle timeout after sign-in.",
     ),
     Field(
         "trusted_lifetime",
@@ -76,14 +81,17 @@ FIELDS: tuple[Field, ...] = (
         int,
         HOUR,
         365 * DAY,
-        help="How long trust in a device lasts.",
+        help="How long trust lasts once a person chooses “Trust this device”. "
+        "Shortening it also shortens trust already given.",
+        duration=True,
     ),
     Field(
         "trusted_outlives_absolute",
         "trustedOutlivesAbsolute",
         "Trusted devices outlive the absolute lifetime",
         bool,
-        help="Sessions on a trusted device may last up to the trusted device lifetime.",
+        help="Sessions on a trusted device may last up to the trusted device lifetime "
+        "instead of the absolute lifetime.",
     ),
     Field(
         "max_sessions_per_user",
@@ -120,6 +128,15 @@ def as_dict(tenant: Tenant) -> dict[str, Any]:
     return {field.api_name: getattr(tenant, field.name) for field in FIELDS}
 
 
+def check_field(name: str, value: Any) -> Any:
+    """One setting checked against its own range (no cross-field rules). Raises
+    ValidationError naming the field and its allowed range."""
+    field = BY_NAME.get(name)
+    if field is None:
+        raise ValidationError(f"Unknown policy setting {name!r}.", field=name)
+    return _check(field, value)
+
+
 def validate(changes: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
     """The changes (by model field name) checked against the ranges and each other.
     Raises ValidationError naming the first bad field and its allowed range."""
@@ -148,7 +165,9 @@ def update(
     origin: Origin = events.SYSTEM,
 ) -> Tenant:
     """Apply ``changes`` (all or nothing) and audit the old and new values. Existing
-    sessions follow a tighter policy on their next request (see app.core.sessions)."""
+    sessions follow a tighter policy on their next request (see app.core.sessions), and a
+    shorter trusted-device lifetime also shortens trust already given: no device stays
+    trusted past now + the new lifetime (the event counts them as ``trust_capped``)."""
     clean = validate(changes, tenant)
     diff = {
         name: {"old": getattr(tenant, name), "new": value}
@@ -157,7 +176,20 @@ def update(
     }
     for name, value in clean.items():
         setattr(tenant, name, value)
+    capped = 0
+    shorter = diff.get("trusted_lifetime")
+    if shorter and shorter["new"] < shorter["old"]:
+        cap = now + timedelta(seconds=tenant.trusted_lifetime)
+        capped = db.execute(
+            sa_update(Device)
+            .where(Device.tenant_id == tenant.id, Device.trusted_until > cap)
+            .values(trusted_until=cap)
+            .execution_options(synchronize_session="fetch")
+        ).rowcount  # type: ignore[attr-defined]
     if diff:
+        details: dict[str, Any] = {"changes": diff}
+        if capped:
+            details["trust_capped"] = capped
         events.record(
             db,
             "policy.changed",
@@ -165,7 +197,7 @@ def update(
             tenant_id=tenant.id,
             origin=origin,
             actor_id=actor_id,
-            changes=diff,
+            **details,
         )
     db.flush()
     return tenant
@@ -189,6 +221,11 @@ def _check(field: Field, value: Any) -> Any:
     if not field.low <= value <= field.high:
         raise problem
     return value
+
+
+def describe_duration(seconds: int) -> str:
+    """A duration as people say it: "30 minutes", "12 hours", "30 days"."""
+    return _duration(seconds)
 
 
 def _duration(seconds: int | None) -> str:

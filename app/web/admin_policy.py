@@ -1,7 +1,188 @@
-"""Tenant admin: the session policy page (issue 3)."""
+"""Tenant admin: the session policy page (issue 3).
+
+One form for the whole policy, built from :data:`app.core.policy.FIELDS`, so its labels,
+help and ranges are the ones the core (and the JSON API) enforce. Durations are entered as
+a number and a unit (minutes, hours, days) and stored in seconds. Every field is checked on
+its own first, so a person sees every mistake at once, each message naming the field and
+its allowed range; then the core applies the whole change or nothing, and writes the audit
+event with the old and new values.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, RadioField, SelectChoice, SelectField, StringField
+
+from app.core import policy
+from app.core.errors import ValidationError
+from app.web.access import admin_required
+from app.web.context import current, db, now, origin
 
 bp = Blueprint("admin_policy", __name__, url_prefix="/admin")
+
+#: (form value, label, seconds), largest first
+UNITS = (("days", "days", policy.DAY), ("hours", "hours", policy.HOUR), ("minutes", "minutes", 60))
+UNIT_SECONDS = {value: seconds for value, _label, seconds in UNITS}
+#: how the page groups the settings; any other field of policy.FIELDS goes under "Other"
+GROUPS = (
+    ("Session lifetime", ("idle_timeout", "absolute_lifetime", "extend_on_activity")),
+    ("Trusted devices", ("trusted_lifetime", "trusted_outlives_absolute")),
+    ("Concurrent sessions", ("max_sessions_per_user", "limit_mode")),
+    ("Notifications", ("notify_new_device",)),
+)
+LEGENDS = {"limit_mode": "At the limit: when someone signs in past the limit"}
+CHOICE_HELP = {"limit_mode": "Applies only when a limit is set above."}
+LIMIT_MODE_LABELS = {
+    "evict_oldest": "Sign them in and end their least recently active session "
+    "(sessions on trusted devices last)",
+    "deny": "Ask them which of their sessions to end, or to cancel",
+}
+
+
+class PolicyForm(FlaskForm):
+    """The policy, one form field per setting (two for a duration: amount and unit)."""
+
+
+for _field in policy.FIELDS:
+    if _field.duration:
+        setattr(PolicyForm, _field.name, StringField(_field.label))
+        setattr(
+            PolicyForm,
+            f"{_field.name}_unit",
+            SelectField(
+                f"{_field.label} unit", choices=[SelectChoice(v, label) for v, label, _s in UNITS]
+            ),
+        )
+    elif _field.kind is bool:
+        setattr(PolicyForm, _field.name, BooleanField(_field.label))
+    elif _field.choices:
+        setattr(
+            PolicyForm,
+            _field.name,
+            RadioField(
+                _field.label,
+                choices=[SelectChoice(c, LIMIT_MODE_LABELS.get(c, c)) for c in _field.choices],
+                validate_choice=False,  # the core names the allowed values
+            ),
+        )
+    else:
+        setattr(PolicyForm, _field.name, StringField(_field.label))
+
+
+def split_duration(seconds: int) -> tuple[str, str]:
+    """(amount, unit) for showing ``seconds``: the largest unit that divides it evenly,
+    else minutes with a decimal part."""
+    for unit, _label, size in UNITS:
+        if seconds % size == 0:
+            return str(seconds // size), unit
+    amount = (Decimal(seconds) / 60).quantize(Decimal("0.01")).normalize()
+    return f"{amount:f}", "minutes"
+
+
+def _number(raw: str | None) -> Decimal | None:
+    try:
+        value = Decimal((raw or "").strip().replace(",", "."))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _read(form: PolicyForm) -> tuple[dict[str, Any], dict[str, str]]:
+    """The submitted settings in the core's units, and a message per unreadable field."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in policy.FIELDS:
+        entry = form[field.name]
+        if field.duration:
+            amount = _number(entry.data)
+            unit = UNIT_SECONDS.get(form[f"{field.name}_unit"].data or "")
+            if amount is None or unit is None:
+                errors[field.name] = (
+                    f"{field.label}: enter a number of minutes, hours or days "
+                    f"({field.describe_range()})."
+                )
+                continue
+            values[field.name] = int((amount * unit).to_integral_value())
+        elif field.kind is bool:
+            values[field.name] = bool(entry.data)
+        elif field.choices:
+            values[field.name] = entry.data or ""
+        else:
+            amount = _number(entry.data)
+            if amount is None or amount != amount.to_integral_value():
+                errors[field.name] = (
+                    f"{field.label} must be a whole number, {field.describe_range()}."
+                )
+                continue
+            values[field.name] = int(amount)
+    for name, value in values.items():
+        try:
+            policy.check_field(name, value)
+        except ValidationError as problem:
+            errors[name] = problem.message
+    return values, errors
+
+
+def _fill(form: PolicyForm) -> None:
+    tenant = current().tenant
+    for field in policy.FIELDS:
+        value = getattr(tenant, field.name)
+        if field.duration:
+            form[field.name].data, form[f"{field.name}_unit"].data = split_duration(value)
+        elif field.kind is int:
+            form[field.name].data = str(value)
+        else:
+            form[field.name].data = value
+
+
+def _groups() -> list[tuple[str, list[policy.Field]]]:
+    grouped = [(title, [policy.BY_NAME[n] for n in names]) for title, names in GROUPS]
+    placed = {name for _title, names in GROUPS for name in names}
+    others = [field for field in policy.FIELDS if field.name not in placed]
+    return grouped + ([("Other settings", others)] if others else [])
+
+
+@bp.route("/policy", methods=["GET", "POST"], endpoint="policy")
+@admin_required
+def edit() -> Response | tuple[str, int] | str:
+    """Show the policy; on POST apply it (all or nothing) and come back with a notice."""
+    form = PolicyForm()
+    errors: dict[str, str] = {}
+    if request.method == "POST" and form.validate_on_submit():
+        values, errors = _read(form)
+        if not errors:
+            tenant = current().tenant
+            before = policy.as_dict(tenant)
+            try:
+                policy.update(
+                    db(), tenant, values, now=now(), actor_id=current().user.id, origin=origin()
+                )
+            except ValidationError as problem:  # a rule between fields
+                name = policy.BY_API_NAME.get(problem.field or "")
+                errors[name.name if name else "form"] = problem.message
+            else:
+                changed = before != policy.as_dict(tenant)
+                flash(
+                    "Policy saved. Sessions already running follow it from their next request."
+                    if changed
+                    else "Nothing changed."
+                )
+                return redirect(url_for("admin_policy.policy"))  # type: ignore[return-value]
+    elif request.method == "POST":
+        errors["form"] = "This form expired. Reload the page and try again."
+    else:
+        _fill(form)
+    page = render_template(
+        "admin/policy.html",
+        form=form,
+        errors=errors,
+        groups=_groups(),
+        legends=LEGENDS,
+        choice_help=CHOICE_HELP,
+        tenant=current().tenant,
+    )
+    return (page, 422) if errors else page

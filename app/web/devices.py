@@ -1,15 +1,17 @@
-"""The person's devices and sessions: list, rename, end one, end all others, status."""
+"""The person's devices and sessions: list, rename, end one, end all others, trust, stop
+trusting, remove a device, and the session status the page polls."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from htmx_flask import make_response as htmx_response
 
-from app.core import sessions
+from app.core import sessions, trust
 from app.core.errors import InvalidSession, ValidationError
+from app.core.policy import describe_duration
 from app.core.sessions import END_MESSAGES
-from app.web.context import current, db, now, origin
+from app.web.context import current, db, now, origin, services, set_session_cookie
 from app.web.forms import ActionForm, RenameForm
 from app.web.htmx import is_htmx
 
@@ -19,7 +21,12 @@ bp = Blueprint("devices", __name__)
 def _page(**extra: object) -> str:
     views = sessions.devices_of(db(), current(), now=now())
     return render_template(
-        "devices/index.html", views=views, me=current(), action=ActionForm(), **extra
+        "devices/index.html",
+        views=views,
+        me=current(),
+        action=ActionForm(),
+        trusted_for=describe_duration(current().tenant.trusted_lifetime),
+        **extra,
     )
 
 
@@ -93,6 +100,74 @@ def rename(device_id: str) -> Response | str:
     if error:
         return _page(rename_error=error), 422  # type: ignore[return-value]
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
+
+
+def _after_trust_change(notice: str) -> Response:
+    """htmx: both device lists as they are now, with the notice; otherwise back to the
+    page with the notice flashed."""
+    if is_htmx():
+        return Response(
+            render_template(
+                "partials/_device_lists.html",
+                views=sessions.devices_of(db(), current(), now=now()),
+                me=current(),
+                action=ActionForm(),
+                trusted_for=describe_duration(current().tenant.trusted_lifetime),
+                notice=notice,
+            )
+        )
+    flash(notice)
+    return redirect(url_for("devices.index"))  # type: ignore[return-value]
+
+
+@bp.post("/devices/<device_id>/trust")
+@login_required
+def trust_this(device_id: str) -> Response:
+    """Trust the device in use. Its session now lives as long as a trusted device's may,
+    so the session cookie is issued again with the new expiry."""
+    me = current()
+    device = trust.trust_device(db(), me, device_id, now=now(), origin=origin())
+    until = device.trusted_until
+    assert until is not None
+    response = _after_trust_change(
+        f"This device is trusted until {until:%d %b %Y}. You stay signed in here longer."
+    )
+    deadline = me.session.absolute_deadline
+    token = services().keys.sign(
+        user_id=me.user.id,
+        tenant_id=me.tenant.id,
+        session_id=me.session.id,
+        now=now(),
+        expires_at=deadline,
+    )
+    set_session_cookie(response, token, deadline)
+    return response
+
+
+@bp.post("/devices/<device_id>/untrust")
+@login_required
+def stop_trusting(device_id: str) -> Response:
+    device = trust.stop_trusting(db(), current(), device_id, now=now(), origin=origin())
+    return _after_trust_change(
+        f"{device.display_name} is no longer trusted. Its sessions keep running for now."
+    )
+
+
+@bp.post("/devices/<device_id>/remove")
+@login_required
+def remove(device_id: str) -> Response:
+    """End the device's sessions and its trust; removing the device in use signs out."""
+    me = current()
+    ended = trust.remove_device(db(), me, device_id, now=now(), origin=origin())
+    if any(s.id == me.session.id for s in ended):
+        target = url_for("auth.login", reason="logout")
+        if is_htmx():
+            return htmx_response(redirect=target)  # type: ignore[no-any-return]
+        return redirect(target)  # type: ignore[return-value]
+    count = len(ended)
+    return _after_trust_change(
+        f"Device removed: {count} session{'' if count == 1 else 's'} ended, trust ended."
+    )
 
 
 @bp.get("/session/status")

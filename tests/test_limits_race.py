@@ -1,0 +1,129 @@
+"""Concurrent session limits hold under parallel sign-ins: 20 threads, each with its own
+challenge and code, sign the same person in at once with a limit of 3. On SQLite the write
+transaction (BEGIN IMMEDIATE) serialises them; on PostgreSQL the SELECT … FOR UPDATE on
+the person's row does."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.core import signin
+from app.core.errors import SessionLimitReached
+from app.core.events import Origin
+from app.models import Challenge, Event, UserSession
+from tests.conftest import UA_IPAD, Factory
+from tests.pg import pg_app, pg_cluster, pg_services, pg_template, pg_url  # noqa: F401
+
+PARALLEL = 20
+LIMIT = 3
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, clock):
+    """(services, factory) on each database."""
+    name = "services" if request.param == "sqlite" else "pg_services"
+    services = request.getfixturevalue(name)
+    return services, Factory(services, clock)
+
+
+def open_challenges(services, clock, mailbox, email, count):
+    """``count`` challenges with their mailed codes, all usable at once. Asking for a code
+    replaces the earlier ones, so they are reopened afterwards: each thread then holds a
+    live challenge of its own, as if each browser had asked just before the others."""
+    challenges, codes = [], []
+    for _ in range(count):
+        before = len(mailbox.to(email))
+        with services.session(write=True) as db:
+            challenge = signin.request_code(
+                db, services.hasher, email, now=clock.now(), origin=Origin("203.0.113.9", "")
+            )
+            db.commit()
+        challenges.append(challenge.id)
+        codes.append(mailbox.last_code(email, before + 1))
+    with services.session(write=True) as db:
+        db.execute(update(Challenge).where(Challenge.id.in_(challenges)).values(consumed_at=None))
+        db.commit()
+    return list(zip(challenges, codes, strict=True))
+
+
+def race(services, clock, pairs):
+    """Every pair signs in at the same moment, each thread on its own connection."""
+    barrier = threading.Barrier(len(pairs))
+
+    def attempt(number, challenge_id, code):
+        barrier.wait()
+        with services.session(write=True) as db:
+            try:
+                signin.sign_in(
+                    db,
+                    services.hasher,
+                    challenge_id,
+                    code,
+                    now=clock.now(),
+                    origin=Origin(f"10.0.0.{number}", UA_IPAD),
+                )
+            except SessionLimitReached:
+                db.commit()  # consistent state: nothing was changed
+                return "refused"
+            db.commit()
+            return "signed in"
+
+    with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+        futures = [
+            pool.submit(attempt, number, challenge_id, code)
+            for number, (challenge_id, code) in enumerate(pairs)
+        ]
+        return [future.result(timeout=120) for future in futures]
+
+
+def live_count(services, user_id):
+    with services.session() as db:
+        return db.scalar(
+            select(func.count())
+            .select_from(UserSession)
+            .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+        )
+
+
+def test_parallel_sign_ins_evict_down_to_the_limit(backend, clock, mailbox):
+    services, make = backend
+    tenant = make.tenant("ward", max_sessions_per_user=LIMIT, limit_mode="evict_oldest")
+    person = make.user("ada@ward.test", tenant)
+    pairs = open_challenges(services, clock, mailbox, person.email, PARALLEL)
+
+    outcomes = race(services, clock, pairs)
+
+    assert outcomes == ["signed in"] * PARALLEL
+    assert live_count(services, person.id) == LIMIT
+    with services.session() as db:
+        reasons = db.scalars(
+            select(UserSession.end_reason).where(UserSession.ended_at.is_not(None))
+        ).all()
+        assert reasons == ["limit_evicted"] * (PARALLEL - LIMIT)
+        created = db.scalar(
+            select(func.count()).select_from(Event).where(Event.kind == "session.created")
+        )
+        assert created == PARALLEL
+
+
+def test_parallel_sign_ins_in_deny_mode_stop_at_the_limit(backend, clock, mailbox):
+    services, make = backend
+    tenant = make.tenant("ward", max_sessions_per_user=LIMIT, limit_mode="deny")
+    person = make.user("ada@ward.test", tenant)
+    pairs = open_challenges(services, clock, mailbox, person.email, PARALLEL)
+
+    outcomes = race(services, clock, pairs)
+
+    assert outcomes.count("signed in") == LIMIT
+    assert outcomes.count("refused") == PARALLEL - LIMIT
+    assert live_count(services, person.id) == LIMIT
+    with services.session() as db:
+        # Refused sign-ins keep their codes (they may come back choosing a session to end).
+        open_codes = db.scalar(
+            select(func.count()).select_from(Challenge).where(Challenge.consumed_at.is_(None))
+        )
+        assert open_codes == PARALLEL - LIMIT
