@@ -1,7 +1,577 @@
-"""JSON API under /api (issue 4)."""
+"""The JSON API under /api: sign-in in two steps, the caller's own sessions, and the
+tenant-admin routes. Routes, camelCase fields and error codes follow the contract in
+DESIGN.md; ``app.web.openapi`` describes them as OpenAPI 3.1 and serves that document.
+
+Authentication is ``Authorization: Bearer <token>`` or the ``holdfast_session`` cookie
+(``app.web.context`` loads either). The API does its own CSRF rule instead of Flask-WTF's
+form tokens: a write that rides on the session cookie (no bearer header) must declare a
+JSON content type (415 otherwise; a cross-site form cannot send one without a CORS
+preflight, which Holdfast never grants) and come from this origin by ``Sec-Fetch-Site`` or
+``Origin`` (403 otherwise). Bearer requests need neither: another site cannot make a
+browser attach that header.
+
+Every answer that is not a success is ``{"error", "code"}`` JSON with the matching
+status, for any input: bodies are parsed and type-checked here before the core sees them.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask_login import current_user, login_required
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.core import admin, policy, sessions, signin
+from app.core.access import require_admin
+from app.core.errors import (
+    Forbidden,
+    HoldfastError,
+    InvalidSession,
+    NotFound,
+    SessionLimitReached,
+    ValidationError,
+)
+from app.core.sessions import Current
+from app.extensions import csrf, limiter
+from app.models import Device, UserSession
+from app.web import auth, openapi
+from app.web.context import (
+    DEVICE_COOKIE,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    clear_session_cookie,
+    current,
+    db,
+    now,
+    origin,
+    services,
+    set_device_cookie,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.register_blueprint(openapi.bp)
+csrf.exempt(bp)
+csrf.exempt(openapi.bp)
+
+#: the longest session any policy allows; a longer expiresIn means "as long as allowed"
+LONGEST_SESSION = 366 * 86400
+#: admin list filters: query parameter -> SessionFilters field
+FILTER_PARAMS = {
+    "status": "status",
+    "userId": "user_id",
+    "q": "q",
+    "kind": "kind",
+    "os": "os",
+    "browser": "browser",
+    "ipPrefix": "ip_prefix",
+}
+#: the API's sort names -> the core's
+SORTS = {"lastActive": "last_active", "createdAt": "signed_in"}
+
+
+class BadRequest(HoldfastError):
+    code, status, message = "bad_request", 400, "The request body is not valid JSON."
+
+
+class UnsupportedMediaType(HoldfastError):
+    code, status, message = (
+        "unsupported_media_type",
+        415,
+        "Send the body as JSON with Content-Type: application/json.",
+    )
+
+
+# --- the API's CSRF rule -------------------------------------------------------------------
+
+
+@bp.before_request
+def _refuse_huge_bodies() -> None:
+    """413 for any body over MAX_CONTENT_LENGTH, also on routes that would not read it."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+
+
+@bp.before_request
+def _cookie_writes_come_from_this_origin() -> None:
+    """Writes authenticated by the session cookie must be JSON from this origin."""
+    if request.method in SAFE_METHODS or _has_bearer() or not request.cookies.get(SESSION_COOKIE):
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            "Requests signed in by cookie must send Content-Type: application/json."
+        )
+    if not _same_origin():
+        raise Forbidden("This request came from another site.")
+
+
+def _has_bearer() -> bool:
+    return request.headers.get("Authorization", "")[:7].lower() == "bearer "
+
+
+def _same_origin() -> bool:
+    """Sec-Fetch-Site when the browser sends it, else Origin against this host and the
+    configured base URL. A request with neither is refused: browsers send at least one
+    on every write, and other clients should use a bearer token."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    sent = request.headers.get("Origin")
+    if not sent:
+        return False
+    allowed = {_origin_of(request.host_url), _origin_of(current_app.config["BASE_URL"])}
+    return _origin_of(sent) in allowed - {None}
+
+
+def _origin_of(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[::1" is no origin at all
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+# --- reading input ---------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object. Raises UnsupportedMediaType (not JSON), BadRequest
+    (malformed, or not an object); a body over MAX_CONTENT_LENGTH answers 413."""
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    data = _parsed_json()
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object." if data is not None else None)
+    return data
+
+
+def _parsed_json() -> Any:
+    """The body parsed as JSON, or None when it is not JSON. Nesting deep enough to
+    exhaust the parser (64 KiB of "[") counts as not JSON, not as a crash."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
+
+
+def field(
+    body: dict[str, Any],
+    name: str,
+    kind: type,
+    *,
+    required: bool = False,
+    max_length: int | None = None,
+) -> Any:
+    """``body[name]`` checked to be of ``kind``; a missing or null optional field is None.
+    Raises ValidationError naming the field."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ValidationError(f"{name} is required.", field=name)
+        return None
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ValidationError(f"{name} must be {_TYPE_NAMES[kind]}.", field=name)
+    if kind is str:
+        _check_text(value, name, max_length)
+    return value
+
+
+def _check_text(value: str, name: str, max_length: int | None) -> None:
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(f"{name} is at most {max_length} characters.", field=name)
+    # NUL and lone surrogates are valid JSON but no database stores them.
+    if "\x00" in value or _unencodable(value):
+        raise ValidationError(f"{name} contains characters that cannot be stored.", field=name)
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def public_id(value: str) -> str:
+    """A public id from the path; anything that cannot be one is simply not found."""
+    if len(value) > 40 or "\x00" in value:
+        raise NotFound()
+    return value
+
+
+def _query(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    _check_text(value, name, 200)
+    return value
+
+
+def _query_time(name: str) -> datetime | None:
+    value = _query(name)
+    if value is None:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError) as error:
+        raise ValidationError(
+            f"{name} is a date and time like 2026-03-02T09:00:00Z.", field=name
+        ) from error
+
+
+def _utc(moment: datetime) -> datetime:
+    """In UTC (a time without zone is taken as UTC). Raises OverflowError at the ends of
+    the calendar, where a zone would move the time past year 1 or 9999."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _cursor() -> str | None:
+    """The page cursor, checked before the query is built: a hand-made cursor whose time
+    cannot be stored is a validation error, not a database error."""
+    cursor = _query("cursor")
+    if cursor is not None:
+        moment, _row_id = admin.decode_cursor(cursor)
+        try:
+            _utc(moment)
+        except OverflowError as error:
+            raise ValidationError("That page cursor is not valid.", field="cursor") from error
+    return cursor
+
+
+# --- writing output --------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _seconds_until(moment: datetime) -> int:
+    return max(0, int((moment - now()).total_seconds()))
+
+
+def session_item(
+    session: UserSession, device: Device, *, expires_at: datetime | None, me: Current | None = None
+) -> dict[str, Any]:
+    """One session as the API shows it (the caller's list, the admin list, the limit)."""
+    return {
+        "id": session.id,
+        "device": device.display_name,
+        "deviceType": device.kind,
+        "os": device.os,
+        "browser": device.browser,
+        "ip": session.ip,
+        "location": session.location,
+        "createdAt": iso(session.created_at),
+        "lastActive": iso(session.last_seen_at),
+        "expiresAt": iso(expires_at),
+        "current": me is not None and session.id == me.session.id,
+        "trusted": device.is_trusted(now()),
+    }
+
+
+def _no_content() -> Response:
+    return Response(status=204)
+
+
+def _forget_cookie_if_used(response: Response) -> Response:
+    """The caller ended its own session: a cookie client's cookie goes with it."""
+    if not _has_bearer() and request.cookies.get(SESSION_COOKIE):
+        clear_session_cookie(response)
+    return response
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+def _email_key() -> str:
+    """Rate-limit key: the address in the JSON body, as the web form keys by its field."""
+    data = _parsed_json()
+    raw = data.get("email") if isinstance(data, dict) else None
+    return "email:" + (raw.strip().lower()[:320] if isinstance(raw, str) else "")
+
+
+@bp.post("/auth/login")
+@limiter.limit(auth._code_limits, key_func=_email_key, scope="codes-email")
+@limiter.limit(auth._code_limits_per_ip, scope="codes-ip")
+def login() -> tuple[Response, int]:
+    """Send a one-time code. 202 for any well-formed address, known or not."""
+    body = json_body()
+    email = field(body, "email", str, required=True, max_length=320)
+    challenge = signin.request_code(
+        db(),
+        services().hasher,
+        email,
+        now=now(),
+        origin=origin(),
+        product=current_app.config["PRODUCT_NAME"],
+    )
+    return jsonify(challengeId=challenge.id), 202
+
+
+@bp.post("/auth/verify")
+def verify() -> Response | tuple[Response, int]:
+    """Exchange the code for a session and its token.
+
+    ``deviceId`` is the client's own long-lived secret for its install (stored only as a
+    hash, like the browser's device cookie); without one, a same-origin browser's device
+    cookie is used, and failing that a new value is made and returned as ``deviceId`` for
+    the client to keep and send next time. In ``deny`` mode at the session limit the
+    answer is 409 with the live ``sessions``; repeat the same code with ``endSessionId``.
+    """
+    body = json_body()
+    challenge_id = field(body, "challengeId", str, required=True, max_length=64)
+    code = field(body, "code", str, required=True, max_length=32)
+    device_id = field(body, "deviceId", str, max_length=200)
+    device_name = field(body, "deviceName", str, max_length=100)
+    device_type = field(body, "deviceType", str, max_length=20)
+    expires_in = field(body, "expiresIn", int)
+    extend_on_activity = field(body, "extendOnActivity", bool)
+    end_session_id = field(body, "endSessionId", str, max_length=40)
+    if expires_in is not None:
+        expires_in = min(expires_in, LONGEST_SESSION)
+    moment = now()
+    try:
+        result = signin.sign_in(
+            db(),
+            services().hasher,
+            challenge_id,
+            code,
+            now=moment,
+            origin=origin(),
+            device_cookie=device_id or request.cookies.get(DEVICE_COOKIE),
+            device_name=device_name,
+            device_kind=device_type,
+            expires_in=expires_in,
+            extend_on_activity=extend_on_activity,
+            end_session_id=end_session_id,
+        )
+    except SessionLimitReached as error:
+        live = [
+            session_item(
+                s,
+                db().get_one(Device, s.device_id),
+                expires_at=min(s.idle_deadline, s.absolute_deadline),
+            )
+            for s in error.details["sessions"]
+        ]
+        response = jsonify(error=error.message, code=error.code, sessions=live)
+        return response, error.status
+    session, device = result.session, result.device
+    token = services().keys.sign(
+        user_id=result.user.id,
+        tenant_id=result.tenant.id,
+        session_id=session.id,
+        now=moment,
+        expires_at=session.absolute_deadline,
+    )
+    answer: dict[str, Any] = {
+        "sessionId": session.id,
+        "token": token,
+        "expiresAt": iso(min(session.idle_deadline, session.absolute_deadline)),
+        "deviceInfo": {
+            "id": device.id,
+            "name": device.display_name,
+            "type": device.kind,
+            "os": device.os,
+            "browser": device.browser,
+            "trusted": device.is_trusted(moment),
+            "isNew": result.new_device,
+        },
+    }
+    if result.device_cookie:
+        answer["deviceId"] = result.device_cookie
+    response = jsonify(answer)
+    response.status_code = 201
+    if result.device_cookie and not device_id:
+        set_device_cookie(response, result.device_cookie)
+    return response
+
+
+# --- the caller's session ------------------------------------------------------------------
+
+
+@bp.get("/auth/session")
+def session_status() -> Response | tuple[Response, int]:
+    """Whether the caller's session is live and when it ends. A status check is not
+    activity (app.web.context.PASSIVE_ENDPOINTS): polling never keeps a session alive."""
+    if not current_user.is_authenticated:
+        error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
+        return jsonify(valid=False, error=error.message, code=error.code), 401
+    me = current()
+    return jsonify(
+        valid=True,
+        sessionId=me.session.id,
+        expiresAt=iso(me.expires_at),
+        expiresIn=_seconds_until(me.expires_at),
+        deviceCount=sessions.device_count(db(), me.user.id, now()),
+    )
+
+
+@bp.post("/auth/session/extend")
+@login_required
+def extend() -> Response:
+    """Activity: the hot path has moved the idle deadline (at most once a minute, like
+    every request, and never for a session created with extendOnActivity false). Answers
+    a fresh token for the same session and the deadline now in force."""
+    me = current()
+    token = services().keys.sign(
+        user_id=me.user.id,
+        tenant_id=me.tenant.id,
+        session_id=me.session.id,
+        now=now(),
+        expires_at=me.absolute_deadline,
+    )
+    return jsonify(
+        token=token, expiresAt=iso(me.expires_at), expiresIn=_seconds_until(me.expires_at)
+    )
+
+
+@bp.post("/auth/logout")
+@login_required
+def logout() -> Response:
+    me = current()
+    sessions.end_session(
+        db(), me.session, "logout", now=now(), actor_id=me.user.id, origin=origin()
+    )
+    return _forget_cookie_if_used(_no_content())
+
+
+@bp.get("/auth/sessions")
+@login_required
+def own_sessions() -> Response:
+    """The caller's live sessions, the current device first, then by recent activity."""
+    me = current()
+    items = [
+        session_item(session, view.device, expires_at=view.expires[session.id], me=me)
+        for view in sessions.devices_of(db(), me, now=now())
+        for session in view.sessions
+    ]
+    return jsonify(sessions=items)
+
+
+@bp.delete("/auth/sessions/others")
+@login_required
+def end_other_sessions() -> Response:
+    ended = sessions.end_other_sessions(db(), current(), now=now(), origin=origin())
+    return jsonify(revoked=len(ended))
+
+
+@bp.delete("/auth/sessions/<session_id>")
+@login_required
+def end_own_session(session_id: str) -> Response:
+    """End one of the caller's sessions (its own current one counts as signing out).
+    Another person's session id answers 404, as an unknown one does."""
+    me = current()
+    ended = sessions.end_own_session(db(), me, public_id(session_id), now=now(), origin=origin())
+    response = _no_content()
+    return _forget_cookie_if_used(response) if ended.id == me.session.id else response
+
+
+# --- tenant admins -------------------------------------------------------------------------
+
+
+def _admin() -> Current:
+    """The signed-in admin. Raises Forbidden (403, a member) or FreshSignInRequired (401
+    fresh_login_required: the code was entered over 15 minutes ago; an API client signs
+    in again to get a fresh session)."""
+    me = current()
+    require_admin(me, now())
+    return me
+
+
+@bp.get("/admin/sessions")
+@login_required
+def admin_sessions() -> Response:
+    """The tenant's sessions, filtered, newest first, a page at a time (keyset cursor)."""
+    me = _admin()
+    options: dict[str, Any] = {
+        target: value
+        for name, target in FILTER_PARAMS.items()
+        if (value := _query(name)) is not None
+    }
+    sort = _query("sort") or "lastActive"
+    if sort not in SORTS:
+        raise ValidationError(f"sort is one of {', '.join(SORTS)}.", field="sort")
+    filters = admin.SessionFilters(
+        **options,
+        sort=SORTS[sort],
+        signed_in_from=_query_time("signedInFrom"),
+        signed_in_to=_query_time("signedInTo"),
+    )
+    raw_limit = _query("limit") or "50"
+    if not raw_limit.isdecimal() or len(raw_limit) > 4:
+        raise ValidationError(f"limit is 1 to {admin.MAX_PAGE}.", field="limit")
+    page = admin.search_sessions(db(), filters, now=now(), cursor=_cursor(), limit=int(raw_limit))
+    items = []
+    for row in page.rows:
+        item = session_item(row.session, row.device, expires_at=None, me=me)
+        if row.session.ended_at is None:
+            item["expiresAt"] = iso(
+                min(sessions.deadlines(row.session, me.tenant, row.device, now()))
+            )
+        item["endedAt"] = iso(row.session.ended_at)
+        item["endReason"] = row.session.end_reason
+        item["user"] = {
+            "id": row.user.id,
+            "email": row.user.email,
+            "name": row.user.name,
+            "role": row.user.role,
+        }
+        items.append(item)
+    return jsonify(sessions=items, nextCursor=page.next_cursor)
+
+
+@bp.delete("/admin/sessions/<session_id>")
+@login_required
+def admin_end_session(session_id: str) -> Response:
+    """End any session of the tenant (another tenant's id answers 404)."""
+    me = _admin()
+    ended = admin.end_session_as_admin(db(), me, public_id(session_id), now=now(), origin=origin())
+    response = _no_content()
+    return _forget_cookie_if_used(response) if ended.id == me.session.id else response
+
+
+@bp.delete("/admin/users/<user_id>/sessions")
+@login_required
+def admin_end_user_sessions(user_id: str) -> Response:
+    """End every live session of one person of the tenant; ``{revoked: n}``."""
+    me = _admin()
+    ended = admin.end_user_sessions(db(), me, public_id(user_id), now=now(), origin=origin())
+    response = jsonify(revoked=len(ended))
+    if any(session.id == me.session.id for session in ended):
+        _forget_cookie_if_used(response)
+    return response
+
+
+@bp.get("/admin/policy")
+@login_required
+def get_policy() -> Response:
+    return jsonify(policy.as_dict(_admin().tenant))
+
+
+@bp.put("/admin/policy")
+@login_required
+def put_policy() -> Response:
+    """Change any subset of the policy (all or nothing); answers the whole policy. An
+    unknown or out-of-range field is 422 validation_error naming it."""
+    me = _admin()
+    changes: dict[str, Any] = {}
+    for name, value in json_body().items():
+        setting = policy.BY_API_NAME.get(name)
+        if setting is None:
+            raise ValidationError(f"Unknown policy setting {name!r}.", field=name[:100])
+        changes[setting.name] = value
+    policy.update(db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin())
+    return jsonify(policy.as_dict(me.tenant))

@@ -1,7 +1,58 @@
-"""Reverse-proxy check (/auth/verify) and the public JWKS (issue 4)."""
+"""What other programs check against: the reverse-proxy session check and the public JWKS.
+
+``GET /auth/verify`` is for nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy
+``forward_auth``. It runs the request's token (cookie or bearer) through the same hot
+path as every page, so it sees a revocation on the very next request and extends a live
+session by the same throttled rule. It answers only 200 (with the identity headers) or
+401: nginx turns any other status of an auth subrequest into a 500 for the visitor. The
+one exception is an outage of Holdfast's own database (503), where no answer would be
+true and a 401 would send every visitor to a sign-in page that cannot work either.
+
+``GET /.well-known/jwks.json`` publishes the public keys that verify session tokens
+(the signing key and retired keys whose tokens may still be alive), for verifiers that
+check tokens offline.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from urllib.parse import quote
+
+from flask import Blueprint, Response, g, jsonify
+from flask_login import current_user
+
+from app.core.errors import InvalidSession
+from app.web.context import current, services
+from app.web.errors import json_error
 
 bp = Blueprint("proxy", __name__)
+
+
+@bp.get("/auth/verify")
+def verify() -> Response:
+    """200 with X-Holdfast-User (user id), X-Holdfast-Email, X-Holdfast-Tenant (tenant id),
+    X-Holdfast-Session and X-Holdfast-Role for a live session; 401 with the JSON error
+    otherwise. A non-ASCII email is sent percent-encoded (UTF-8): header values are
+    Latin-1 on the wire."""
+    if not current_user.is_authenticated:
+        error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
+        response = json_error(error, status=401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
+        return response
+    me = current()
+    email = me.user.email if me.user.email.isascii() else quote(me.user.email, safe="@")
+    response = jsonify(valid=True, sessionId=me.session.id)
+    response.headers["X-Holdfast-User"] = me.user.id
+    response.headers["X-Holdfast-Email"] = email
+    response.headers["X-Holdfast-Tenant"] = me.tenant.id
+    response.headers["X-Holdfast-Session"] = me.session.id
+    response.headers["X-Holdfast-Role"] = me.user.role
+    return response
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The public keys as a JWK Set (``kid``, ``alg`` ES256, ``use`` sig). Public data,
+    so any origin may read it."""
+    response = jsonify(services().keys.jwks())
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response

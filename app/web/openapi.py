@@ -1,0 +1,791 @@
+"""The API described as OpenAPI 3.1, built here in Python from the same tables the code
+uses (the policy fields and their ranges, the device kinds, the session filters), served
+at ``/api/openapi.json`` and rendered for people at ``/api/docs``.
+
+``/api/docs/example`` is a small page that loads ``static/js/holdfast-session.js``, for
+trying the JS client from a browser's console (and for its browser test).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template
+
+from app.core import admin
+from app.core.policy import FIELDS
+from app.core.signin import MIN_EXPIRES_IN
+from app.devices import DEVICE_KINDS
+from app.models import END_REASONS, ROLES
+
+bp = Blueprint("openapi", __name__)
+
+ERROR_CODES = (
+    "bad_request",
+    "invalid_code",
+    "challenge_locked",
+    "invalid_session",
+    "session_expired",
+    "fresh_login_required",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "session_limit_reached",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation_error",
+    "rate_limited",
+)
+PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
+
+DATE_TIME = {"type": "string", "format": "date-time"}
+ERROR = {
+    "type": "object",
+    "required": ["error", "code"],
+    "properties": {
+        "error": {"type": "string", "description": "A sentence a person can read."},
+        "code": {
+            "type": "string",
+            "description": "Stable code a client branches on.",
+            "examples": list(ERROR_CODES),
+        },
+        "field": {"type": "string", "description": "The input at fault (validation_error)."},
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str, schema: str = "Error") -> dict[str, Any]:
+    return _json(_ref(schema), description)
+
+
+def _schemas() -> dict[str, Any]:
+    session = {
+        "type": "object",
+        "required": [
+            "id",
+            "device",
+            "deviceType",
+            "os",
+            "browser",
+            "ip",
+            "location",
+            "createdAt",
+            "lastActive",
+            "expiresAt",
+            "current",
+            "trusted",
+        ],
+        "properties": {
+            "id": {"type": "string", "description": "Public session id (sess_...)."},
+            "device": {
+                "type": "string",
+                "description": 'The device\'s name, given or derived ("Chrome on macOS").',
+            },
+            "deviceType": {"type": "string", "enum": list(DEVICE_KINDS)},
+            "os": {"type": "string"},
+            "browser": {"type": "string"},
+            "ip": {"type": "string", "description": "Address the session was created from."},
+            "location": {"type": ["string", "null"]},
+            "createdAt": DATE_TIME,
+            "lastActive": {**DATE_TIME, "description": "Written at most once a minute."},
+            "expiresAt": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When it ends if nothing more happens (null: ended).",
+            },
+            "current": {"type": "boolean", "description": "The session making this request."},
+            "trusted": {"type": "boolean", "description": "On a trusted device."},
+        },
+    }
+    admin_session = {
+        "allOf": [
+            _ref("Session"),
+            {
+                "type": "object",
+                "required": ["endedAt", "endReason", "user"],
+                "properties": {
+                    "endedAt": {"type": ["string", "null"], "format": "date-time"},
+                    "endReason": {"type": ["string", "null"], "enum": [*END_REASONS, None]},
+                    "user": {
+                        "type": "object",
+                        "required": ["id", "email", "name", "role"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "email": {"type": "string"},
+                            "name": {"type": ["string", "null"]},
+                            "role": {"type": "string", "enum": list(ROLES)},
+                        },
+                    },
+                },
+            },
+        ]
+    }
+    return {
+        "Error": ERROR,
+        "SessionLimitError": {
+            "allOf": [
+                _ref("Error"),
+                {
+                    "type": "object",
+                    "required": ["sessions"],
+                    "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
+                },
+            ],
+            "description": "deny mode at the limit: repeat the same code with endSessionId "
+            "set to one of these sessions.",
+        },
+        "StatusError": {
+            "allOf": [
+                _ref("Error"),
+                {
+                    "type": "object",
+                    "required": ["valid"],
+                    "properties": {"valid": {"const": False}},
+                },
+            ]
+        },
+        "Session": session,
+        "AdminSession": admin_session,
+        "Policy": _policy_schema(require_all=True),
+        "PolicyChange": _policy_schema(require_all=False),
+    }
+
+
+def _policy_schema(*, require_all: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for setting in FIELDS:
+        if setting.kind is bool:
+            schema: dict[str, Any] = {"type": "boolean"}
+        elif setting.kind is str:
+            schema = {"type": "string", "enum": list(setting.choices)}
+        else:
+            schema = {"type": "integer", "minimum": setting.low, "maximum": setting.high}
+        properties[setting.api_name] = {
+            **schema,
+            "description": f"{setting.help} Allowed: {setting.describe_range()}.",
+        }
+    schema = {"type": "object", "properties": properties}
+    if require_all:
+        schema["required"] = [setting.api_name for setting in FIELDS]
+    else:
+        schema["additionalProperties"] = False
+        schema["description"] = (
+            "Any subset of the policy; all or nothing. Idle timeout may not exceed the "
+            "absolute lifetime."
+        )
+    return schema
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": PUBLIC_ID},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+SIGNED_IN: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}]
+UNAUTHORIZED = _error(
+    "No live session: invalid_session (unknown, ended, revoked, bad token) or session_expired."
+)
+ADMIN_UNAUTHORIZED = _error(
+    "No live session, or fresh_login_required: admin routes need a "
+    "code entered in the last 15 minutes (sign in again)."
+)
+FORBIDDEN_ADMIN = _error(
+    "forbidden: the caller is not a tenant admin (or a cookie write came from another site)."
+)
+COOKIE_WRITE = {
+    "403": _error("forbidden: a cookie-authenticated write came from another site."),
+    "415": _error("unsupported_media_type: cookie-authenticated writes must send JSON."),
+}
+BODY_ERRORS = {
+    "400": _error("bad_request: the body is not a JSON object."),
+    "413": _error("payload_too_large: the body is over 64 KiB."),
+    "415": _error("unsupported_media_type: the body is not application/json."),
+    "422": _error(
+        "validation_error: a field is missing, of the wrong type or out of range (see field)."
+    ),
+}
+
+
+def _paths() -> dict[str, Any]:
+    session_list = {
+        "type": "object",
+        "required": ["sessions"],
+        "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
+    }
+    revoked = {
+        "type": "object",
+        "required": ["revoked"],
+        "properties": {"revoked": {"type": "integer", "minimum": 0}},
+    }
+    return {
+        "/api/auth/login": {
+            "post": {
+                "operationId": "login",
+                "tags": ["Sign-in"],
+                "summary": "Send a one-time code by email",
+                "description": "Always 202 for a well-formed address, whether or not an account "
+                "exists (no answer tells). Rate limited per address and per IP "
+                "like the sign-in page; 429 carries Retry-After.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["email"],
+                        "properties": {
+                            "email": {
+                                "type": "string",
+                                "format": "email",
+                                "maxLength": 320,
+                                "examples": ["sam@example.com"],
+                            }
+                        },
+                    }
+                ),
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "required": ["challengeId"],
+                            "properties": {"challengeId": {"type": "string"}},
+                        },
+                        "A challenge to answer with the emailed code.",
+                    ),
+                    **BODY_ERRORS,
+                    "429": _error("rate_limited: too many codes asked for; see Retry-After."),
+                },
+            }
+        },
+        "/api/auth/verify": {
+            "post": {
+                "operationId": "verify",
+                "tags": ["Sign-in"],
+                "summary": "Exchange the code for a session and its token",
+                "description": "The code works once, for 10 minutes, and dies after 5 wrong "
+                "tries. deviceId is the client's own secret for its install; "
+                "send it every time so the device is recognised (a new one is "
+                "made and returned as deviceId when none is sent). In deny mode "
+                "at the session limit the answer is 409 with the live sessions: "
+                "repeat the same code with endSessionId.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["challengeId", "code"],
+                        "properties": {
+                            "challengeId": {"type": "string", "maxLength": 64},
+                            "code": {"type": "string", "maxLength": 32, "examples": ["123456"]},
+                            "deviceId": {"type": ["string", "null"], "maxLength": 200},
+                            "deviceName": {"type": ["string", "null"], "maxLength": 100},
+                            "deviceType": {
+                                "type": ["string", "null"],
+                                "enum": [*DEVICE_KINDS, None],
+                            },
+                            "expiresIn": {
+                                "type": ["integer", "null"],
+                                "minimum": MIN_EXPIRES_IN,
+                                "description": "Ask for a shorter session (seconds); "
+                                "never longer than the policy allows.",
+                            },
+                            "extendOnActivity": {"type": ["boolean", "null"]},
+                            "endSessionId": {"type": ["string", "null"], "maxLength": 40},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["sessionId", "token", "expiresAt", "deviceInfo"],
+                            "properties": {
+                                "sessionId": {"type": "string"},
+                                "token": {
+                                    "type": "string",
+                                    "description": "ES256 JWT; send as "
+                                    "Authorization: Bearer. exp is the absolute deadline.",
+                                },
+                                "expiresAt": DATE_TIME,
+                                "deviceId": {
+                                    "type": "string",
+                                    "description": "Only when a new "
+                                    "device secret was made: keep it, send it next time.",
+                                },
+                                "deviceInfo": {
+                                    "type": "object",
+                                    "required": [
+                                        "id",
+                                        "name",
+                                        "type",
+                                        "os",
+                                        "browser",
+                                        "trusted",
+                                        "isNew",
+                                    ],
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "name": {"type": "string"},
+                                        "type": {"type": "string", "enum": list(DEVICE_KINDS)},
+                                        "os": {"type": "string"},
+                                        "browser": {"type": "string"},
+                                        "trusted": {"type": "boolean"},
+                                        "isNew": {"type": "boolean"},
+                                    },
+                                },
+                            },
+                        },
+                        "Signed in.",
+                    ),
+                    **BODY_ERRORS,
+                    "400": _error("invalid_code, challenge_locked, or bad_request."),
+                    "409": _error("session_limit_reached (deny mode).", "SessionLimitError"),
+                },
+            }
+        },
+        "/api/auth/session": {
+            "get": {
+                "operationId": "sessionStatus",
+                "tags": ["Your sessions"],
+                "summary": "Is the caller's session live, and until when",
+                "description": "Not counted as activity: polling it never keeps a session alive.",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": [
+                                "valid",
+                                "sessionId",
+                                "expiresAt",
+                                "expiresIn",
+                                "deviceCount",
+                            ],
+                            "properties": {
+                                "valid": {"const": True},
+                                "sessionId": {"type": "string"},
+                                "expiresAt": DATE_TIME,
+                                "expiresIn": {"type": "integer", "minimum": 0},
+                                "deviceCount": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "The session is live.",
+                    ),
+                    "401": _error("Not live: invalid_session or session_expired.", "StatusError"),
+                },
+            }
+        },
+        "/api/auth/session/extend": {
+            "post": {
+                "operationId": "extendSession",
+                "tags": ["Your sessions"],
+                "summary": "Count as activity and get a fresh token",
+                "description": "Moves the idle deadline like any request (at most once a minute, "
+                "never past the absolute deadline, never for a session signed in "
+                "with extendOnActivity false).",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["token", "expiresAt", "expiresIn"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "expiresAt": DATE_TIME,
+                                "expiresIn": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "The deadline now in force and a new token for the same session.",
+                    ),
+                    "401": UNAUTHORIZED,
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+        "/api/auth/logout": {
+            "post": {
+                "operationId": "logout",
+                "tags": ["Your sessions"],
+                "summary": "End the current session",
+                "security": SIGNED_IN,
+                "responses": {
+                    "204": {"description": "Signed out."},
+                    "401": UNAUTHORIZED,
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+        "/api/auth/sessions": {
+            "get": {
+                "operationId": "listSessions",
+                "tags": ["Your sessions"],
+                "summary": "The caller's live sessions",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(session_list, "Current device first."),
+                    "401": UNAUTHORIZED,
+                },
+            }
+        },
+        "/api/auth/sessions/others": {
+            "delete": {
+                "operationId": "endOtherSessions",
+                "tags": ["Your sessions"],
+                "summary": "End every session but the current one",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(revoked, "How many ended."),
+                    "401": UNAUTHORIZED,
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+        "/api/auth/sessions/{sessionId}": {
+            "delete": {
+                "operationId": "endSession",
+                "tags": ["Your sessions"],
+                "summary": "End one of the caller's sessions",
+                "parameters": [_path_id("sessionId", "One of the caller's session ids.")],
+                "security": SIGNED_IN,
+                "responses": {
+                    "204": {"description": "Ended (or had ended already)."},
+                    "401": UNAUTHORIZED,
+                    "404": _error("not_found: no such session of the caller's."),
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+        "/api/admin/sessions": {
+            "get": {
+                "operationId": "adminListSessions",
+                "tags": ["Tenant admin"],
+                "summary": "The tenant's sessions, filtered, a page at a time",
+                "description": "Keyset pagination: pass nextCursor back as cursor. Needs the "
+                "admin role and a code entered in the last 15 minutes.",
+                "security": SIGNED_IN,
+                "parameters": [
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(admin.STATUSES)},
+                        "live (default), ended or all.",
+                    ),
+                    _query("userId", {"type": "string", "maxLength": 200}, "One person's id."),
+                    _query(
+                        "q",
+                        {"type": "string", "maxLength": 200},
+                        "Text in the person's email or the device name.",
+                    ),
+                    _query("kind", {"type": "string", "enum": list(DEVICE_KINDS)}, "Device type."),
+                    _query("os", {"type": "string", "maxLength": 200}, "Operating system."),
+                    _query("browser", {"type": "string", "maxLength": 200}, "Browser."),
+                    _query("ipPrefix", {"type": "string", "maxLength": 200}, "Start of the IP."),
+                    _query("signedInFrom", DATE_TIME, "Signed in at or after."),
+                    _query("signedInTo", DATE_TIME, "Signed in before."),
+                    _query(
+                        "sort",
+                        {"type": "string", "enum": ["lastActive", "createdAt"]},
+                        "Newest first by last activity (default) or by sign-in.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "maxLength": 200},
+                        "nextCursor of the previous page.",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": admin.MAX_PAGE},
+                        "Page size (default 50).",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["sessions", "nextCursor"],
+                            "properties": {
+                                "sessions": {"type": "array", "items": _ref("AdminSession")},
+                                "nextCursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "One page, newest first.",
+                    ),
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                    "422": _error("validation_error: a filter is not valid (see field)."),
+                },
+            }
+        },
+        "/api/admin/sessions/{sessionId}": {
+            "delete": {
+                "operationId": "adminEndSession",
+                "tags": ["Tenant admin"],
+                "summary": "End any session of the tenant",
+                "security": SIGNED_IN,
+                "parameters": [_path_id("sessionId", "A session of the admin's tenant.")],
+                "responses": {
+                    "204": {"description": "Ended (or had ended already)."},
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                    "404": _error("not_found: no such session in this tenant."),
+                    "415": COOKIE_WRITE["415"],
+                },
+            }
+        },
+        "/api/admin/users/{userId}/sessions": {
+            "delete": {
+                "operationId": "adminEndUserSessions",
+                "tags": ["Tenant admin"],
+                "summary": "End every live session of one person",
+                "security": SIGNED_IN,
+                "parameters": [_path_id("userId", "A person of the admin's tenant.")],
+                "responses": {
+                    "200": _json(revoked, "How many ended."),
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                    "404": _error("not_found: no such person in this tenant."),
+                    "415": COOKIE_WRITE["415"],
+                },
+            }
+        },
+        "/api/admin/policy": {
+            "get": {
+                "operationId": "getPolicy",
+                "tags": ["Tenant admin"],
+                "summary": "The tenant's session policy (durations in seconds)",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(_ref("Policy"), "The policy."),
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                },
+            },
+            "put": {
+                "operationId": "updatePolicy",
+                "tags": ["Tenant admin"],
+                "summary": "Change any subset of the policy",
+                "description": "All or nothing; audited with old and new values. Tightening "
+                "applies to running sessions on their next request.",
+                "security": SIGNED_IN,
+                "requestBody": _body(_ref("PolicyChange")),
+                "responses": {
+                    "200": _json(_ref("Policy"), "The whole policy after the change."),
+                    **BODY_ERRORS,
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                },
+            },
+        },
+        "/auth/verify": {
+            "get": {
+                "operationId": "proxyVerify",
+                "tags": ["Other programs"],
+                "summary": "Session check for reverse proxies",
+                "description": "For nginx auth_request and Traefik/Caddy forward-auth. Counts as "
+                "activity. Only ever 200 or 401 (503 if Holdfast's database is "
+                "down).",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": {
+                        **_json(
+                            {
+                                "type": "object",
+                                "required": ["valid", "sessionId"],
+                                "properties": {
+                                    "valid": {"const": True},
+                                    "sessionId": {"type": "string"},
+                                },
+                            },
+                            "Live: identity in the headers.",
+                        ),
+                        "headers": {
+                            name: {"schema": {"type": "string"}, "description": text}
+                            for name, text in (
+                                ("X-Holdfast-User", "The person's id (usr_...)."),
+                                ("X-Holdfast-Email", "Email (percent-encoded UTF-8 if not ASCII)."),
+                                ("X-Holdfast-Tenant", "The tenant's id (ten_...)."),
+                                ("X-Holdfast-Session", "The session id (sess_...)."),
+                                ("X-Holdfast-Role", "member or admin."),
+                            )
+                        },
+                    },
+                    "401": UNAUTHORIZED,
+                },
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "operationId": "jwks",
+                "tags": ["Other programs"],
+                "summary": "Public keys for verifying session tokens offline",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["keys"],
+                            "properties": {
+                                "keys": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["kty", "crv", "x", "y", "kid", "alg", "use"],
+                                        "properties": {
+                                            "kty": {"const": "EC"},
+                                            "crv": {"const": "P-256"},
+                                            "x": {"type": "string"},
+                                            "y": {"type": "string"},
+                                            "kid": {"type": "string"},
+                                            "alg": {"const": "ES256"},
+                                            "use": {"const": "sig"},
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "A JWK Set: the signing key and retired keys still verifying.",
+                    )
+                },
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API as this server runs it."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{current_app.config['PRODUCT_NAME']} API",
+            "version": "1",
+            "description": (
+                "Sessions and devices over JSON. Authenticate with Authorization: Bearer "
+                "<token> (from POST /api/auth/verify) or the holdfast_session cookie. "
+                "Cookie-authenticated writes must send Content-Type: application/json from "
+                "this origin (Origin or Sec-Fetch-Site); bearer requests need no CSRF token. "
+                'Every error is {"error", "code"} with the matching status.'
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "Sign-in"},
+            {"name": "Your sessions"},
+            {"name": "Tenant admin"},
+            {"name": "Other programs"},
+        ],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "holdfast_session"},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def spec() -> Response:
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> str:
+    """The same document as a page: every operation, its input and its answers."""
+    spec = document()
+    operations = [
+        {"method": method.upper(), "path": path, **operation}
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    ]
+    tags = [tag["name"] for tag in spec["tags"]]
+    return render_template(
+        "api/docs.html",
+        spec=spec,
+        tags=tags,
+        operations=operations,
+        schemas=spec["components"]["schemas"],
+        describe=describe_schema,
+    )
+
+
+@bp.get("/docs/example")
+def example() -> str:
+    return render_template("api/example.html")
+
+
+def describe_schema(schema: dict[str, Any] | None, schemas: dict[str, Any]) -> list[dict]:
+    """A schema's fields as rows for the docs page: name, type, required, notes."""
+    if not schema:
+        return []
+    schema = _resolve(schema, schemas)
+    if "allOf" in schema:
+        return [row for part in schema["allOf"] for row in describe_schema(part, schemas)]
+    required = set(schema.get("required", ()))
+    rows = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _resolve(prop, schemas)
+        rows.append(
+            {
+                "name": name,
+                "type": _type_name(prop),
+                "required": name in required,
+                "notes": _notes(prop),
+            }
+        )
+    return rows
+
+
+def _resolve(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return schemas[ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[1]
+    if "const" in prop:
+        return repr(prop["const"]).lower()
+    kind = prop.get("type", "object")
+    if "allOf" in prop:
+        kind = "object"
+    names = kind if isinstance(kind, list) else [kind]
+    if "array" in names and "items" in prop:
+        item = prop["items"]
+        inner = item["$ref"].rsplit("/", 1)[1] if "$ref" in item else item.get("type", "object")
+        return f"array of {inner}"
+    text = " or ".join(names)
+    return f"{text} ({prop['format']})" if "format" in prop else text
+
+
+def _notes(prop: dict[str, Any]) -> str:
+    parts = []
+    if "enum" in prop:
+        parts.append("one of " + ", ".join(str(v) for v in prop["enum"] if v is not None))
+    if "minimum" in prop or "maximum" in prop:
+        parts.append(f"{prop.get('minimum', '')}..{prop.get('maximum', '')}")
+    if "maxLength" in prop:
+        parts.append(f"at most {prop['maxLength']} characters")
+    if "description" in prop:
+        parts.append(prop["description"])
+    return "; ".join(parts)

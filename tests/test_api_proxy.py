@@ -1,0 +1,97 @@
+"""GET /auth/verify (the reverse-proxy check) and the JWKS, through the Flask app. The
+real nginx in front is in test_proxy_nginx.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import session_id_of
+from tests.test_api import api_sign_in, bearer, stored_session
+
+
+def test_verify_answers_identity_headers_for_a_live_cookie(
+    signed_in, member, tenant, services, clock
+):
+    answer = signed_in.get("/auth/verify")
+    assert answer.status_code == 200
+    sid = session_id_of(signed_in, services, clock)
+    assert answer.headers["X-Holdfast-User"] == member.id
+    assert answer.headers["X-Holdfast-Email"] == member.email
+    assert answer.headers["X-Holdfast-Tenant"] == tenant.id
+    assert answer.headers["X-Holdfast-Session"] == sid
+    assert answer.headers["X-Holdfast-Role"] == "member"
+    assert answer.json == {"valid": True, "sessionId": sid}
+
+
+def test_verify_accepts_a_bearer_token(client, mailbox, member):
+    issued = api_sign_in(client, mailbox, member.email).json
+    answer = client.get("/auth/verify", headers=bearer(issued["token"]))
+    assert answer.status_code == 200
+    assert answer.headers["X-Holdfast-Session"] == issued["sessionId"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Cookie": "holdfast_session=garbage"},
+        {"Cookie": "holdfast_session=" + "x" * 5000},
+    ],
+)
+def test_verify_is_401_without_a_live_session(client, headers):
+    answer = client.get("/auth/verify", headers=headers)
+    assert answer.status_code == 401
+    assert answer.json["code"] == "invalid_session"
+    assert "X-Holdfast-User" not in answer.headers
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_verify_refuses_an_ended_session_on_the_next_request(signed_in, services, clock):
+    assert signed_in.get("/auth/verify").status_code == 200
+    sid = session_id_of(signed_in, services, clock)
+    out = signed_in.post("/api/auth/logout", json={}, headers={"Origin": "http://localhost"})
+    assert out.status_code == 204
+    assert stored_session(services, sid).end_reason == "logout"
+    signed_in.set_cookie("holdfast_session", "", max_age=0)  # the cookie the browser dropped
+    assert signed_in.get("/auth/verify").status_code == 401
+
+
+def test_verify_counts_as_activity_by_the_throttled_rule(client, mailbox, member, services, clock):
+    issued = api_sign_in(client, mailbox, member.email).json
+    start = clock.now()
+    clock.advance(seconds=30)  # within the one-minute throttle: nothing written
+    assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
+    assert stored_session(services, issued["sessionId"]).last_seen_at == start
+    clock.advance(minutes=20)
+    assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
+    moved = stored_session(services, issued["sessionId"])
+    assert moved.last_seen_at == clock.now()
+    # 20.5 minutes in, the idle deadline moved to 30 minutes from now.
+    clock.advance(minutes=25)
+    assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
+
+
+def test_verify_says_401_for_an_expired_session(client, mailbox, member, services, clock):
+    issued = api_sign_in(client, mailbox, member.email).json
+    clock.advance(minutes=31)
+    answer = client.get("/auth/verify", headers=bearer(issued["token"]))
+    assert answer.status_code == 401
+    assert answer.json["code"] == "session_expired"
+    assert stored_session(services, issued["sessionId"]).end_reason == "idle_expired"
+
+
+def test_jwks_publishes_the_public_signing_keys(client, services):
+    answer = client.get("/.well-known/jwks.json")
+    assert answer.status_code == 200
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    keys = answer.json["keys"]
+    assert len(keys) == 1
+    assert set(keys[0]) == {"kty", "crv", "x", "y", "kid", "alg", "use"}
+    assert (keys[0]["kty"], keys[0]["crv"], keys[0]["alg"], keys[0]["use"]) == (
+        "EC",
+        "P-256",
+        "ES256",
+        "sig",
+    )

@@ -1,0 +1,239 @@
+"""A real nginx (Debian's package) in front of a small upstream app, asking Holdfast's
+GET /auth/verify with auth_request: a signed-in browser cookie passes and the identity
+headers reach the upstream, an ended session is refused on the very next request, and no
+cookie is sent to the sign-in page.
+
+The server block is read from docs/api.md, so the snippet there is the one tested; only
+the upstream ports, the listen address and the temp paths are this test's own.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core.sessions import end_session
+from app.models import UserSession
+from tests.conftest import UA_MAC_CHROME, free_port, require_tool
+
+NGINX = "/usr/sbin/nginx"
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+
+def documented_snippet() -> str:
+    """The server-block snippet from docs/api.md, as a reader would copy it."""
+    blocks = re.findall(r"```nginx\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+    site = [block for block in blocks if "auth_request" in block]
+    assert len(site) == 1, "docs/api.md should hold one nginx block with auth_request"
+    return site[0]
+
+
+CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_temp;
+    proxy_temp_path {d}/proxy_temp;
+    fastcgi_temp_path {d}/fastcgi_temp;
+    uwsgi_temp_path {d}/uwsgi_temp;
+    scgi_temp_path {d}/scgi_temp;
+    upstream holdfast {{ server 127.0.0.1:{holdfast}; }}
+    upstream upstream_app {{ server 127.0.0.1:{upstream}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+{site}
+    }}
+}}
+"""
+
+
+class Echo(BaseHTTPRequestHandler):
+    """The upstream app: answers with the headers it received, as JSON."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def nginx(live_server: str, upstream: int, tmp_path: Path) -> Iterator[str]:
+    binary = require_tool(NGINX, "the reverse-proxy test runs Debian's nginx")
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        CONF.format(
+            user="user root;" if os.geteuid() == 0 else "",
+            d=folder,
+            holdfast=urllib.parse.urlsplit(live_server).port,
+            upstream=upstream,
+            port=port,
+            site=documented_snippet(),
+        )
+    )
+    check = subprocess.run(
+        [binary, "-t", "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    process = subprocess.Popen(
+        [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")]
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_listening(base, process, folder)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_until_listening(base: str, process: subprocess.Popen, folder: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("nginx exited: " + (folder / "error.log").read_text())
+        try:
+            urllib.request.urlopen(f"{base}/login", timeout=1).close()  # noqa: S310
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+    pytest.fail("nginx did not start listening")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+class Browser:
+    """Cookies and a user agent over urllib, like a browser without JavaScript."""
+
+    def __init__(self) -> None:
+        self.jar = http.cookiejar.CookieJar()
+        cookies = urllib.request.HTTPCookieProcessor(self.jar)
+        self.following = urllib.request.build_opener(cookies)
+        self.staying = urllib.request.build_opener(cookies, NoRedirect())
+
+    def open(
+        self,
+        url: str,
+        data: dict[str, str] | None = None,
+        *,
+        follow: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, str]:
+        encoded = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(  # noqa: S310 (http to the test's own nginx)
+            url, data=encoded, headers={"User-Agent": UA_MAC_CHROME, **(headers or {})}
+        )
+        opener = self.following if follow else self.staying
+        try:
+            with opener.open(request, timeout=10) as answer:
+                return answer.status, answer.headers, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers, error.read().decode()
+
+    def session_cookie(self) -> str | None:
+        return next((c.value for c in self.jar if c.name == "holdfast_session"), None)
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def sign_in_through_nginx(browser: Browser, base: str, mailbox: Any, email: str) -> None:
+    status, _, page = browser.open(f"{base}/login")
+    assert status == 200
+    status, _, page = browser.open(f"{base}/login", {"email": email, "csrf_token": csrf(page)})
+    assert status == 200 and "code" in page.lower()
+    code = mailbox.last_code(email)
+    status, _, page = browser.open(f"{base}/login/code", {"code": code, "csrf_token": csrf(page)})
+    assert status == 200, page
+    assert browser.session_cookie()
+
+
+def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailbox):
+    tenant = live_make.tenant("clinic")
+    user = live_make.user("sarah@clinic.test", tenant)
+    browser = Browser()
+
+    # No cookie: nginx sends the visitor to sign in, and the upstream is never asked.
+    status, headers, _ = browser.open(f"{nginx}/app/records?id=7", follow=False)
+    assert status == 302
+    assert headers["Location"].endswith("/login?next=/app/records?id=7")
+
+    sign_in_through_nginx(browser, nginx, mailbox, user.email)
+
+    # Signed in: the request reaches the upstream with the identity, and a forged
+    # identity header from the client is replaced.
+    status, _, body = browser.open(
+        f"{nginx}/app/records?id=7", headers={"X-Holdfast-User": "usr_forged"}
+    )
+    assert status == 200, body
+    seen = json.loads(body)
+    received = {k.lower(): v for k, v in seen["headers"].items()}
+    assert seen["path"] == "/app/records?id=7"
+    assert received["x-holdfast-user"] == user.id
+    assert received["x-holdfast-email"] == "sarah@clinic.test"
+    assert received["x-holdfast-tenant"] == tenant.id
+    session_id = received["x-holdfast-session"]
+    assert session_id.startswith("sess_")
+
+    # The session is ended elsewhere (an admin, another device): the very next request
+    # through nginx is refused, although the browser still holds the cookie.
+    services = live_app.extensions["holdfast"]
+    with services.session(write=True) as db:
+        end_session(
+            db, db.get_one(UserSession, session_id), "revoked_by_admin", now=services.clock.now()
+        )
+        db.commit()
+    assert browser.session_cookie()
+    status, headers, _ = browser.open(f"{nginx}/app/records", follow=False)
+    assert status == 302
+    assert "/login?next=/app/records" in headers["Location"]
