@@ -1,0 +1,182 @@
+"""The person's account security: their authenticator app (add, confirm, remove), their
+recent security alerts, and the "This wasn't me" link from a new-device email.
+
+* Adding an app shows its secret and QR code once, on the answer to a POST (never in a
+  URL, never again on reload); a code from the app then confirms it.
+* Adding and removing need a sign-in from the last 15 minutes (else: /login/again and
+  back), and both offer "Also sign out my other sessions".
+* "This wasn't me": GET only shows what the link is about and a button (mail scanners
+  open links); the POST acts. It needs no sign-in: the link is the proof.
+"""
+
+from __future__ import annotations
+
+import segno
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms import BooleanField, HiddenField, StringField
+from wtforms.validators import DataRequired, Length
+
+from app.core import alerts, totp
+from app.core.access import FreshSignInRequired, is_fresh
+from app.core.errors import InvalidCode, NotFound, ValidationError
+from app.web.auth import safe_next
+from app.web.context import clear_session_cookie, current, db, now, origin, services
+from app.web.forms import ActionForm
+
+bp = Blueprint("security", __name__)
+
+
+class StartForm(FlaskForm):
+    next = HiddenField()
+
+
+class ConfirmForm(FlaskForm):
+    code = StringField(
+        "Code from your app",
+        validators=[DataRequired("Enter the 6-digit code your app shows."), Length(max=20)],
+    )
+    sign_out_others = BooleanField("Also sign out my other sessions")
+    next = HiddenField()
+
+
+class RemoveForm(FlaskForm):
+    sign_out_others = BooleanField("Also sign out my other sessions")
+
+
+def _next() -> str | None:
+    return safe_next(request.values.get("next"))
+
+
+def _again() -> Response:
+    """Back here after a fresh code."""
+    return redirect(url_for("auth.again", next=url_for("security.index", next=_next())))  # type: ignore[return-value]
+
+
+@bp.get("/account/security")
+@login_required
+def index() -> str:
+    me = current()
+    mine = alerts.list_alerts(db(), status="all", user_id=me.user.id, limit=10)
+    return render_template(
+        "security/index.html",
+        me=me,
+        enabled=totp.is_enabled(me.user),
+        fresh=is_fresh(me, now()),
+        required=me.tenant.require_totp_for_admins and me.user.role == "admin",
+        start=StartForm(next=_next()),
+        remove=RemoveForm(),
+        alerts=mine.rows,
+        next=_next(),
+    )
+
+
+@bp.post("/account/security/totp")
+@login_required
+def start() -> Response | str:
+    """Begin adding an authenticator app: the secret and QR code, shown this once."""
+    form = StartForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("security.index"))  # type: ignore[return-value]
+    try:
+        enrolment = totp.start(
+            db(),
+            services().hasher,
+            current(),
+            now=now(),
+            origin=origin(),
+            issuer=current_app.config["PRODUCT_NAME"],
+        )
+    except FreshSignInRequired:
+        return _again()
+    except ValidationError as error:
+        flash(error.message)
+        return redirect(url_for("security.index"))  # type: ignore[return-value]
+    qr = segno.make(enrolment.uri, error="m")
+    return render_template(
+        "security/enrol.html",
+        secret=" ".join(enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4)),
+        qr=Markup(qr.svg_inline(scale=5, border=4, title="QR code for your authenticator app")),  # noqa: S704 (segno's own SVG, no input from the request but the URI it encodes)
+        form=ConfirmForm(next=_next()),
+    )
+
+
+@bp.post("/account/security/totp/confirm")
+@login_required
+def confirm() -> Response | tuple[str, int]:
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            ended = totp.confirm(
+                db(),
+                services().hasher,
+                current(),
+                form.code.data or "",
+                now=now(),
+                origin=origin(),
+                sign_out_others=bool(form.sign_out_others.data),
+            )
+        except (InvalidCode, ValidationError) as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            flash("Authenticator app added. Its codes now work wherever a sign-in code is asked.")
+            if ended:
+                flash(_signed_out(len(ended)))
+            return redirect(_next() or url_for("security.index"))  # type: ignore[return-value]
+    return render_template("security/enrol.html", secret=None, qr=None, form=form), 422
+
+
+@bp.post("/account/security/totp/remove")
+@login_required
+def remove() -> Response:
+    form = RemoveForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("security.index"))  # type: ignore[return-value]
+    try:
+        ended = totp.remove(
+            db(),
+            current(),
+            now=now(),
+            origin=origin(),
+            sign_out_others=bool(form.sign_out_others.data),
+        )
+    except FreshSignInRequired:
+        return _again()
+    flash("Authenticator app removed. Sign-in codes now come by email only.")
+    if ended:
+        flash(_signed_out(len(ended)))
+    return redirect(url_for("security.index"))  # type: ignore[return-value]
+
+
+def _signed_out(count: int) -> str:
+    return f"Signed out {count} other session{'s' if count != 1 else ''}."
+
+
+@bp.route("/account/not-me/<token>", methods=["GET", "POST"])
+def not_me(token: str) -> Response | tuple[str, int] | str:
+    """GET: what the link is about, and a button. POST: end that sign-in."""
+    form = ActionForm()
+    hasher = services().hasher
+    try:
+        if request.method == "POST" and form.validate_on_submit():
+            report = alerts.disown_sign_in(db(), hasher, token, now=now(), origin=origin())
+            page = render_template("security/not_me.html", report=report, done=True)
+            response = Response(page)
+            if current_user.is_authenticated and current().session.id == report.session.id:
+                clear_session_cookie(response)
+            return response
+        report = alerts.find_not_me(db(), hasher, token, now=now())
+    except (NotFound, ValidationError) as error:
+        return render_template("security/not_me.html", problem=error.message), error.status
+    return render_template("security/not_me.html", report=report, form=form, done=False)
