@@ -1,0 +1,581 @@
+"""Webhooks: a tenant admin's endpoints, and the queue of signed deliveries to them.
+
+* **Queued with the event.** When a transaction that recorded an event of one of
+  :data:`KINDS` commits, the same commit adds one delivery per endpoint of the tenant that
+  asked for that kind (:func:`enqueue`, run by the hook in app.core.events). Nothing is
+  sent from inside a request: the ``holdfast worker`` command sends them.
+* **Signed.** The body is JSON; the ``Holdfast-Signature`` header is
+  ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the endpoint's secret>``
+  (the scheme Stripe made familiar: a receiver checks the MAC and refuses old
+  timestamps, so a captured delivery cannot be replayed later). ``Holdfast-Delivery``
+  names the delivery, ``Holdfast-Event`` the kind; the body's ``id`` names the event and
+  is the same for every endpoint and every retry, for de-duplication.
+* **Retried with backoff.** Anything but a 2xx answer (redirects are not followed) is a
+  failed attempt; the next one waits 1, 2, 4, … minutes (at most 6 hours), and after
+  :data:`MAX_ATTEMPTS` attempts (about 8.5 hours) the delivery is marked failed. The
+  worker always takes the delivery that has been due longest, so one endpoint that keeps
+  failing only ever costs one attempt per backoff step and never holds up the others.
+* **No reaching inside.** A URL whose host resolves to a loopback, private, link-local,
+  shared, multicast or reserved address is refused when it is registered and again when
+  each delivery is sent (the connection goes to the address that was checked, so a DNS
+  answer that changes in between cannot redirect it), unless the deployment sets
+  ``HOLDFAST_WEBHOOK_ALLOW_PRIVATE``. Without that setting URLs must be https.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import os
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.core import events
+from app.core.errors import NotFound, ValidationError
+from app.core.events import Origin
+from app.core.sessions import Current
+from app.crypto import Hasher
+from app.models import Event, WebhookDelivery, WebhookEndpoint, new_id
+
+#: the event kinds an endpoint can ask for
+KINDS = ("session.created", "session.ended", "device.trusted", "alert.raised", "policy.changed")
+KIND_LABELS = {
+    "session.created": "A person signed in (a session started)",
+    "session.ended": "A session ended (signed out, revoked, expired or evicted)",
+    "device.trusted": "A person trusted a device",
+    "alert.raised": "A suspicious-activity alert was raised",
+    "policy.changed": "The session or retention policy changed",
+}
+MAX_ENDPOINTS = 10
+MAX_URL = 2000
+MAX_ATTEMPTS = 10
+FIRST_DELAY = timedelta(minutes=1)
+LONGEST_DELAY = timedelta(hours=6)
+#: how long one attempt may take (connect, send, answer)
+SEND_TIMEOUT = 10.0
+#: a claimed delivery is due again after this if its worker died mid-attempt
+LEASE = timedelta(seconds=60)
+SIGNATURE_HEADER = "Holdfast-Signature"
+#: how old a signature timestamp a receiver should accept (see verify_signature)
+TOLERANCE = timedelta(minutes=5)
+USER_AGENT = "Holdfast-Webhooks/1.0"
+
+Resolver = Callable[..., list[Any]]
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+
+@dataclass
+class NewEndpoint:
+    endpoint: WebhookEndpoint
+    #: the signing secret, shown to the admin once
+    secret: str
+
+
+def is_public(address: str) -> bool:
+    """Whether ``address`` is on the public internet (the only place webhooks may go
+    unless the deployment allows private addresses)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in ipaddress.ip_network("64:ff9b::/96"):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(str(embedded))
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url(
+    url: str, *, allow_private: bool, resolve: Resolver = socket.getaddrinfo
+) -> tuple[str, str, int]:
+    """The URL cleaned up, its host and port. Raises ValidationError (field ``url``) for
+    anything but a plain http(s) URL whose host resolves to public addresses only."""
+    url = (url or "").strip()
+    if not url:
+        raise ValidationError("Enter the URL to send events to.", field="url")
+    if len(url) > MAX_URL:
+        raise ValidationError(f"A URL is at most {MAX_URL} characters.", field="url")
+    if re.search(r"\s", url):
+        raise ValidationError("A URL cannot contain spaces.", field="url")
+    parts = urlsplit(url)
+    schemes = ("http", "https") if allow_private else ("https",)
+    if parts.scheme.lower() not in schemes:
+        raise ValidationError(
+            "The URL must start with https://."
+            if not allow_private
+            else "The URL must start with http:// or https://.",
+            field="url",
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValidationError(
+            "The URL's port is not a number from 1 to 65535.", field="url"
+        ) from None
+    host = parts.hostname
+    if not host:
+        raise ValidationError("The URL needs a host name.", field="url")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(
+            "Leave user names and passwords out of the URL: deliveries are signed instead.",
+            field="url",
+        )
+    if parts.fragment:
+        raise ValidationError("A webhook URL cannot have a #fragment.", field="url")
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    addresses = _resolve(host, port, resolve)
+    if addresses is None:
+        raise ValidationError(f"{host} could not be found (DNS).", field="url")
+    if not allow_private:
+        blocked = [a for a in addresses if not is_public(a)]
+        if blocked:
+            raise ValidationError(
+                f"{host} resolves to a private or local address ({blocked[0]}). Webhooks "
+                "only go to addresses on the public internet.",
+                field="url",
+            )
+    return url, host, port
+
+
+def _resolve(host: str, port: int, resolve: Resolver) -> list[str] | None:
+    try:
+        found = resolve(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    addresses = list(dict.fromkeys(info[4][0] for info in found))
+    return addresses or None
+
+
+def check_kinds(kinds: Iterable[str]) -> list[str]:
+    chosen = [kind for kind in KINDS if kind in set(kinds)]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValidationError(
+            f"Unknown event kind: {sorted(unknown)[0]}. Choose from {', '.join(KINDS)}.",
+            field="kinds",
+        )
+    if not chosen:
+        raise ValidationError("Choose at least one kind of event to send.", field="kinds")
+    return chosen
+
+
+def add_endpoint(
+    db: Session,
+    hasher: Hasher,
+    admin: Current,
+    url: str,
+    kinds: Iterable[str],
+    *,
+    now: datetime,
+    origin: Origin,
+    allow_private: bool,
+    resolve: Resolver = socket.getaddrinfo,
+) -> NewEndpoint:
+    """Register a URL for some event kinds, with a new signing secret (returned once).
+    Raises ValidationError (``url``, ``kinds``, or the per-tenant limit)."""
+    chosen = check_kinds(list(kinds))
+    url, _host, _port = check_url(url, allow_private=allow_private, resolve=resolve)
+    count = db.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
+    if count >= MAX_ENDPOINTS:
+        raise ValidationError(
+            f"A tenant can have at most {MAX_ENDPOINTS} webhook endpoints. Delete one first.",
+            field="url",
+        )
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    endpoint_id = new_id("whk")
+    endpoint = WebhookEndpoint(
+        id=endpoint_id,
+        tenant_id=admin.tenant.id,
+        url=url,
+        kinds=chosen,
+        secret_encrypted=_seal(hasher, endpoint_id, secret),
+        created_at=now,
+        created_by=admin.user.id,
+    )
+    db.add(endpoint)
+    db.flush()
+    events.record(
+        db,
+        "webhook.created",
+        now=now,
+        tenant_id=admin.tenant.id,
+        origin=origin,
+        actor_id=admin.user.id,
+        session_id=admin.session.id,
+        endpoint_id=endpoint.id,
+        url=url,
+        kinds=chosen,
+    )
+    return NewEndpoint(endpoint, secret)
+
+
+def tenant_endpoint(db: Session, endpoint_id: str) -> WebhookEndpoint:
+    """An endpoint of the admin's tenant (the session is tenant-scoped), or NotFound."""
+    endpoint = db.get(WebhookEndpoint, endpoint_id) if isinstance(endpoint_id, str) else None
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint")
+    return endpoint
+
+
+def remove_endpoint(
+    db: Session, admin: Current, endpoint_id: str, *, now: datetime, origin: Origin
+) -> WebhookEndpoint:
+    """Delete an endpoint with its deliveries (queued ones are never sent)."""
+    endpoint = tenant_endpoint(db, endpoint_id)
+    dropped = db.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    db.delete(endpoint)
+    db.flush()
+    events.record(
+        db,
+        "webhook.deleted",
+        now=now,
+        tenant_id=endpoint.tenant_id,
+        origin=origin,
+        actor_id=admin.user.id,
+        session_id=admin.session.id,
+        endpoint_id=endpoint.id,
+        url=endpoint.url,
+        deliveries_dropped=dropped,
+    )
+    return endpoint
+
+
+def retry_delivery(
+    db: Session, admin: Current, delivery_id: str, *, now: datetime, origin: Origin
+) -> WebhookDelivery:
+    """Queue a failed (or waiting) delivery to go out on the worker's next pass, with a
+    fresh set of attempts. A delivered one is left alone. Raises NotFound."""
+    delivery = db.get(WebhookDelivery, delivery_id) if isinstance(delivery_id, str) else None
+    if delivery is None:
+        raise NotFound("No such delivery")
+    if delivery.status == "delivered":
+        return delivery
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    events.record(
+        db,
+        "webhook.retried",
+        now=now,
+        tenant_id=delivery.tenant_id,
+        origin=origin,
+        actor_id=admin.user.id,
+        session_id=admin.session.id,
+        endpoint_id=delivery.endpoint_id,
+        delivery_id=delivery.id,
+    )
+    db.flush()
+    return delivery
+
+
+def endpoints(db: Session) -> list[WebhookEndpoint]:
+    """The tenant's endpoints, oldest first."""
+    return list(
+        db.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id))
+    )
+
+
+def recent_deliveries(
+    db: Session, endpoint_ids: Iterable[str], *, limit: int = 20
+) -> dict[str, list[WebhookDelivery]]:
+    """The newest ``limit`` deliveries of each endpoint, newest first."""
+    shown: dict[str, list[WebhookDelivery]] = {}
+    for endpoint_id in endpoint_ids:
+        shown[endpoint_id] = list(
+            db.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.endpoint_id == endpoint_id)
+                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+                .limit(limit)
+            )
+        )
+    return shown
+
+
+# --- queueing -----------------------------------------------------------------------------
+
+
+def enqueue(db: Session, sealed: list[Event]) -> list[WebhookDelivery]:
+    """Queue a delivery of each just-sealed event for every endpoint of its tenant that
+    asked for its kind (run at commit by app.core.events)."""
+    wanted = [e for e in sealed if e.kind in KINDS and e.tenant_id is not None]
+    if not wanted:
+        return []
+    tenants = {e.tenant_id for e in wanted}
+    subscribed: dict[str, list[WebhookEndpoint]] = {}
+    for endpoint in db.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id.in_(tenants))
+        .execution_options(all_tenants=True)
+    ):
+        subscribed.setdefault(endpoint.tenant_id, []).append(endpoint)
+    queued = []
+    for event in wanted:
+        for endpoint in subscribed.get(event.tenant_id or "", []):
+            if event.kind not in endpoint.kinds:
+                continue
+            delivery = WebhookDelivery(
+                id=new_id("whd"),
+                tenant_id=event.tenant_id,
+                endpoint_id=endpoint.id,
+                event_id=event.id,
+                kind=event.kind,
+                body=body_of(event),
+                status="pending",
+                attempts=0,
+                created_at=event.at,
+                next_attempt_at=event.at,
+            )
+            db.add(delivery)
+            queued.append(delivery)
+    return queued
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(str(key)): _camel_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(item) for item in value]
+    return value
+
+
+def body_of(event: Event) -> str:
+    """The JSON a delivery of ``event`` carries (camelCase, like the API)."""
+    data = _camel_keys(event.details or {})
+    data.update(
+        actorId=event.actor_id,
+        subjectId=event.subject_id,
+        sessionId=event.session_id,
+        ip=event.ip or None,
+    )
+    payload = {
+        "id": f"evt_{(event.hash or '')[:32]}",
+        "type": event.kind,
+        "createdAt": event.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "tenantId": event.tenant_id,
+        "data": data,
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- signing ------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Holdfast-Signature`` header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, *, now: datetime) -> bool:
+    """What a receiver does: the MAC matches and the timestamp is recent."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(fields.get("t", ""))
+    except ValueError:
+        return False
+    if abs(now.timestamp() - timestamp) > TOLERANCE.total_seconds():
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, fields.get("v1", ""))
+
+
+def _cipher(hasher: Hasher) -> AESGCM:
+    return AESGCM(bytes.fromhex(hasher.hash("holdfast webhook secrets")))
+
+
+def _seal(hasher: Hasher, endpoint_id: str, secret: str) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + _cipher(hasher).encrypt(nonce, secret.encode(), endpoint_id.encode())
+
+
+def endpoint_secret(hasher: Hasher, endpoint: WebhookEndpoint) -> str | None:
+    """The endpoint's signing secret, or None when it cannot be opened (another secret
+    key, or a row edited by hand)."""
+    sealed = endpoint.secret_encrypted
+    try:
+        return _cipher(hasher).decrypt(sealed[:12], sealed[12:], endpoint.id.encode()).decode()
+    except (InvalidTag, ValueError):
+        return None
+
+
+# --- sending (the worker) -----------------------------------------------------------------
+
+
+@dataclass
+class Claimed:
+    """A delivery a worker took, with what it needs to send it outside any transaction."""
+
+    delivery_id: str
+    url: str
+    secret: str | None
+    body: str
+    kind: str
+
+
+@dataclass
+class Outcome:
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def claim_next(db: Session, hasher: Hasher, *, now: datetime) -> Claimed | None:
+    """Take the delivery that has been due longest, across tenants: on PostgreSQL with
+    ``FOR UPDATE SKIP LOCKED`` (workers on several nodes never take the same one); on
+    SQLite the write transaction takes the database lock, so workers go one at a time.
+    The claim moves the delivery's due time past :data:`LEASE`; commit it before sending."""
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(1)
+        .execution_options(all_tenants=True)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    delivery = db.scalars(query).first()
+    if delivery is None:
+        return None
+    delivery.next_attempt_at = now + LEASE
+    endpoint = db.get(WebhookEndpoint, delivery.endpoint_id)
+    db.flush()
+    return Claimed(
+        delivery_id=delivery.id,
+        url=endpoint.url if endpoint else "",
+        secret=endpoint_secret(hasher, endpoint) if endpoint else None,
+        body=delivery.body,
+        kind=delivery.kind,
+    )
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """Connects to the address that was checked, whatever DNS says by now."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def send(
+    claimed: Claimed,
+    *,
+    now: datetime,
+    allow_private: bool,
+    timeout: float = SEND_TIMEOUT,
+    resolve: Resolver = socket.getaddrinfo,
+) -> Outcome:
+    """POST one delivery. Never raises: every failure is an Outcome with an error."""
+    if claimed.secret is None:
+        return Outcome(error="the endpoint's secret cannot be read (was the secret key changed?)")
+    parts = urlsplit(claimed.url)
+    host = parts.hostname or ""
+    https = parts.scheme.lower() == "https"
+    try:
+        port = parts.port or (443 if https else 80)
+    except ValueError:
+        return Outcome(error="the URL's port is not valid")
+    addresses = _resolve(host, port, resolve)
+    if addresses is None:
+        return Outcome(error=f"{host} could not be found (DNS)")
+    if not allow_private:
+        blocked = [a for a in addresses if not is_public(a)]
+        if blocked:
+            return Outcome(error=f"refused: {host} resolves to a private address ({blocked[0]})")
+    body = claimed.body.encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign(claimed.secret, int(now.timestamp()), body),
+        "Holdfast-Delivery": claimed.delivery_id,
+        "Holdfast-Event": claimed.kind,
+    }
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    connection_class = _PinnedHTTPS if https else _PinnedHTTP
+    connection = connection_class(host, port, addresses[0], timeout)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(64 * 1024)
+        return Outcome(status=response.status)
+    except (OSError, http.client.HTTPException) as error:
+        return Outcome(error=(str(error) or type(error).__name__)[:300])
+    finally:
+        connection.close()
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt: 1, 2, 4, … minutes."""
+    return min(FIRST_DELAY * (2 ** max(0, attempts - 1)), LONGEST_DELAY)
+
+
+def settle(
+    db: Session, claimed: Claimed, outcome: Outcome, *, now: datetime
+) -> WebhookDelivery | None:
+    """Write down an attempt: delivered, due again after the backoff, or failed for good
+    after MAX_ATTEMPTS. None if the delivery is gone (its endpoint was deleted)."""
+    delivery = db.get(WebhookDelivery, claimed.delivery_id)
+    if delivery is None:
+        return None
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.response_status = outcome.status
+    if outcome.delivered:
+        delivery.status = "delivered"
+        delivery.delivered_at = now
+        delivery.last_error = None
+    else:
+        delivery.last_error = (outcome.error or f"HTTP {outcome.status}")[:300]
+        if delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status = "failed"
+        else:
+            delivery.next_attempt_at = now + backoff(delivery.attempts)
+    db.flush()
+    return delivery

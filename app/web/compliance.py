@@ -1,0 +1,302 @@
+"""Compliance pages: a person's data download, and the admin's webhooks, reports,
+retention settings and erasure.
+
+* ``GET /account/data`` explains what the download holds; the download itself is
+  ``POST /account/data`` (CSRF-checked). A POST, not a GET link, because handing out all
+  of a person's data is audited (``user.data_exported``): a write, which belongs in a
+  write transaction, and which another site, a link prefetcher or a mail scanner must
+  not be able to trigger by loading a URL.
+* ``/admin/webhooks``: register a URL for some event kinds (the signing secret is shown
+  once, on the answer to the POST, never put in a URL or the flash cookie), see each
+  endpoint's recent deliveries with their status, retry one, delete an endpoint.
+* ``/admin/reports``: sessions or audit events for a date range as a streamed CSV
+  (a POST too: the download is audited), and the tenant's retention periods.
+* ``/admin/users/<id>/erase``: a confirm page (type the person's email), then the
+  erasure (app.core.privacy).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, StringField
+from wtforms.validators import Optional
+
+from app.core import privacy, reports, retention, webhooks
+from app.core.errors import ValidationError
+from app.db import scope_to_tenant
+from app.web.access import admin_required
+from app.web.context import current, db, now, origin, services
+from app.web.forms import ActionForm
+from app.worker import allow_private
+
+bp = Blueprint("compliance", __name__)
+
+
+class EndpointForm(FlaskForm):
+    url = StringField("Endpoint URL")
+
+
+class ReportForm(FlaskForm):
+    first = StringField("From")
+    last = StringField("To")
+    kind = StringField()
+
+
+class RetentionForm(FlaskForm):
+    sessions_retention_days = IntegerField(validators=[Optional()])
+    events_retention_days = IntegerField(validators=[Optional()])
+    ip_anonymise_days = IntegerField(validators=[Optional()])
+
+
+class EraseForm(FlaskForm):
+    confirm = StringField("Type the person's email address to confirm")
+
+
+# --- the person's own data ----------------------------------------------------------------
+
+
+@bp.get("/account/data")
+@login_required
+def data() -> str:
+    return render_template("compliance/data.html", form=ActionForm(), me=current())
+
+
+@bp.post("/account/data")
+@login_required
+def download_data() -> Response:
+    form = ActionForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("compliance.data"))  # type: ignore[return-value]
+    body = privacy.record_export(db(), current(), now=now(), origin=origin())
+    name = f"holdfast-my-data-{now():%Y%m%d}.json"
+    return Response(
+        json.dumps(body, indent=2, ensure_ascii=False) + "\n",
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+def _webhooks_page(
+    form: EndpointForm, *, error: ValidationError | None = None, secret: str | None = None
+) -> str:
+    shown = webhooks.endpoints(db())
+    return render_template(
+        "compliance/webhooks.html",
+        form=form,
+        action=ActionForm(),
+        endpoints=shown,
+        deliveries=webhooks.recent_deliveries(db(), [e.id for e in shown]),
+        kinds=webhooks.KINDS,
+        labels=webhooks.KIND_LABELS,
+        chosen=set(request.form.getlist("kinds")) if request.method == "POST" else set(),
+        error=error,
+        secret=secret,
+        allow_private=allow_private(current_app.config),
+        max_attempts=webhooks.MAX_ATTEMPTS,
+    )
+
+
+@bp.get("/admin/webhooks")
+@admin_required
+def webhooks_page() -> str:
+    return _webhooks_page(EndpointForm())
+
+
+@bp.post("/admin/webhooks")
+@admin_required
+def add_webhook() -> tuple[str, int] | str:
+    form = EndpointForm()
+    if not form.validate_on_submit():
+        return _webhooks_page(form, error=ValidationError("This form expired. Try again.")), 400
+    try:
+        made = webhooks.add_endpoint(
+            db(),
+            services().hasher,
+            current(),
+            form.url.data or "",
+            request.form.getlist("kinds"),
+            now=now(),
+            origin=origin(),
+            allow_private=allow_private(current_app.config),
+        )
+    except ValidationError as problem:
+        return _webhooks_page(form, error=problem), 422
+    return render_template(
+        "compliance/webhook_created.html", endpoint=made.endpoint, secret=made.secret
+    )
+
+
+@bp.post("/admin/webhooks/<endpoint_id>/delete")
+@admin_required
+def delete_webhook(endpoint_id: str) -> Response:
+    if ActionForm().validate_on_submit():
+        gone = webhooks.remove_endpoint(db(), current(), endpoint_id, now=now(), origin=origin())
+        flash(f"Deleted the endpoint {gone.url}.")
+    return redirect(url_for("compliance.webhooks_page"))  # type: ignore[return-value]
+
+
+@bp.post("/admin/webhooks/deliveries/<delivery_id>/retry")
+@admin_required
+def retry_webhook(delivery_id: str) -> Response:
+    if ActionForm().validate_on_submit():
+        webhooks.retry_delivery(db(), current(), delivery_id, now=now(), origin=origin())
+        flash("The delivery will be sent again on the worker's next pass.")
+    return redirect(url_for("compliance.webhooks_page"))  # type: ignore[return-value]
+
+
+# --- reports and retention ----------------------------------------------------------------
+
+
+def _reports_page(
+    form: ReportForm | None = None,
+    settings_form: RetentionForm | None = None,
+    *,
+    error: ValidationError | None = None,
+    settings_error: ValidationError | None = None,
+) -> str:
+    today = now().date()
+    if form is None:
+        form = ReportForm()
+        form.first.data = (today - timedelta(days=30)).isoformat()
+        form.last.data = today.isoformat()
+    if settings_form is None:
+        settings_form = RetentionForm(data=retention.settings(current().tenant))
+    return render_template(
+        "compliance/reports.html",
+        form=form,
+        settings_form=settings_form,
+        labels=retention.LABELS,
+        lowest=retention.LOWEST,
+        highest=retention.HIGHEST,
+        error=error,
+        settings_error=settings_error,
+        today=today.isoformat(),
+    )
+
+
+@bp.get("/admin/reports")
+@admin_required
+def reports_page() -> str:
+    return _reports_page()
+
+
+@bp.post("/admin/reports")
+@admin_required
+def download_report() -> Response | tuple[str, int]:
+    form = ReportForm()
+    if not form.validate_on_submit():
+        return _reports_page(form, error=ValidationError("This form expired. Try again.")), 400
+    kind = form.kind.data if form.kind.data in reports.KINDS else "sessions"
+    try:
+        span = reports.period(form.first.data, form.last.data)
+    except ValidationError as problem:
+        return _reports_page(form, error=problem), 422
+    admin = current()
+    reports.record_download(db(), admin, kind, span, now=now(), origin=origin())
+    tenant_id, slug = admin.tenant.id, admin.tenant.slug
+    held = services()
+
+    def rows():  # type: ignore[no-untyped-def]
+        # Its own read session: the request's is committed and closed before streaming.
+        with held.session() as session:
+            scope_to_tenant(session, tenant_id)
+            if kind == "sessions":
+                yield from reports.sessions_csv(session, span)
+            else:
+                yield from reports.events_csv(session, tenant_id, span)
+
+    name = reports.filename(kind, slug, span)
+    return Response(
+        rows(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.post("/admin/retention")
+@admin_required
+def update_retention() -> Response | tuple[str, int]:
+    form = RetentionForm()
+    if not form.validate_on_submit():
+        problem = ValidationError(
+            "Enter each period as a whole number of days."
+            if form.errors.keys() - {"csrf_token"}
+            else "This form expired. Try again."
+        )
+        return _reports_page(settings_form=form, settings_error=problem), 422
+    values = {
+        name: getattr(form, name).data
+        for name in retention.DEFAULTS
+        if getattr(form, name).data is not None
+    }
+    try:
+        changed = retention.update_settings(
+            db(),
+            current().tenant,
+            values,
+            now=now(),
+            actor_id=current().user.id,
+            origin=origin(),
+        )
+    except ValidationError as problem:
+        return _reports_page(settings_form=form, settings_error=problem), 422
+    flash(
+        "Retention saved. The next `holdfast purge` applies it." if changed else "Nothing changed."
+    )
+    return redirect(url_for("compliance.reports_page"))  # type: ignore[return-value]
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+
+@bp.get("/admin/users/<user_id>/erase")
+@admin_required
+def erase_confirm(user_id: str) -> str:
+    return render_template(
+        "compliance/erase.html",
+        preview=privacy.preview(db(), user_id),
+        form=EraseForm(),
+        error=None,
+        me=current(),
+    )
+
+
+@bp.post("/admin/users/<user_id>/erase")
+@admin_required
+def erase(user_id: str) -> str | tuple[str, int]:
+    form = EraseForm()
+    preview = privacy.preview(db(), user_id)
+    email = preview.user.email
+    error = None
+    if not form.validate_on_submit():
+        error = "This form expired. Reload the page and try again."
+    elif (form.confirm.data or "").strip().lower() != email:
+        error = "Type the person's email address exactly to confirm the erasure."
+    if error is None:
+        try:
+            done = privacy.erase(db(), current(), user_id, now=now(), origin=origin())
+        except ValidationError as problem:
+            error = problem.message
+        else:
+            return render_template("compliance/erased.html", email=email, erasure=done)
+    page = render_template(
+        "compliance/erase.html", preview=preview, form=form, error=error, me=current()
+    )
+    return page, 422

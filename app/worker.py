@@ -1,0 +1,84 @@
+"""The ``holdfast worker``: sends queued webhook deliveries (app.core.webhooks).
+
+Each delivery takes three steps, each its own short transaction or none: claim it (a
+write transaction that moves its due time past a lease and commits), send it (no
+transaction open while waiting on the network, so SQLite's write lock is never held
+across an HTTP call), and write down the outcome. Run one worker per node on PostgreSQL
+(claims use ``FOR UPDATE SKIP LOCKED``) or one in all on SQLite. ``--once`` sends what is
+due now and exits (tests, cron); without it the worker polls every ``interval`` seconds
+until SIGINT or SIGTERM, finishing the delivery in hand first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.core import webhooks
+
+log = logging.getLogger(__name__)
+
+
+def allow_private(config: Any) -> bool:
+    """HOLDFAST_WEBHOOK_ALLOW_PRIVATE read as a boolean (false unless set)."""
+    value = config.get("WEBHOOK_ALLOW_PRIVATE", False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def deliver_due(
+    services: Any,
+    *,
+    private_ok: bool,
+    timeout: float = webhooks.SEND_TIMEOUT,
+    stop: threading.Event | None = None,
+    resolve: Callable[..., Any] | None = None,
+) -> int:
+    """Send every delivery due now, one at a time; returns how many were attempted."""
+    attempted = 0
+    extra = {"resolve": resolve} if resolve is not None else {}
+    while stop is None or not stop.is_set():
+        with services.session(write=True) as db:
+            claimed = webhooks.claim_next(db, services.hasher, now=services.clock.now())
+            db.commit()
+        if claimed is None:
+            break
+        outcome = webhooks.send(
+            claimed, now=services.clock.now(), allow_private=private_ok, timeout=timeout, **extra
+        )
+        with services.session(write=True) as db:
+            delivery = webhooks.settle(db, claimed, outcome, now=services.clock.now())
+            db.commit()
+        attempted += 1
+        if delivery is not None and delivery.status != "delivered":
+            log.warning(
+                "webhook delivery %s to %s failed (attempt %s): %s",
+                claimed.delivery_id,
+                claimed.url,
+                delivery.attempts,
+                delivery.last_error,
+            )
+    return attempted
+
+
+def run(services: Any, *, private_ok: bool, interval: float = 2.0) -> None:
+    """Deliver until SIGINT/SIGTERM, polling every ``interval`` seconds when idle."""
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _stop)
+    log.info("webhook worker started")
+    while not stop.is_set():
+        try:
+            deliver_due(services, private_ok=private_ok, stop=stop)
+        except Exception:  # a database outage: keep the worker alive and try again
+            log.exception("webhook worker pass failed")
+        stop.wait(interval)
+    log.info("webhook worker stopped")
