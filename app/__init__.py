@@ -94,6 +94,9 @@ def register_extensions(app: Flask) -> None:
     from app.extensions import csrf, htmx, limiter, login_manager
 
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    # With Redis shared between nodes, a Redis outage must not fail sign-in: each node
+    # counts in its own memory until Redis answers again (Flask-Limiter rechecks it).
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
@@ -101,7 +104,19 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import admin, admin_people, admin_policy, api, auth, devices, ops, proxy
+    from app.web import (
+        admin,
+        admin_alerts,
+        admin_people,
+        admin_policy,
+        api,
+        auth,
+        compliance,
+        devices,
+        ops,
+        proxy,
+        security,
+    )
 
     for blueprint in (
         auth.bp,
@@ -112,6 +127,9 @@ def register_blueprints(app: Flask) -> None:
         admin_people.bp,
         admin_policy.bp,
         ops.bp,
+        security.bp,
+        admin_alerts.bp,
+        compliance.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -25,6 +25,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -40,6 +43,10 @@ NAMING_CONVENTION = {
 
 ROLES = ("member", "admin")
 LIMIT_MODES = ("evict_oldest", "deny")
+#: what a mid-session change of IP or user-agent family does (see app.core.alerts)
+BINDING_ACTIONS = ("allow", "flag", "end")
+ALERT_SEVERITIES = ("low", "medium", "high")
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
 END_REASONS = (
     "logout",
     "revoked_by_user",
@@ -118,6 +125,28 @@ class Tenant(Base):
     limit_mode: Mapped[str] = mapped_column(String(20), default="evict_oldest")
     #: email the person when they sign in on a device not seen before
     notify_new_device: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Security monitoring (app.core.alerts, app.core.totp).
+    #: a session's IP changes mid-session: allow, flag (alert) or end (reason suspicious)
+    ip_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
+    #: a session's browser or OS family changes mid-session: allow, flag or end
+    ua_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
+    #: admins must add an authenticator app before any admin page
+    require_totp_for_admins: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    #: email the tenant's admins about every high-severity alert
+    notify_high_alerts: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Retention (app.core.retention, run by `holdfast purge`), in days.
+    #: ended sessions, and devices left with no session and no trust, are deleted after this
+    sessions_retention_days: Mapped[int] = mapped_column(
+        Integer, default=90, server_default=text("90")
+    )
+    #: audit events are deleted after this (the chain stays verifiable from its anchor)
+    events_retention_days: Mapped[int] = mapped_column(
+        Integer, default=365, server_default=text("365")
+    )
+    #: IP addresses are cut to their network (IPv4 /24, IPv6 /48) after this
+    ip_anonymise_days: Mapped[int] = mapped_column(Integer, default=30, server_default=text("30"))
 
 
 class User(TenantScoped, Base):
@@ -131,6 +160,16 @@ class User(TenantScoped, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[Timestamp]
     last_sign_in_at: Mapped[OptionalTimestamp]
+    #: the authenticator app's TOTP secret, AES-GCM encrypted (app.core.totp); set but
+    #: not enabled while an enrolment waits for its first code
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[OptionalTimestamp]
+    #: the last 30-second step whose code was accepted: each code works once, on any node
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    #: wrong sign-in codes in a row (reset by a sign-in); drives the slow-down
+    failed_codes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: code sign-in is refused before this (growing delays after many wrong codes)
+    code_sign_in_after: Mapped[OptionalTimestamp]
 
     tenant: Mapped[Tenant] = relationship(lazy="raise")
 
@@ -177,6 +216,31 @@ class UserSession(TenantScoped, Base):
         Index("ix_sessions_user_live", "user_id", "ended_at"),
         Index("ix_sessions_tenant_last_seen", "tenant_id", "last_seen_at"),
         Index("ix_sessions_tenant_created", "tenant_id", "created_at"),
+        # The admin console (app.core.stats, app.core.admin): live sessions only, with
+        # every column the live figures, pies and explorer page read, so counting and
+        # listing them never touches the table or the ended millions.
+        Index(
+            "ix_sessions_live",
+            "tenant_id",
+            "idle_deadline",
+            "absolute_deadline",
+            "last_seen_at",
+            "created_at",
+            "user_id",
+            "device_id",
+            "id",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        # Sessions that ended, by when: the session-length chart.
+        Index(
+            "ix_sessions_ended",
+            "tenant_id",
+            "ended_at",
+            "created_at",
+            sqlite_where=text("ended_at IS NOT NULL"),
+            postgresql_where=text("ended_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[PublicId] = mapped_column(default=lambda: new_id("sess"))
@@ -196,6 +260,9 @@ class UserSession(TenantScoped, Base):
     location: Mapped[str | None] = mapped_column(String(200))
     ended_at: Mapped[OptionalTimestamp]
     end_reason: Mapped[str | None] = mapped_column(String(30))
+    #: when a request with this ended session's token was first refused: its device
+    #: finding out; later uses are replays (app.core.alerts)
+    token_refused_at: Mapped[OptionalTimestamp]
 
     user: Mapped[User] = relationship(lazy="raise")
     device: Mapped[Device] = relationship(lazy="raise")
@@ -229,7 +296,14 @@ class Event(Base):
     """The append-only audit trail: who did what, to whom, from where, when."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_tenant_id_id", "tenant_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_tenant_id_id", "tenant_id", "id"),
+        # Unique: even a bug in the locking could not fork a tenant's chain.
+        Index("ix_events_tenant_seq", "tenant_id", "seq", unique=True),
+        Index("ix_events_actor_id", "actor_id"),
+        # The audit log's kind filter and the dashboard's failed codes today.
+        Index("ix_events_tenant_kind_at", "tenant_id", "kind", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("tenants.id"))
@@ -243,6 +317,12 @@ class Event(Base):
     session_id: Mapped[str | None] = mapped_column(String(40))
     ip: Mapped[str] = mapped_column(String(45), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the event's place in its tenant's chain, from 1 (app.core.audit)
+    seq: Mapped[int | None] = mapped_column(Integer)
+    #: the hash of the tenant's previous event (app.core.audit): the chain link
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    #: SHA-256 over prev_hash and this event's sealed form (app.core.audit)
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SigningKey(Base):
@@ -259,3 +339,117 @@ class SigningKey(Base):
     #: set when a newer key took over signing; the key still verifies until verify_until
     retired_at: Mapped[OptionalTimestamp]
     verify_until: Mapped[OptionalTimestamp]
+
+
+class Alert(TenantScoped, Base):
+    """A suspicious-activity finding for the tenant's admins (app.core.alerts)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_alerts_tenant_status", "tenant_id", "status", "created_at"),
+    )
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("alr"))
+    created_at: Mapped[Timestamp]
+    #: which rule found it, e.g. new_device, impossible_travel, session_replay
+    kind: Mapped[str] = mapped_column(String(40))
+    #: low, medium or high; high alerts are emailed to the tenant's admins
+    severity: Mapped[str] = mapped_column(String(10))
+    #: open, acknowledged (someone is looking) or resolved
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    #: the person concerned (no foreign key: alerts outlive erased people, like events)
+    user_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(40))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    acknowledged_at: Mapped[OptionalTimestamp]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(40))
+    resolved_at: Mapped[OptionalTimestamp]
+    resolved_by: Mapped[str | None] = mapped_column(String(40))
+    #: rules that may fire only once per subject (e.g. a replayed session) set this
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+
+
+class NotMeToken(TenantScoped, Base):
+    """The single-use "This wasn't me" link of a new-device email. Only a keyed hash of
+    the link's secret is stored."""
+
+    __tablename__ = "not_me_tokens"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("nmt"))
+    #: keyed hash of the secret in the link
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), index=True)
+    #: the sign-in the email was about
+    session_id: Mapped[str] = mapped_column(String(40))
+    device_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[OptionalTimestamp]
+
+
+class AuditHead(Base):
+    """The end of one tenant's audit chain (app.core.audit). Every event takes this row's
+    lock in its own transaction, so concurrent writers of a tenant never fork the chain."""
+
+    __tablename__ = "audit_heads"
+
+    #: the tenant's id, or "-" for events that belong to no tenant
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: hash of the newest event
+    last_hash: Mapped[str] = mapped_column(String(64))
+    #: hash of the newest purged event: the first kept event links to it
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    #: random key of the chain's pseudonyms (HMAC), made with the head
+    pseudonym_key: Mapped[str] = mapped_column(String(64))
+    #: events written to this chain so far (purged ones included)
+    sealed: Mapped[int] = mapped_column(Integer, default=0)
+    purged: Mapped[int] = mapped_column(Integer, default=0)
+
+
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
+
+
+class WebhookEndpoint(TenantScoped, Base):
+    """A URL a tenant admin registered to receive some kinds of events (app.core.webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("whk"))
+    url: Mapped[str] = mapped_column(String(2000))
+    #: the event kinds it receives, e.g. ["session.created", "session.ended"]
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: the signing secret, AES-GCM encrypted under a key derived from the secret key
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[Timestamp]
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class WebhookDelivery(TenantScoped, Base):
+    """One event on its way to one endpoint: queued with the event, sent by the worker."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("whd"))
+    endpoint_id: Mapped[str] = mapped_column(String(40), ForeignKey("webhook_endpoints.id"))
+    #: the audit event it carries (no foreign key: events are purged on their own clock)
+    event_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    #: the exact JSON body, so every attempt sends the same bytes
+    body: Mapped[str] = mapped_column(Text)
+    #: pending (waiting for its next attempt), delivered, or failed (gave up)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[Timestamp]
+    #: when the worker may try next; a worker claiming it moves this past its send timeout
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[OptionalTimestamp]
+    delivered_at: Mapped[OptionalTimestamp]
+    #: the HTTP status of the last answer, if any
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))

@@ -65,9 +65,10 @@ class PostgresCluster:
         )
         return self
 
-    def pause(self) -> None:
-        """Stop the server, keeping its data (a database outage)."""
-        self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", "fast", "-w", "stop")
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (a database outage). ``mode`` is pg_ctl's:
+        ``fast`` (clean shutdown) or ``immediate`` (a crash: recovery replays the WAL)."""
+        self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", mode, "-w", "stop")
 
     def resume(self) -> None:
         options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"

@@ -1,13 +1,23 @@
-"""The audit trail: one append-only row per thing that happened."""
+"""The audit trail: one append-only row per thing that happened.
+
+:func:`record` adds the event to the caller's transaction. When that transaction
+commits, the before-commit hook below seals the transaction's events into their
+tenants' hash chains (:mod:`app.core.audit`) and queues a webhook delivery for every
+subscribed endpoint (:mod:`app.core.webhooks`), all in the same transaction: an event
+that is rolled back is neither chained nor announced.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from app.core import audit
 from app.models import Event
 
 
@@ -34,6 +44,8 @@ def record(
     session_id: str | None = None,
     **details: Any,
 ) -> Event:
+    """Add an audit event to ``db``'s transaction; it is chained and announced to
+    webhooks when the transaction commits. ``details`` must be JSON values."""
     event = Event(
         tenant_id=tenant_id,
         at=now,
@@ -41,8 +53,31 @@ def record(
         actor_id=actor_id,
         subject_id=subject_id,
         session_id=session_id,
-        ip=origin.ip,
-        details=details,
+        ip=origin.ip[:45],
+        # Stored as JSON: hash exactly what reading the row back will give.
+        details=json.loads(json.dumps(details)),
     )
     db.add(event)
+    audit.note_unsealed(db, event)
     return event
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _before_commit(db: Session) -> None:
+    if db.in_nested_transaction():
+        return  # a savepoint's release: the outer commit seals
+    if not db.info.get(audit.PENDING):
+        return
+    # Sealed before the flush, so new events are inserted with their hashes.
+    sealed = audit.seal_pending(db)
+    db.flush()
+    if sealed:
+        from app.core.webhooks import enqueue  # webhooks records events: import late
+
+        enqueue(db, sealed)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _after_rollback(db: Session) -> None:
+    if not db.in_transaction():
+        audit.forget_pending(db)

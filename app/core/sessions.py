@@ -7,14 +7,19 @@ Deadlines. A session ends at the earlier of
   it off, the idle deadline stays where sign-in put it;
 * its **absolute deadline**: ``created_at + absolute_lifetime`` (or ``trusted_lifetime``
   on a trusted device when the policy lets trusted devices outlive the absolute lifetime),
-  and never later than the stored ``absolute_deadline``.
+  and never later than the stored ``absolute_deadline``. When a device stops being
+  trusted (trust expired or was withdrawn) while a session runs on it, that session is not
+  ended on the spot: from then on it gets the ordinary absolute lifetime, counted from the
+  moment trust ended (``trusted_until``).
 
 The tenant's policy is read on every check, so tightening it applies to existing sessions
-on their next request; loosening it never lengthens a session already running.
+on their next request; loosening it never lengthens a session already running. Switching
+the tenant's extend-on-activity off freezes every idle deadline where it stands.
 
-Writes are throttled: ``last_seen_at`` and the idle deadline are written only when the
-stored ``last_seen_at`` is older than :func:`touch_interval` (a minute, or a tenth of a
-short idle timeout). Idle expiry is therefore exact to within that interval.
+Writes are throttled: ``last_seen_at`` (and, while sliding, the idle deadline) is written
+only when the stored ``last_seen_at`` is older than :func:`touch_interval` (a minute, or a
+tenth of a short idle timeout), so a session costs at most one write per interval however
+fast its client calls. Idle expiry is therefore exact to within that interval.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -94,26 +99,51 @@ def deadlines(
     session: UserSession, tenant: Tenant, device: Device, now: datetime
 ) -> tuple[datetime, datetime]:
     """(idle deadline, absolute deadline) under the policy in force now."""
-    absolute = min(session.absolute_deadline, session.created_at + lifetime(tenant, device, now))
+    start = session.created_at
+    if device.trusted_until is not None and session.created_at < device.trusted_until <= now:
+        # Trust ended while this session ran: the ordinary lifetime counts from then, so
+        # losing trust never ends a session on the spot.
+        start = device.trusted_until
+    absolute = min(session.absolute_deadline, start + lifetime(tenant, device, now))
     idle_timeout = timedelta(seconds=tenant.idle_timeout)
     base = session.last_seen_at if session.extend_on_activity else session.created_at
     idle = min(session.idle_deadline, base + idle_timeout, absolute)
     return idle, absolute
 
 
-def check_session(db: Session, claims: Claims, *, now: datetime, touch: bool = True) -> Current:
+#: The hot path's one query, built once so that SQLAlchemy reuses its compiled form and
+#: cache key instead of rebuilding both on every request. It opts out of the per-tenant
+#: loader criteria (app.db) on purpose: the row is fetched by primary key and then checked
+#: against the token's tenant in check_session, so the criteria only added cost. Together
+#: about half the CPU time of a validation (bench/verify.py, docs/benchmarks.md).
+SESSION_BY_ID = (
+    select(UserSession, User, Tenant, Device)
+    .join(User, User.id == UserSession.user_id)
+    .join(Tenant, Tenant.id == UserSession.tenant_id)
+    .join(Device, Device.id == UserSession.device_id)
+    .where(UserSession.id == bindparam("session_id"))
+    .execution_options(all_tenants=True)
+)
+
+
+def check_session(
+    db: Session,
+    claims: Claims,
+    *,
+    now: datetime,
+    touch: bool = True,
+    origin: Origin | None = None,
+) -> Current:
     """The hot path: one query by primary key, the deadline rules, and a throttled touch
-    (skipped with ``touch=False``: a status poll is not activity).
+    (skipped with ``touch=False``: a status poll is not activity). Given the request's
+    ``origin``, the security rules of app.core.alerts run too: an ended session's token
+    used again (replay), and a mid-session IP or browser change per the tenant's binding
+    policy (which may end the session: InvalidSession, reason suspicious). They cost
+    nothing while the IP and user agent match the session's.
 
     Raises InvalidSession (unknown, ended, revoked, disabled person) or SessionExpired
     (idle or absolute deadline passed; the session is marked ended as it is found)."""
-    row = db.execute(
-        select(UserSession, User, Tenant, Device)
-        .join(User, User.id == UserSession.user_id)
-        .join(Tenant, Tenant.id == UserSession.tenant_id)
-        .join(Device, Device.id == UserSession.device_id)
-        .where(UserSession.id == claims.session_id)
-    ).one_or_none()
+    row = db.execute(SESSION_BY_ID, {"session_id": claims.session_id}).one_or_none()
     if row is None:
         raise InvalidSession(reason="unknown")
     session, user, tenant, device = row
@@ -121,6 +151,10 @@ def check_session(db: Session, claims: Claims, *, now: datetime, touch: bool = T
         raise InvalidSession(reason="unknown")
     if session.ended_at is not None:
         reason = session.end_reason or "logout"
+        if origin is not None:
+            from app.core import alerts  # imported here: alerts imports this module
+
+            alerts.ended_token_used(db, session, now=now, origin=origin)
         error = SessionExpired if reason.endswith("_expired") else InvalidSession
         raise error(END_MESSAGES.get(reason), reason=reason)
     if user.disabled:
@@ -132,19 +166,32 @@ def check_session(db: Session, claims: Claims, *, now: datetime, touch: bool = T
         raise SessionExpired(END_MESSAGES[reason], reason=reason)
     current = Current(session, user, tenant, device, idle, absolute)
     if (
-        touch
-        and session.extend_on_activity
-        and now - session.last_seen_at >= touch_interval(tenant)
+        origin is not None
+        and (tenant.ip_change != "allow" or tenant.ua_change != "allow")
+        and (origin.ip != session.ip or origin.user_agent != session.user_agent)
     ):
+        from app.core import alerts
+
+        alerts.check_binding(db, current, origin, now=now)
+    if touch and now - session.last_seen_at >= touch_interval(tenant):
         current.touched = _touch(db, current, now)
     return current
 
 
+def slides(current: Current) -> bool:
+    """Whether activity moves this session's idle deadline: the session was started
+    sliding and the tenant's policy still says so (switching it off applies at once)."""
+    return current.session.extend_on_activity and current.tenant.extend_on_activity
+
+
 def _touch(db: Session, current: Current, now: datetime) -> bool:
-    """Write last_seen_at and the new idle deadline. Conditional, so two nodes touching
-    at once write once; best effort, so a busy SQLite never fails the request over it."""
+    """Write last_seen_at and, while the session slides, the new idle deadline (never past
+    the absolute deadline in force). Conditional, so two nodes touching at once write
+    once; best effort, so a busy SQLite never fails the request over it."""
     session = current.session
-    idle = min(now + timedelta(seconds=current.tenant.idle_timeout), current.absolute_deadline)
+    idle = current.idle_deadline
+    if slides(current):
+        idle = min(now + timedelta(seconds=current.tenant.idle_timeout), current.absolute_deadline)
     try:
         with db.begin_nested():
             written = db.execute(
@@ -259,10 +306,17 @@ def devices_of(db: Session, current: Current, *, now: datetime) -> list[DeviceVi
             views[device.id].device = device
         elif device.is_trusted(now):
             views[device.id] = DeviceView(device=device)
-    for view in views.values():
+    for view in list(views.values()):
         view.current = view.device.id == current.device.id
-        for session in view.sessions:
-            view.expires[session.id] = min(deadlines(session, current.tenant, view.device, now))
+        for session in list(view.sessions):
+            ends = min(deadlines(session, current.tenant, view.device, now))
+            if ends <= now and session.id != current.session.id:
+                # Over under a tightened policy; it is marked ended on its next request.
+                view.sessions.remove(session)
+                continue
+            view.expires[session.id] = ends
+        if not view.sessions and not view.current and not view.device.is_trusted(now):
+            del views[view.device.id]
     return sorted(views.values(), key=lambda v: (not v.current, -v.last_active.timestamp()))
 
 

@@ -21,11 +21,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import otp
-from app.core import events
+from app.core import alerts, events, totp
 from app.core.accounts import find_user_by_email, normalise_email
 from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached, ValidationError
 from app.core.events import Origin
-from app.core.sessions import END_MESSAGES, Current, end_session, lifetime, live_sessions
+from app.core.sessions import (
+    END_MESSAGES,
+    Current,
+    deadlines,
+    end_session,
+    lifetime,
+    live_sessions,
+)
 from app.crypto import Hasher
 from app.db import queue_mail
 from app.devices import DEVICE_KINDS, describe
@@ -48,6 +55,8 @@ class SignIn:
     device_cookie: str | None
     new_device: bool
     evicted: list[UserSession] = field(default_factory=list)
+    #: deny mode: the session the person chose to end in exchange for this one
+    replaced: UserSession | None = None
 
 
 def request_code(
@@ -139,6 +148,7 @@ def sign_in(
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+    alerts.refuse_if_slowed(db, hasher, challenge.user_id, device_cookie, now=now)
     user = _check_code(db, hasher, challenge, code, now=now, origin=origin)
     _check_options(expires_in, device_kind)
 
@@ -150,15 +160,21 @@ def sign_in(
         .execution_options(all_tenants=True, populate_existing=True)
     ).one()
     tenant = db.get_one(Tenant, user.tenant_id)
-    _sweep_expired(db, user, now)
+    _sweep_expired(db, user, tenant, now)
     live = live_sessions(db, user.id, now)
     limit = tenant.max_sessions_per_user
     chosen = next((s for s in live if s.id == end_session_id), None) if end_session_id else None
     if limit and len(live) >= limit and tenant.limit_mode == "deny" and chosen is None:
         raise SessionLimitReached(
-            f"You are signed in on {len(live)} devices, the most allowed. "
-            "End one of them to sign in here.",
+            f"You already have {len(live)} active sessions, the most your organisation "
+            "allows. End one of them to sign in here.",
             sessions=live,
+            devices={
+                d.id: d
+                for d in db.scalars(
+                    select(Device).where(Device.id.in_({s.device_id for s in live}))
+                )
+            },
         )
 
     _consume(db, challenge, now)
@@ -209,7 +225,9 @@ def sign_in(
     for old in evicted:
         _mail_evicted(db, user, old, device, now)
     db.flush()
-    return SignIn(session, device, user, tenant, raw_cookie, new_device, evicted)
+    result = SignIn(session, device, user, tenant, raw_cookie, new_device, evicted, chosen)
+    alerts.after_sign_in(db, hasher, result, now=now, origin=origin)  # security rules
+    return result
 
 
 def reauthenticate(
@@ -284,10 +302,16 @@ def _check_code(
         else None
     )
     if (
-        len(digits) != otp.CODE_DIGITS
-        or not hasher.matches(challenge.code_hash, challenge.id, digits)
-        or user is None
+        user is None
         or user.disabled
+        or not (
+            (
+                len(digits) == otp.CODE_DIGITS
+                and hasher.matches(challenge.code_hash, challenge.id, digits)
+            )
+            # the person's authenticator app code works in the same field
+            or totp.verify(db, hasher, user, digits, now=now, origin=origin)
+        )
     ):
         db.execute(
             update(Challenge)
@@ -307,6 +331,8 @@ def _check_code(
             attempts=attempts,
         )
         db.flush()
+        if challenge.user_id:
+            alerts.code_failed(db, challenge.user_id, now=now, origin=origin)
         if attempts >= MAX_ATTEMPTS:
             raise ChallengeLocked()
         left = MAX_ATTEMPTS - attempts
@@ -333,19 +359,21 @@ def _check_options(expires_in: int | None, device_kind: str | None) -> None:
         )
 
 
-def _sweep_expired(db: Session, user: User, now: datetime) -> None:
-    """Mark the person's sessions whose stored deadlines passed as ended, so counts and
-    lists never include a session that is in fact over."""
-    stale = db.scalars(
-        select(UserSession).where(
-            UserSession.user_id == user.id,
-            UserSession.ended_at.is_(None),
-            (UserSession.idle_deadline <= now) | (UserSession.absolute_deadline <= now),
-        )
+def _sweep_expired(db: Session, user: User, tenant: Tenant, now: datetime) -> None:
+    """Mark the person's sessions that are over as ended, by the policy in force now (a
+    tightened policy included), so counts and lists never include a session that is in
+    fact over."""
+    rows = db.execute(
+        select(UserSession, Device)
+        .join(Device, Device.id == UserSession.device_id)
+        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
     ).all()
-    for session in stale:
-        reason = "lifetime_expired" if session.absolute_deadline <= now else "idle_expired"
-        end_session(db, session, reason, now=now)
+    for session, device in rows:
+        idle, absolute = deadlines(session, tenant, device, now)
+        if now >= absolute:
+            end_session(db, session, "lifetime_expired", now=now)
+        elif now >= idle:
+            end_session(db, session, "idle_expired", now=now)
 
 
 def _recognise_device(

@@ -125,12 +125,24 @@ def code() -> Response | str:
                 end_session_id=form.end_session.data or None,
             )
         except SessionLimitReached as error:
-            return render_template(
+            # deny mode: the code was right but not used up; the person picks a session
+            # to end (the same code comes back with it) or cancels.
+            problem = None
+            if request.form.get("choosing"):
+                problem = (
+                    "That session has ended already. Choose another one."
+                    if form.end_session.data
+                    else "Choose the session to end."
+                )
+            page = render_template(
                 "auth/limit.html",
                 form=form,
                 sessions=error.details["sessions"],
+                devices=error.details.get("devices", {}),
                 message=error.message,
+                problem=problem,
             )
+            return page, 409  # type: ignore[return-value]
         except ChallengeLocked as error:
             form.code.errors = [*form.code.errors, error.message]
             return render_template(
@@ -140,6 +152,14 @@ def code() -> Response | str:
             form.code.errors = [*form.code.errors, error.message]
         else:
             session.clear()  # nothing from before sign-in carries over, CSRF token included
+            if form.end_session.data and result.replaced is not None:
+                flash("Signed in. The session you chose was ended.")
+            elif result.evicted:
+                flash(
+                    "Signed in. You were at your organisation's limit of "
+                    f"{result.tenant.max_sessions_per_user} sessions, so your least recently "
+                    "active one was signed out."
+                )
             token = services().keys.sign(
                 user_id=result.user.id,
                 tenant_id=result.tenant.id,
@@ -155,6 +175,15 @@ def code() -> Response | str:
     return render_template(
         "auth/code.html", form=form, email=flow["email"], locked=False, resend=ActionForm()
     )
+
+
+@bp.post("/login/cancel")
+def cancel() -> Response:
+    """Give up a sign-in in progress (from the choose-a-session page): nothing changes on
+    the person's other devices and the code can no longer be used from this browser."""
+    session.pop("signin", None)
+    flash("Sign-in cancelled. Nothing changed on your other devices.")
+    return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
 
 @bp.post("/login/resend")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import Services
+from app.core import alerts
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
@@ -33,7 +34,7 @@ DEVICE_COOKIE = "holdfast_device"
 DEVICE_COOKIE_AGE = 400 * 86400  # the most browsers keep a cookie
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: endpoints that check a session without it counting as activity (the page's own polling)
-PASSIVE_ENDPOINTS = frozenset({"devices.status"})
+PASSIVE_ENDPOINTS = frozenset({"devices.status", "api.session_status"})
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -76,6 +77,12 @@ def db() -> Session:
     """The request's database session (created on first use)."""
     if "db" not in g:
         g.db = services().session(write=request.method not in SAFE_METHODS)
+        alerts.configure(  # links in security mail, and GeoIP for the location rules
+            g.db,
+            base_url=current_app.config["BASE_URL"],
+            product=current_app.config["PRODUCT_NAME"],
+            geoip_db=current_app.config.get("GEOIP_DB"),
+        )
     return g.db
 
 
@@ -120,7 +127,11 @@ def _load_principal(req: Request) -> Principal | None:
     scope_to_tenant(session, claims.tenant_id)
     try:
         checked = check_session(
-            session, claims, now=moment, touch=req.endpoint not in PASSIVE_ENDPOINTS
+            session,
+            claims,
+            now=moment,
+            touch=req.endpoint not in PASSIVE_ENDPOINTS,
+            origin=origin(),
         )
     except HoldfastError as error:
         g.auth_error = error
@@ -204,6 +215,10 @@ def _finish(response: Response) -> Response:
             session.commit()
         except SQLAlchemyError:
             log.exception("commit failed")
+            # Detach what the request read before rolling back: a rollback expires it, and
+            # the access log reading the session's id afterwards would then try the dead
+            # connection again and turn this 503 into a 500 (tests/test_pg_restart.py).
+            session.expunge_all()
             session.rollback()
             from app.web.errors import unavailable
 

@@ -68,8 +68,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HoldfastError)
     def _holdfast(error: HoldfastError) -> Response:
         if wants_json():
-            return json_error(error)
-        return _page(error.status, "Something is not right", error.message)
+            response = json_error(error)
+        else:
+            response = _page(error.status, "Something is not right", error.message)
+        if error.details.get("retry_after"):  # RateLimited says when to come back
+            response.headers["Retry-After"] = str(error.details["retry_after"])
+        return response
 
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError) -> Response:

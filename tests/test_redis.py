@@ -1,0 +1,89 @@
+"""HOLDFAST_REDIS_URL: rate limits shared by every node through one real redis-server.
+
+Each node is a separate gunicorn process, so without Redis each would count in its own
+memory and a caller spreading code requests over two nodes would get twice the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster import GUNICORN, REDIS_SERVER, Redis, Servers, call
+from tests.conftest import SECRET, require_tool
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    stack = Servers()
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def redis(servers: Servers) -> Redis:
+    require_tool(REDIS_SERVER, "shared rate limits need redis-server")
+    return servers.redis()
+
+
+def ask_code(base_url: str, email: str) -> int:
+    return call(f"{base_url}/api/auth/login", "POST", json_body={"email": email}).status
+
+
+def test_limiter_keeps_its_counters_in_redis(new_app, redis, member, mailbox):
+    app = new_app(REDIS_URL=redis.url, RATELIMIT_CODES="2 per hour")
+    client = app.test_client()
+    for _ in range(2):
+        assert client.post("/api/auth/login", json={"email": member.email}).status_code == 202
+    refused = client.post("/api/auth/login", json={"email": member.email})
+    assert refused.status_code == 429
+    assert refused.get_json()["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) > 0
+    # The counter lives in Redis, under the email the limit is keyed by.
+    keys = redis.command("KEYS", f"LIMITS:LIMITER/email:{member.email}/*codes-email*")
+    assert keys == "*1", keys
+    assert len(mailbox.to(member.email)) == 2
+
+
+def test_code_limits_add_up_across_nodes(
+    servers: Servers, redis, database_url, smtp_server, member, mailbox
+):
+    require_tool(str(GUNICORN), "the nodes run under gunicorn")
+    _box, smtp_port = smtp_server
+    settings = {
+        "HOLDFAST_DATABASE_URL": database_url,
+        "HOLDFAST_SECRET_KEY": SECRET,
+        "HOLDFAST_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "HOLDFAST_COOKIE_SECURE": "false",
+        "HOLDFAST_REDIS_URL": redis.url,
+        "HOLDFAST_RATELIMIT_CODES": "3 per hour",
+        "HOLDFAST_RATELIMIT_CODES_PER_IP": "1000 per hour",
+    }
+    a = servers.node(settings, label="a")
+    b = servers.node(settings, label="b")
+
+    # Three codes for one address, alternating nodes: each node saw at most two.
+    assert [ask_code(a.url, member.email), ask_code(b.url, member.email)] == [202, 202]
+    assert ask_code(a.url, member.email) == 202
+    refused = call(f"{b.url}/api/auth/login", "POST", json_body={"email": member.email})
+    assert refused.status == 429, servers.logs()
+    assert refused.json()["code"] == "rate_limited"
+    assert ask_code(a.url, member.email) == 429
+    assert len(mailbox.to(member.email)) == 3  # the refused ones sent nothing
+
+    # The limit is per address: another person asking through either node is served.
+    assert ask_code(b.url, "someone.else@acme.test") == 202
+
+
+def test_code_requests_still_limited_when_redis_is_down(new_app, redis, member):
+    """Redis going away must not break sign-in (no 500): each node falls back to counting
+    in its own memory until Redis answers again."""
+    app = new_app(REDIS_URL=redis.url, RATELIMIT_CODES="2 per hour")
+    client = app.test_client()
+    assert client.post("/api/auth/login", json={"email": member.email}).status_code == 202
+    redis.stop()
+    answers = [
+        client.post("/api/auth/login", json={"email": member.email}).status_code for _ in range(3)
+    ]
+    assert answers == [202, 202, 429]
