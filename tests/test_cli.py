@@ -75,3 +75,11 @@ def test_bad_input_is_a_clear_error(fresh_app):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+def test_bulk_demo_data_keeps_the_audit_trail_verifiable(fresh_app):
+    run(fresh_app, "db", "upgrade")
+    seeded = run(fresh_app, "demo", "--users", "20", "--sessions", "200")
+    assert seeded.exit_code == 0, seeded.output
+    verified = run(fresh_app, "audit", "verify", "--tenant", "demo")
+    assert verified.exit_code == 0, verified.output

@@ -26,6 +26,9 @@ DEFAULTS = {
     "max_sessions_per_user": "10",
     "limit_mode": "evict_oldest",
     "notify_new_device": "y",
+    "notify_high_alerts": "y",
+    "ip_change": "allow",
+    "ua_change": "allow",
 }
 
 

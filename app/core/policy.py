@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
-from app.models import LIMIT_MODES, Device, Tenant
+from app.models import BINDING_ACTIONS, LIMIT_MODES, Device, Tenant
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
@@ -117,6 +117,37 @@ FIELDS: tuple[Field, ...] = (
         "Email on new device",
         bool,
         help="Email the person when they sign in on a device not seen before.",
+    ),
+    Field(
+        "ip_change",
+        "ipChange",
+        "When a session's IP address changes",
+        str,
+        choices=BINDING_ACTIONS,
+        help="allow ignores it; flag raises an alert; end ends the session (a mobile "
+        "person changes networks often: flag is the usual choice).",
+    ),
+    Field(
+        "ua_change",
+        "uaChange",
+        "When a session's browser changes",
+        str,
+        choices=BINDING_ACTIONS,
+        help="allow ignores it; flag raises an alert; end ends the session.",
+    ),
+    Field(
+        "require_totp_for_admins",
+        "requireTotpForAdmins",
+        "Admins must use an authenticator app",
+        bool,
+        help="An admin without one is taken to enrolment before any admin page.",
+    ),
+    Field(
+        "notify_high_alerts",
+        "notifyHighAlerts",
+        "Email admins about high alerts",
+        bool,
+        help="Send every high-severity alert to the tenant's admins by email.",
     ),
 )
 BY_NAME = {field.name: field for field in FIELDS}

@@ -58,6 +58,8 @@ ADMIN_NAV = (
     ("admin_people.audit", "Audit log", ("admin_people.audit", "admin_people.event")),
     ("admin_alerts.alerts", "Alerts", ("admin_alerts.alerts",)),
     ("admin_policy.policy", "Policy", ("admin_policy.policy",)),
+    ("compliance.webhooks_page", "Webhooks", ("compliance.webhooks_page",)),
+    ("compliance.reports_page", "Reports", ("compliance.reports_page",)),
 )
 END_REASON_LABELS = {
     "logout": "Signed out",

@@ -32,7 +32,8 @@ GROUPS = (
     ("Session lifetime", ("idle_timeout", "absolute_lifetime", "extend_on_activity")),
     ("Trusted devices", ("trusted_lifetime", "trusted_outlives_absolute")),
     ("Concurrent sessions", ("max_sessions_per_user", "limit_mode")),
-    ("Notifications", ("notify_new_device",)),
+    ("Notifications", ("notify_new_device", "notify_high_alerts")),
+    ("Security", ("ip_change", "ua_change", "require_totp_for_admins")),
 )
 LEGENDS = {"limit_mode": "At the limit: when someone signs in past the limit"}
 CHOICE_HELP = {"limit_mode": "Applies only when a limit is set above."}
@@ -40,6 +41,9 @@ LIMIT_MODE_LABELS = {
     "evict_oldest": "Sign them in and end their least recently active session "
     "(sessions on trusted devices last)",
     "deny": "Ask them which of their sessions to end, or to cancel",
+    "allow": "Allow it",
+    "flag": "Raise an alert",
+    "end": "End the session",
 }
 
 

@@ -34,7 +34,7 @@ DEVICE_COOKIE = "holdfast_device"
 DEVICE_COOKIE_AGE = 400 * 86400  # the most browsers keep a cookie
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: endpoints that check a session without it counting as activity (the page's own polling)
-PASSIVE_ENDPOINTS = frozenset({"devices.status", "api.session_status"})
+PASSIVE_ENDPOINTS = frozenset({"devices.status", "api.session_status", "admin.figures"})
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
