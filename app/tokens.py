@@ -38,6 +38,7 @@ ALGORITHM = "ES256"
 TOKEN_TYPE = "hf-session+jwt"  # noqa: S105 (a JOSE typ, not a secret)
 AUDIENCE = "holdfast"
 FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c"})
+UNKNOWN_KID_RELOAD_SECONDS = 5.0
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti")
 
 
@@ -198,8 +199,10 @@ class KeyRing:
             raise TokenError("no key id")
         self._fresh()
         key = self._keys.get(kid)
-        if key is None:
-            self.reload()  # another node may have rotated keys a moment ago
+        if key is None and time.monotonic() - self._loaded_at > UNKNOWN_KID_RELOAD_SECONDS:
+            # Another node may have rotated keys a moment ago; re-read at most every few
+            # seconds, so made-up key ids cannot make every request query the database.
+            self.reload()
             key = self._keys.get(kid)
         if key is None:
             raise TokenError("unknown key id")

@@ -823,3 +823,13 @@ def test_device_rows_are_not_shared_between_clients_without_an_id(app, mailbox, 
     assert a["deviceInfo"]["id"] != b["deviceInfo"]["id"]
     with services.session() as db:
         assert len(db.scalars(select(Device).where(Device.user_id == member.id)).all()) == 2
+
+
+def test_admin_api_honours_required_authenticator_app(client, mailbox, make, tenant, services):
+    admin_user = make.user("root@acme.test", tenant, role="admin")
+    make.policy(tenant, require_totp_for_admins=True)
+    token = token_for(client, mailbox, admin_user.email)
+    answer = client.put("/api/admin/policy", json={"idleTimeout": 3600}, headers=bearer(token))
+    assert_error(answer, 403, "totp_required")
+    with services.session() as db:
+        assert db.get_one(Tenant, tenant.id).idle_timeout == 30 * 60

@@ -334,3 +334,24 @@ def test_keys_rotate_end_sessions_signs_everyone_out(
     fresh = token_for(app.test_client(), mailbox, member.email)
     assert kid_of(fresh) == events[0].details["kid"]
     assert client.get("/api/auth/session", headers=bearer(fresh)).status_code == 200
+
+
+def test_made_up_key_ids_do_not_reach_the_database_each_time(client, services):
+    from sqlalchemy import event as sa_event
+
+    header = b64(json.dumps({"alg": "ES256", "typ": "hf-session+jwt", "kid": "nope"}).encode())
+    forged = f"{header}.e30.c2ln"
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})  # warm up
+    sa_event.listen(services.database.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(50):
+            answer = client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})
+            assert answer.status_code == 401
+    finally:
+        sa_event.remove(services.database.engine, "before_cursor_execute", count)
+    assert len(statements) <= 4

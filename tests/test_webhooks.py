@@ -415,6 +415,9 @@ def test_public_addresses_pass_with_any_resolver() -> None:
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),
         ("2002:0a00:0001::1", False),
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::ffff:0:7f00:1", False),  # IPv4-translated
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64
     ):
         assert webhooks.is_public(address) is public, address
 

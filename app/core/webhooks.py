@@ -88,6 +88,13 @@ class NewEndpoint:
     secret: str
 
 
+_IPV6_WITH_IPV4_INSIDE = tuple(
+    ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+#: local-use NAT64 (RFC 8215): where it leads depends on the local gateway; never allowed
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def is_public(address: str) -> bool:
     """Whether ``address`` is on the public internet (the only place webhooks may go
     unless the deployment allows private addresses)."""
@@ -96,9 +103,12 @@ def is_public(address: str) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        if any(ip in network for network in _IPV6_WITH_IPV4_INSIDE):
+            # IPv4-compatible, IPv4-translated and NAT64 forms reach an IPv4 host: judge it.
+            return is_public(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in ipaddress.ip_network("64:ff9b::/96"):
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public(str(embedded))
     return ip.is_global and not ip.is_multicast

@@ -35,6 +35,7 @@ from app.core.errors import (
     ValidationError,
 )
 from app.core.sessions import Current
+from app.core.totp import require_for_admin
 from app.extensions import csrf, limiter
 from app.models import Device, UserSession
 from app.web import auth, openapi
@@ -488,6 +489,7 @@ def _admin() -> Current:
     in again to get a fresh session)."""
     me = current()
     require_admin(me, now())
+    require_for_admin(me)  # the tenant may require an authenticator app for admins
     return me
 
 
