@@ -833,3 +833,12 @@ def test_admin_api_honours_required_authenticator_app(client, mailbox, make, ten
     assert_error(answer, 403, "totp_required")
     with services.session() as db:
         assert db.get_one(Tenant, tenant.id).idle_timeout == 30 * 60
+
+
+def test_nesting_is_measured_outside_strings_only():
+    from app.web.api import _too_deep
+
+    assert _too_deep(b"[" * 33)
+    assert not _too_deep(b'{"a": "' + b"[" * 500 + b'"}')
+    assert not _too_deep(b'{"a": "\\"' + b"{" * 500 + b'"}')
+    assert _too_deep(b'{"a": "\\"", "b": ' + b"[" * 40 + b"]" * 40 + b"}")

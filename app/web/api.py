@@ -149,13 +149,44 @@ def json_body() -> dict[str, Any]:
     return data
 
 
+MAX_JSON_DEPTH = 32
+
+
 def _parsed_json() -> Any:
-    """The body parsed as JSON, or None when it is not JSON. Nesting deep enough to
-    exhaust the parser (64 KiB of "[") counts as not JSON, not as a crash."""
+    """The body parsed as JSON, or None when it is not JSON. Nesting deeper than
+    MAX_JSON_DEPTH counts as not JSON and is refused before parsing: letting the parser
+    hit RecursionError (64 KiB of "[") would be caught, but leaves CPython 3.11's
+    recursion bookkeeping damaged for later work in the same process."""
+    raw = request.get_data(cache=True)
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(raw):
+        return None
     try:
         return request.get_json(silent=True)
     except RecursionError:
         return None
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether brackets outside strings nest deeper than MAX_JSON_DEPTH."""
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
 
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
