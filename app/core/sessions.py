@@ -337,9 +337,26 @@ def rename_device(
         raise ValidationError("A device name is at most 60 characters.", field="name")
     old = device.name
     device.name = name or None
+    record_device_event(
+        db, "device.renamed", current, device, now=now, origin=origin, old=old, new=device.name
+    )
+    return device
+
+
+def record_device_event(
+    db: Session,
+    kind: str,
+    current: Current,
+    device: Device,
+    *,
+    now: datetime,
+    origin: Origin,
+    **details: object,
+) -> None:
+    """Audit a change the signed-in person made to one of their own devices."""
     events.record(
         db,
-        "device.renamed",
+        kind,
         now=now,
         tenant_id=device.tenant_id,
         origin=origin,
@@ -347,10 +364,8 @@ def rename_device(
         subject_id=current.user.id,
         session_id=current.session.id,
         device_id=device.id,
-        old=old,
-        new=device.name,
+        **details,
     )
-    return device
 
 
 def device_count(db: Session, user_id: str, now: datetime) -> int:

@@ -24,10 +24,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core import events
 from app.core.errors import Forbidden
 from app.core.events import Origin
-from app.core.sessions import Current, deadlines, end_session, lifetime, own_device
+from app.core.sessions import (
+    Current,
+    deadlines,
+    end_session,
+    lifetime,
+    own_device,
+    record_device_event,
+)
 from app.models import Device, Tenant, UserSession
 
 
@@ -62,16 +68,13 @@ def trust_device(
         if longer > session.absolute_deadline:
             session.absolute_deadline = longer
             extended.append(session.id)
-    events.record(
+    record_device_event(
         db,
         "device.trusted",
+        current,
+        device,
         now=now,
-        tenant_id=device.tenant_id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        device_id=device.id,
         old=_iso(old),
         until=_iso(device.trusted_until),
         sessions_extended=extended,
@@ -90,16 +93,13 @@ def stop_trusting(
         return device
     old = device.trusted_until
     device.trusted_until = now
-    events.record(
+    record_device_event(
         db,
         "device.untrusted",
+        current,
+        device,
         now=now,
-        tenant_id=device.tenant_id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        device_id=device.id,
         old=_iso(old),
     )
     db.flush()
@@ -123,16 +123,13 @@ def remove_device(
         device.trusted_until = now
     # A hash of a value never handed out: the device's cookie matches nothing any more.
     device.cookie_hash = secrets.token_hex(32)
-    events.record(
+    record_device_event(
         db,
         "device.removed",
+        current,
+        device,
         now=now,
-        tenant_id=device.tenant_id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        device_id=device.id,
         was_trusted=was_trusted,
         sessions_ended=[s.id for s in ended],
     )
