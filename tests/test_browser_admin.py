@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UA_IPAD, browser_login
+from tests.conftest import UA_IPAD, browser_login, wait_until
 from tests.test_admin_support import add_session, session_row
 
 pytestmark = pytest.mark.browser
@@ -95,7 +95,7 @@ def test_dashboard_draws_its_charts_and_refreshes_its_figures(
 
     page.click("header a[href='/admin']")
     page.wait_for_url(f"{live_server}/admin")
-    page.wait_for_function(ALL_DRAWN, timeout=15_000)
+    wait_until(page, ALL_DRAWN, timeout=15)
 
     for canvas in page.query_selector_all("canvas[data-chart-url]"):
         assert canvas.evaluate(PAINTED) > 500, canvas.get_attribute("data-chart-url")
@@ -117,9 +117,10 @@ def test_dashboard_draws_its_charts_and_refreshes_its_figures(
         os="iOS",
         browser="Safari",
     )
-    page.wait_for_function(
+    wait_until(
+        page,
         "() => document.querySelector('#figure-live-sessions .figure-value').textContent === '4'",
-        timeout=20_000,
+        timeout=20,
     )
     assert page.evaluate("window.__sameDocument") is True
 
@@ -135,7 +136,7 @@ def test_dashboard_draws_its_charts_and_refreshes_its_figures(
     phone.add_cookies(context.cookies())
     small = phone.new_page()
     small.goto(f"{live_server}/admin")
-    small.wait_for_function(ALL_DRAWN, timeout=15_000)
+    wait_until(small, ALL_DRAWN, timeout=15)
     small.screenshot(path=str(SHOTS / "admin-dashboard-phone.png"), full_page=True)
     phone.close()
     context.close()

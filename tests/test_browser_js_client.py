@@ -7,7 +7,7 @@ import pytest
 
 from app.core.sessions import end_session
 from app.models import UserSession
-from tests.conftest import browser_login
+from tests.conftest import browser_login, wait_until
 from tests.test_tokens import post_json
 
 pytestmark = pytest.mark.browser
@@ -61,7 +61,7 @@ def test_js_client_with_the_session_cookie(browser, live_server, live_app, live_
 
     # autoExtend: the deadline is within the threshold, so the client extends by itself
     # (a cookie-authenticated JSON POST from this origin) and says so.
-    page.wait_for_function("window.seen.some(e => e[0] === 'extended')")
+    wait_until(page, "window.seen.some(e => e[0] === 'extended')")
     extended = page.evaluate("window.seen.find(e => e[0] === 'extended')")
     assert extended[2] is True and 0 < extended[1] <= 120
 
