@@ -51,11 +51,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per side")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--large", type=int, default=LARGE, help="stored sessions, large run")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite the docs section from bench/results/verify.json",
+    )
     return parser.parse_args(argv)
 
 
 def measure(
-    node_url: str, credentials: Path, args: argparse.Namespace, watch: dict[str, list[int]]
+    node_url: str, credentials: Path, args: argparse.Namespace, watch: dict[str, Any]
 ) -> dict[str, Any]:
     runs = speed.compare(
         [
@@ -111,8 +116,8 @@ def pgbench_lookups(db: speed.Database, seconds: float, folder: Path) -> dict[st
         rows = conn.scalar(text("SELECT count(*) FROM bench_ids"))
     script = folder / "hot_path.sql"
     script.write_text(HOT_PATH_SQL.format(rows=rows))
-    watch = speed.postgres_pids(cluster)
-    before = speed.cpu_seconds(watch)
+    server_cpu = speed.postgres_cpu(cluster)
+    before = server_cpu()
     result = subprocess.run(
         [
             str(cluster.bin / "pgbench"),
@@ -142,7 +147,7 @@ def pgbench_lookups(db: speed.Database, seconds: float, folder: Path) -> dict[st
     )
     if result.returncode != 0:
         raise RuntimeError(f"pgbench failed: {result.stderr or result.stdout}")
-    spent = speed.cpu_seconds(speed.postgres_pids(cluster)) - before
+    spent = server_cpu() - before
     tps = float(result.stdout.split("tps = ")[1].split()[0])
     transactions = int(
         result.stdout.split("number of transactions actually processed: ")[1]
@@ -165,9 +170,9 @@ def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 tokens = speed.seed(db, stored=SMALL, live=LIVE)
                 credentials = speed.write_credentials(f"verify-{kind}", tokens)
                 node = speed.start_node(servers, db.url)
-                watch = {"app": node.worker_pids()}
+                watch = {"app": speed.process_cpu(node.worker_pids())}
                 if db.cluster is not None:
-                    watch["db"] = speed.postgres_pids(db.cluster)
+                    watch["db"] = speed.postgres_cpu(db.cluster)
                 speed.say(f"   {speed.session_count(db):,} stored sessions")
                 small = measure(node.url, credentials, args, watch)
                 speed.seed(db, stored=args.large, live=LIVE)
@@ -176,11 +181,12 @@ def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                         isolation_level="AUTOCOMMIT"
                     ) as conn:
                         conn.execute(text("VACUUM ANALYZE"))
-                    watch["db"] = speed.postgres_pids(db.cluster)
                 large_count = speed.session_count(db)
                 speed.say(f"   {large_count:,} stored sessions")
                 large = measure(node.url, credentials, args, watch)
                 figures: dict[str, Any] = {
+                    "command": f"--seconds {args.seconds:g} --rounds {args.rounds}",
+                    "when": speed.stamp(),
                     "small": small,
                     "large": large,
                     "large_count": large_count,
@@ -198,11 +204,15 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "### Hot path: `/auth/verify` (bench/verify.py)",
         "",
-        f"Run {speed.stamp()}; "
-        f"`python -m bench verify -- --seconds {args.seconds:g} --rounds {args.rounds}`. "
-        f"gunicorn 2 workers x 4 threads; wrk 2 threads, 32 connections, each request with "
-        f"the next of {LIVE:,} live sessions' tokens. Medians of {args.rounds} alternating "
-        "runs per side.",
+        "`python -m bench verify` (one backend: `-- --backends sqlite`). gunicorn 2 workers "
+        "x 4 threads; wrk 2 threads, 32 connections, each request with the next of "
+        f"{LIVE:,} live sessions' tokens; medians of alternating runs per side. Runs:",
+        "",
+        *(
+            f"- {kind}: {figures.get('when', 'earlier')}; "
+            f"`python -m bench verify -- --backends {kind} {figures.get('command', '')}`"
+            for kind, figures in results.items()
+        ),
         "",
         "| database | stored sessions | bare route req/s | `/auth/verify` req/s | "
         "verify ÷ bare (goal ≥ 0.80) | p50 / p99 ms |",
@@ -252,8 +262,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     speed.require(speed.WRK, "wrk")
-    results: dict[str, Any] = {}
-    for kind in args.backends.split(","):
+    # Backends not measured this time keep their last figures (bench/results/verify.json).
+    saved = speed.RESULTS / "verify.json"
+    results: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
+    for kind in [] if args.report_only else args.backends.split(","):
         if kind == "postgresql" and databases.postgres_bin() is None:
             speed.say("  PostgreSQL is not installed: skipped")
             continue
