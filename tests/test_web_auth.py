@@ -214,3 +214,18 @@ def test_reauthentication_keeps_the_session_and_refreshes_its_sign_in_time(
     with services.session() as db:
         assert db.get_one(UserSession, session_id).authenticated_at == clock.now()
     assert len(events_of(services, "session.reauthenticated")) == 1
+
+
+def test_one_code_budget_per_address_across_form_resend_and_api(new_app, mailbox, member):
+    app = new_app(RATELIMIT_CODES="3 per 10 minutes")
+    client = app.test_client()
+    assert request_code(client, member.email).status_code == 302  # the form
+    page = client.get("/login/code")
+    resent = client.post("/login/resend", data={"csrf_token": csrf_from(page.text)})
+    assert resent.status_code == 302  # "send a new code"
+    api = client.post("/api/auth/login", json={"email": member.email})
+    assert api.status_code == 202  # the API: the third code for this address
+    refused = client.post("/api/auth/login", json={"email": member.email})
+    assert refused.status_code == 429
+    assert refused.get_json()["code"] == "rate_limited"
+    assert request_code(client, member.email).status_code == 429

@@ -36,7 +36,7 @@ from app.core.errors import (
 )
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
-from app.extensions import csrf, limiter
+from app.extensions import csrf
 from app.models import Device, UserSession
 from app.web import auth, openapi
 from app.web.context import (
@@ -327,16 +327,16 @@ def _forget_cookie_if_used(response: Response) -> Response:
 # --- sign-in -------------------------------------------------------------------------------
 
 
-def _email_key() -> str:
-    """Rate-limit key: the address in the JSON body, as the web form keys by its field."""
+def json_email() -> str:
+    """The ``email`` of the JSON body ("" when there is none): the rate-limit key."""
     data = _parsed_json()
     raw = data.get("email") if isinstance(data, dict) else None
-    return "email:" + (raw.strip().lower()[:320] if isinstance(raw, str) else "")
+    return raw if isinstance(raw, str) else ""
 
 
 @bp.post("/auth/login")
-@limiter.limit(auth._code_limits, key_func=_email_key, scope="codes-email")
-@limiter.limit(auth._code_limits_per_ip, scope="codes-ip")
+@auth.codes_per_email
+@auth.codes_per_ip
 def login() -> tuple[Response, int]:
     """Send a one-time code. 202 for any well-formed address, known or not."""
     body = json_body()

@@ -43,7 +43,14 @@ bp = Blueprint("auth", __name__)
 
 
 def _email_key() -> str:
-    raw = request.form.get("email") or (session.get("signin") or {}).get("email") or ""
+    """The address a code is asked for: the form's field, the sign-in flow's address (for
+    a resend), or the JSON API's ``email``."""
+    if request.is_json:
+        from app.web.api import json_email  # the API's depth-checked parse
+
+        raw = json_email()
+    else:
+        raw = request.form.get("email") or (session.get("signin") or {}).get("email") or ""
     return "email:" + raw.strip().lower()[:320]
 
 
@@ -53,6 +60,14 @@ def _code_limits() -> str:
 
 def _code_limits_per_ip() -> str:
     return current_app.config["RATELIMIT_CODES_PER_IP"]
+
+
+#: One budget per address and one per client IP, shared by every way to ask for a code
+#: (the sign-in form, "send a new code" and POST /api/auth/login).
+codes_per_email = limiter.shared_limit(
+    _code_limits, scope="codes-email", key_func=_email_key, methods=["POST"]
+)
+codes_per_ip = limiter.shared_limit(_code_limits_per_ip, scope="codes-ip", methods=["POST"])
 
 
 def safe_next(target: str | None) -> str | None:
@@ -74,8 +89,8 @@ def index() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_code_limits, key_func=_email_key, methods=["POST"], scope="codes-email")
-@limiter.limit(_code_limits_per_ip, methods=["POST"], scope="codes-ip")
+@codes_per_email
+@codes_per_ip
 def login() -> Response | str:
     if request.method == "GET" and current_user.is_authenticated:
         return redirect(url_for("devices.index"))  # type: ignore[return-value]
@@ -187,8 +202,8 @@ def cancel() -> Response:
 
 
 @bp.post("/login/resend")
-@limiter.limit(_code_limits, key_func=_email_key, scope="codes-email")
-@limiter.limit(_code_limits_per_ip, scope="codes-ip")
+@codes_per_email
+@codes_per_ip
 def resend() -> Response:
     flow = session.get("signin")
     form = ActionForm()
