@@ -265,6 +265,29 @@ def end_session_as_admin(
     return session
 
 
+def record_admin_action(
+    db: Session,
+    kind: str,
+    admin: Current,
+    user: User,
+    *,
+    now: datetime,
+    origin: Origin,
+    **details: Any,
+) -> None:
+    """Audit something a tenant admin did to a person of the tenant."""
+    events.record(
+        db,
+        kind,
+        now=now,
+        tenant_id=user.tenant_id,
+        origin=origin,
+        actor_id=admin.user.id,
+        subject_id=user.id,
+        **details,
+    )
+
+
 def end_user_sessions(
     db: Session,
     admin: Current,
@@ -282,14 +305,13 @@ def end_user_sessions(
     ).all()
     for session in live:
         end_session(db, session, reason, now=now, actor_id=admin.user.id, origin=origin)
-    events.record(
+    record_admin_action(
         db,
         "user.sessions_ended",
+        admin,
+        user,
         now=now,
-        tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
-        subject_id=user.id,
         count=len(live),
         reason=reason,
     )

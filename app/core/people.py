@@ -26,8 +26,14 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.core import accounts, events
-from app.core.admin import end_user_sessions, live_condition, selective, tenant_user
+from app.core import accounts
+from app.core.admin import (
+    end_user_sessions,
+    live_condition,
+    record_admin_action,
+    selective,
+    tenant_user,
+)
 from app.core.errors import ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, live_sessions
@@ -224,14 +230,13 @@ def set_role(
     if user.role == "admin":
         _keep_an_admin(db, user)
     old, user.role = user.role, role
-    events.record(
+    record_admin_action(
         db,
         "user.role_changed",
+        admin,
+        user,
         now=now,
-        tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
-        subject_id=user.id,
         old=old,
         new=role,
     )
@@ -255,14 +260,13 @@ def disable(
     if user.role == "admin":
         _keep_an_admin(db, user)
     user.disabled = True
-    events.record(
+    record_admin_action(
         db,
         "user.disabled",
+        admin,
+        user,
         now=now,
-        tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
-        subject_id=user.id,
     )
     ended = end_user_sessions(db, admin, user.id, now=now, origin=origin)
     db.flush()
@@ -275,14 +279,13 @@ def enable(db: Session, admin: Current, user_id: str, *, now: datetime, origin: 
     if not user.disabled:
         return user
     user.disabled = False
-    events.record(
+    record_admin_action(
         db,
         "user.enabled",
+        admin,
+        user,
         now=now,
-        tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
-        subject_id=user.id,
     )
     db.flush()
     return user
@@ -301,14 +304,13 @@ def untrust_devices(
         .values(trusted_until=None)
         .execution_options(synchronize_session="fetch")
     ).rowcount  # type: ignore[attr-defined]
-    events.record(
+    record_admin_action(
         db,
         "devices.untrusted",
+        admin,
+        user,
         now=now,
-        tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
-        subject_id=user.id,
         count=count,
     )
     db.flush()
