@@ -95,13 +95,9 @@ def init_app(app: Flask) -> None:
     registry.register(_DatabaseFigures(app))  # type: ignore[arg-type]
     app.extensions["holdfast.metrics"] = registry
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.started = time.perf_counter()
-
     @app.after_request
     def _observe(response: Response) -> Response:
-        started = g.get("started")
+        started = g.get("request_started")  # set for every request by app.logs
         if started is not None and request.endpoint not in (None, "static", "ops.metrics"):
             latency.labels(request.method, request.endpoint).observe(time.perf_counter() - started)
         return response
