@@ -100,6 +100,13 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
+    # Holdfast declares every limit on the view it guards (the code budgets in
+    # app.web.auth), whose decorator checks it; there are no default, application or
+    # blueprint limits, which is all Flask-Limiter's own before-request check looks for.
+    # Dropped, so that the other requests (pages, /auth/verify) do not pay for a check
+    # that can find nothing. tests/test_auth_web.py and tests/test_api.py hold the limits.
+    if limiter._check_request_limit in app.before_request_funcs.get(None, []):
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
     login_manager.init_app(app)
 
 
