@@ -25,9 +25,9 @@ class RequestContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
             record.request_id = g.get("request_id")
-            current = g.get("current")
-            record.tenant = current.tenant.id if current else None
-            record.session = current.session.id if current else None
+            current = g.get("current")  # app.core.sessions.Current: its plain facts
+            record.tenant = current.facts.tenant.id if current else None
+            record.session = current.facts.session.id if current else None
         return True
 
 

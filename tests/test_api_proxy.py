@@ -4,6 +4,7 @@ real nginx in front is in test_proxy_nginx.py."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import session_id_of
 from tests.test_api import api_sign_in, bearer, stored_session
@@ -56,6 +57,30 @@ def test_verify_refuses_an_ended_session_on_the_next_request(signed_in, services
     assert stored_session(services, sid).end_reason == "logout"
     signed_in.set_cookie("holdfast_session", "", max_age=0)  # the cookie the browser dropped
     assert signed_in.get("/auth/verify").status_code == 401
+
+
+def test_a_validation_that_writes_nothing_opens_no_transaction(client, mailbox, member, services):
+    """The hot path is one plain read (app.db.first_row): nothing goes through the ORM's
+    engine, not even a BEGIN, until a request has something to write."""
+    issued = api_sign_in(client, mailbox, member.email).json
+    seen: list[str] = []
+    engine = services.database.engine
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        seen.append(sql)
+
+    def begin(_conn) -> None:
+        seen.append("BEGIN")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "begin", begin)
+    try:
+        for _ in range(5):
+            assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "begin", begin)
+    assert seen == []
 
 
 def test_verify_counts_as_activity_by_the_throttled_rule(client, mailbox, member, services, clock):

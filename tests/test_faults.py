@@ -38,7 +38,9 @@ def test_postgres_outage_answers_503_then_recovers(own_postgres, new_app, mailbo
     login(client, mailbox, "ops@outage.test")
     assert client.get("/devices").status_code == 200
 
+    assert client.get("/auth/verify").status_code == 200
     own_postgres.pause()
+    assert client.get("/auth/verify").status_code == 503  # the plain hot-path read too
     page = client.get("/devices")
     assert page.status_code == 503
     assert "cannot reach its database" in page.text
@@ -49,8 +51,36 @@ def test_postgres_outage_answers_503_then_recovers(own_postgres, new_app, mailbo
     assert client.get("/healthz").status_code == 200
 
     own_postgres.resume()
-    assert client.get("/devices").status_code == 200  # no restart needed
+    assert client.get("/auth/verify").status_code == 200  # no restart needed
+    assert client.get("/devices").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_connections_lost_under_a_validation_are_replaced_without_an_error(
+    own_postgres, new_app, mailbox, tmp_path
+):
+    """The hot path reads without a pool pre-ping (app.db.PlainConnections): when the
+    server drops every connection (a restart, a failover), the next validation finds its
+    connection dead, replaces it and answers, instead of failing one request per stale
+    connection."""
+    url = own_postgres.url("holdfast")
+    _migrate(url, tmp_path)
+    app = new_app(DATABASE_URL=url)
+    services = app.extensions["holdfast"]
+    factory = Factory(services, services.clock)
+    factory.user("ops@dropped.test", factory.tenant("dropped"))
+    client = app.test_client()
+    login(client, mailbox, "ops@dropped.test")
+    for _ in range(3):
+        assert client.get("/auth/verify").status_code == 200
+    plain = services.database.plain
+    assert plain._idle, "the validations left a connection to reuse"
+    own_postgres.admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = 'holdfast' AND pid <> pg_backend_pid()"
+    )
+    assert client.get("/auth/verify").status_code == 200
+    assert client.get("/auth/verify").status_code == 200
 
 
 def test_sqlite_write_lock_answers_503_for_writes(new_app, mailbox, template_db, tmp_path):

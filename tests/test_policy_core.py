@@ -50,7 +50,9 @@ def check(services, clock, token, *, touch=True):
         claims = services.keys.verify(token, clock.now())
         scope_to_tenant(db, claims.tenant_id)
         try:
-            return sessions.check_session(db, claims, now=clock.now(), touch=touch)
+            current = sessions.check_session(db, claims, now=clock.now(), touch=touch)
+            assert current.session is not None  # load the objects in the request, as a page does
+            return current
         finally:
             db.commit()
 

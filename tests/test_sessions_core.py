@@ -50,7 +50,9 @@ def check(services, clock, token, touch=True):
         claims = services.keys.verify(token, clock.now())
         scope_to_tenant(db, claims.tenant_id)
         try:
-            return sessions.check_session(db, claims, now=clock.now(), touch=touch)
+            current = sessions.check_session(db, claims, now=clock.now(), touch=touch)
+            assert current.session is not None  # load the objects in the request, as a page does
+            return current
         finally:
             db.commit()
 
@@ -189,3 +191,19 @@ def test_a_person_cannot_touch_another_persons_session(services, clock, signed, 
         other_row = db.get_one(User, other.id)
         with pytest.raises(NotFound):
             sessions.own_session(db, other_row, result.session.id)
+
+
+def test_a_check_inside_a_transaction_sees_what_it_wrote(services, clock, signed):
+    """Inside a transaction the check reads through the ORM session, not on a connection
+    of its own that could not see what the transaction wrote."""
+    _result, token = signed
+    with services.session(write=True) as db:
+        claims = services.keys.verify(token, clock.now())
+        row = db.get_one(UserSession, claims.session_id)
+        row.ended_at = clock.now()
+        row.end_reason = "revoked_by_user"
+        db.flush()
+        with pytest.raises(InvalidSession):
+            sessions.check_session(db, claims, now=clock.now())
+        db.rollback()
+    assert check(services, clock, token).session.ended_at is None  # nothing was committed

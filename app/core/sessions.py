@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple, TypeVarTuple
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -35,6 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core import events
 from app.core.errors import InvalidSession, NotFound, SessionExpired, ValidationError
 from app.core.events import Origin
+from app.db import PlainQuery, first_row
 from app.models import Device, Tenant, User, UserSession
 from app.tokens import Claims
 
@@ -53,21 +55,161 @@ END_MESSAGES = {
 }
 
 
-@dataclass
-class Current:
-    """The live session behind a request, with its person, tenant and device."""
+class SessionFacts(NamedTuple):
+    """The columns of a session row the hot path decides with."""
 
-    session: UserSession
-    user: User
-    tenant: Tenant
-    device: Device
+    id: str
+    tenant_id: str
+    user_id: str
+    device_id: str
+    created_at: datetime
+    last_seen_at: datetime
     idle_deadline: datetime
     absolute_deadline: datetime
-    touched: bool = False
+    extend_on_activity: bool
+    ended_at: datetime | None
+    end_reason: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+class PersonFacts(NamedTuple):
+    id: str
+    email: str
+    role: str
+    disabled: bool
+
+
+class PolicyFacts(NamedTuple):
+    """The tenant's session policy, as the hot path applies it."""
+
+    id: str
+    idle_timeout: int
+    absolute_lifetime: int
+    extend_on_activity: bool
+    trusted_lifetime: int
+    trusted_outlives_absolute: bool
+    ip_change: str
+    ua_change: str
+
+
+class DeviceFacts(NamedTuple):
+    id: str
+    trusted_until: datetime | None
+
+    def is_trusted(self, now: datetime) -> bool:
+        return self.trusted_until is not None and self.trusted_until > now
+
+
+class Facts(NamedTuple):
+    """What one hot-path read knows: the session, its person, tenant policy and device."""
+
+    session: SessionFacts
+    user: PersonFacts
+    tenant: PolicyFacts
+    device: DeviceFacts
+
+
+Row = TypeVarTuple("Row")
+
+_FACT_PARTS = (
+    (SessionFacts, UserSession),
+    (PersonFacts, User),
+    (PolicyFacts, Tenant),
+    (DeviceFacts, Device),
+)
+
+
+def _by_session_id(columns: Select[*Row]) -> Select[*Row]:
+    """``columns`` of one session row joined with its person, tenant and device. It opts
+    out of the per-tenant loader criteria (app.db) on purpose: the row is fetched by
+    primary key and then checked against the token's tenant in check_session."""
+    return (
+        columns.select_from(UserSession)
+        .join(User, User.id == UserSession.user_id)
+        .join(Tenant, Tenant.id == UserSession.tenant_id)
+        .join(Device, Device.id == UserSession.device_id)
+        .where(UserSession.id == bindparam("session_id"))
+        .execution_options(all_tenants=True)
+    )
+
+
+#: The hot path's one statement: the columns of :class:`Facts`, run as a plain read
+#: (app.db.first_row: compiled once, one round trip, no ORM objects).
+SESSION_FACTS = PlainQuery(
+    _by_session_id(
+        select(*(getattr(model, name) for part, model in _FACT_PARTS for name in part._fields))
+    )
+)
+
+#: The same row as ORM objects, for what changes or shows them (Current loads it).
+SESSION_BY_ID = _by_session_id(select(UserSession, User, Tenant, Device))
+
+
+def read_facts(db: Session, session_id: str) -> Facts | None:
+    row = first_row(db, SESSION_FACTS, session_id=session_id)
+    if row is None:
+        return None
+    parts, at = [], 0
+    for part, _model in _FACT_PARTS:
+        width = len(part._fields)
+        parts.append(part._make(row[at : at + width]))
+        at += width
+    return Facts._make(parts)
+
+
+class Current:
+    """The live session behind a request.
+
+    The hot path decides on :attr:`facts` alone (one plain read). The ORM objects
+    ``session``, ``user``, ``tenant`` and ``device`` are loaded into the request's
+    database session the first time something asks for one: pages that show them and
+    views that change them pay for it, a validation (``/auth/verify``, the JSON status)
+    does not."""
+
+    def __init__(
+        self, db: Session, facts: Facts, idle_deadline: datetime, absolute_deadline: datetime
+    ) -> None:
+        self.db = db
+        self.facts = facts
+        self.idle_deadline = idle_deadline
+        self.absolute_deadline = absolute_deadline
+        #: whether this request wrote last_seen_at (and the idle deadline)
+        self.touched = False
+        self._objects: tuple[UserSession, User, Tenant, Device] | None = None
 
     @property
     def expires_at(self) -> datetime:
         return min(self.idle_deadline, self.absolute_deadline)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the ORM objects have been loaded (see the class docstring)."""
+        return self._objects is not None
+
+    @property
+    def session(self) -> UserSession:
+        return self._load()[0]
+
+    @property
+    def user(self) -> User:
+        return self._load()[1]
+
+    @property
+    def tenant(self) -> Tenant:
+        return self._load()[2]
+
+    @property
+    def device(self) -> Device:
+        return self._load()[3]
+
+    def _load(self) -> tuple[UserSession, User, Tenant, Device]:
+        if self._objects is None:
+            row = self.db.execute(SESSION_BY_ID, {"session_id": self.facts.session.id}).first()
+            if row is None:  # erased since the check
+                raise InvalidSession(reason="unknown")
+            self._objects = (row[0], row[1], row[2], row[3])
+        return self._objects
 
 
 @dataclass
@@ -83,12 +225,14 @@ class DeviceView:
         return max((s.last_seen_at for s in self.sessions), default=self.device.last_seen_at)
 
 
-def touch_interval(tenant: Tenant) -> timedelta:
+def touch_interval(tenant: Tenant | PolicyFacts) -> timedelta:
     """How stale last_seen_at may get before a request writes it again."""
     return timedelta(seconds=max(5, min(60, tenant.idle_timeout // 10)))
 
 
-def lifetime(tenant: Tenant, device: Device, now: datetime) -> timedelta:
+def lifetime(
+    tenant: Tenant | PolicyFacts, device: Device | DeviceFacts, now: datetime
+) -> timedelta:
     """The absolute lifetime a session on ``device`` gets under the tenant's policy."""
     if device.is_trusted(now) and tenant.trusted_outlives_absolute:
         return timedelta(seconds=max(tenant.trusted_lifetime, tenant.absolute_lifetime))
@@ -96,7 +240,10 @@ def lifetime(tenant: Tenant, device: Device, now: datetime) -> timedelta:
 
 
 def deadlines(
-    session: UserSession, tenant: Tenant, device: Device, now: datetime
+    session: UserSession | SessionFacts,
+    tenant: Tenant | PolicyFacts,
+    device: Device | DeviceFacts,
+    now: datetime,
 ) -> tuple[datetime, datetime]:
     """(idle deadline, absolute deadline) under the policy in force now."""
     start = session.created_at
@@ -111,21 +258,6 @@ def deadlines(
     return idle, absolute
 
 
-#: The hot path's one query, built once so that SQLAlchemy reuses its compiled form and
-#: cache key instead of rebuilding both on every request. It opts out of the per-tenant
-#: loader criteria (app.db) on purpose: the row is fetched by primary key and then checked
-#: against the token's tenant in check_session, so the criteria only added cost. Together
-#: about half the CPU time of a validation (bench/verify.py, docs/benchmarks.md).
-SESSION_BY_ID = (
-    select(UserSession, User, Tenant, Device)
-    .join(User, User.id == UserSession.user_id)
-    .join(Tenant, Tenant.id == UserSession.tenant_id)
-    .join(Device, Device.id == UserSession.device_id)
-    .where(UserSession.id == bindparam("session_id"))
-    .execution_options(all_tenants=True)
-)
-
-
 def check_session(
     db: Session,
     claims: Claims,
@@ -134,19 +266,21 @@ def check_session(
     touch: bool = True,
     origin: Origin | None = None,
 ) -> Current:
-    """The hot path: one query by primary key, the deadline rules, and a throttled touch
-    (skipped with ``touch=False``: a status poll is not activity). Given the request's
-    ``origin``, the security rules of app.core.alerts run too: an ended session's token
-    used again (replay), and a mid-session IP or browser change per the tenant's binding
-    policy (which may end the session: InvalidSession, reason suspicious). They cost
-    nothing while the IP and user agent match the session's.
+    """The hot path: one plain read by primary key (:data:`SESSION_FACTS`), the deadline
+    rules, and a throttled touch (skipped with ``touch=False``: a status poll is not
+    activity). A request that passes and writes nothing has opened no transaction on
+    ``db`` and built no ORM object. Given the request's ``origin``, the security rules of
+    app.core.alerts run too: an ended session's token used again (replay), and a
+    mid-session IP or browser change per the tenant's binding policy (which may end the
+    session: InvalidSession, reason suspicious). They cost nothing while the IP and user
+    agent match the session's.
 
     Raises InvalidSession (unknown, ended, revoked, disabled person) or SessionExpired
     (idle or absolute deadline passed; the session is marked ended as it is found)."""
-    row = db.execute(SESSION_BY_ID, {"session_id": claims.session_id}).one_or_none()
-    if row is None:
+    facts = read_facts(db, claims.session_id)
+    if facts is None:
         raise InvalidSession(reason="unknown")
-    session, user, tenant, device = row
+    session, user, tenant, device = facts
     if session.user_id != claims.user_id or session.tenant_id != claims.tenant_id:
         raise InvalidSession(reason="unknown")
     if session.ended_at is not None:
@@ -154,17 +288,19 @@ def check_session(
         if origin is not None:
             from app.core import alerts  # imported here: alerts imports this module
 
-            alerts.ended_token_used(db, session, now=now, origin=origin)
+            ended = db.get(UserSession, session.id)
+            if ended is not None:
+                alerts.ended_token_used(db, ended, now=now, origin=origin)
         error = SessionExpired if reason.endswith("_expired") else InvalidSession
         raise error(END_MESSAGES.get(reason), reason=reason)
     if user.disabled:
         raise InvalidSession(END_MESSAGES["disabled"], reason="disabled")
     idle, absolute = deadlines(session, tenant, device, now)
+    current = Current(db, facts, idle, absolute)
     if now >= absolute or now >= idle:
         reason = "lifetime_expired" if now >= absolute else "idle_expired"
-        end_session(db, session, reason, now=now)
+        end_session(db, current.session, reason, now=now)
         raise SessionExpired(END_MESSAGES[reason], reason=reason)
-    current = Current(session, user, tenant, device, idle, absolute)
     if (
         origin is not None
         and (tenant.ip_change != "allow" or tenant.ua_change != "allow")
@@ -181,24 +317,26 @@ def check_session(
 def slides(current: Current) -> bool:
     """Whether activity moves this session's idle deadline: the session was started
     sliding and the tenant's policy still says so (switching it off applies at once)."""
-    return current.session.extend_on_activity and current.tenant.extend_on_activity
+    facts = current.facts
+    return facts.session.extend_on_activity and facts.tenant.extend_on_activity
 
 
 def _touch(db: Session, current: Current, now: datetime) -> bool:
     """Write last_seen_at and, while the session slides, the new idle deadline (never past
     the absolute deadline in force). Conditional, so two nodes touching at once write
-    once; best effort, so a busy SQLite never fails the request over it."""
-    session = current.session
+    once; best effort, so a busy SQLite never fails the request over it. ORM objects
+    loaded later in the request read the row as written."""
+    tenant = current.facts.tenant
     idle = current.idle_deadline
     if slides(current):
-        idle = min(now + timedelta(seconds=current.tenant.idle_timeout), current.absolute_deadline)
+        idle = min(now + timedelta(seconds=tenant.idle_timeout), current.absolute_deadline)
     try:
         with db.begin_nested():
             written = db.execute(
                 update(UserSession)
                 .where(
-                    UserSession.id == session.id,
-                    UserSession.last_seen_at <= now - touch_interval(current.tenant),
+                    UserSession.id == current.facts.session.id,
+                    UserSession.last_seen_at <= now - touch_interval(tenant),
                 )
                 .values(last_seen_at=now, idle_deadline=idle)
                 .execution_options(synchronize_session=False)
@@ -206,10 +344,10 @@ def _touch(db: Session, current: Current, now: datetime) -> bool:
     except OperationalError:
         return False
     if written:
-        # Mirror the row without marking the object dirty (that would write it twice).
-        set_committed_value(session, "last_seen_at", now)
-        set_committed_value(session, "idle_deadline", idle)
         current.idle_deadline = idle
+        if current.loaded:  # mirror the row without marking the objects dirty
+            set_committed_value(current.session, "last_seen_at", now)
+            set_committed_value(current.session, "idle_deadline", idle)
     return bool(written)
 
 

@@ -444,10 +444,10 @@ def session_status() -> Response | tuple[Response, int]:
     me = current()
     return jsonify(
         valid=True,
-        sessionId=me.session.id,
+        sessionId=me.facts.session.id,
         expiresAt=iso(me.expires_at),
         expiresIn=_seconds_until(me.expires_at),
-        deviceCount=sessions.device_count(db(), me.user.id, now()),
+        deviceCount=sessions.device_count(db(), me.facts.user.id, now()),
     )
 
 

@@ -3,7 +3,8 @@ session check behind Flask-Login, the session cookie, one commit at the end, and
 security headers.
 
 One transaction per request: views and the core only flush; :func:`_finish` commits once
-after the view returned (a :class:`HoldfastError` answer commits too, see app.core), and
+after the view returned (a request that opened none, such as a validation that wrote
+nothing, has nothing to commit) (a :class:`HoldfastError` answer commits too, see app.core), and
 an unexpected error rolls back. A commit that fails answers 503, never a success.
 """
 
@@ -25,6 +26,7 @@ from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
 from app.db import scope_to_tenant
 from app.extensions import client_ip, login_manager
+from app.models import User
 from app.tokens import TokenError, TokenExpired
 
 log = logging.getLogger(__name__)
@@ -50,23 +52,39 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+#: (name, lower-case name, value) added to every response that does not set its own
+SECURITY_HEADERS = tuple(
+    (name, name.lower(), value)
+    for name, value in (
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    )
+)
+
 
 class Principal(UserMixin):
     """Flask-Login's ``current_user``: the person behind the request's live session."""
 
     def __init__(self, current: Current) -> None:
         self.current = current
-        self.user = current.user
+
+    @property
+    def user(self) -> User:
+        return self.current.user  # loaded on first use (see Current)
 
     def get_id(self) -> str:
-        return self.user.id
+        return self.current.facts.user.id
 
     @property
     def is_active(self) -> bool:
-        return not self.user.disabled
+        return not self.current.facts.user.disabled
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.user, name)
+        return getattr(self.current.user, name)
 
 
 def services() -> Services:
@@ -75,15 +93,20 @@ def services() -> Services:
 
 def db() -> Session:
     """The request's database session (created on first use)."""
-    if "db" not in g:
-        g.db = services().session(write=request.method not in SAFE_METHODS)
-        alerts.configure(  # links in security mail, and GeoIP for the location rules
-            g.db,
-            base_url=current_app.config["BASE_URL"],
-            product=current_app.config["PRODUCT_NAME"],
-            geoip_db=current_app.config.get("GEOIP_DB"),
+    session: Session | None = g.get("db")
+    if session is None:
+        app = current_app
+        session = g.db = app.extensions["holdfast"].session(
+            write=request.method not in SAFE_METHODS
         )
-    return g.db
+        config = app.config
+        alerts.configure(  # links in security mail, and GeoIP for the location rules
+            session,
+            base_url=config["BASE_URL"],
+            product=config["PRODUCT_NAME"],
+            geoip_db=config.get("GEOIP_DB"),
+        )
+    return session
 
 
 def now() -> datetime:
@@ -109,8 +132,18 @@ def request_token(req: Request) -> str | None:
     return req.cookies.get(SESSION_COOKIE) or None
 
 
-@login_manager.request_loader
-def _load_principal(req: Request) -> Principal | None:
+def authenticate() -> Current | None:
+    """The request's live session, checked once per request (the hot path): None when the
+    request carries no token or a refused one (then ``g.auth_error`` says why).
+
+    Behind Flask-Login's ``current_user`` for every view; ``/auth/verify`` calls it
+    directly, since it needs nothing else of Flask-Login."""
+    if "current" not in g:
+        g.current = _check(request)
+    return g.current  # type: ignore[no-any-return]
+
+
+def _check(req: Request) -> Current | None:
     token = request_token(req)
     if token is None:
         return None
@@ -126,7 +159,7 @@ def _load_principal(req: Request) -> Principal | None:
     session = db()
     scope_to_tenant(session, claims.tenant_id)
     try:
-        checked = check_session(
+        return check_session(
             session,
             claims,
             now=moment,
@@ -136,8 +169,12 @@ def _load_principal(req: Request) -> Principal | None:
     except HoldfastError as error:
         g.auth_error = error
         return None
-    g.current = checked
-    return Principal(checked)
+
+
+@login_manager.request_loader
+def _load_principal(_req: Request) -> Principal | None:
+    checked = authenticate()
+    return None if checked is None else Principal(checked)
 
 
 @login_manager.user_loader
@@ -210,7 +247,7 @@ def init_app(app: Flask) -> None:
 
 def _finish(response: Response) -> Response:
     session: Session | None = g.get("db")
-    if session is not None and not g.get("rollback"):
+    if session is not None and session.in_transaction() and not g.get("rollback"):
         try:
             session.commit()
         except SQLAlchemyError:
@@ -231,20 +268,23 @@ def _finish(response: Response) -> Response:
 
 def _close(_error: BaseException | None) -> None:
     session: Session | None = g.pop("db", None)
-    if session is not None:
-        session.close()
+    if session is not None and (session.in_transaction() or session.identity_map):
+        session.close()  # one that never read or wrote holds nothing to release
 
 
 def _secure_headers(response: Response) -> None:
+    """Add each of :data:`SECURITY_HEADERS` a view did not set itself (one pass over the
+    response's headers, however many there are)."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    present = {key.lower() for key, _value in headers}
+    for name, lowered, value in SECURITY_HEADERS:
+        if lowered not in present:
+            headers.add(name, value)
     if request.endpoint != "static":
         # Pages carry personal data and CSRF tokens: never cache them anywhere.
-        headers["Cache-Control"] = "no-store"
-    if current_app.config["COOKIE_SECURE"]:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if "cache-control" in present:
+            headers["Cache-Control"] = "no-store"
+        else:
+            headers.add("Cache-Control", "no-store")
+    if current_app.config["COOKIE_SECURE"] and "strict-transport-security" not in present:
+        headers.add("Strict-Transport-Security", "max-age=31536000")

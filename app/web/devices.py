@@ -204,10 +204,10 @@ def _status() -> Response:
     return jsonify(
         {
             "valid": True,
-            "sessionId": me.session.id,
+            "sessionId": me.facts.session.id,
             "expiresAt": me.expires_at.isoformat().replace("+00:00", "Z"),
             "expiresIn": max(0, int((me.expires_at - moment).total_seconds())),
-            "idleTimeout": me.tenant.idle_timeout,
-            "deviceCount": sessions.device_count(db(), me.user.id, moment),
+            "idleTimeout": me.facts.tenant.idle_timeout,
+            "deviceCount": sessions.device_count(db(), me.facts.user.id, moment),
         }
     )

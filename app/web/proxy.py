@@ -15,13 +15,13 @@ check tokens offline.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g, jsonify
-from flask_login import current_user
 
 from app.core.errors import InvalidSession
-from app.web.context import current, services
+from app.web.context import authenticate, services
 from app.web.errors import json_error
 
 bp = Blueprint("proxy", __name__)
@@ -32,21 +32,27 @@ def verify() -> Response:
     """200 with X-Holdfast-User (user id), X-Holdfast-Email, X-Holdfast-Tenant (tenant id),
     X-Holdfast-Session and X-Holdfast-Role for a live session; 401 with the JSON error
     otherwise. A non-ASCII email is sent percent-encoded (UTF-8): header values are
-    Latin-1 on the wire."""
-    if not current_user.is_authenticated:
+    Latin-1 on the wire. Answered from the hot path's plain row alone (no ORM objects)."""
+    me = authenticate()
+    if me is None:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
         response = json_error(error, status=401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
         return response
-    me = current()
-    email = me.user.email if me.user.email.isascii() else quote(me.user.email, safe="@")
-    response = jsonify(valid=True, sessionId=me.session.id)
-    response.headers["X-Holdfast-User"] = me.user.id
-    response.headers["X-Holdfast-Email"] = email
-    response.headers["X-Holdfast-Tenant"] = me.tenant.id
-    response.headers["X-Holdfast-Session"] = me.session.id
-    response.headers["X-Holdfast-Role"] = me.user.role
-    return response
+    facts = me.facts
+    person = facts.user
+    email = person.email if person.email.isascii() else quote(person.email, safe="@")
+    return Response(
+        json.dumps({"valid": True, "sessionId": facts.session.id}),
+        mimetype="application/json",
+        headers=[
+            ("X-Holdfast-User", person.id),
+            ("X-Holdfast-Email", email),
+            ("X-Holdfast-Tenant", facts.tenant.id),
+            ("X-Holdfast-Session", facts.session.id),
+            ("X-Holdfast-Role", person.role),
+        ],
+    )
 
 
 @bp.get("/.well-known/jwks.json")
