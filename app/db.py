@@ -144,35 +144,43 @@ class PlainConnections:
         self.engine = create_engine(url, isolation_level="AUTOCOMMIT", **options)
         self.dialect = self.engine.dialect
         self.keep = keep
-        self._idle: deque[Any] = deque()
+        self._error: Any = self.dialect.loaded_dbapi.Error  # the driver's base class
+        self._idle: deque[Any] = deque()  # DBAPI connections
         self._pid = os.getpid()
 
     def fetch_one(self, sql: str, args: Any) -> Any:
-        dbapi_error = self.dialect.loaded_dbapi.Error
         for attempt in (1, 2):
             try:
                 connection = self._take()
-            except dbapi_error as error:
-                raise DBAPIError.instance(sql, args, error, dbapi_error) from error
+            except self._error as error:
+                raise DBAPIError.instance(sql, args, error, self._error) from error
             cursor = None
             try:
                 cursor = connection.cursor()
                 cursor.execute(sql, args)
                 row = cursor.fetchone()
                 cursor.close()
-            except dbapi_error as error:
-                lost = self.dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+            except self._error as error:
+                lost = self.dialect.is_disconnect(error, connection, cursor)
                 _close_quietly(connection)
                 if lost:
                     self.close()
                     if attempt == 1:
                         continue
                 raise DBAPIError.instance(
-                    sql, args, error, dbapi_error, connection_invalidated=lost
+                    sql, args, error, self._error, connection_invalidated=lost
                 ) from error
-            self._give(connection)
+            if len(self._idle) < self.keep:
+                self._idle.append(connection)
+            else:
+                _close_quietly(connection)
             return row
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def idle(self) -> int:
+        """How many connections wait for the next read."""
+        return len(self._idle)
 
     def close(self) -> None:
         """Close the idle connections (the ones in use close when given back)."""
@@ -190,15 +198,9 @@ class PlainConnections:
         try:
             return self._idle.pop()
         except IndexError:
-            connection = self.engine.raw_connection()
-            connection.detach()
-            return connection
-
-    def _give(self, connection: Any) -> None:
-        if len(self._idle) < self.keep:
-            self._idle.append(connection)
-        else:
-            _close_quietly(connection)
+            made = self.engine.raw_connection()  # runs the engine's connect-time set-up
+            made.detach()  # ours from now on: the engine's pool forgets it
+            return made.dbapi_connection
 
 
 def _close_quietly(connection: Any) -> None:

@@ -74,7 +74,7 @@ def test_connections_lost_under_a_validation_are_replaced_without_an_error(
     for _ in range(3):
         assert client.get("/auth/verify").status_code == 200
     plain = services.database.plain
-    assert plain._idle, "the validations left a connection to reuse"
+    assert plain.idle, "the validations left a connection to reuse"
     own_postgres.admin(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = 'holdfast' AND pid <> pg_backend_pid()"
