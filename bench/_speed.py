@@ -242,6 +242,17 @@ def node_settings(url: str, **extra: str) -> dict[str, str]:
     }
 
 
+#: gunicorn workers and threads for the throughput comparisons (verify, peer): one
+#: process with one thread, as deploy/gunicorn.conf.py runs each of its processes. One
+#: process, not several: gthread workers share one listening socket, and wrk opens its 32
+#: keep-alive connections in a burst that one worker often accepts alone, leaving the
+#: others idle for the whole run (seen in 5 of 8 runs of the bare route with two workers,
+#: one at 0% CPU): a single run then swings by 2-3x whichever route is measured. With one
+#: every run loads the same process; the database and wrk have the other core.
+SPEED_WORKERS = 1
+SPEED_THREADS = 1
+
+
 def start_node(
     servers: Servers, url: str, *, workers: int = 2, threads: int = 4, **extra: str
 ) -> Node:

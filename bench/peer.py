@@ -2,12 +2,13 @@
 device and IP, like Holdfast's) serving an authenticated page, against Holdfast's
 ``/auth/verify`` (goal: Holdfast at least 2x the peer's throughput).
 
-Both run under the same gunicorn settings (deploy/gunicorn.conf.py: 2 workers x 4 gthread
-threads) on SQLite with 1,000 live sessions, and wrk sends each request with the next
-session's credential (bearer token / ``sessionid`` cookie), the two servers taking turns.
-The peer is installed from PyPI into its own venv (bench/results/peer-venv) on first run
-and given its best settings: persistent database connections, and sessions stored with
-the IP and user agent wrk sends, so django-user-sessions never rewrites them.
+Both run under the same gunicorn settings (deploy/gunicorn.conf.py, gthread, with
+bench._speed.SPEED_WORKERS x SPEED_THREADS) on SQLite with 1,000 live sessions, and
+wrk sends each request with the next session's credential (bearer token / ``sessionid``
+cookie), the two servers taking turns. The peer is installed from PyPI into its own venv
+(bench/results/peer-venv) on first run and given its best settings: persistent database
+connections, and sessions stored with the IP and user agent wrk sends, so
+django-user-sessions never rewrites them.
 
     .venv/bin/python -m bench peer -- --seconds 10 --rounds 3
 """
@@ -133,9 +134,9 @@ class Peer(Server):
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
-            "2",
+            str(speed.SPEED_WORKERS),
             "--threads",
-            "4",
+            str(speed.SPEED_THREADS),
             "--chdir",
             str(self.project),
             "peerproject.wsgi:application",
@@ -224,7 +225,9 @@ def main(argv: list[str]) -> int:
             servers = Servers(folder=folder / "servers")
             servers.folder.mkdir()
             try:
-                node = speed.start_node(servers, db.url)
+                node = speed.start_node(
+                    servers, db.url, workers=speed.SPEED_WORKERS, threads=speed.SPEED_THREADS
+                )
                 peer = servers.add(Peer(servers.folder, project)).start()
                 runs = speed.compare(
                     [
@@ -257,7 +260,9 @@ def main(argv: list[str]) -> int:
             "",
             f"Run {speed.stamp()}; `python -m bench peer -- --seconds {args.seconds:g} "
             f"--rounds {args.rounds}`. {versions}, from PyPI into bench/results/peer-venv. "
-            "Both under gunicorn with deploy/gunicorn.conf.py (2 workers x 4 threads), on "
+            "Both under gunicorn with deploy/gunicorn.conf.py "
+            f"({speed.SPEED_WORKERS} worker x {speed.SPEED_THREADS} thread: why, "
+            "bench/_speed.py), on "
             f"SQLite, {LIVE:,} live sessions, wrk 2 threads x 32 connections sending the "
             "next session's credential with each request; medians of "
             f"{args.rounds} alternating runs.",

@@ -169,7 +169,9 @@ def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             try:
                 tokens = speed.seed(db, stored=SMALL, live=LIVE)
                 credentials = speed.write_credentials(f"verify-{kind}", tokens)
-                node = speed.start_node(servers, db.url)
+                node = speed.start_node(
+                    servers, db.url, workers=speed.SPEED_WORKERS, threads=speed.SPEED_THREADS
+                )
                 watch = {"app": speed.process_cpu(node.worker_pids())}
                 if db.cluster is not None:
                     watch["db"] = speed.postgres_cpu(db.cluster)
@@ -204,8 +206,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "### Hot path: `/auth/verify` (bench/verify.py)",
         "",
-        "`python -m bench verify` (one backend: `-- --backends sqlite`). gunicorn 2 workers "
-        "x 4 threads; wrk 2 threads, 32 connections, each request with the next of "
+        "`python -m bench verify` (one backend: `-- --backends sqlite`). gunicorn "
+        f"{speed.SPEED_WORKERS} worker x {speed.SPEED_THREADS} thread (why: bench/_speed.py, "
+        "SPEED_WORKERS); "
+        "wrk 2 threads, 32 connections, each request with the next of "
         f"{LIVE:,} live sessions' tokens; medians of alternating runs per side. Runs:",
         "",
         *(
