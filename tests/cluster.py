@@ -108,6 +108,8 @@ def call(
         response = connection.getresponse()
         raw = response.getheaders()
         return Reply(response.status, {k.lower(): v for k, v in raw}, response.read(), raw)
+    except http.client.HTTPException as error:  # cut mid-answer (IncompleteRead, BadStatusLine)
+        raise ConnectionError(f"{method} {url}: {error!r}") from error
     finally:
         connection.close()
 
