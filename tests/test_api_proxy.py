@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
+from app.core.sessions import SESSION_FACTS
 from tests.conftest import session_id_of
 from tests.test_api import api_sign_in, bearer, stored_session
 
@@ -81,6 +82,38 @@ def test_a_validation_that_writes_nothing_opens_no_transaction(client, mailbox, 
         event.remove(engine, "before_cursor_execute", statement)
         event.remove(engine, "begin", begin)
     assert seen == []
+
+
+def test_a_request_that_writes_is_checked_inside_its_own_transaction(
+    client, mailbox, member, services
+):
+    """A write request's session check runs in the transaction its writes will use (on
+    SQLite under the write lock), so a revocation committed in between cannot slip past."""
+    issued = api_sign_in(client, mailbox, member.email).json
+    seen: list[str] = []
+    engine = services.database.engine
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        seen.append(sql)
+
+    def begin(_conn) -> None:
+        seen.append("BEGIN")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "begin", begin)
+    try:
+        extended = client.post(
+            "/api/auth/session/extend",
+            json={},
+            headers={**bearer(issued["token"]), "Origin": "http://localhost"},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "begin", begin)
+    assert extended.status_code == 200
+    facts_sql = SESSION_FACTS.compiled(engine.dialect)[0]
+    assert facts_sql in seen, "the check read through the request's session"
+    assert "BEGIN" in seen[: seen.index(facts_sql)]
 
 
 def test_verify_counts_as_activity_by_the_throttled_rule(client, mailbox, member, services, clock):

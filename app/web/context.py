@@ -79,6 +79,15 @@ class Principal(UserMixin):
     def get_id(self) -> str:
         return self.current.facts.user.id
 
+    # What every page's header shows, from the checked row: no ORM load for it.
+    @property
+    def email(self) -> str:
+        return self.current.facts.user.email
+
+    @property
+    def role(self) -> str:
+        return self.current.facts.user.role
+
     @property
     def is_active(self) -> bool:
         return not self.current.facts.user.disabled
@@ -158,6 +167,11 @@ def _check(req: Request) -> Current | None:
         return None
     session = db()
     scope_to_tenant(session, claims.tenant_id)
+    if req.method not in SAFE_METHODS:
+        # A request that will write is checked inside its own transaction (on SQLite under
+        # the write lock, taken here): a revocation committed meanwhile either lands
+        # before the check, which then refuses, or waits for this request to finish.
+        session.connection()
     try:
         return check_session(
             session,
