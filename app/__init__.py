@@ -101,12 +101,16 @@ def register_extensions(app: Flask) -> None:
     htmx.init_app(app)
     limiter.init_app(app)
     # Holdfast declares every limit on the view it guards (the code budgets in
-    # app.web.auth), whose decorator checks it; there are no default, application or
-    # blueprint limits, which is all Flask-Limiter's own before-request check looks for.
-    # Dropped, so that the other requests (pages, /auth/verify) do not pay for a check
-    # that can find nothing. tests/test_auth_web.py and tests/test_api.py hold the limits.
-    if limiter._check_request_limit in app.before_request_funcs.get(None, []):
-        app.before_request_funcs[None].remove(limiter._check_request_limit)
+    # app.web.auth), whose decorator checks it; it sets no default, application or meta
+    # limits, which is all Flask-Limiter's own before-request check looks for. Unless an
+    # operator configured some (HOLDFAST_RATELIMIT_*), the check is dropped, so that the
+    # other requests (pages, /auth/verify) do not pay for one that can find nothing.
+    # tests/test_web_auth.py and tests/test_api.py hold the limits.
+    global_limits = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
+    hooks = app.before_request_funcs.get(None, [])
+    configured = any(app.config.get(name) for name in global_limits)
+    if not configured and limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
     login_manager.init_app(app)
 
 

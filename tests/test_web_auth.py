@@ -96,6 +96,16 @@ def test_codes_are_rate_limited_per_ip(new_app):
     assert request_code(client, "c@acme.test").status_code == 429
 
 
+def test_an_operators_application_wide_limit_still_applies(new_app):
+    """Flask-Limiter's global check is dropped only while nothing global is configured."""
+    app = new_app(RATELIMIT_APPLICATION="2 per minute")
+    client = app.test_client()
+    assert client.get("/login").status_code == 200
+    assert client.get("/login").status_code == 200
+    assert client.get("/login").status_code == 429
+    assert new_app().test_client().get("/login").status_code == 200  # none set: no limit
+
+
 def test_sign_out_is_post_only_and_ends_the_session(signed_in, services, clock):
     session_id = session_id_of(signed_in, services, clock)
     assert signed_in.get("/logout").status_code == 405
