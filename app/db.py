@@ -184,6 +184,8 @@ class PlainConnections:
 
     def close(self) -> None:
         """Close the idle connections (the ones in use close when given back)."""
+        if self._forked():
+            return
         while True:
             try:
                 connection = self._idle.pop()
@@ -191,10 +193,17 @@ class PlainConnections:
                 return
             _close_quietly(connection)
 
+    def _forked(self) -> bool:
+        """In a forked child, forget the parent's connections (never use or close them:
+        their sockets are the parent's). True if that just happened."""
+        if self._pid == os.getpid():
+            return False
+        self._idle = deque()
+        self._pid = os.getpid()
+        return True
+
     def _take(self) -> Any:
-        if self._pid != os.getpid():  # a forked child: the parent's sockets are not ours
-            self._idle = deque()
-            self._pid = os.getpid()
+        self._forked()
         try:
             return self._idle.pop()
         except IndexError:

@@ -17,8 +17,7 @@ def client_ip() -> str:
 login_manager = LoginManager()
 # Flask-Login's session protection guards an identity kept in Flask's cookie session;
 # Holdfast never keeps one there (app.web.context: the session token decides, and IP or
-# browser changes are the tenant's binding policy), so it would only hash the caller's
-# address and user agent on every request for nothing.
+# browser changes are the tenant's binding policy), so it is off.
 login_manager.session_protection = None
 csrf = CSRFProtect()
 htmx = Htmx()

@@ -19,8 +19,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # bare route lost as much. The second process per core takes over the core while the
 # first waits (a PostgreSQL round trip, the SMTP relay after a sign-in). gthread still
 # keeps idle keep-alive connections off the worker. WEB_CONCURRENCY and GUNICORN_THREADS
-# override the counts (raise threads if your SMTP relay is slow to answer).
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1)))
+# override the counts (raise threads if your SMTP relay is slow to answer). Cores are
+# the ones this process may run on (a container's CPU set), not the host's.
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0))))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 
