@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -25,6 +26,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from app import Services, create_app, migrate
@@ -45,6 +47,34 @@ UA_IPAD = (
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 )
+
+
+@contextmanager
+def statements_run(engine: Engine, *, begins: bool = False) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs inside the block, in order; with ``begins``, also
+    "BEGIN" where a transaction starts (including where the driver begins implicitly)."""
+    seen: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    def begin(_conn: Any) -> None:
+        seen.append("BEGIN")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    if begins:
+        event.listen(engine, "begin", begin)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        if begins:
+            event.remove(engine, "begin", begin)
+
+
+def writes_in(statements: list[str]) -> list[str]:
+    """The INSERT, UPDATE and DELETE statements among ``statements``."""
+    return [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))]
 
 
 def require_tool(path_or_name: str, why: str) -> str:

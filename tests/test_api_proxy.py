@@ -4,10 +4,9 @@ real nginx in front is in test_proxy_nginx.py."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
 
 from app.core.sessions import SESSION_FACTS
-from tests.conftest import session_id_of
+from tests.conftest import session_id_of, statements_run
 from tests.test_api import api_sign_in, bearer, stored_session
 
 
@@ -64,23 +63,9 @@ def test_a_validation_that_writes_nothing_opens_no_transaction(client, mailbox, 
     """The hot path is one plain read (app.db.first_row): nothing goes through the ORM's
     engine, not even a BEGIN, until a request has something to write."""
     issued = api_sign_in(client, mailbox, member.email).json
-    seen: list[str] = []
-    engine = services.database.engine
-
-    def statement(_conn, _cursor, sql, *_args) -> None:
-        seen.append(sql)
-
-    def begin(_conn) -> None:
-        seen.append("BEGIN")
-
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "begin", begin)
-    try:
+    with statements_run(services.database.engine, begins=True) as seen:
         for _ in range(5):
             assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "begin", begin)
     assert seen == []
 
 
@@ -90,26 +75,13 @@ def test_a_request_that_writes_is_checked_inside_its_own_transaction(
     """A write request's session check runs in the transaction its writes will use (on
     SQLite under the write lock), so a revocation committed in between cannot slip past."""
     issued = api_sign_in(client, mailbox, member.email).json
-    seen: list[str] = []
     engine = services.database.engine
-
-    def statement(_conn, _cursor, sql, *_args) -> None:
-        seen.append(sql)
-
-    def begin(_conn) -> None:
-        seen.append("BEGIN")
-
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "begin", begin)
-    try:
+    with statements_run(engine, begins=True) as seen:
         extended = client.post(
             "/api/auth/session/extend",
             json={},
             headers={**bearer(issued["token"]), "Origin": "http://localhost"},
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "begin", begin)
     assert extended.status_code == 200
     facts_sql = SESSION_FACTS.compiled(engine.dialect)[0]
     assert facts_sql in seen, "the check read through the request's session"

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from app.core import policy, sessions, signin, trust
 from app.core.errors import SessionExpired, ValidationError
 from app.core.events import Origin
-from app.db import scope_to_tenant
 from app.models import Device, Event, Tenant, UserSession
 from app.tokens import TokenExpired
 from tests.conftest import UA_IPAD
+from tests.test_sessions_core import check
 
 ORIGIN = Origin(ip="198.51.100.20", user_agent=UA_IPAD)
 HOUR = timedelta(hours=1)
@@ -42,19 +42,6 @@ def start_session(services, clock, mailbox, email, **options):
         expires_at=result.session.absolute_deadline,
     )
     return result, token
-
-
-def check(services, clock, token, *, touch=True):
-    """One request's session check, committed like a request."""
-    with services.session(write=True) as db:
-        claims = services.keys.verify(token, clock.now())
-        scope_to_tenant(db, claims.tenant_id)
-        try:
-            current = sessions.check_session(db, claims, now=clock.now(), touch=touch)
-            assert current.session is not None  # load the objects in the request, as a page does
-            return current
-        finally:
-            db.commit()
 
 
 def stored(services, session_id):

@@ -7,11 +7,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.core.sessions import touch_interval
 from app.models import Event, Tenant, UserSession
-from tests.conftest import csrf_from, login, session_id_of
+from tests.conftest import csrf_from, login, session_id_of, statements_run, writes_in
 
 #: the form as the page fills it for the default policy
 DEFAULTS = {
@@ -246,20 +246,11 @@ def test_a_request_every_second_for_ten_minutes_writes_once_a_window(
     client = app.test_client()
     login(client, mailbox, person.email)
     window = touch_interval(tenant_row(services, tenant)).total_seconds()
-    writes: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE")):
-            writes.append(statement)
-
-    engine = services.database.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(services.database.engine) as statements:
         for _ in range(600):
             clock.advance(seconds=1)
             assert client.get("/devices").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    writes = writes_in(statements)
     windows = int(600 // window)
     assert windows - 1 <= len(writes) <= windows, (window, len(writes))
     assert all(w.lstrip().upper().startswith("UPDATE SESSIONS") for w in writes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app.core import sessions, signin
 from app.core.errors import InvalidSession, SessionExpired
@@ -13,7 +13,7 @@ from app.core.events import Origin
 from app.db import scope_to_tenant
 from app.models import Event, User, UserSession
 from app.tokens import Claims, TokenExpired
-from tests.conftest import UA_MAC_CHROME
+from tests.conftest import UA_MAC_CHROME, statements_run, writes_in
 
 ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 
@@ -46,6 +46,7 @@ def signed(services, clock, mailbox, member):
 
 
 def check(services, clock, token, touch=True):
+    """One request's session check, committed like a request."""
     with services.session(write=True) as db:
         claims = services.keys.verify(token, clock.now())
         scope_to_tenant(db, claims.tenant_id)
@@ -136,20 +137,11 @@ def test_disabled_person_is_refused(services, clock, signed, member):
 def test_writes_are_throttled(services, clock, signed):
     """A client calling once a second for ten minutes causes at most one write a minute."""
     _result, token = signed
-    writes = []
-
-    def count(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE")):
-            writes.append(statement)
-
-    engine = services.database.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(services.database.engine) as statements:
         for _ in range(600):
             clock.advance(seconds=1)
             check(services, clock, token)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    writes = writes_in(statements)
     assert 1 <= len(writes) <= 10, writes[:3]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from app.models import Event, UserSession
 from app.tokens import AUDIENCE, TOKEN_TYPE
-from tests.conftest import UA_IPAD
+from tests.conftest import UA_IPAD, statements_run
 from tests.test_api import api_sign_in, assert_error, bearer, token_for
 
 CLAIMS = {"iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti"}
@@ -337,21 +337,11 @@ def test_keys_rotate_end_sessions_signs_everyone_out(
 
 
 def test_made_up_key_ids_do_not_reach_the_database_each_time(client, services):
-    from sqlalchemy import event as sa_event
-
     header = b64(json.dumps({"alg": "ES256", "typ": "hf-session+jwt", "kid": "nope"}).encode())
     forged = f"{header}.e30.c2ln"
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
     client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})  # warm up
-    sa_event.listen(services.database.engine, "before_cursor_execute", count)
-    try:
+    with statements_run(services.database.engine) as statements:
         for _ in range(50):
             answer = client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})
             assert answer.status_code == 401
-    finally:
-        sa_event.remove(services.database.engine, "before_cursor_execute", count)
     assert len(statements) <= 4
