@@ -174,8 +174,6 @@ class Current:
         self.facts = facts
         self.idle_deadline = idle_deadline
         self.absolute_deadline = absolute_deadline
-        #: whether this request wrote last_seen_at (and the idle deadline)
-        self.touched = False
         self._objects: tuple[UserSession, User, Tenant, Device] | None = None
 
     @property
@@ -310,7 +308,7 @@ def check_session(
 
         alerts.check_binding(db, current, origin, now=now)
     if touch and now - session.last_seen_at >= touch_interval(tenant):
-        current.touched = _touch(db, current, now)
+        _touch(db, current, now)
     return current
 
 
@@ -321,7 +319,7 @@ def slides(current: Current) -> bool:
     return facts.session.extend_on_activity and facts.tenant.extend_on_activity
 
 
-def _touch(db: Session, current: Current, now: datetime) -> bool:
+def _touch(db: Session, current: Current, now: datetime) -> None:
     """Write last_seen_at and, while the session slides, the new idle deadline (never past
     the absolute deadline in force). Conditional, so two nodes touching at once write
     once; best effort, so a busy SQLite never fails the request over it. ORM objects
@@ -342,13 +340,12 @@ def _touch(db: Session, current: Current, now: datetime) -> bool:
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
     except OperationalError:
-        return False
+        return
     if written:
         current.idle_deadline = idle
         if current.loaded:  # mirror the row without marking the objects dirty
             set_committed_value(current.session, "last_seen_at", now)
             set_committed_value(current.session, "idle_deadline", idle)
-    return bool(written)
 
 
 def end_session(

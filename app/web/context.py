@@ -3,9 +3,9 @@ session check behind Flask-Login, the session cookie, one commit at the end, and
 security headers.
 
 One transaction per request: views and the core only flush; :func:`_finish` commits once
-after the view returned (a request that opened none, such as a validation that wrote
-nothing, has nothing to commit) (a :class:`HoldfastError` answer commits too, see app.core), and
-an unexpected error rolls back. A commit that fails answers 503, never a success.
+after the view returned (a :class:`HoldfastError` answer commits too, see app.core), and
+an unexpected error rolls back. A commit that fails answers 503, never a success. A
+request that opened no transaction (a validation that wrote nothing) has nothing to commit.
 """
 
 from __future__ import annotations
@@ -104,11 +104,8 @@ def db() -> Session:
     """The request's database session (created on first use)."""
     session: Session | None = g.get("db")
     if session is None:
-        app = current_app
-        session = g.db = app.extensions["holdfast"].session(
-            write=request.method not in SAFE_METHODS
-        )
-        config = app.config
+        session = g.db = services().session(write=request.method not in SAFE_METHODS)
+        config = current_app.config
         alerts.configure(  # links in security mail, and GeoIP for the location rules
             session,
             base_url=config["BASE_URL"],
