@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from app import config, logs
 from app.clock import FrozenClock, SystemClock
+from app.core.alerts import Deployment
+from app.core.alerts import settings as deployment_settings
 from app.crypto import Hasher
 from app.db import Database
 from app.mail import Mailer, mailer_from_url
@@ -31,9 +33,13 @@ class Services:
     keys: KeyRing
     hasher: Hasher
     mailer: Mailer
+    #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
+    deployment: Deployment
 
     def session(self, *, write: bool = False) -> Session:
-        return self.database.session(write=write, mailer=self.mailer)
+        db = self.database.session(write=write, mailer=self.mailer)
+        db.info["deployment"] = self.deployment
+        return db
 
 
 def create_app(
@@ -87,6 +93,11 @@ def register_services(app: Flask) -> None:
         hasher=Hasher(secret),
         mailer=app.config.get("MAILER")
         or mailer_from_url(app.config["MAIL_URL"], app.config["MAIL_FROM"]),
+        deployment=deployment_settings(
+            base_url=app.config["BASE_URL"],
+            product=app.config["PRODUCT_NAME"],
+            geoip_db=app.config.get("GEOIP_DB"),
+        ),
     )
 
 

@@ -43,7 +43,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -121,18 +120,18 @@ class Deployment:
 _DEFAULT = Deployment()
 
 
-def configure(
-    db: Session, *, base_url: str, product: str = "Holdfast", geoip_db: str | None = None
-) -> None:
-    """Tell the rules run on ``db`` the public URL (for links in mail), the product name
-    and the MaxMind database to locate addresses with (None: no location rules)."""
-    db.info["deployment"] = _deployment(base_url.rstrip("/"), product, geoip_db)
+def settings(
+    *, base_url: str, product: str = "Holdfast", geoip_db: str | None = None
+) -> Deployment:
+    """The public URL (for links in mail), the product name and the MaxMind database to
+    locate addresses with (None: no location rules). The app makes one at start and puts
+    it on every database session it opens (app.Services.session)."""
+    return Deployment(base_url.rstrip("/"), product, geo.locator(geoip_db))
 
 
-@lru_cache(maxsize=16)
-def _deployment(base_url: str, product: str, geoip_db: str | None) -> Deployment:
-    """One Deployment per setting, so configuring every request's session costs a lookup."""
-    return Deployment(base_url, product, geo.locator(geoip_db))
+def configure(db: Session, deployment: Deployment) -> None:
+    """Tell the rules run on ``db`` about the deployment (see :func:`settings`)."""
+    db.info["deployment"] = deployment
 
 
 def deployment(db: Session) -> Deployment:

@@ -20,12 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import Services
-from app.core import alerts
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
 from app.db import scope_to_tenant
-from app.extensions import client_ip, login_manager
+from app.extensions import login_manager
 from app.models import User
 from app.tokens import TokenError, TokenExpired
 
@@ -105,13 +104,6 @@ def db() -> Session:
     session: Session | None = g.get("db")
     if session is None:
         session = g.db = services().session(write=request.method not in SAFE_METHODS)
-        config = current_app.config
-        alerts.configure(  # links in security mail, and GeoIP for the location rules
-            session,
-            base_url=config["BASE_URL"],
-            product=config["PRODUCT_NAME"],
-            geoip_db=config.get("GEOIP_DB"),
-        )
     return session
 
 
@@ -123,7 +115,11 @@ def now() -> datetime:
 
 
 def origin() -> Origin:
-    return Origin(ip=client_ip(), user_agent=request.headers.get("User-Agent", "")[:512])
+    """The caller's address (as ProxyFix left it, see client_ip) and user agent."""
+    environ = request.environ
+    return Origin(
+        ip=environ.get("REMOTE_ADDR") or "", user_agent=environ.get("HTTP_USER_AGENT", "")[:512]
+    )
 
 
 def current() -> Current:
@@ -132,7 +128,7 @@ def current() -> Current:
 
 
 def request_token(req: Request) -> str | None:
-    header = req.headers.get("Authorization", "")
+    header = req.environ.get("HTTP_AUTHORIZATION", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
     return req.cookies.get(SESSION_COOKIE) or None
