@@ -12,7 +12,8 @@
 * The hot path reads its one row with :func:`first_row`: a :class:`PlainQuery` compiled
   once, run on a DBAPI connection of its own in autocommit mode
   (:class:`PlainConnections`), so a validation costs one statement and no BEGIN/COMMIT,
-  no ORM objects and no pool pre-ping round trip.
+  no ORM objects and no pool pre-ping round trip. Its throttled touch is one such
+  statement too (:func:`rows_changed`), when the request has no transaction open.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy import Engine, Select, Update, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
@@ -68,6 +70,17 @@ class Database:
         db.info["database"] = self
         return db
 
+    def plain_row(self, query: PlainQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """``query``'s first row, read on a plain connection (see :func:`first_row`)."""
+        sql, encode, decode = query.compiled(self.plain.dialect)
+        row = self.plain.fetch_one(sql, encode(params))
+        return None if row is None else decode(row)
+
+    def plain_change(self, query: PlainQuery, params: dict[str, Any]) -> int:
+        """Run ``query`` on a plain connection; rows changed (see :func:`rows_changed`)."""
+        sql, encode, _decode = query.compiled(self.plain.dialect)
+        return self.plain.change(sql, encode(params))  # type: ignore[no-any-return]
+
     def dispose(self) -> None:
         self.engine.dispose()
         self.plain.close()
@@ -75,61 +88,114 @@ class Database:
 
 
 class PlainQuery:
-    """A SELECT the hot path runs on every request, compiled once per database dialect and
-    read as one plain tuple with each column's own result processing (UTC datetimes,
-    booleans). Its parameters are passed to the driver as they are, so they must be of
-    types that need no conversion (strings, integers): checked when it is compiled."""
+    """A statement the hot path runs on every request (the session read) or often (the
+    throttled touch), compiled once per database dialect. Parameters go through each
+    one's bind processing (UTC datetimes); a SELECT's row comes back as one plain tuple
+    with each column's result processing (UTC datetimes, booleans)."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, list[tuple[int, Any]]]] = {}
+        self._compiled: dict[str, Compiled] = {}
 
-    def compiled(
-        self, dialect: Dialect
-    ) -> tuple[str, tuple[str, ...] | None, list[tuple[int, Any]]]:
-        """(SQL, parameter order for positional drivers or None, (column index, result
-        processor) for the columns that have one)."""
+    def compiled(self, dialect: Dialect) -> Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
-            for name, bind in compiled.binds.items():
-                if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-                    raise TypeError(f"parameter {name!r} needs conversion; use an ORM query")
-            order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            processors = [
-                (index, process)
-                for index, column in enumerate(self.statement.selected_columns)
-                if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
-            ]
-            found = self._compiled[dialect.name] = (str(compiled), order, processors)
+            binds = {
+                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                for name, bind in compiled.binds.items()
+            }
+            columns = getattr(self.statement, "selected_columns", ())
+            found = self._compiled[dialect.name] = Compiled(
+                str(compiled),
+                _encoder(binds, compiled.positiontup if compiled.positional else None),
+                _decoder(
+                    [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+                ),
+            )
         return found
 
 
-def first_row(db: Session, query: PlainQuery, **params: Any) -> tuple[Any, ...] | None:
-    """The first row of ``query``, or None.
+class Compiled(NamedTuple):
+    sql: str
+    #: the parameters by name to what the driver takes (a tuple for a positional driver)
+    encode: Callable[[dict[str, Any]], Any]
+    #: the driver's row to the columns' Python values
+    decode: Callable[[Sequence[Any]], tuple[Any, ...]]
 
-    With no transaction open on ``db`` (and nothing waiting in it to be flushed) it is
-    read on one of the database's :class:`PlainConnections` (see the module docstring);
-    otherwise through ``db``, so it sees what the transaction wrote. Errors come as SQLAlchemy's
-    (a lost database is an OperationalError, answered 503 by the web layer)."""
+
+def _encoder(
+    processors: dict[str, Any], order: Sequence[str] | None
+) -> Callable[[dict[str, Any]], Any]:
+    """One function that runs each parameter's bind processor and puts the parameters in
+    the driver's order (positional drivers) or leaves them by name."""
+    steps = [(name, process) for name, process in processors.items() if process]
+
+    def encode(params: dict[str, Any]) -> Any:
+        if steps:
+            params = dict(params)
+            for name, process in steps:
+                params[name] = process(params[name])
+        return params if order is None else tuple(params[name] for name in order)
+
+    return encode
+
+
+def _decoder(
+    processors: list[Callable[[Any], Any] | None],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """One function that runs each column's result processor (None values pass as they are)."""
+    steps = [(index, process) for index, process in enumerate(processors) if process]
+
+    def decode(row: Sequence[Any]) -> tuple[Any, ...]:
+        values = list(row)
+        for index, process in steps:
+            value = values[index]
+            if value is not None:
+                values[index] = process(value)
+        return tuple(values)
+
+    return decode
+
+
+def _through_orm(db: Session) -> Database | None:
+    """None when a statement on ``db`` must go through it: it has a transaction open (so
+    the statement sees, or joins, what that transaction did) or has changes waiting to
+    be flushed; otherwise the Database whose plain connections may run it."""
     database: Database | None = db.info.get("database")
     if database is None or db.in_transaction() or db.new or db.dirty or db.deleted:
-        return db.execute(query.statement, params).first()  # type: ignore[return-value]
-    plain = database.plain
-    sql, order, processors = query.compiled(plain.dialect)
-    args: Any = params if order is None else tuple(params[name] for name in order)
-    row = plain.fetch_one(sql, args)
-    if row is None:
         return None
-    values = list(row)
-    for index, process in processors:
-        if values[index] is not None:
-            values[index] = process(values[index])
-    return tuple(values)
+    return database
+
+
+def first_row(db: Session, query: PlainQuery, **params: Any) -> tuple[Any, ...] | None:
+    """The first row of ``query``, or None: read on one of the database's
+    :class:`PlainConnections` (see the module docstring), or through ``db`` when a
+    transaction is open on it, so it sees what the transaction wrote. Errors come as
+    SQLAlchemy's (a lost database is an OperationalError, answered 503 by the web layer)."""
+    database = _through_orm(db)
+    if database is None:
+        return db.execute(query.statement, params).first()  # type: ignore[return-value]
+    return database.plain_row(query, params)
+
+
+def rows_changed(db: Session, query: PlainQuery, **params: Any) -> int:
+    """Run the UPDATE or DELETE ``query``; how many rows it changed. With no transaction
+    open on ``db``: one autocommit statement on a plain connection, committed at once (one
+    round trip, where the ORM would take five: BEGIN, SAVEPOINT, the statement, RELEASE,
+    COMMIT). Otherwise inside a savepoint of ``db``'s transaction, committed with it, so
+    a failure leaves that transaction usable. Errors come as SQLAlchemy's; a lost
+    connection is not tried again (a write is not repeated blindly)."""
+    database = _through_orm(db)
+    if database is None:
+        with db.begin_nested():
+            return db.execute(query.statement, params).rowcount  # type: ignore[attr-defined,no-any-return]
+    return database.plain_change(query, params)
 
 
 class PlainConnections:
-    """Autocommit DBAPI connections for :func:`first_row`, kept on a stack.
+    """Autocommit DBAPI connections for :func:`first_row` and :func:`rows_changed`, kept
+    on a stack.
 
     Taking one and giving it back are list operations: SQLAlchemy's pool costs about
     15 µs a checkout, a tenth of a whole validation. Each connection is made by an engine
@@ -147,25 +213,39 @@ class PlainConnections:
         self._error: Any = self.dialect.loaded_dbapi.Error  # the driver's base class
         self._idle: deque[Any] = deque()  # DBAPI connections
         self._pid = os.getpid()
+        #: called with each statement's SQL before it runs (the SQLAlchemy engine events
+        #: never see these statements; tests and bench/writes.py count them here)
+        self.watchers: list[Callable[[str], None]] = []
 
     def fetch_one(self, sql: str, args: Any) -> Any:
-        for attempt in (1, 2):
+        """The first row of a SELECT (tried once more on a new connection if the one taken
+        was lost: a read can be repeated)."""
+        return self._run(sql, args, _first, attempts=2)
+
+    def change(self, sql: str, args: Any) -> Any:
+        """Rows changed by an UPDATE or DELETE, committed on return (never tried twice)."""
+        return self._run(sql, args, _rowcount, attempts=1)
+
+    def _run(self, sql: str, args: Any, result: Callable[[Any], Any], *, attempts: int) -> Any:
+        for attempt in range(1, attempts + 1):
             try:
                 connection = self._take()
             except self._error as error:
                 raise DBAPIError.instance(sql, args, error, self._error) from error
             cursor = None
+            for watch in self.watchers:
+                watch(sql)
             try:
                 cursor = connection.cursor()
                 cursor.execute(sql, args)
-                row = cursor.fetchone()
+                answer = result(cursor)
                 cursor.close()
             except self._error as error:
                 lost = self.dialect.is_disconnect(error, connection, cursor)
                 _close_quietly(connection)
                 if lost:
                     self.close()
-                    if attempt == 1:
+                    if attempt < attempts:
                         continue
                 raise DBAPIError.instance(
                     sql, args, error, self._error, connection_invalidated=lost
@@ -174,7 +254,7 @@ class PlainConnections:
                 self._idle.append(connection)
             else:
                 _close_quietly(connection)
-            return row
+            return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     @property
@@ -210,6 +290,14 @@ class PlainConnections:
             made = self.engine.raw_connection()  # runs the engine's connect-time set-up
             made.detach()  # ours from now on: the engine's pool forgets it
             return made.dbapi_connection
+
+
+def _first(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _rowcount(cursor: Any) -> Any:
+    return cursor.rowcount
 
 
 def _close_quietly(connection: Any) -> None:

@@ -1,9 +1,10 @@
 """Database writes per validated request, for a client that calls once a second (goal:
 at most 1/60): one session, an hour of ``GET /auth/verify`` a second apart on a moving
-clock, every INSERT/UPDATE/DELETE the app sends to the database counted by a SQLAlchemy
-engine event. In-process (the Flask test client), so the count is exact and the hour
-takes seconds. Also counted: the same hour of ``GET /api/auth/session`` (a status poll,
-which is not activity and should write nothing).
+clock, every INSERT/UPDATE/DELETE the app sends to the database counted (a SQLAlchemy
+engine event, and the watchers of the hot path's plain connections). In-process (the
+Flask test client), so the count is exact and the hour takes seconds. Also counted: the
+same hour of ``GET /api/auth/session`` (a status poll, which is not activity and should
+write nothing).
 
     .venv/bin/python -m bench writes -- --minutes 60 --backends sqlite,postgresql
 """
@@ -91,6 +92,8 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
         engine = services.database.engine
         figures: dict[str, Any] = {"idle_timeout": idle_timeout}
         event.listen(engine, "before_cursor_execute", seen)
+        plain = services.database.plain  # the hot path's own statements (app.db)
+        plain.watchers.append(lambda sql: seen(None, None, sql))
         try:
             for path in ("/auth/verify", "/api/auth/session"):
                 writes.clear()

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from app import Services, create_app, migrate
 from app.clock import FrozenClock
 from app.core import accounts
+from app.db import Database
 from app.models import Tenant, User
 from tests import databases
 from tests.databases import PostgresCluster
@@ -50,10 +51,14 @@ UA_IPAD = (
 
 
 @contextmanager
-def statements_run(engine: Engine, *, begins: bool = False) -> Iterator[list[str]]:
-    """The SQL statements ``engine`` runs inside the block, in order; with ``begins``, also
-    "BEGIN" where a transaction starts (including where the driver begins implicitly)."""
+def statements_run(target: Engine | Database, *, begins: bool = False) -> Iterator[list[str]]:
+    """The SQL statements run inside the block, in order: on an engine, or on a
+    Database's ORM engine and its plain connections (app.db.PlainConnections). With
+    ``begins``, also "BEGIN" where an engine's transaction starts (including where the
+    driver begins implicitly)."""
     seen: list[str] = []
+    engine = target if isinstance(target, Engine) else target.engine
+    plain = None if isinstance(target, Engine) else target.plain
 
     def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         seen.append(sql)
@@ -64,12 +69,17 @@ def statements_run(engine: Engine, *, begins: bool = False) -> Iterator[list[str
     event.listen(engine, "before_cursor_execute", statement)
     if begins:
         event.listen(engine, "begin", begin)
+    record = seen.append
+    if plain is not None:
+        plain.watchers.append(record)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", statement)
         if begins:
             event.remove(engine, "begin", begin)
+        if plain is not None:
+            plain.watchers.remove(record)
 
 
 def writes_in(statements: list[str]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.sessions import SESSION_FACTS
-from tests.conftest import session_id_of, statements_run
+from app.core.sessions import SESSION_FACTS, TOUCH
+from tests.conftest import session_id_of, statements_run, writes_in
 from tests.test_api import api_sign_in, bearer, stored_session
 
 
@@ -67,6 +67,43 @@ def test_a_validation_that_writes_nothing_opens_no_transaction(client, mailbox, 
         for _ in range(5):
             assert client.get("/auth/verify", headers=bearer(issued["token"])).status_code == 200
     assert seen == []
+
+
+def test_a_validation_that_touches_writes_one_statement_committed_at_once(
+    client, mailbox, member, services, clock
+):
+    """The throttled touch of a read-only request is one autocommit UPDATE on a plain
+    connection (app.db.rows_changed): no BEGIN, SAVEPOINT or COMMIT on the ORM's engine,
+    and the new last-seen time is stored when the answer leaves."""
+    issued = api_sign_in(client, mailbox, member.email).json
+    clock.advance(minutes=5)  # past the one-minute throttle: this validation touches
+    with (
+        statements_run(services.database.engine, begins=True) as orm,
+        statements_run(services.database) as everything,
+    ):
+        answer = client.get("/auth/verify", headers=bearer(issued["token"]))
+    assert answer.status_code == 200
+    assert orm == []
+    assert writes_in(everything) == [TOUCH.compiled(services.database.plain.dialect).sql]
+    assert stored_session(services, issued["sessionId"]).last_seen_at == clock.now()
+
+
+def test_a_write_request_touches_inside_its_transaction(client, mailbox, member, services, clock):
+    """A request that writes touches in its own transaction (a plain connection would
+    wait for the write lock that transaction holds on SQLite)."""
+    issued = api_sign_in(client, mailbox, member.email).json
+    clock.advance(minutes=5)
+    with statements_run(services.database) as seen:
+        extended = client.post(
+            "/api/auth/session/extend",
+            json={},
+            headers={**bearer(issued["token"]), "Origin": "http://localhost"},
+        )
+    assert extended.status_code == 200
+    touch = TOUCH.compiled(services.database.engine.dialect).sql
+    assert touch not in seen, "not on a plain connection"
+    assert any(s.startswith("SAVEPOINT") for s in seen)
+    assert stored_session(services, issued["sessionId"]).last_seen_at == clock.now()
 
 
 def test_a_request_that_writes_is_checked_inside_its_own_transaction(

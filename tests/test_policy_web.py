@@ -246,7 +246,7 @@ def test_a_request_every_second_for_ten_minutes_writes_once_a_window(
     client = app.test_client()
     login(client, mailbox, person.email)
     window = touch_interval(tenant_row(services, tenant)).total_seconds()
-    with statements_run(services.database.engine) as statements:
+    with statements_run(services.database) as statements:
         for _ in range(600):
             clock.advance(seconds=1)
             assert client.get("/devices").status_code == 200

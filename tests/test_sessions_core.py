@@ -137,7 +137,7 @@ def test_disabled_person_is_refused(services, clock, signed, member):
 def test_writes_are_throttled(services, clock, signed):
     """A client calling once a second for ten minutes causes at most one write a minute."""
     _result, token = signed
-    with statements_run(services.database.engine) as statements:
+    with statements_run(services.database) as statements:
         for _ in range(600):
             clock.advance(seconds=1)
             check(services, clock, token)

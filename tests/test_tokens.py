@@ -340,7 +340,7 @@ def test_made_up_key_ids_do_not_reach_the_database_each_time(client, services):
     header = b64(json.dumps({"alg": "ES256", "typ": "hf-session+jwt", "kid": "nope"}).encode())
     forged = f"{header}.e30.c2ln"
     client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})  # warm up
-    with statements_run(services.database.engine) as statements:
+    with statements_run(services.database) as statements:
         for _ in range(50):
             answer = client.get("/auth/verify", headers={"Authorization": f"Bearer {forged}"})
             assert answer.status_code == 401

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, TypeVarTuple
+from typing import Any, NamedTuple, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
@@ -36,8 +36,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core import events
 from app.core.errors import InvalidSession, NotFound, SessionExpired, ValidationError
 from app.core.events import Origin
-from app.db import PlainQuery, first_row
-from app.models import Device, Tenant, User, UserSession
+from app.db import PlainQuery, first_row, rows_changed
+from app.models import Device, Tenant, User, UserSession, UTCDateTime
 from app.tokens import Claims
 
 #: why a session ended, as the person signed out by it should read it
@@ -146,16 +146,23 @@ SESSION_FACTS = PlainQuery(
 SESSION_BY_ID = _by_session_id(select(UserSession, User, Tenant, Device))
 
 
+def _slices() -> list[tuple[Any, slice]]:
+    """Where each part of :class:`Facts` lies in a row of :data:`SESSION_FACTS`."""
+    found, at = [], 0
+    for part, _model in _FACT_PARTS:
+        found.append((part, slice(at, at + len(part._fields))))
+        at += len(part._fields)
+    return found
+
+
+_FACT_SLICES = _slices()
+
+
 def read_facts(db: Session, session_id: str) -> Facts | None:
     row = first_row(db, SESSION_FACTS, session_id=session_id)
     if row is None:
         return None
-    parts, at = [], 0
-    for part, _model in _FACT_PARTS:
-        width = len(part._fields)
-        parts.append(part._make(row[at : at + width]))
-        at += width
-    return Facts._make(parts)
+    return Facts._make([part._make(row[where]) for part, where in _FACT_SLICES])
 
 
 class Current:
@@ -319,26 +326,40 @@ def slides(current: Current) -> bool:
     return facts.session.extend_on_activity and facts.tenant.extend_on_activity
 
 
+#: The throttled touch: conditional, so two nodes touching at once write once.
+TOUCH = PlainQuery(
+    update(UserSession)
+    .where(
+        UserSession.id == bindparam("session_id"),
+        UserSession.last_seen_at <= bindparam("due", type_=UTCDateTime()),
+    )
+    .values(
+        last_seen_at=bindparam("now", type_=UTCDateTime()),
+        idle_deadline=bindparam("idle", type_=UTCDateTime()),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def _touch(db: Session, current: Current, now: datetime) -> None:
     """Write last_seen_at and, while the session slides, the new idle deadline (never past
-    the absolute deadline in force). Conditional, so two nodes touching at once write
-    once; best effort, so a busy SQLite never fails the request over it. ORM objects
-    loaded later in the request read the row as written."""
+    the absolute deadline in force): :data:`TOUCH`, committed at once when the request
+    has no transaction open (app.db.rows_changed). Best effort, so a busy SQLite never
+    fails the request over it. ORM objects loaded later in the request read the row as
+    written."""
     tenant = current.facts.tenant
     idle = current.idle_deadline
     if slides(current):
         idle = min(now + timedelta(seconds=tenant.idle_timeout), current.absolute_deadline)
     try:
-        with db.begin_nested():
-            written = db.execute(
-                update(UserSession)
-                .where(
-                    UserSession.id == current.facts.session.id,
-                    UserSession.last_seen_at <= now - touch_interval(tenant),
-                )
-                .values(last_seen_at=now, idle_deadline=idle)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
+        written = rows_changed(
+            db,
+            TOUCH,
+            session_id=current.facts.session.id,
+            due=now - touch_interval(tenant),
+            now=now,
+            idle=idle,
+        )
     except OperationalError:
         return
     if written:
