@@ -440,15 +440,25 @@ def rss_mb(pid: int) -> float:
 def postgres_cpu(cluster: PostgresCluster) -> Callable[[], float]:
     """A reading of the CPU seconds the whole PostgreSQL server has used so far: the
     postmaster, its live backends, and (through the postmaster's ``cutime``/``cstime``)
-    every backend that already exited, so connections that come and go count too."""
+    every backend that already exited, so connections that come and go count too.
+
+    A backend reaped between the two parts of one reading would count in neither, so a
+    reading first waits (up to 5 s) until no backend is still on its way out: the server
+    has as many children as the last settled reading found, or fewer."""
     from tests.cluster import children_of
 
     postmaster = int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
+    settled = [len(children_of(postmaster))]
 
     def reading() -> float:
+        deadline = time.monotonic() + 5
+        while len(children_of(postmaster)) > settled[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = children_of(postmaster)
+        settled[0] = len(children)
         fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
         own = sum(int(value) for value in fields[11:15]) / TICKS
-        return own + cpu_seconds(children_of(postmaster))
+        return own + cpu_seconds(children)
 
     return reading
 
