@@ -132,7 +132,8 @@ def main(argv: list[str]) -> int:
         "",
         f"Run {speed.stamp()}; `python -m bench writes -- --minutes {args.minutes}`. One "
         f"session, one request a second for {args.minutes} simulated minutes (a moving "
-        "clock, in-process), every INSERT/UPDATE/DELETE counted at the engine; the tenant's "
+        "clock, in-process), every INSERT/UPDATE/DELETE counted (engine events and the "
+        "hot path's plain connections); the tenant's "
         "default policy (30-minute idle timeout, so `last_seen_at` is written at most once a "
         "minute).",
         "",
