@@ -1,8 +1,8 @@
 """Holdfast: a self-hosted session and device manager.
 
 ``create_app`` is a short list of named steps; everything the app holds for its lifetime
-(database, clock, signing keys, hasher, mailer) lives in ``app.extensions["holdfast"]``
-as one :class:`Services` object.
+(database, clock, signing keys, hasher, mailer, the deployment settings the security
+rules use) lives in ``app.extensions["holdfast"]`` as one :class:`Services` object.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import config, logs
 from app.clock import FrozenClock, SystemClock
-from app.core.alerts import Deployment
-from app.core.alerts import settings as deployment_settings
+from app.core import alerts
 from app.crypto import Hasher
 from app.db import Database
 from app.mail import Mailer, mailer_from_url
@@ -34,11 +33,11 @@ class Services:
     hasher: Hasher
     mailer: Mailer
     #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
-    deployment: Deployment
+    deployment: alerts.Deployment
 
     def session(self, *, write: bool = False) -> Session:
         db = self.database.session(write=write, mailer=self.mailer)
-        db.info["deployment"] = self.deployment
+        alerts.configure(db, self.deployment)
         return db
 
 
@@ -93,7 +92,7 @@ def register_services(app: Flask) -> None:
         hasher=Hasher(secret),
         mailer=app.config.get("MAILER")
         or mailer_from_url(app.config["MAIL_URL"], app.config["MAIL_FROM"]),
-        deployment=deployment_settings(
+        deployment=alerts.Deployment.from_config(
             base_url=app.config["BASE_URL"],
             product=app.config["PRODUCT_NAME"],
             geoip_db=app.config.get("GEOIP_DB"),

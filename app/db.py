@@ -68,6 +68,7 @@ class Database:
         db = (self._writers if write else self._readers)()
         db.info["mailer"] = mailer
         db.info["database"] = self
+        db.info["write"] = write
         return db
 
     def plain_row(self, query: PlainQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -79,7 +80,7 @@ class Database:
     def plain_change(self, query: PlainQuery, params: dict[str, Any]) -> int:
         """Run ``query`` on a plain connection; rows changed (see :func:`rows_changed`)."""
         sql, encode, _decode = query.compiled(self.plain.dialect)
-        return self.plain.change(sql, encode(params))  # type: ignore[no-any-return]
+        return self.plain.change(sql, encode(params))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -89,24 +90,35 @@ class Database:
 
 class PlainQuery:
     """A statement the hot path runs on every request (the session read) or often (the
-    throttled touch), compiled once per database dialect. Parameters go through each
+    throttled touch), compiled once per database driver. Parameters go through each
     one's bind processing (UTC datetimes); a SELECT's row comes back as one plain tuple
-    with each column's result processing (UTC datetimes, booleans)."""
+    with each column's result processing (UTC datetimes, booleans).
+
+    Plain statements are not tenant-scoped (app.db's loader criteria apply to ORM
+    queries only): give them ``execution_options(all_tenants=True)`` so they read the
+    same on both paths of :func:`first_row` and :func:`rows_changed`, and scope them by
+    primary key. Every parameter must be a named ``bindparam`` without a value (checked
+    when compiled): the caller passes them all."""
 
     def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
-        self._compiled: dict[str, Compiled] = {}
+        self._compiled: dict[tuple[str, str], PlainSQL] = {}
 
-    def compiled(self, dialect: Dialect) -> Compiled:
-        found = self._compiled.get(dialect.name)
+    def compiled(self, dialect: Dialect) -> PlainSQL:
+        """The statement for ``dialect``'s driver (compiled on first use)."""
+        key = (dialect.name, dialect.driver)
+        found = self._compiled.get(key)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
+            for name, bind in compiled.binds.items():
+                if bind.value is not None or bind.callable is not None or bind.expanding:
+                    raise TypeError(f"{name!r}: plain statements take named parameters only")
             binds = {
                 name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                 for name, bind in compiled.binds.items()
             }
             columns = getattr(self.statement, "selected_columns", ())
-            found = self._compiled[dialect.name] = Compiled(
+            found = self._compiled[key] = PlainSQL(
                 str(compiled),
                 _encoder(binds, compiled.positiontup if compiled.positional else None),
                 _decoder(
@@ -116,7 +128,9 @@ class PlainQuery:
         return found
 
 
-class Compiled(NamedTuple):
+class PlainSQL(NamedTuple):
+    """A :class:`PlainQuery` as one driver runs it."""
+
     sql: str
     #: the parameters by name to what the driver takes (a tuple for a positional driver)
     encode: Callable[[dict[str, Any]], Any]
@@ -158,10 +172,10 @@ def _decoder(
     return decode
 
 
-def _through_orm(db: Session) -> Database | None:
-    """None when a statement on ``db`` must go through it: it has a transaction open (so
-    the statement sees, or joins, what that transaction did) or has changes waiting to
-    be flushed; otherwise the Database whose plain connections may run it."""
+def _plain_database(db: Session) -> Database | None:
+    """The Database whose plain connections may run a statement for ``db``; None when it
+    must go through ``db`` instead: a transaction is open on it (the statement must see,
+    or join, what that transaction did) or changes wait in it to be flushed."""
     database: Database | None = db.info.get("database")
     if database is None or db.in_transaction() or db.new or db.dirty or db.deleted:
         return None
@@ -173,20 +187,22 @@ def first_row(db: Session, query: PlainQuery, **params: Any) -> tuple[Any, ...] 
     :class:`PlainConnections` (see the module docstring), or through ``db`` when a
     transaction is open on it, so it sees what the transaction wrote. Errors come as
     SQLAlchemy's (a lost database is an OperationalError, answered 503 by the web layer)."""
-    database = _through_orm(db)
+    database = _plain_database(db)
     if database is None:
         return db.execute(query.statement, params).first()  # type: ignore[return-value]
     return database.plain_row(query, params)
 
 
 def rows_changed(db: Session, query: PlainQuery, **params: Any) -> int:
-    """Run the UPDATE or DELETE ``query``; how many rows it changed. With no transaction
-    open on ``db``: one autocommit statement on a plain connection, committed at once (one
-    round trip, where the ORM would take five: BEGIN, SAVEPOINT, the statement, RELEASE,
-    COMMIT). Otherwise inside a savepoint of ``db``'s transaction, committed with it, so
-    a failure leaves that transaction usable. Errors come as SQLAlchemy's; a lost
-    connection is not tried again (a write is not repeated blindly)."""
-    database = _through_orm(db)
+    """Run the UPDATE ``query``; how many rows it changed. For a read-only session with
+    no transaction open (a validation, a page view): one autocommit statement on a plain
+    connection, committed at once (one round trip, where the ORM would take five: BEGIN,
+    SAVEPOINT, the statement, RELEASE, COMMIT). For a session opened to write
+    (``write=True``: its caller commits or rolls back what it does), or one with a
+    transaction open: inside a savepoint of that transaction, committed with it, so a
+    failure leaves the transaction usable. Errors come as SQLAlchemy's; a lost connection
+    is not tried again (a write is not repeated blindly)."""
+    database = None if db.info.get("write") else _plain_database(db)
     if database is None:
         with db.begin_nested():
             return db.execute(query.statement, params).rowcount  # type: ignore[attr-defined,no-any-return]
@@ -222,19 +238,19 @@ class PlainConnections:
         was lost: a read can be repeated)."""
         return self._run(sql, args, _first, attempts=2)
 
-    def change(self, sql: str, args: Any) -> Any:
-        """Rows changed by an UPDATE or DELETE, committed on return (never tried twice)."""
-        return self._run(sql, args, _rowcount, attempts=1)
+    def change(self, sql: str, args: Any) -> int:
+        """Rows changed by an UPDATE, committed on return (never tried twice)."""
+        return self._run(sql, args, _rowcount, attempts=1)  # type: ignore[no-any-return]
 
     def _run(self, sql: str, args: Any, result: Callable[[Any], Any], *, attempts: int) -> Any:
+        for watch in self.watchers:
+            watch(sql)
         for attempt in range(1, attempts + 1):
             try:
                 connection = self._take()
             except self._error as error:
                 raise DBAPIError.instance(sql, args, error, self._error) from error
             cursor = None
-            for watch in self.watchers:
-                watch(sql)
             try:
                 cursor = connection.cursor()
                 cursor.execute(sql, args)

@@ -10,8 +10,9 @@ from htmx_flask import Htmx
 
 
 def client_ip() -> str:
-    """The caller's address. Behind a proxy, wsgi.py applies ProxyFix first."""
-    return request.remote_addr or ""
+    """The caller's address. Behind trusted proxies, create_app's trust_proxies step puts
+    ProxyFix first, which rewrites REMOTE_ADDR from X-Forwarded-For."""
+    return request.environ.get("REMOTE_ADDR") or ""
 
 
 login_manager = LoginManager()

@@ -440,25 +440,24 @@ def rss_mb(pid: int) -> float:
 def postgres_cpu(cluster: PostgresCluster) -> Callable[[], float]:
     """A reading of the CPU seconds the whole PostgreSQL server has used so far: the
     postmaster, its live backends, and (through the postmaster's ``cutime``/``cstime``)
-    every backend that already exited, so connections that come and go count too.
-
-    A backend reaped between the two parts of one reading would count in neither, so a
-    reading first waits (up to 5 s) until no backend is still on its way out: the server
-    has as many children as the last settled reading found, or fewer."""
+    every backend that already exited, so connections that come and go count too. A
+    backend reaped while its live siblings are being read would count in neither part,
+    so a reading is taken again until the postmaster's own part stayed the same across
+    it."""
     from tests.cluster import children_of
 
     postmaster = int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
-    settled = [len(children_of(postmaster))]
+
+    def own() -> float:
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(value) for value in fields[11:15]) / TICKS
 
     def reading() -> float:
-        deadline = time.monotonic() + 5
-        while len(children_of(postmaster)) > settled[0] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        children = children_of(postmaster)
-        settled[0] = len(children)
-        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        own = sum(int(value) for value in fields[11:15]) / TICKS
-        return own + cpu_seconds(children)
+        while True:
+            first = own()
+            children = cpu_seconds(children_of(postmaster))
+            if own() == first:
+                return first + children
 
     return reading
 

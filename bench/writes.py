@@ -93,7 +93,11 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
         figures: dict[str, Any] = {"idle_timeout": idle_timeout}
         event.listen(engine, "before_cursor_execute", seen)
         plain = services.database.plain  # the hot path's own statements (app.db)
-        plain.watchers.append(lambda sql: seen(None, None, sql))
+
+        def seen_plain(sql: str) -> None:
+            seen(None, None, sql)
+
+        plain.watchers.append(seen_plain)
         try:
             for path in ("/auth/verify", "/api/auth/session"):
                 writes.clear()
@@ -113,6 +117,7 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
                 }
         finally:
             event.remove(engine, "before_cursor_execute", seen)
+            plain.watchers.remove(seen_plain)
         services.database.dispose()
         return figures
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from app import Services, create_app, migrate
 from app.clock import FrozenClock
 from app.core import accounts
-from app.db import Database
+from app.db import Database, PlainConnections
 from app.models import Tenant, User
 from tests import databases
 from tests.databases import PostgresCluster
@@ -51,14 +51,16 @@ UA_IPAD = (
 
 
 @contextmanager
-def statements_run(target: Engine | Database, *, begins: bool = False) -> Iterator[list[str]]:
-    """The SQL statements run inside the block, in order: on an engine, or on a
-    Database's ORM engine and its plain connections (app.db.PlainConnections). With
+def statements_run(
+    target: Engine | Database | PlainConnections, *, begins: bool = False
+) -> Iterator[list[str]]:
+    """The SQL statements run inside the block, in order: on an engine, on the hot
+    path's plain connections (app.db.PlainConnections), or on both of a Database. With
     ``begins``, also "BEGIN" where an engine's transaction starts (including where the
     driver begins implicitly)."""
     seen: list[str] = []
-    engine = target if isinstance(target, Engine) else target.engine
-    plain = None if isinstance(target, Engine) else target.plain
+    engine = target.engine if isinstance(target, Database) else target
+    plain = target.plain if isinstance(target, Database) else target
 
     def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         seen.append(sql)
@@ -66,19 +68,21 @@ def statements_run(target: Engine | Database, *, begins: bool = False) -> Iterat
     def begin(_conn: Any) -> None:
         seen.append("BEGIN")
 
-    event.listen(engine, "before_cursor_execute", statement)
-    if begins:
-        event.listen(engine, "begin", begin)
     record = seen.append
-    if plain is not None:
+    if isinstance(engine, Engine):
+        event.listen(engine, "before_cursor_execute", statement)
+        if begins:
+            event.listen(engine, "begin", begin)
+    if isinstance(plain, PlainConnections):
         plain.watchers.append(record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        if begins:
-            event.remove(engine, "begin", begin)
-        if plain is not None:
+        if isinstance(engine, Engine):
+            event.remove(engine, "before_cursor_execute", statement)
+            if begins:
+                event.remove(engine, "begin", begin)
+        if isinstance(plain, PlainConnections):
             plain.watchers.remove(record)
 
 

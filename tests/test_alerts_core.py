@@ -73,7 +73,9 @@ class Person:
 
     def configured(self, write: bool = True):
         db = self.services.session(write=write)
-        alerts.configure(db, alerts.settings(base_url="https://holdfast.test", geoip_db=self.geoip))
+        alerts.configure(
+            db, alerts.Deployment.from_config(base_url="https://holdfast.test", geoip_db=self.geoip)
+        )
         return db
 
     def ask(self, ip: str, ua: str = UA_MAC_CHROME) -> str:

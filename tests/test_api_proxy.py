@@ -3,6 +3,8 @@ real nginx in front is in test_proxy_nginx.py."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from app.core.sessions import SESSION_FACTS, TOUCH
@@ -74,18 +76,21 @@ def test_a_validation_that_touches_writes_one_statement_committed_at_once(
 ):
     """The throttled touch of a read-only request is one autocommit UPDATE on a plain
     connection (app.db.rows_changed): no BEGIN, SAVEPOINT or COMMIT on the ORM's engine,
-    and the new last-seen time is stored when the answer leaves."""
+    and the new last-seen time and idle deadline are stored when the answer leaves."""
     issued = api_sign_in(client, mailbox, member.email).json
+    before = stored_session(services, issued["sessionId"])
     clock.advance(minutes=5)  # past the one-minute throttle: this validation touches
     with (
         statements_run(services.database.engine, begins=True) as orm,
-        statements_run(services.database) as everything,
+        statements_run(services.database.plain) as plain,
     ):
         answer = client.get("/auth/verify", headers=bearer(issued["token"]))
     assert answer.status_code == 200
     assert orm == []
-    assert writes_in(everything) == [TOUCH.compiled(services.database.plain.dialect).sql]
-    assert stored_session(services, issued["sessionId"]).last_seen_at == clock.now()
+    assert writes_in(plain) == [TOUCH.compiled(services.database.plain.dialect).sql]
+    after = stored_session(services, issued["sessionId"])
+    assert after.last_seen_at == clock.now()
+    assert after.idle_deadline == before.idle_deadline + timedelta(minutes=5)  # it slides
 
 
 def test_a_write_request_touches_inside_its_transaction(client, mailbox, member, services, clock):
@@ -93,16 +98,19 @@ def test_a_write_request_touches_inside_its_transaction(client, mailbox, member,
     wait for the write lock that transaction holds on SQLite)."""
     issued = api_sign_in(client, mailbox, member.email).json
     clock.advance(minutes=5)
-    with statements_run(services.database) as seen:
+    with (
+        statements_run(services.database.engine) as orm,
+        statements_run(services.database.plain) as plain,
+    ):
         extended = client.post(
             "/api/auth/session/extend",
             json={},
             headers={**bearer(issued["token"]), "Origin": "http://localhost"},
         )
     assert extended.status_code == 200
-    touch = TOUCH.compiled(services.database.engine.dialect).sql
-    assert touch not in seen, "not on a plain connection"
-    assert any(s.startswith("SAVEPOINT") for s in seen)
+    assert writes_in(plain) == []
+    savepoint = next(n for n, sql in enumerate(orm) if sql.startswith("SAVEPOINT"))
+    assert writes_in(orm[savepoint:])[0].lstrip().upper().startswith("UPDATE SESSIONS")
     assert stored_session(services, issued["sessionId"]).last_seen_at == clock.now()
 
 

@@ -58,6 +58,27 @@ def check(services, clock, token, touch=True):
             db.commit()
 
 
+def test_a_touch_leaves_a_session_ended_since_its_check_alone(services, clock, signed):
+    """A revocation committed between a request's check and its touch stays as it was:
+    the touch does not bump last_seen_at of an ended session."""
+    result, token = signed
+    clock.advance(minutes=5)
+    with services.session() as db:  # a read-only request: the touch is a plain statement
+        claims = services.keys.verify(token, clock.now())
+        scope_to_tenant(db, claims.tenant_id)
+        current = sessions.check_session(db, claims, now=clock.now(), touch=False)
+        with services.session(write=True) as other:  # ended meanwhile, on another node
+            ended = other.get_one(UserSession, result.session.id)
+            sessions.end_session(other, ended, "revoked_by_user", now=clock.now())
+            other.commit()
+        sessions._touch(db, current, clock.now())
+        db.commit()
+    with services.session() as db:
+        stored = db.get_one(UserSession, result.session.id)
+        assert stored.end_reason == "revoked_by_user"
+        assert stored.last_seen_at == result.session.last_seen_at
+
+
 def test_live_session_passes(services, clock, signed):
     result, token = signed
     current = check(services, clock, token)

@@ -32,7 +32,8 @@ sign_in_disowned       the person followed "This wasn't me": that session ended,
 Admins acknowledge (someone is looking) and resolve alerts; both are audited.
 
 The rules that send mail need the deployment's public URL (links) and may use a GeoIP
-database: the web layer hands both over per database session with :func:`configure`.
+database: the app makes one :class:`Deployment` at start and hands it to every database
+session it opens (app.Services.session, with :func:`configure`).
 """
 
 from __future__ import annotations
@@ -116,21 +117,20 @@ class Deployment:
     def link(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
+    @classmethod
+    def from_config(
+        cls, *, base_url: str, product: str = "Holdfast", geoip_db: str | None = None
+    ) -> Deployment:
+        """The public URL (for links in mail), the product name and the MaxMind database
+        to locate addresses with (None: no location rules)."""
+        return cls(base_url.rstrip("/"), product, geo.locator(geoip_db))
+
 
 _DEFAULT = Deployment()
 
 
-def settings(
-    *, base_url: str, product: str = "Holdfast", geoip_db: str | None = None
-) -> Deployment:
-    """The public URL (for links in mail), the product name and the MaxMind database to
-    locate addresses with (None: no location rules). The app makes one at start and puts
-    it on every database session it opens (app.Services.session)."""
-    return Deployment(base_url.rstrip("/"), product, geo.locator(geoip_db))
-
-
 def configure(db: Session, deployment: Deployment) -> None:
-    """Tell the rules run on ``db`` about the deployment (see :func:`settings`)."""
+    """Tell the rules run on ``db`` about the deployment."""
     db.info["deployment"] = deployment
 
 

@@ -326,18 +326,20 @@ def slides(current: Current) -> bool:
     return facts.session.extend_on_activity and facts.tenant.extend_on_activity
 
 
-#: The throttled touch: conditional, so two nodes touching at once write once.
+#: The throttled touch: conditional, so two nodes touching at once write once, and a
+#: session ended since it was read is left as it ended. By primary key, so unscoped.
 TOUCH = PlainQuery(
     update(UserSession)
     .where(
         UserSession.id == bindparam("session_id"),
         UserSession.last_seen_at <= bindparam("due", type_=UTCDateTime()),
+        UserSession.ended_at.is_(None),
     )
     .values(
         last_seen_at=bindparam("now", type_=UTCDateTime()),
         idle_deadline=bindparam("idle", type_=UTCDateTime()),
     )
-    .execution_options(synchronize_session=False)
+    .execution_options(synchronize_session=False, all_tenants=True)
 )
 
 

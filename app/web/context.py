@@ -6,6 +6,9 @@ One transaction per request: views and the core only flush; :func:`_finish` comm
 after the view returned (a :class:`HoldfastError` answer commits too, see app.core), and
 an unexpected error rolls back. A commit that fails answers 503, never a success. A
 request that opened no transaction (a validation that wrote nothing) has nothing to commit.
+The one write outside it: a read-only request's throttled touch of its session is one
+autocommit statement, kept even if the view then fails (the activity happened; see
+app.db.rows_changed).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
 from app.db import scope_to_tenant
-from app.extensions import login_manager
+from app.extensions import client_ip, login_manager
 from app.models import User
 from app.tokens import TokenError, TokenExpired
 
@@ -115,11 +118,8 @@ def now() -> datetime:
 
 
 def origin() -> Origin:
-    """The caller's address (as ProxyFix left it, see client_ip) and user agent."""
-    environ = request.environ
-    return Origin(
-        ip=environ.get("REMOTE_ADDR") or "", user_agent=environ.get("HTTP_USER_AGENT", "")[:512]
-    )
+    """The caller's address and user agent."""
+    return Origin(ip=client_ip(), user_agent=request.environ.get("HTTP_USER_AGENT", "")[:512])
 
 
 def current() -> Current:
