@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -68,22 +68,18 @@ def statements_run(
     def begin(_conn: Any) -> None:
         seen.append("BEGIN")
 
-    record = seen.append
-    if isinstance(engine, Engine):
-        event.listen(engine, "before_cursor_execute", statement)
-        if begins:
-            event.listen(engine, "begin", begin)
-    if isinstance(plain, PlainConnections):
-        plain.watchers.append(record)
-    try:
-        yield seen
-    finally:
+    listeners: list[tuple[str, Any]] = [("before_cursor_execute", statement)]
+    if begins:
+        listeners.append(("begin", begin))
+    with ExitStack() as undo:
         if isinstance(engine, Engine):
-            event.remove(engine, "before_cursor_execute", statement)
-            if begins:
-                event.remove(engine, "begin", begin)
+            for name, listener in listeners:
+                event.listen(engine, name, listener)
+                undo.callback(event.remove, engine, name, listener)
         if isinstance(plain, PlainConnections):
-            plain.watchers.remove(record)
+            plain.watchers.append(seen.append)
+            undo.callback(plain.watchers.remove, seen.append)
+        yield seen
 
 
 def writes_in(statements: list[str]) -> list[str]:
