@@ -1,7 +1,7 @@
 """Database writes per validated request, for a client that calls once a second (goal:
 at most 1/60): one session, an hour of ``GET /auth/verify`` a second apart on a moving
-clock, every INSERT/UPDATE/DELETE the app sends to the database counted (a SQLAlchemy
-engine event, and the watchers of the hot path's plain connections). In-process (the
+clock, every INSERT/UPDATE/DELETE the app sends to the database counted (tests.conftest
+statements_run: engine events and the hot path's plain connections). In-process (the
 Flask test client), so the count is exact and the hour takes seconds. Also counted: the
 same hour of ``GET /api/auth/session`` (a status poll, which is not activity and should
 write nothing).
@@ -19,17 +19,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-
 from app import create_app
 from app.clock import FrozenClock
 from app.core import accounts
 from app.mail import Message
 from bench import _speed as speed
 from tests import databases
+from tests.conftest import statements_run, writes_in
 
 GOAL = Fraction(1, 60)
-WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -40,6 +38,13 @@ class Outbox:
 
     def send(self, message: Message) -> None:
         self.messages.append(message)
+
+
+def _verb_and_table(statement: str) -> str:
+    """``UPDATE sessions``, ``INSERT events``: what a write statement does, to what."""
+    words = statement.split()
+    verb = words[0].upper()
+    return f"{verb} {words[1] if verb == 'UPDATE' else words[2]}"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -81,43 +86,24 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
         ).get_json()
         headers = {"Authorization": f"Bearer {made['token']}"}
 
-        writes: list[str] = []
-
-        def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if WRITE.match(statement):
-                words = statement.split()
-                verb = words[0].upper()
-                writes.append(f"{verb} {words[1] if verb == 'UPDATE' else words[2]}")
-
-        engine = services.database.engine
         figures: dict[str, Any] = {"idle_timeout": idle_timeout}
-        event.listen(engine, "before_cursor_execute", seen)
-        plain = services.database.plain  # the hot path's own statements (app.db)
-
-        def seen_plain(sql: str) -> None:
-            seen(None, None, sql)
-
-        plain.watchers.append(seen_plain)
-        try:
-            for path in ("/auth/verify", "/api/auth/session"):
-                writes.clear()
-                # a status poll is not activity: polling alone lets the session go idle, so
-                # it is followed for less than the idle timeout
-                polling = path != "/auth/verify"
-                requests = min(minutes, idle_timeout // 60 - 1) * 60 if polling else minutes * 60
+        for path in ("/auth/verify", "/api/auth/session"):
+            # a status poll is not activity: polling alone lets the session go idle, so it
+            # is followed for less than the idle timeout
+            polling = path != "/auth/verify"
+            requests = min(minutes, idle_timeout // 60 - 1) * 60 if polling else minutes * 60
+            with statements_run(services.database) as statements:
                 for _ in range(requests):
                     clock.advance(seconds=1)
                     answer = client.get(path, headers=headers)
                     if answer.status_code != 200:
                         raise RuntimeError(f"{path} answered {answer.status_code}")
-                figures[path] = {
-                    "requests": requests,
-                    "writes": len(writes),
-                    "statements": sorted(set(writes)),
-                }
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
-            plain.watchers.remove(seen_plain)
+            writes = [_verb_and_table(statement) for statement in writes_in(statements)]
+            figures[path] = {
+                "requests": requests,
+                "writes": len(writes),
+                "statements": sorted(set(writes)),
+            }
         services.database.dispose()
         return figures
 
