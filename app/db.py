@@ -47,7 +47,7 @@ class Database:
             options["pool_size"] = 10
             options["max_overflow"] = 10
         self.engine: Engine = create_engine(url, **options)
-        #: the connections :func:`first_row` reads on
+        #: the connections :func:`first_row` reads and :func:`rows_changed` writes on
         self.plain = PlainConnections(
             url, keep=10, **{k: v for k, v in options.items() if k != "pool_pre_ping"}
         )
