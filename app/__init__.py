@@ -7,11 +7,14 @@ rules use) lives in ``app.extensions["holdfast"]`` as one :class:`Services` obje
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, request
+from flask.globals import request_ctx
 from sqlalchemy.orm import Session
 
 from app import config, logs
@@ -23,6 +26,7 @@ from app.mail import Mailer, mailer_from_url
 from app.tokens import KeyRing, load_verifying_keys
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,7 +111,18 @@ def register_extensions(app: Flask) -> None:
     # With Redis shared between nodes, a Redis outage must not fail sign-in: each node
     # counts in its own memory until Redis answers again (Flask-Limiter rechecks it).
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    # Flask-WTF's own before-request check looks up the view's exemptions before the
+    # method; Holdfast's asks the method first (a GET, HEAD or OPTIONS has nothing to
+    # check) and then runs the same protect() with the same exemptions.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+
+    @app.before_request
+    def _csrf_protect() -> None:
+        config = app.config
+        if config["WTF_CSRF_ENABLED"] and request.method in config["WTF_CSRF_METHODS"]:
+            csrf.protect(apply_exemptions=True)
+
     htmx.init_app(app)
     limiter.init_app(app)
     # Holdfast declares every limit on the view it guards (the code budgets in
@@ -121,7 +136,39 @@ def register_extensions(app: Flask) -> None:
     configured = any(app.config.get(name) for name in global_limits)
     if not configured and limiter._check_request_limit in hooks:
         hooks.remove(limiter._check_request_limit)
+        # Then only those views' decorators make Flask-Limiter's per-request state, and
+        # its after-request hook (the X-RateLimit-* headers) and teardown hook run only
+        # where they did, instead of making and resetting an empty one on every request.
+        for registry in (app.after_request_funcs, app.teardown_request_funcs):
+            registry[None] = [
+                _where_limited(hook) if _owner(hook) is limiter else hook for hook in registry[None]
+            ]
     login_manager.init_app(app)
+    # Flask-Login's after-request hook refreshes its remember-me cookie, which Holdfast
+    # never sets (it never calls login_user: the session token decides, app.web.context).
+    # Left in, it would read Flask's cookie session on every request and make every
+    # answer vary by Cookie.
+    app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
+
+
+def _owner(hook: Callable[..., Any]) -> object:
+    """The object a hook belongs to: a bound method's or a partial's first argument."""
+    if isinstance(hook, partial):
+        return hook.args[0] if hook.args else None
+    return getattr(hook, "__self__", None)
+
+
+def _where_limited(hook: Callable[[T], T]) -> Callable[[T], T]:
+    """``hook``, run only for a request whose view checked a rate limit (Flask-Limiter
+    keeps that request's state on the request context). tests/test_api.py checks that a
+    limited view still gets its X-RateLimit-* headers."""
+
+    def run(arg: T) -> T:
+        if hasattr(request_ctx, "_limiter_request_context"):
+            return hook(arg)
+        return arg
+
+    return run
 
 
 def register_blueprints(app: Flask) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 import time
 
@@ -19,6 +19,12 @@ from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 log = logging.getLogger("holdfast.request")
+
+
+def new_request_id() -> str:
+    """16 hex digits. A request id has to be unique, not secret, so it comes from
+    Python's fast generator (reseeded in each forked worker), not the system's."""
+    return f"{random.getrandbits(64):016x}"
 
 
 class RequestContext(logging.Filter):
@@ -79,14 +85,14 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _request_id() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.match(given) else secrets.token_hex(8)
+        given = request.environ.get("HTTP_X_REQUEST_ID", "")
+        g.request_id = given if given and REQUEST_ID.match(given) else new_request_id()
         g.request_started = time.perf_counter()
 
     @app.after_request
     def _access_log(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        if request.endpoint != "static":
+        response.headers.add("X-Request-ID", g.get("request_id", ""))  # no view sets one
+        if log.isEnabledFor(logging.INFO) and request.endpoint != "static":
             started = g.get("request_started", time.perf_counter())
             log.info(
                 "request",

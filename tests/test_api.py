@@ -142,8 +142,17 @@ def test_login_is_rate_limited_per_email_and_per_ip(app_config, tmp_path, mailbo
     )
     try:
         client = limited.test_client()
+        remaining = []
         for _ in range(2):
-            assert client.post("/api/auth/login", json={"email": "a@acme.test"}).status_code == 202
+            answer = client.post("/api/auth/login", json={"email": "a@acme.test"})
+            assert answer.status_code == 202
+            # The limited view tells its budget (Flask-Limiter's after-request hook runs
+            # where a limit was checked, see app.register_extensions) ...
+            assert answer.headers["X-RateLimit-Limit"] in {"2", "3"}
+            remaining.append(int(answer.headers["X-RateLimit-Remaining"]))
+        assert remaining[1] == remaining[0] - 1
+        # ... and only there.
+        assert "X-RateLimit-Limit" not in client.get("/healthz").headers
         body = assert_error(
             client.post("/api/auth/login", json={"email": "A@acme.test "}), 429, "rate_limited"
         )

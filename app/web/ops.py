@@ -95,9 +95,19 @@ def init_app(app: Flask) -> None:
     registry.register(_DatabaseFigures(app))  # type: ignore[arg-type]
     app.extensions["holdfast.metrics"] = registry
 
+    # Each (method, endpoint)'s histogram, looked up once: prometheus_client's labels()
+    # takes a lock and checks its arguments on every call. Bounded by the app's routes
+    # (an unknown path or a method a route does not allow has no endpoint).
+    by_route: dict[tuple[str, str], Histogram] = {}
+
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("request_started")  # set for every request by app.logs
-        if started is not None and request.endpoint not in (None, "static", "ops.metrics"):
-            latency.labels(request.method, request.endpoint).observe(time.perf_counter() - started)
+        endpoint = request.endpoint
+        if started is not None and endpoint not in (None, "static", "ops.metrics"):
+            route = (request.method, endpoint)
+            histogram = by_route.get(route)
+            if histogram is None:
+                histogram = by_route[route] = latency.labels(*route)
+            histogram.observe(time.perf_counter() - started)
         return response
