@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -172,28 +173,62 @@ def _decoder(
     return decode
 
 
-def _plain_database(db: Session) -> Database | None:
+class SessionOnDemand:
+    """A unit of work's ORM session (a request's), made the first time something asks for
+    it (call it). Until then nothing can be pending in it, so for a read-only unit
+    :func:`first_row` and :func:`rows_changed` run on the plain connections without making
+    it: a validation that passes and writes nothing never pays for an ORM session
+    (≈ 15 µs a request). ``make(write=...)`` makes it; ``tenant_id`` is the tenant scope
+    it is made with (:func:`scope_to_tenant`)."""
+
+    def __init__(self, database: Database, *, write: bool, make: Callable[..., Session]) -> None:
+        self.database = database
+        self.write = write
+        self.tenant_id: str | None = None
+        #: the session, once made
+        self.made: Session | None = None
+        self._make = make
+
+    def __call__(self) -> Session:
+        if self.made is None:
+            self.made = self._make(write=self.write)
+            scope_to_tenant(self.made, self.tenant_id)
+        return self.made
+
+
+def opened(db: Session | SessionOnDemand) -> Session:
+    """``db`` itself, or the session it makes on demand."""
+    return db() if isinstance(db, SessionOnDemand) else db
+
+
+def _plain_database(db: Session | SessionOnDemand) -> Database | None:
     """The Database whose plain connections may run a statement for ``db``; None when it
     must go through ``db`` instead: a transaction is open on it (the statement must see,
     or join, what that transaction did) or changes wait in it to be flushed."""
+    if isinstance(db, SessionOnDemand):
+        if db.made is None:
+            return db.database
+        db = db.made
     database: Database | None = db.info.get("database")
     if database is None or db.in_transaction() or db.new or db.dirty or db.deleted:
         return None
     return database
 
 
-def first_row(db: Session, query: PlainQuery, **params: Any) -> tuple[Any, ...] | None:
+def first_row(
+    db: Session | SessionOnDemand, query: PlainQuery, **params: Any
+) -> tuple[Any, ...] | None:
     """The first row of ``query``, or None: read on one of the database's
     :class:`PlainConnections` (see the module docstring), or through ``db`` when a
     transaction is open on it, so it sees what the transaction wrote. Errors come as
     SQLAlchemy's (a lost database is an OperationalError, answered 503 by the web layer)."""
     database = _plain_database(db)
     if database is None:
-        return db.execute(query.statement, params).first()  # type: ignore[return-value]
+        return opened(db).execute(query.statement, params).first()  # type: ignore[return-value]
     return database.plain_row(query, params)
 
 
-def rows_changed(db: Session, query: PlainQuery, **params: Any) -> int:
+def rows_changed(db: Session | SessionOnDemand, query: PlainQuery, **params: Any) -> int:
     """Run the UPDATE ``query``; how many rows it changed. For a read-only session with
     no transaction open (a validation, a page view): one autocommit statement on a plain
     connection, committed at once (one round trip, where the ORM would take five: BEGIN,
@@ -202,10 +237,12 @@ def rows_changed(db: Session, query: PlainQuery, **params: Any) -> int:
     transaction open: inside a savepoint of that transaction, committed with it, so a
     failure leaves the transaction usable. Errors come as SQLAlchemy's; a lost connection
     is not tried again (a write is not repeated blindly)."""
-    database = None if db.info.get("write") else _plain_database(db)
+    writes = db.write if isinstance(db, SessionOnDemand) else db.info.get("write")
+    database = None if writes else _plain_database(db)
     if database is None:
-        with db.begin_nested():
-            return db.execute(query.statement, params).rowcount  # type: ignore[attr-defined,no-any-return]
+        session = opened(db)
+        with session.begin_nested():
+            return session.execute(query.statement, params).rowcount  # type: ignore[attr-defined,no-any-return]
     return database.plain_change(query, params)
 
 
@@ -228,7 +265,7 @@ class PlainConnections:
         self.keep = keep
         self._error: Any = self.dialect.loaded_dbapi.Error  # the driver's base class
         self._idle: deque[Any] = deque()  # DBAPI connections
-        self._pid = os.getpid()
+        _EVERY.add(self)
         #: called with each statement's SQL before it runs (the SQLAlchemy engine events
         #: never see these statements; tests and bench/writes.py count them here)
         self.watchers: list[Callable[[str], None]] = []
@@ -280,8 +317,6 @@ class PlainConnections:
 
     def close(self) -> None:
         """Close the idle connections (the ones in use close when given back)."""
-        if self._forked():
-            return
         while True:
             try:
                 connection = self._idle.pop()
@@ -289,23 +324,31 @@ class PlainConnections:
                 return
             _close_quietly(connection)
 
-    def _forked(self) -> bool:
+    def _forget(self) -> None:
         """In a forked child, forget the parent's connections (never use or close them:
-        their sockets are the parent's). True if that just happened."""
-        if self._pid == os.getpid():
-            return False
+        their sockets are the parent's)."""
         self._idle = deque()
-        self._pid = os.getpid()
-        return True
 
     def _take(self) -> Any:
-        self._forked()
         try:
             return self._idle.pop()
         except IndexError:
             made = self.engine.raw_connection()  # runs the engine's connect-time set-up
             made.detach()  # ours from now on: the engine's pool forgets it
             return made.dbapi_connection
+
+
+#: every PlainConnections of this process, for a forked child to forget their connections
+#: (checked once at the fork, not by a getpid() system call on every statement)
+_EVERY: weakref.WeakSet[PlainConnections] = weakref.WeakSet()
+
+
+def _forget_parents_connections() -> None:
+    for plain in list(_EVERY):
+        plain._forget()
+
+
+os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _first(cursor: Any) -> Any:
@@ -344,8 +387,13 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, *, begin: bool = True
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def scope_to_tenant(db: Session, tenant_id: str | None) -> None:
+def scope_to_tenant(db: Session | SessionOnDemand, tenant_id: str | None) -> None:
     """From now on, ORM queries on ``db`` see only ``tenant_id``'s rows."""
+    if isinstance(db, SessionOnDemand):
+        db.tenant_id = tenant_id
+        if db.made is None:
+            return
+        db = db.made
     db.info["tenant_id"] = tenant_id
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask_limiter import Limiter
 from flask_login import LoginManager
@@ -9,10 +11,11 @@ from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 
 
-def client_ip() -> str:
-    """The caller's address. Behind trusted proxies, create_app's trust_proxies step puts
-    ProxyFix first, which rewrites REMOTE_ADDR from X-Forwarded-For."""
-    return request.environ.get("REMOTE_ADDR") or ""
+def client_ip(environ: dict[str, Any] | None = None) -> str:
+    """The caller's address (of the current request, or of the WSGI ``environ`` given).
+    Behind trusted proxies, create_app's trust_proxies step puts ProxyFix first, which
+    rewrites REMOTE_ADDR from X-Forwarded-For."""
+    return (request.environ if environ is None else environ).get("REMOTE_ADDR") or ""
 
 
 login_manager = LoginManager()

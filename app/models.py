@@ -84,6 +84,27 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        """On SQLite, one C call per value instead of SQLAlchemy's parse, this class's
+        step and a ``replace``: SQLite keeps these columns as UTC text without a zone
+        (``2026-11-23 16:39:01.916697``), so the value with ``+00:00`` appended is an ISO
+        timestamp in UTC (≈ 0.1 µs against 1 µs; the hot path reads four a request).
+        Anything else goes the general way, which keeps the inner type's parsing."""
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+        parse = datetime.fromisoformat
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return parse(value + "+00:00")
+            except (TypeError, ValueError):
+                return general(value)  # type: ignore[no-any-return]
+
+        return process
+
 
 PublicId = Annotated[str, mapped_column(String(40), primary_key=True)]
 Timestamp = Annotated[datetime, mapped_column(UTCDateTime(), default=utcnow)]

@@ -33,6 +33,31 @@ def test_verify_accepts_a_bearer_token(client, mailbox, member):
     assert answer.headers["X-Holdfast-Session"] == issued["sessionId"]
 
 
+def test_a_validation_makes_no_orm_session_and_no_cookie(client, mailbox, member, services):
+    """A validation that passes reads and touches through the plain connections alone
+    (app.db.SessionOnDemand), and Flask's cookie session is neither opened nor sent."""
+    token = api_sign_in(client, mailbox, member.email).json["token"]
+    made = []
+    make = services.session
+
+    def counted(*, write: bool = False):
+        made.append(write)
+        return make(write=write)
+
+    services.session = counted  # what each request's SessionOnDemand calls
+    try:
+        answer = client.get("/auth/verify", headers=bearer(token))
+        assert answer.status_code == 200
+        assert made == []
+        assert "Set-Cookie" not in answer.headers
+        assert "Cookie" not in answer.headers.get("Vary", "")
+        # A view that needs the ORM makes the session once, scoped to the caller's tenant.
+        assert client.get("/api/auth/sessions", headers=bearer(token)).status_code == 200
+        assert made == [False]
+    finally:
+        services.session = make
+
+
 @pytest.mark.parametrize(
     "headers",
     [

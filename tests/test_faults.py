@@ -3,6 +3,7 @@ that cannot be checked, and recovery without a restart."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -81,6 +82,20 @@ def test_connections_lost_under_a_validation_are_replaced_without_an_error(
     )
     assert client.get("/auth/verify").status_code == 200
     assert client.get("/auth/verify").status_code == 200
+
+
+def test_a_forked_worker_forgets_its_parents_plain_connections(services):
+    """gunicorn --preload forks workers from a process that may have read already: a
+    child must open its own connections, never share the parent's sockets."""
+    plain = services.database.plain
+    plain.fetch_one("SELECT 1", ())
+    assert plain.idle == 1
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        os._exit(0 if plain.idle == 0 else 1)
+    _pid, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child saw the parent's connection"
+    assert plain.idle == 1, "the parent keeps its own"
 
 
 def test_sqlite_write_lock_answers_503_for_writes(new_app, mailbox, template_db, tmp_path):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVarTuple
+from typing import NamedTuple, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
@@ -36,7 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core import events
 from app.core.errors import InvalidSession, NotFound, SessionExpired, ValidationError
 from app.core.events import Origin
-from app.db import PlainQuery, first_row, rows_changed
+from app.db import PlainQuery, SessionOnDemand, first_row, opened, rows_changed
 from app.models import Device, Tenant, User, UserSession, UTCDateTime
 from app.tokens import Claims
 
@@ -146,23 +146,28 @@ SESSION_FACTS = PlainQuery(
 SESSION_BY_ID = _by_session_id(select(UserSession, User, Tenant, Device))
 
 
-def _slices() -> list[tuple[Any, slice]]:
+def _slices() -> list[slice]:
     """Where each part of :class:`Facts` lies in a row of :data:`SESSION_FACTS`."""
     found, at = [], 0
     for part, _model in _FACT_PARTS:
-        found.append((part, slice(at, at + len(part._fields))))
+        found.append(slice(at, at + len(part._fields)))
         at += len(part._fields)
     return found
 
 
-_FACT_SLICES = _slices()
+_SESSION, _PERSON, _POLICY, _DEVICE = _slices()
 
 
-def read_facts(db: Session, session_id: str) -> Facts | None:
+def read_facts(db: Session | SessionOnDemand, session_id: str) -> Facts | None:
     row = first_row(db, SESSION_FACTS, session_id=session_id)
     if row is None:
         return None
-    return Facts._make([part._make(row[where]) for part, where in _FACT_SLICES])
+    return Facts(
+        SessionFacts._make(row[_SESSION]),
+        PersonFacts._make(row[_PERSON]),
+        PolicyFacts._make(row[_POLICY]),
+        DeviceFacts._make(row[_DEVICE]),
+    )
 
 
 class Current:
@@ -172,10 +177,14 @@ class Current:
     ``session``, ``user``, ``tenant`` and ``device`` are loaded into the request's
     database session the first time something asks for one: pages that show them and
     views that change them pay for it, a validation (``/auth/verify``, the JSON status)
-    does not."""
+    does not (nor, given a :class:`~app.db.SessionOnDemand`, for the session itself)."""
 
     def __init__(
-        self, db: Session, facts: Facts, idle_deadline: datetime, absolute_deadline: datetime
+        self,
+        db: Session | SessionOnDemand,
+        facts: Facts,
+        idle_deadline: datetime,
+        absolute_deadline: datetime,
     ) -> None:
         self.db = db
         self.facts = facts
@@ -210,7 +219,8 @@ class Current:
 
     def _load(self) -> tuple[UserSession, User, Tenant, Device]:
         if self._objects is None:
-            row = self.db.execute(SESSION_BY_ID, {"session_id": self.facts.session.id}).first()
+            query = {"session_id": self.facts.session.id}
+            row = opened(self.db).execute(SESSION_BY_ID, query).first()
             if row is None:  # erased since the check
                 raise InvalidSession(reason="unknown")
             self._objects = (row[0], row[1], row[2], row[3])
@@ -264,7 +274,7 @@ def deadlines(
 
 
 def check_session(
-    db: Session,
+    db: Session | SessionOnDemand,
     claims: Claims,
     *,
     now: datetime,
@@ -278,7 +288,8 @@ def check_session(
     app.core.alerts run too: an ended session's token used again (replay), and a
     mid-session IP or browser change per the tenant's binding policy (which may end the
     session: InvalidSession, reason suspicious). They cost nothing while the IP and user
-    agent match the session's.
+    agent match the session's. Given a :class:`~app.db.SessionOnDemand` (the web layer's),
+    a read-only request that passes makes no ORM session at all.
 
     Raises InvalidSession (unknown, ended, revoked, disabled person) or SessionExpired
     (idle or absolute deadline passed; the session is marked ended as it is found)."""
@@ -293,9 +304,9 @@ def check_session(
         if origin is not None:
             from app.core import alerts  # imported here: alerts imports this module
 
-            ended = db.get(UserSession, session.id)
+            ended = opened(db).get(UserSession, session.id)
             if ended is not None:
-                alerts.ended_token_used(db, ended, now=now, origin=origin)
+                alerts.ended_token_used(opened(db), ended, now=now, origin=origin)
         error = SessionExpired if reason.endswith("_expired") else InvalidSession
         raise error(END_MESSAGES.get(reason), reason=reason)
     if user.disabled:
@@ -304,7 +315,7 @@ def check_session(
     current = Current(db, facts, idle, absolute)
     if now >= absolute or now >= idle:
         reason = "lifetime_expired" if now >= absolute else "idle_expired"
-        end_session(db, current.session, reason, now=now)
+        end_session(opened(db), current.session, reason, now=now)
         raise SessionExpired(END_MESSAGES[reason], reason=reason)
     if (
         origin is not None
@@ -313,7 +324,7 @@ def check_session(
     ):
         from app.core import alerts
 
-        alerts.check_binding(db, current, origin, now=now)
+        alerts.check_binding(opened(db), current, origin, now=now)
     if touch and now - session.last_seen_at >= touch_interval(tenant):
         _touch(db, current, now)
     return current
@@ -343,7 +354,7 @@ TOUCH = PlainQuery(
 )
 
 
-def _touch(db: Session, current: Current, now: datetime) -> None:
+def _touch(db: Session | SessionOnDemand, current: Current, now: datetime) -> None:
     """Write last_seen_at and, while the session slides, the new idle deadline (never past
     the absolute deadline in force): :data:`TOUCH`, committed at once when the request
     has no transaction open (app.db.rows_changed). Best effort, so a busy SQLite never

@@ -18,7 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, redirect, request, url_for
+from flask.ctx import _AppCtxGlobals
+from flask.globals import request_ctx
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask_login import UserMixin, current_user
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -26,7 +30,7 @@ from app import Services
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
-from app.db import scope_to_tenant
+from app.db import SessionOnDemand, scope_to_tenant
 from app.extensions import client_ip, login_manager
 from app.models import User
 from app.tokens import TokenError, TokenExpired
@@ -103,23 +107,40 @@ def services() -> Services:
 
 
 def db() -> Session:
-    """The request's database session (created on first use)."""
-    session: Session | None = g.get("db")
-    if session is None:
-        session = g.db = services().session(write=request.method not in SAFE_METHODS)
-    return session
+    """The request's database session (made on first use)."""
+    return _unit(g._get_current_object(), request.method)()
+
+
+def _unit(store: _AppCtxGlobals, method: str, found: Services | None = None) -> SessionOnDemand:
+    """The request's database session, made when something first needs it: the hot path
+    reads and touches without one (app.db.SessionOnDemand)."""
+    unit: SessionOnDemand | None = store.get("db")
+    if unit is None:
+        found = found or services()
+        write = method not in SAFE_METHODS
+        unit = store.db = SessionOnDemand(found.database, write=write, make=found.session)
+    return unit
 
 
 def now() -> datetime:
     """The request's moment: read once, so every rule in a request agrees."""
-    if "now" not in g:
-        g.now = services().clock.now()
-    return g.now
+    return _now(g._get_current_object())
+
+
+def _now(store: _AppCtxGlobals, found: Services | None = None) -> datetime:
+    moment: datetime | None = store.get("now")
+    if moment is None:
+        moment = store.now = (found or services()).clock.now()
+    return moment
 
 
 def origin() -> Origin:
     """The caller's address and user agent."""
-    return Origin(ip=client_ip(), user_agent=request.environ.get("HTTP_USER_AGENT", "")[:512])
+    return _origin(request.environ)
+
+
+def _origin(environ: dict[str, Any]) -> Origin:
+    return Origin(ip=client_ip(environ), user_agent=environ.get("HTTP_USER_AGENT", "")[:512])
 
 
 def current() -> Current:
@@ -134,47 +155,55 @@ def request_token(req: Request) -> str | None:
     return req.cookies.get(SESSION_COOKIE) or None
 
 
+_UNCHECKED = object()
+
+
 def authenticate() -> Current | None:
     """The request's live session, checked once per request (the hot path): None when the
     request carries no token or a refused one (then ``g.auth_error`` says why).
 
     Behind Flask-Login's ``current_user`` for every view; ``/auth/verify`` calls it
-    directly, since it needs nothing else of Flask-Login."""
-    if "current" not in g:
-        g.current = _check(request)
-    return g.current  # type: ignore[no-any-return]
+    directly, since it needs nothing else of Flask-Login. The check looks up Flask's
+    context-locals (``g``, ``request``) once and passes them on: each lookup through the
+    proxies costs about a microsecond, and it ran a dozen of them."""
+    store = g._get_current_object()
+    checked = store.get("current", _UNCHECKED)
+    if checked is _UNCHECKED:
+        checked = store.current = _check(request_ctx.request, store)
+    return checked  # type: ignore[no-any-return]
 
 
-def _check(req: Request) -> Current | None:
+def _check(req: Request, store: _AppCtxGlobals) -> Current | None:
     token = request_token(req)
     if token is None:
         return None
-    moment = now()
+    found = services()
+    moment = _now(store, found)
     try:
-        claims = services().keys.verify(token, moment)
+        claims = found.keys.verify(token, moment)
     except TokenExpired:
-        g.auth_error = SessionExpired(reason="lifetime_expired")
+        store.auth_error = SessionExpired(reason="lifetime_expired")
         return None
     except TokenError:
-        g.auth_error = InvalidSession(reason="unknown")
+        store.auth_error = InvalidSession(reason="unknown")
         return None
-    session = db()
-    scope_to_tenant(session, claims.tenant_id)
-    if req.method not in SAFE_METHODS:
+    unit = _unit(store, req.method, found)
+    scope_to_tenant(unit, claims.tenant_id)
+    if unit.write:
         # A request that will write is checked inside its own transaction (on SQLite under
         # the write lock, taken here): a revocation committed meanwhile either lands
         # before the check, which then refuses, or waits for this request to finish.
-        session.connection()
+        unit().connection()
     try:
         return check_session(
-            session,
+            unit,
             claims,
             now=moment,
             touch=req.endpoint not in PASSIVE_ENDPOINTS,
-            origin=origin(),
+            origin=_origin(req.environ),
         )
     except HoldfastError as error:
-        g.auth_error = error
+        store.auth_error = error
         return None
 
 
@@ -247,13 +276,41 @@ def set_device_cookie(response: Response, value: str) -> None:
     )
 
 
+class FlowCookie(SecureCookieSessionInterface):
+    """Flask's signed cookie session (``holdfast_flow``: the sign-in flow, CSRF tokens,
+    flashed messages), doing no work for a request that neither carries nor changes one:
+    most requests (API calls, ``/auth/verify``, polling) never touch it. Flask would build
+    its signing serializer on every request and look up seven cookie settings on the way
+    out; here the serializer is made once per secret key (and fallbacks)."""
+
+    def __init__(self) -> None:
+        self._signer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] = ((), None)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._signer[0] != keys:
+            self._signer = (keys, super().get_signing_serializer(app))
+        return self._signer[1]
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if session or session.modified or session.accessed:
+            super().save_session(app, session, response)
+        # else: nothing to store, nothing to remove, and the answer did not vary by it
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = FlowCookie()
     app.after_request(_finish)
     app.teardown_request(_close)
 
 
 def _finish(response: Response) -> Response:
-    session: Session | None = g.get("db")
+    session = _made()
     if session is not None and session.in_transaction() and not g.get("rollback"):
         try:
             session.commit()
@@ -274,9 +331,16 @@ def _finish(response: Response) -> Response:
 
 
 def _close(_error: BaseException | None) -> None:
-    session: Session | None = g.pop("db", None)
+    session = _made()
+    g.pop("db", None)
     if session is not None and (session.in_transaction() or session.identity_map):
         session.close()  # one that never read or wrote holds nothing to release
+
+
+def _made() -> Session | None:
+    """The request's database session, if something made it."""
+    unit: SessionOnDemand | None = g.get("db")
+    return None if unit is None else unit.made
 
 
 def _secure_headers(response: Response) -> None:
