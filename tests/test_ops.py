@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from app import refuse_coroutines
 from tests.conftest import csrf_from
 
 
@@ -57,3 +60,24 @@ def test_logs_are_json_with_request_id_and_session_but_no_secrets(
     assert entry["status"] == 200
     token = client.get_cookie("holdfast_session").value
     assert token not in json.dumps(lines)
+
+
+def test_the_app_refuses_coroutine_views_and_hooks(app):
+    """Holdfast calls views and hooks as they are (app.Holdfast.ensure_sync): one that is
+    a coroutine function is an error when the app is made, not a failing request."""
+    refuse_coroutines(app)  # the app as made has none
+
+    async def page() -> str:
+        return "never"
+
+    app.add_url_rule("/async-page", "async_page", page)
+    with pytest.raises(TypeError, match="no coroutine"):
+        refuse_coroutines(app)
+    del app.view_functions["async_page"]
+
+    async def hook() -> None:
+        return None
+
+    app.before_request(hook)
+    with pytest.raises(TypeError, match="no coroutine"):
+        refuse_coroutines(app)
