@@ -48,7 +48,7 @@ class Services:
 
 class Holdfast(Flask):
     """Flask for a WSGI app without coroutines. Flask asks of every view and request hook,
-    on every call, whether it is a coroutine function (ten times a request, 3–6 µs in
+    on every call, whether it is a coroutine function (ten times a request, 3 to 6 µs in
     all); Holdfast has none, and without the asgiref package (Flask's ``async`` extra)
     could not run one, so each is called as it is. :func:`refuse_coroutines` turns one
     into an error when the app is made, instead of a failing request."""
