@@ -149,7 +149,8 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     # Flask-WTF's own before-request check looks up the view's exemptions before the
     # method; Holdfast's asks the method first (a GET, HEAD or OPTIONS has nothing to
-    # check) and then runs the same protect() with the same exemptions.
+    # check) and then runs the same protect() with the same exemptions. (So a
+    # HOLDFAST_WTF_CSRF_CHECK_DEFAULT setting is ignored: the check is always on.)
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
 

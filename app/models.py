@@ -99,9 +99,12 @@ class UTCDateTime(TypeDecorator[datetime]):
             if value is None:
                 return None
             try:
-                return parse(value + "+00:00")
+                parsed = parse(value + "+00:00")
             except (TypeError, ValueError):
                 return general(value)  # type: ignore[no-any-return]
+            # A date alone ("2026-11-23") parses too, "+" read as the separator, to a
+            # datetime without a zone: that one goes the general way.
+            return parsed if parsed.tzinfo is not None else general(value)  # type: ignore[no-any-return]
 
         return process
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask.globals import request_ctx
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -151,8 +152,10 @@ def test_login_is_rate_limited_per_email_and_per_ip(app_config, tmp_path, mailbo
             assert answer.headers["X-RateLimit-Limit"] in {"2", "3"}
             remaining.append(int(answer.headers["X-RateLimit-Remaining"]))
         assert remaining[1] == remaining[0] - 1
-        # ... and only there.
-        assert "X-RateLimit-Limit" not in client.get("/healthz").headers
+        # ... and only there: a request no limit looked at leaves no limiter state.
+        with client:
+            assert client.get("/api/auth/session").status_code == 401
+            assert not hasattr(request_ctx._get_current_object(), "_limiter_request_context")
         body = assert_error(
             client.post("/api/auth/login", json={"email": "A@acme.test "}), 429, "rate_limited"
         )

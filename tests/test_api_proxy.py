@@ -41,8 +41,9 @@ def test_a_validation_makes_no_orm_session_and_no_cookie(client, mailbox, member
     make = services.session
 
     def counted(*, write: bool = False):
-        made.append(write)
-        return make(write=write)
+        session = make(write=write)
+        made.append((write, session))
+        return session
 
     services.session = counted  # what each request's SessionOnDemand calls
     try:
@@ -53,7 +54,9 @@ def test_a_validation_makes_no_orm_session_and_no_cookie(client, mailbox, member
         assert "Cookie" not in answer.headers.get("Vary", "")
         # A view that needs the ORM makes the session once, scoped to the caller's tenant.
         assert client.get("/api/auth/sessions", headers=bearer(token)).status_code == 200
-        assert made == [False]
+        [(write, session)] = made
+        assert not write
+        assert session.info["tenant_id"] == member.tenant_id
     finally:
         services.session = make
 

@@ -84,6 +84,7 @@ def test_connections_lost_under_a_validation_are_replaced_without_an_error(
     assert client.get("/auth/verify").status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")  # the SMTP thread
 def test_a_forked_worker_forgets_its_parents_plain_connections(services):
     """gunicorn --preload forks workers from a process that may have read already: a
     child must open its own connections, never share the parent's sockets."""
@@ -96,6 +97,7 @@ def test_a_forked_worker_forgets_its_parents_plain_connections(services):
     _pid, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the child saw the parent's connection"
     assert plain.idle == 1, "the parent keeps its own"
+    assert plain.fetch_one("SELECT 1", ()) == (1,), "and it still works"
 
 
 def test_sqlite_write_lock_answers_503_for_writes(new_app, mailbox, template_db, tmp_path):

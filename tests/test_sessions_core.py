@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 
 from app.core import sessions, signin
 from app.core.errors import InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.db import scope_to_tenant
-from app.models import Event, User, UserSession
+from app.models import Event, User, UserSession, UTCDateTime
 from app.tokens import Claims, TokenExpired
 from tests.conftest import UA_MAC_CHROME, statements_run, writes_in
 
@@ -220,3 +221,23 @@ def test_a_check_inside_a_transaction_sees_what_it_wrote(services, clock, signed
             sessions.check_session(db, claims, now=clock.now())
         db.rollback()
     assert check(services, clock, token).session.ended_at is None  # nothing was committed
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-11-23 16:39:01.916697", datetime(2026, 11, 23, 16, 39, 1, 916697, tzinfo=UTC)),
+        ("2026-11-23 16:39:01", datetime(2026, 11, 23, 16, 39, 1, tzinfo=UTC)),  # CURRENT_TIMESTAMP
+        ("2026-11-23T16:39:01.5", datetime(2026, 11, 23, 16, 39, 1, 500000, tzinfo=UTC)),
+        ("2026-11-23", datetime(2026, 11, 23, tzinfo=UTC)),  # date('now'): the general way
+        (None, None),
+    ],
+)
+def test_sqlite_timestamps_read_back_as_utc(stored, expected):
+    """UTCDateTime's one-call parse on SQLite (the hot path reads four a request) gives
+    what the general processor gives, a datetime in UTC, whatever form the text has."""
+    dialect = sqlite.dialect()
+    read = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    value = read(stored)
+    assert value == expected
+    assert value is None or value.tzinfo is UTC
