@@ -304,9 +304,10 @@ def check_session(
         if origin is not None:
             from app.core import alerts  # imported here: alerts imports this module
 
-            ended = opened(db).get(UserSession, session.id)
+            made = opened(db)
+            ended = made.get(UserSession, session.id)
             if ended is not None:
-                alerts.ended_token_used(opened(db), ended, now=now, origin=origin)
+                alerts.ended_token_used(made, ended, now=now, origin=origin)
         error = SessionExpired if reason.endswith("_expired") else InvalidSession
         raise error(END_MESSAGES.get(reason), reason=reason)
     if user.disabled:

@@ -333,8 +333,8 @@ def _finish(response: Response) -> Response:
 
 
 def _close(_error: BaseException | None) -> None:
-    session = _made()
-    g.pop("db", None)
+    unit: SessionOnDemand | None = g.pop("db", None)
+    session = None if unit is None else unit.made
     if session is not None and (session.in_transaction() or session.identity_map):
         session.close()  # one that never read or wrote holds nothing to release
 
