@@ -26,9 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Select, Update, create_engine, event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.mail import Message
 from app.models import TenantScoped
@@ -99,7 +101,14 @@ class PlainQuery:
     queries only): give them ``execution_options(all_tenants=True)`` so they read the
     same on both paths of :func:`first_row` and :func:`rows_changed`, and scope them by
     primary key. Every parameter must be a named ``bindparam`` without a value (checked
-    when compiled): the caller passes them all."""
+    when compiled): the caller passes them all.
+
+    On SQLite a statement may name the index the planner must read a table through, with
+    ``with_hint(table, "INDEXED BY name", "sqlite")``: SQLAlchemy's SQLite compiler leaves
+    table hints out, this one writes them. SQLite's documentation gives INDEXED BY for
+    exactly this, a time-sensitive statement whose plan must not change: without the
+    index the statement fails (a test runs it) instead of quietly getting slower. The
+    ORM path of :func:`first_row` runs the statement without the hint (same rows)."""
 
     def __init__(self, statement: Select[Any] | Update) -> None:
         self.statement = statement
@@ -110,7 +119,11 @@ class PlainQuery:
         key = (dialect.name, dialect.driver)
         found = self._compiled.get(key)
         if found is None:
-            compiled = self.statement.compile(dialect=dialect)
+            compiled: SQLCompiler = (
+                _SQLiteWithHints(dialect, self.statement)
+                if dialect.name == "sqlite"
+                else self.statement.compile(dialect=dialect)  # type: ignore[assignment]
+            )
             for name, bind in compiled.binds.items():
                 if bind.value is not None or bind.callable is not None or bind.expanding:
                     raise TypeError(f"{name!r}: plain statements take named parameters only")
@@ -127,6 +140,13 @@ class PlainQuery:
                 ),
             )
         return found
+
+
+class _SQLiteWithHints(SQLiteCompiler):
+    """SQLite's compiler, writing the statement's SQLite table hints (see PlainQuery)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
 
 
 class PlainSQL(NamedTuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.dialects import sqlite
 
 from app.core import sessions, signin
@@ -241,3 +241,37 @@ def test_sqlite_timestamps_read_back_as_utc(stored, expected):
     value = read(stored)
     assert value == expected
     assert value is None or value.tzinfo is UTC
+
+
+def test_the_hot_path_joins_are_answered_from_indexes(services, signed):
+    """The session check's three joins (person, tenant policy, device) each have an index
+    holding ``id`` and every column the statement reads from that table (app.models,
+    above Tenant), and SQLite's plan reads those indexes only: a column added to the
+    statement but not to its index would silently send every validation to the table
+    again. (PostgreSQL's planner chooses by its statistics; the indexes are there too.)"""
+    result, _token = signed
+    database = services.database
+    reads: dict[str, set[str]] = {}
+    for column in sessions.SESSION_FACTS.statement.selected_columns:
+        reads.setdefault(column.table.name, set()).add(column.name)
+    inspector = inspect(database.engine)
+    for table in ("users", "tenants", "devices"):
+        covering = [
+            index["name"]
+            for index in inspector.get_indexes(table)
+            if index["column_names"][0] == "id" and set(index["column_names"]) == reads[table]
+        ]
+        assert covering, f"no index on {table} covers the columns the session check reads"
+    if not database.is_sqlite:
+        return
+    sql, encode, _decode = sessions.SESSION_FACTS.compiled(database.plain.dialect)
+    with database.engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        query = "EXPLAIN QUERY PLAN " + sql
+        plan = [row[3] for row in raw.execute(query, encode({"session_id": result.session.id}))]
+    assert plan[0].startswith("SEARCH sessions USING INDEX sqlite_autoindex_sessions_1")
+    assert sorted(plan[1:]) == [
+        "SEARCH devices USING COVERING INDEX ix_devices_session_facts (id=?)",
+        "SEARCH tenants USING COVERING INDEX ix_tenants_session_policy (id=?)",
+        "SEARCH users USING COVERING INDEX ix_users_session_facts (id=?)",
+    ]
