@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Response
 
-from app import refuse_coroutines
+from app import HoldfastResponse, refuse_coroutines
 from tests.conftest import csrf_from
 
 
@@ -81,3 +83,42 @@ def test_the_app_refuses_coroutine_views_and_hooks(app):
     app.before_request(hook)
     with pytest.raises(TypeError, match="no coroutine"):
         refuse_coroutines(app)
+
+
+def _answers() -> list[Response]:
+    """Answers of every shape werkzeug corrects on the way out, and plain ones."""
+    streamed = Response(iter([b"a", b"b"]), content_type="text/plain")
+    empty = Response("gone", status=204)
+    unchanged = Response("same", status=304, headers={"ETag": '"x"', "Content-Type": "text/a"})
+    relative = Response("moved", status=302, headers={"Location": "/dévices?x=1"})
+    located = Response("here", headers={"Content-Location": "/ünïcode"})
+    json_answer = Response('{"valid": true}', content_type="application/json")
+    json_answer.headers.extend((("X-Holdfast-User", "usr_1"), ("X-Holdfast-Role", "member")))
+    lengthless = Response("x")
+    del lengthless.headers["Content-Length"]
+    return [Response("ok"), json_answer, streamed, empty, unchanged, relative, located, lengthless]
+
+
+@pytest.mark.parametrize("answer", _answers(), ids=lambda r: f"{r.status_code}")
+def test_answers_go_out_with_the_headers_werkzeug_would_send(app, answer):
+    """HoldfastResponse skips werkzeug's re-checked copy of the headers only where that
+    copy would change nothing: what goes on the wire is the same for every shape."""
+    environ = EnvironBuilder(path="/x", base_url="https://holdfast.test").get_environ()
+    sent = app.response_class.force_type(answer, environ)
+    assert isinstance(sent, HoldfastResponse)
+    ours = sent.get_wsgi_headers(environ).to_wsgi_list()
+    werkzeugs = Response.get_wsgi_headers(sent, environ).to_wsgi_list()
+    assert ours == werkzeugs
+
+
+def test_a_plain_answer_s_headers_are_sent_as_they_are(client):
+    """The point of HoldfastResponse: no second pass over an ordinary answer's headers,
+    while one whose Location werkzeug would correct still gets its copy."""
+    environ = EnvironBuilder(path="/").get_environ()
+    plain = HoldfastResponse('{"valid": true}', content_type="application/json")
+    assert plain.get_wsgi_headers(environ) is plain.headers
+    moved = HoldfastResponse("moved", status=302, headers={"Location": "/devices"})
+    assert moved.get_wsgi_headers(environ) is not moved.headers
+    answered = client.get("/healthz")
+    assert answered.headers["Content-Length"] == str(len(answered.data))
+    assert answered.headers["X-Content-Type-Options"] == "nosniff"
