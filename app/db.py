@@ -143,10 +143,14 @@ class PlainQuery:
 
 
 class _SQLiteWithHints(SQLiteCompiler):
-    """SQLite's compiler, writing the statement's SQLite table hints (see PlainQuery)."""
+    """SQLite's compiler, writing the statement's SQLite index hints (see PlainQuery):
+    ``INDEXED BY`` and ``NOT INDEXED`` only, so a hint meant for every database (a
+    ``with_hint`` without a dialect name) never reaches SQLite as SQL."""
 
     def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
-        return text
+        if text and text.startswith(("INDEXED BY ", "NOT INDEXED")):
+            return text
+        return None
 
 
 class PlainSQL(NamedTuple):

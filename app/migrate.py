@@ -1,12 +1,17 @@
-"""Alembic, driven from the app: `holdfast db upgrade` and `holdfast db revision`."""
+"""Alembic, driven from the app: `holdfast db upgrade`, `holdfast db revision`, and the
+schema check behind ``/readyz`` (:func:`behind`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
 from app import ROOT
 
@@ -52,3 +57,32 @@ def revision(engine: Engine, message: str) -> None:
         command.revision(
             cfg, message=message, autogenerate=True, rev_id=datetime.now(UTC).strftime("%Y%m%d%H%M")
         )
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    """This release's migrations (read once per process)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return ScriptDirectory.from_config(cfg)
+
+
+def behind(db: Session) -> str | None:
+    """The database's revision when this release has migrations it has not run (None when
+    it has, or when it is newer than this release). A node of a new release that starts
+    before ``holdfast db upgrade`` ran is then not ready: its statements may name columns
+    or indexes that are not there yet (the hot path's SQLite ``INDEXED BY``, for one).
+    A node of the previous release stays ready after the upgrade (migrations add, so the
+    old code runs on the new schema): a rolling deploy migrates first, then replaces
+    nodes."""
+    if not inspect(db.connection()).has_table("alembic_version"):
+        return "none"  # never migrated
+    stored = db.scalar(text("SELECT version_num FROM alembic_version"))
+    scripts = _scripts()
+    if stored == scripts.get_current_head():
+        return None
+    try:
+        scripts.get_revision(stored)
+    except CommandError:
+        return None  # a revision this release does not know: a newer one
+    return stored or "none"

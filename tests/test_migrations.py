@@ -69,3 +69,34 @@ def test_upgrade_keeps_existing_rows(empty_url, tmp_path):
             assert differences == []
     finally:
         engine.dispose()
+
+
+def test_a_node_is_not_ready_on_a_schema_behind_its_release(empty_url, tmp_path):
+    """/readyz holds traffic back from a node whose release has migrations the database
+    has not run (its statements may name what is not there yet, such as the hot path's
+    SQLite INDEXED BY), and lets it through once `holdfast db upgrade` ran, or when the
+    database is newer than the node (the previous release during a rolling deploy)."""
+    app = create_app(
+        {"DATABASE_URL": empty_url, "SECRET_KEY": SECRET, "MAIL_URL": "console"},
+        instance_path=tmp_path,
+    )
+    engine = app.extensions["holdfast"].database.engine
+    client = app.test_client()
+    try:
+        never = client.get("/readyz")
+        assert never.status_code == 503
+        assert never.json["code"] == "migrations_pending"
+        migrate.upgrade(engine, "202611231025")
+        behind = client.get("/readyz")
+        assert behind.status_code == 503
+        assert behind.json == {
+            "error": "The database is at revision 202611231025; run `holdfast db upgrade`.",
+            "code": "migrations_pending",
+        }
+        migrate.upgrade(engine)
+        assert client.get("/readyz").json == {"status": "ready"}
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '209901010000'"))
+        assert client.get("/readyz").status_code == 200  # a newer release migrated it
+    finally:
+        app.extensions["holdfast"].database.dispose()

@@ -269,9 +269,11 @@ def test_the_hot_path_joins_are_answered_from_indexes(services, signed):
         raw = connection.connection.driver_connection
         query = "EXPLAIN QUERY PLAN " + sql
         plan = [row[3] for row in raw.execute(query, encode({"session_id": result.session.id}))]
-    assert plan[0].startswith("SEARCH sessions USING INDEX sqlite_autoindex_sessions_1")
-    assert sorted(plan[1:]) == [
-        "SEARCH devices USING COVERING INDEX ix_devices_session_facts (id=?)",
-        "SEARCH tenants USING COVERING INDEX ix_tenants_session_policy (id=?)",
-        "SEARCH users USING COVERING INDEX ix_users_session_facts (id=?)",
-    ]
+    # (SQLite before 3.36 wrote "SEARCH TABLE users ..."; the index part is the same)
+    assert "USING INDEX sqlite_autoindex_sessions_1" in plan[0]
+    for index in (
+        "ix_users_session_facts",
+        "ix_tenants_session_policy",
+        "ix_devices_session_facts",
+    ):
+        assert sum(f"USING COVERING INDEX {index} (id=?)" in step for step in plan[1:]) == 1

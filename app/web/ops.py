@@ -1,4 +1,5 @@
-"""Operations endpoints: /healthz (process up), /readyz (database reachable), /metrics.
+"""Operations endpoints: /healthz (process up), /readyz (database reachable and migrated),
+/metrics.
 
 /metrics speaks the Prometheus text format. Business figures (sign-ins, failed codes,
 live sessions, sessions ended by reason) are read from the database at scrape time, so
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from app import migrate
 from app.core import stats_ops
 from app.extensions import csrf, limiter
 
@@ -33,10 +35,17 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
-def readyz() -> Response:
+def readyz() -> Response | tuple[Response, int]:
+    """200 when the database answers and has every migration of this release; 503
+    otherwise (a database error through the error handlers; a schema behind the code
+    with code ``migrations_pending``: run ``holdfast db upgrade``)."""
     services = current_app.extensions["holdfast"]
     with services.session() as db:
         stats_ops.ping(db)  # a database error answers 503 through the error handlers
+        stored = migrate.behind(db)
+    if stored is not None:
+        message = f"The database is at revision {stored}; run `holdfast db upgrade`."
+        return jsonify({"error": message, "code": "migrations_pending"}), 503
     return jsonify({"status": "ready"})
 
 
