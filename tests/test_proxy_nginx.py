@@ -34,6 +34,15 @@ NGINX = "/usr/sbin/nginx"
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
+#: what GET /auth/verify answers a live session with (app/web/proxy.py)
+IDENTITY_HEADERS = (
+    "X-Holdfast-User",
+    "X-Holdfast-Email",
+    "X-Holdfast-Tenant",
+    "X-Holdfast-Session",
+    "X-Holdfast-Role",
+)
+
 
 def documented_snippet() -> str:
     """The server-block snippet from docs/api.md, as a reader would copy it."""
@@ -210,11 +219,10 @@ def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailb
 
     sign_in_through_nginx(browser, nginx, mailbox, user.email)
 
-    # Signed in: the request reaches the upstream with the identity, and a forged
-    # identity header from the client is replaced.
-    status, _, body = browser.open(
-        f"{nginx}/app/records?id=7", headers={"X-Holdfast-User": "usr_forged"}
-    )
+    # Signed in: the request reaches the upstream with the identity, and every identity
+    # header a client forges is replaced.
+    forged = {name: "forged" for name in IDENTITY_HEADERS}
+    status, _, body = browser.open(f"{nginx}/app/records?id=7", headers=forged)
     assert status == 200, body
     seen = json.loads(body)
     received = {k.lower(): v for k, v in seen["headers"].items()}
@@ -222,8 +230,10 @@ def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailb
     assert received["x-holdfast-user"] == user.id
     assert received["x-holdfast-email"] == "sarah@clinic.test"
     assert received["x-holdfast-tenant"] == tenant.id
+    assert received["x-holdfast-role"] == "member"
     session_id = received["x-holdfast-session"]
     assert session_id.startswith("sess_")
+    assert "forged" not in {received[name.lower()] for name in IDENTITY_HEADERS}
 
     # The session is ended elsewhere (an admin, another device): the very next request
     # through nginx is refused, although the browser still holds the cookie.
