@@ -515,6 +515,7 @@ def test_huge_and_broken_bodies_on_every_json_route(client, mailbox, admin):
         ("POST", "/api/auth/login"),
         ("POST", "/api/auth/verify"),
         ("PUT", "/api/admin/policy"),
+        ("PUT", "/api/admin/retention"),
     ):
         answer = client.open(
             path, method=method, data=huge, content_type="application/json", headers=bearer(token)
@@ -641,6 +642,8 @@ def test_admin_routes_need_the_admin_role_and_a_fresh_sign_in(client, two_tenant
         ("GET", "/api/admin/sessions"),
         ("GET", "/api/admin/policy"),
         ("PUT", "/api/admin/policy"),
+        ("GET", "/api/admin/retention"),
+        ("PUT", "/api/admin/retention"),
         ("DELETE", f"/api/admin/sessions/{two_tenants['sam_ipad']['sessionId']}"),
         ("DELETE", f"/api/admin/users/{two_tenants['gus'].id}/sessions"),
     ]
@@ -773,6 +776,69 @@ def test_policy_changes_are_validated_all_or_nothing(
     assert events_of(services, "policy.changed") == []
 
 
+def test_admin_reads_and_changes_the_retention_periods(client, mailbox, admin, tenant, services):
+    token = token_for(client, mailbox, admin.email)
+    periods = client.get("/api/admin/retention", headers=bearer(token))
+    assert periods.status_code == 200
+    assert periods.json == {
+        "sessionsRetentionDays": 90,
+        "eventsRetentionDays": 365,
+        "ipAnonymiseDays": 30,
+    }
+    changed = client.put(
+        "/api/admin/retention",
+        json={"sessionsRetentionDays": 30, "ipAnonymiseDays": 7},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json == {
+        "sessionsRetentionDays": 30,
+        "eventsRetentionDays": 365,
+        "ipAnonymiseDays": 7,
+    }
+    with services.session() as db:
+        row = db.get_one(Tenant, tenant.id)
+        assert (row.sessions_retention_days, row.ip_anonymise_days) == (30, 7)
+    event = events_of(services, "policy.changed")[-1]
+    assert event.actor_id == admin.id
+    assert event.details["changes"] == {
+        "sessions_retention_days": {"old": 90, "new": 30},
+        "ip_anonymise_days": {"old": 30, "new": 7},
+    }
+    # Asked again, the same answer; an empty change writes nothing.
+    assert client.get("/api/admin/retention", headers=bearer(token)).json == changed.json
+    same = client.put("/api/admin/retention", json={}, headers=bearer(token))
+    assert same.json == changed.json
+    assert len(events_of(services, "policy.changed")) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"eventsRetentionDays": 0}, "eventsRetentionDays"),
+        ({"eventsRetentionDays": 3651}, "eventsRetentionDays"),
+        ({"ipAnonymiseDays": "30"}, "ipAnonymiseDays"),
+        ({"ipAnonymiseDays": 7.5}, "ipAnonymiseDays"),
+        ({"sessionsRetentionDays": True}, "sessionsRetentionDays"),
+        ({"sessionsRetentionDays": None}, "sessionsRetentionDays"),
+        ({"sessions_retention_days": 30}, "sessions_retention_days"),
+        ({"idleTimeout": 600}, "idleTimeout"),
+    ],
+)
+def test_retention_changes_are_validated_all_or_nothing(
+    client, mailbox, admin, tenant, services, change, field
+):
+    token = token_for(client, mailbox, admin.email)
+    answer = client.put(
+        "/api/admin/retention", json={"sessionsRetentionDays": 10, **change}, headers=bearer(token)
+    )
+    assert assert_error(answer, 422, "validation_error")["field"] == field
+    with services.session() as db:
+        row = db.get_one(Tenant, tenant.id)
+        assert (row.sessions_retention_days, row.events_retention_days) == (90, 365)
+    assert events_of(services, "policy.changed") == []
+
+
 # --- the description ------------------------------------------------------------------------
 
 
@@ -790,6 +856,8 @@ CONTRACT = {
     ("delete", "/api/admin/users/{userId}/sessions"),
     ("get", "/api/admin/policy"),
     ("put", "/api/admin/policy"),
+    ("get", "/api/admin/retention"),
+    ("put", "/api/admin/retention"),
     ("get", "/auth/verify"),
     ("get", "/.well-known/jwks.json"),
 }

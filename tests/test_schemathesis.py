@@ -25,6 +25,7 @@ WITH_INPUT = {op for op in OPERATIONS if "{" in op[1]} | {
     ("post", "/api/auth/login"),
     ("post", "/api/auth/verify"),
     ("put", "/api/admin/policy"),
+    ("put", "/api/admin/retention"),
     ("get", "/api/admin/sessions"),
 }
 CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + [

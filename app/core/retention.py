@@ -52,6 +52,12 @@ LABELS = {
     "events_retention_days": "Keep audit events for",
     "ip_anonymise_days": "Anonymise IP addresses after",
 }
+#: the JSON API's names for the three periods (GET/PUT /api/admin/retention)
+API_NAMES = {
+    "sessions_retention_days": "sessionsRetentionDays",
+    "events_retention_days": "eventsRetentionDays",
+    "ip_anonymise_days": "ipAnonymiseDays",
+}
 LOWEST, HIGHEST = 1, 3650
 CHALLENGE_GRACE = timedelta(days=1)
 DELIVERY_HISTORY = timedelta(days=30)

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core import admin, policy, sessions, signin
+from app.core import admin, policy, retention, sessions, signin
 from app.core.access import require_admin
 from app.core.errors import (
     Forbidden,
@@ -37,7 +37,7 @@ from app.core.errors import (
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
 from app.extensions import csrf
-from app.models import Device, UserSession
+from app.models import Device, Tenant, UserSession
 from app.web import auth, openapi
 from app.web.context import (
     DEVICE_COOKIE,
@@ -608,3 +608,42 @@ def put_policy() -> Response:
         changes[setting.name] = value
     policy.update(db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin())
     return jsonify(policy.as_dict(me.tenant))
+
+
+_RETENTION_BY_API_NAME = {api: name for name, api in retention.API_NAMES.items()}
+
+
+def _retention_answer(tenant: Tenant) -> Response:
+    periods = retention.settings(tenant)
+    return jsonify({retention.API_NAMES[name]: days for name, days in periods.items()})
+
+
+@bp.get("/admin/retention")
+@login_required
+def get_retention() -> Response:
+    """The tenant's retention periods in days (what ``holdfast purge`` applies)."""
+    return _retention_answer(_admin().tenant)
+
+
+@bp.put("/admin/retention")
+@login_required
+def put_retention() -> Response:
+    """Change any subset of the retention periods (whole days, 1 to 3650; all or
+    nothing); answers all three. Audited as ``policy.changed``, like the policy; the next
+    ``holdfast purge`` applies them. An unknown or out-of-range field is 422
+    validation_error naming it."""
+    me = _admin()
+    changes: dict[str, Any] = {}
+    for name, value in json_body().items():
+        period = _RETENTION_BY_API_NAME.get(name)
+        if period is None:
+            raise ValidationError(f"Unknown retention setting {name!r}.", field=name[:100])
+        changes[period] = value
+    try:
+        retention.update_settings(
+            db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin()
+        )
+    except ValidationError as problem:
+        problem.field = retention.API_NAMES.get(problem.field or "", problem.field)
+        raise
+    return _retention_answer(me.tenant)

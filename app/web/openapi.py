@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from app.core import admin
+from app.core import admin, retention
 from app.core.policy import FIELDS
 from app.core.signin import MIN_EXPIRES_IN
 from app.devices import DEVICE_KINDS
@@ -156,6 +156,8 @@ def _schemas() -> dict[str, Any]:
         "AdminSession": admin_session,
         "Policy": _policy_schema(require_all=True),
         "PolicyChange": _policy_schema(require_all=False),
+        "Retention": _retention_schema(require_all=True),
+        "RetentionChange": _retention_schema(require_all=False),
     }
 
 
@@ -181,6 +183,26 @@ def _policy_schema(*, require_all: bool) -> dict[str, Any]:
             "Any subset of the policy; all or nothing. Idle timeout may not exceed the "
             "absolute lifetime."
         )
+    return schema
+
+
+def _retention_schema(*, require_all: bool) -> dict[str, Any]:
+    properties = {
+        api_name: {
+            "type": "integer",
+            "minimum": retention.LOWEST,
+            "maximum": retention.HIGHEST,
+            "description": f"{retention.LABELS[name]} this many days "
+            f"(default {retention.DEFAULTS[name]}).",
+        }
+        for name, api_name in retention.API_NAMES.items()
+    }
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if require_all:
+        schema["required"] = list(properties)
+    else:
+        schema["additionalProperties"] = False
+        schema["description"] = "Any subset of the periods; all or nothing."
     return schema
 
 
@@ -591,6 +613,35 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(_ref("PolicyChange")),
                 "responses": {
                     "200": _json(_ref("Policy"), "The whole policy after the change."),
+                    **BODY_ERRORS,
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                },
+            },
+        },
+        "/api/admin/retention": {
+            "get": {
+                "operationId": "getRetention",
+                "tags": ["Tenant admin"],
+                "summary": "The tenant's retention periods (days)",
+                "description": "What `holdfast purge` deletes and anonymises for this tenant.",
+                "security": SIGNED_IN,
+                "responses": {
+                    "200": _json(_ref("Retention"), "The periods."),
+                    "401": ADMIN_UNAUTHORIZED,
+                    "403": FORBIDDEN_ADMIN,
+                },
+            },
+            "put": {
+                "operationId": "updateRetention",
+                "tags": ["Tenant admin"],
+                "summary": "Change any subset of the retention periods",
+                "description": "All or nothing; audited (policy.changed) with old and new "
+                "values. The next `holdfast purge` applies them.",
+                "security": SIGNED_IN,
+                "requestBody": _body(_ref("RetentionChange")),
+                "responses": {
+                    "200": _json(_ref("Retention"), "All three periods after the change."),
                     **BODY_ERRORS,
                     "401": ADMIN_UNAUTHORIZED,
                     "403": FORBIDDEN_ADMIN,
