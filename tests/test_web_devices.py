@@ -144,6 +144,10 @@ def test_status_is_cheap_json_and_not_activity(signed_in, services, clock):
     assert body["valid"] is True
     assert body["deviceCount"] == 1
     assert body["expiresIn"] == 25 * 60  # polling did not move the idle deadline
+    assert body["idleTimeout"] == 30 * 60
+    # The same facts as the API's status check, which the same cookie may ask too.
+    api = signed_in.get("/api/auth/session").get_json()
+    assert body == {**api, "idleTimeout": 30 * 60}
     token = csrf_from(signed_in.get("/devices").text)  # this page view is activity too
     clock.advance(minutes=5)
     extended = signed_in.post("/session/extend", headers={"X-CSRFToken": token})

@@ -46,8 +46,11 @@ from app.web.context import (
     clear_session_cookie,
     current,
     db,
+    iso,
+    live_status,
     now,
     origin,
+    seconds_until,
     services,
     set_device_cookie,
 )
@@ -283,16 +286,6 @@ def _cursor() -> str | None:
 # --- writing output --------------------------------------------------------------------------
 
 
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _seconds_until(moment: datetime) -> int:
-    return max(0, int((moment - now()).total_seconds()))
-
-
 def session_item(
     session: UserSession, device: Device, *, expires_at: datetime | None, me: Current | None = None
 ) -> dict[str, Any]:
@@ -441,14 +434,7 @@ def session_status() -> Response | tuple[Response, int]:
     if not current_user.is_authenticated:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
         return jsonify(valid=False, error=error.message, code=error.code), 401
-    me = current()
-    return jsonify(
-        valid=True,
-        sessionId=me.facts.session.id,
-        expiresAt=iso(me.expires_at),
-        expiresIn=_seconds_until(me.expires_at),
-        deviceCount=sessions.device_count(db(), me.facts.user.id, now()),
-    )
+    return jsonify(live_status(current()))
 
 
 @bp.post("/auth/session/extend")
@@ -466,7 +452,7 @@ def extend() -> Response:
         expires_at=me.absolute_deadline,
     )
     return jsonify(
-        token=token, expiresAt=iso(me.expires_at), expiresIn=_seconds_until(me.expires_at)
+        token=token, expiresAt=iso(me.expires_at), expiresIn=seconds_until(me.expires_at)
     )
 
 

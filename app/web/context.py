@@ -14,7 +14,7 @@ app.db.rows_changed).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, redirect, request, url_for
@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import Services
+from app.core import sessions
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.core.sessions import END_MESSAGES, Current, check_session
@@ -146,6 +147,29 @@ def _origin(environ: dict[str, Any]) -> Origin:
 def current() -> Current:
     """The live session of an authenticated request (use behind login_required)."""
     return current_user.current  # type: ignore[no-any-return]
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC to the second (``2026-03-02T09:00:00Z``), as every answer gives times."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def seconds_until(moment: datetime) -> int:
+    return max(0, int((moment - now()).total_seconds()))
+
+
+def live_status(me: Current) -> dict[str, Any]:
+    """What a status check answers for a live session: the API's (``GET
+    /api/auth/session``) and the page's own polling (``GET /session/status``)."""
+    return {
+        "valid": True,
+        "sessionId": me.facts.session.id,
+        "expiresAt": iso(me.expires_at),
+        "expiresIn": seconds_until(me.expires_at),
+        "deviceCount": sessions.device_count(db(), me.facts.user.id, now()),
+    }
 
 
 def request_token(req: Request) -> str | None:

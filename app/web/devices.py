@@ -11,7 +11,15 @@ from app.core import sessions, trust
 from app.core.errors import InvalidSession, ValidationError
 from app.core.policy import describe_duration
 from app.core.sessions import END_MESSAGES
-from app.web.context import current, db, now, origin, services, set_session_cookie
+from app.web.context import (
+    current,
+    db,
+    live_status,
+    now,
+    origin,
+    services,
+    set_session_cookie,
+)
 from app.web.forms import ActionForm, RenameForm
 from app.web.htmx import is_htmx
 
@@ -200,14 +208,4 @@ def _status() -> Response:
         response.status_code = 401
         return response
     me = current()
-    moment = now()
-    return jsonify(
-        {
-            "valid": True,
-            "sessionId": me.facts.session.id,
-            "expiresAt": me.expires_at.isoformat().replace("+00:00", "Z"),
-            "expiresIn": max(0, int((me.expires_at - moment).total_seconds())),
-            "idleTimeout": me.facts.tenant.idle_timeout,
-            "deviceCount": sessions.device_count(db(), me.facts.user.id, moment),
-        }
-    )
+    return jsonify({**live_status(me), "idleTimeout": me.facts.tenant.idle_timeout})
