@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
 from app import config, logs
+from app.cache import Cache, cache_from_url
 from app.clock import FrozenClock, SystemClock
 from app.core import alerts
 from app.crypto import Hasher
@@ -40,6 +41,8 @@ class Services:
     mailer: Mailer
     #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
     deployment: alerts.Deployment
+    #: answers fine a few minutes old (the admin charts): Redis when configured (app.cache)
+    cache: Cache
 
     def session(self, *, write: bool = False) -> Session:
         db = self.database.session(write=write, mailer=self.mailer)
@@ -167,6 +170,7 @@ def register_services(app: Flask) -> None:
             product=app.config["PRODUCT_NAME"],
             geoip_db=app.config.get("GEOIP_DB"),
         ),
+        cache=cache_from_url(app.config.get("REDIS_URL")),
     )
 
 

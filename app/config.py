@@ -7,7 +7,8 @@
 * HOLDFAST_MAIL_FROM: sender address
 * HOLDFAST_BASE_URL: the public URL; the token issuer
 * HOLDFAST_COOKIE_SECURE: Secure flag on cookies (default true; false under ``holdfast run``)
-* HOLDFAST_REDIS_URL: shared rate-limit storage for several nodes (default: in-process)
+* HOLDFAST_REDIS_URL: rate limits and the admin charts' cache shared by several nodes
+  (default: in-process)
 * HOLDFAST_RATELIMIT_CODES / HOLDFAST_RATELIMIT_CODES_PER_IP: code requests allowed per
   email address and per client IP
 * HOLDFAST_TRUSTED_PROXIES: how many reverse proxies to trust for X-Forwarded-*

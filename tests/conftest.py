@@ -35,6 +35,7 @@ from app.core import accounts
 from app.db import Database, PlainConnections
 from app.models import Tenant, User
 from tests import databases
+from tests.cluster import REDIS_SERVER, Redis, Servers
 from tests.databases import PostgresCluster
 
 SECRET = "test-secret-" + "x" * 40
@@ -454,3 +455,20 @@ def wait_until(page: Any, expression: str, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout}s: {expression}")
         time.sleep(0.1)
+
+
+# --- servers started for a test (tests/cluster.py) ------------------------------------------
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    stack = Servers()
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def redis(servers: Servers) -> Redis:
+    """A real redis-server on 127.0.0.1, stopped after the test."""
+    require_tool(REDIS_SERVER, "shared rate limits and caches need redis-server")
+    return servers.redis()

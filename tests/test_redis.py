@@ -6,25 +6,8 @@ memory and a caller spreading code requests over two nodes would get twice the l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from tests.cluster import GUNICORN, REDIS_SERVER, Redis, Servers, call
+from tests.cluster import GUNICORN, Servers, call
 from tests.conftest import SECRET, require_tool
-
-
-@pytest.fixture
-def servers() -> Iterator[Servers]:
-    stack = Servers()
-    yield stack
-    stack.close()
-
-
-@pytest.fixture
-def redis(servers: Servers) -> Redis:
-    require_tool(REDIS_SERVER, "shared rate limits need redis-server")
-    return servers.redis()
 
 
 def ask_code(base_url: str, email: str) -> int:
