@@ -71,7 +71,12 @@ class MemoryCache:
 
 
 class RedisCache:
-    """In Redis, shared by every node (keys under ``prefix``, each with its expiry)."""
+    """In Redis, shared by every node (keys under ``prefix``, each with its expiry).
+
+    After Redis fails to answer, it is not asked again for :attr:`PAUSE` seconds: each
+    request would otherwise wait out the timeouts before computing its answer anyway."""
+
+    PAUSE = 30.0
 
     def __init__(self, url: str, *, prefix: str = "holdfast:cache:") -> None:
         import redis
@@ -80,21 +85,48 @@ class RedisCache:
         # Short timeouts: a cache that waits longer than the work it saves is no help.
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._error: type[Exception] = redis.RedisError
+        self._paused_until = 0.0
 
     def get(self, key: str) -> Any | None:
+        if time.monotonic() < self._paused_until:
+            return None
         try:
             found = self._redis.get(self.prefix + key)
+            return None if found is None else json.loads(found)
         except self._error:
-            log.warning("cache read failed; computing instead", exc_info=True)
-            return None
-        return None if found is None else json.loads(found)
+            self._pause("cache read failed; computing instead")
+        except ValueError:  # not a value this cache wrote
+            log.warning("cache value of %s unreadable; computing instead", key)
+        return None
 
     def set(self, key: str, value: Any, *, seconds: int) -> None:
+        if time.monotonic() < self._paused_until:
+            return
         try:
             self._redis.set(self.prefix + key, json.dumps(value), ex=seconds)
         except self._error:
-            log.warning("cache write failed; not cached", exc_info=True)
+            self._pause("cache write failed; not cached")
+
+    def _pause(self, message: str) -> None:
+        self._paused_until = time.monotonic() + self.PAUSE
+        log.warning("%s (Redis not asked again for %.0f s)", message, self.PAUSE, exc_info=True)
+
+
+#: URL schemes redis-py's ``Redis.from_url`` takes. The rate limiter (limits) also takes
+#: ``redis+sentinel://``, ``redis+unix://`` and ``redis+cluster://``: with those the
+#: cache stays in each process, and limits are still shared.
+CACHE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def cache_from_url(redis_url: str | None) -> Cache:
-    return RedisCache(redis_url) if redis_url else MemoryCache()
+    if not redis_url:
+        return MemoryCache()
+    if redis_url.startswith(CACHE_SCHEMES):
+        return RedisCache(redis_url)
+    log.warning(
+        "HOLDFAST_REDIS_URL %s is not one the cache can use (%s): admin charts are cached "
+        "in each process",
+        redis_url.split("://", 1)[0] + "://…",
+        ", ".join(CACHE_SCHEMES),
+    )
+    return MemoryCache()

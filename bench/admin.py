@@ -292,9 +292,9 @@ with the million kept. The 30-day charts (sign-ins per day and by hour, session 
 must count a month of sessions (about 330,000 rows here); they are index-only scans too \
 (`ix_sessions_tenant_created`, `ix_sessions_ended`), each chart loads on its own after the \
 page, and they grow with traffic per month rather than with sessions stored; what the table \
-gives is one count, which the first admin of a tenant to look pays once in five minutes \
-(the answer is then cached for every admin of the tenant, on every node with Redis: \
-`app/cache.py`). SQLite here \
+gives is one count, paid once in five minutes per tenant and chart (with Redis, for every \
+admin of the tenant on every node; without it, once per worker process: `app/cache.py`). \
+SQLite here \
 runs without planner statistics (no ANALYZE), the worst case; queries that depend on a \
 per-person index say so to SQLite (`likelihood()`), so they do not need statistics."""
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from redis import Redis as RedisClient
 
-from app.cache import MemoryCache
+from app.cache import MemoryCache, RedisCache, cache_from_url
 from tests.conftest import START, statements_run
 from tests.test_admin_support import add_session, sign_in
 
@@ -37,7 +37,7 @@ def test_memory_cache_is_bounded_expires_and_hands_out_copies():
 
 
 def test_month_charts_are_counted_once_per_tenant_and_day(
-    app, mailbox, make, tenant, member, services
+    app, mailbox, make, tenant, member, services, clock
 ):
     boss = make.user("boss@acme.test", tenant, role="admin")
     admin = sign_in(app, mailbox, boss.email)
@@ -54,6 +54,13 @@ def test_month_charts_are_counted_once_per_tenant_and_day(
     kinds = admin.get("/admin/charts/live-by-kind.json").json
     assert sum(kinds["values"]) == 2
 
+    # The cached answer is still only for admins, freshly signed in.
+    member_client = sign_in(app, mailbox, member.email)
+    assert member_client.get(PER_DAY).status_code == 403
+    clock.advance(minutes=16)
+    stale = admin.get(PER_DAY, headers={"Accept": "application/json"})
+    assert stale.status_code == 401 and stale.json["code"] == "fresh_login_required"
+
     # Another tenant's admin gets that tenant's own chart, not this one's.
     other = make.tenant("globex")
     other_boss = make.user("boss@globex.test", other, role="admin")
@@ -61,6 +68,11 @@ def test_month_charts_are_counted_once_per_tenant_and_day(
         add_session(services, other, other_boss, created=START - timedelta(minutes=2))
     theirs = sign_in(app, mailbox, other_boss.email).get(PER_DAY).json
     assert theirs["values"][-1] == 3
+
+    # The next day is a new count (the chart's window has moved).
+    clock.advance(days=1)
+    tomorrow = sign_in(app, mailbox, boss.email).get(PER_DAY).json
+    assert tomorrow["values"][-2] == 3  # yesterday: the admin once, the member twice
 
 
 def test_month_charts_are_shared_by_nodes_through_redis(
@@ -91,6 +103,38 @@ def test_month_charts_are_shared_by_nodes_through_redis(
     assert counted.status_code == 200
     assert counts_sessions(statements)
     assert sum(counted.json["values"]) == 3  # the admin on each node, and the member
+
+
+def test_redis_failures_pause_the_shared_cache_and_odd_values_are_misses(redis):
+    cache = RedisCache(redis.url)
+    RedisClient.from_url(redis.url).set("holdfast:cache:odd", b"\xff not json")
+    assert cache.get("odd") is None
+    cache.set("chart", {"values": [1]}, seconds=60)
+    assert cache.get("chart") == {"values": [1]}
+    redis.stop()
+    assert cache.get("chart") is None  # the failure: computed instead ...
+    calls = []
+    cache._redis.get = lambda *args: calls.append(args)  # type: ignore[method-assign]
+    cache._redis.set = lambda *args, **kw: calls.append(args)  # type: ignore[method-assign]
+    assert cache.get("chart") is None
+    cache.set("chart", {"values": [2]}, seconds=60)
+    assert calls == []  # ... and Redis is left alone for a while
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        (None, MemoryCache),
+        ("redis://127.0.0.1:6379/0", RedisCache),
+        ("rediss://cache.internal:6380/0", RedisCache),
+        ("unix:///run/redis.sock", RedisCache),
+        # The rate limiter takes these; redis-py's from_url does not: the app must start.
+        ("redis+sentinel://127.0.0.1:26379/mymaster", MemoryCache),
+        ("redis+unix:///run/redis.sock", MemoryCache),
+    ],
+)
+def test_cache_from_url(url, kind):
+    assert type(cache_from_url(url)) is kind
 
 
 @pytest.fixture(autouse=True)

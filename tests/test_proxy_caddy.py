@@ -188,6 +188,7 @@ def test_caddy_forward_auth_in_front_of_an_app(caddy, app_server, live_app, live
     assert received["x-holdfast-tenant"] == tenant.id
     assert received["x-holdfast-role"] == "admin"
     assert "forged" not in {received[name.lower()] for name in IDENTITY_HEADERS}
+    assert all(seen["repeats"][name.lower()] == 1 for name in IDENTITY_HEADERS)  # replaced
 
     # The session is ended elsewhere (an admin, another device): the very next request
     # through Caddy is refused, although the browser still holds the cookie.

@@ -81,7 +81,9 @@ class Echo(BaseHTTPRequestHandler):
     """The upstream app: answers with the headers it received, as JSON."""
 
     def do_GET(self) -> None:
-        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        headers = dict(self.headers.items())  # a repeated header: its last value
+        repeats = {name.lower(): len(self.headers.get_all(name) or []) for name in headers}
+        body = json.dumps({"path": self.path, "headers": headers, "repeats": repeats}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -234,6 +236,7 @@ def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailb
     session_id = received["x-holdfast-session"]
     assert session_id.startswith("sess_")
     assert "forged" not in {received[name.lower()] for name in IDENTITY_HEADERS}
+    assert all(seen["repeats"][name.lower()] == 1 for name in IDENTITY_HEADERS)  # replaced
 
     # The session is ended elsewhere (an admin, another device): the very next request
     # through nginx is refused, although the browser still holds the cookie.

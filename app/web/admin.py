@@ -204,7 +204,7 @@ def chart(name: str) -> Response:
         return jsonify(_chart(name, moment))
     # A month of sessions to count: one answer per tenant, chart and day serves every
     # admin of the tenant on every node for CHART_CACHE_SECONDS (app.cache).
-    key = f"chart:{current().facts.tenant.id}:{name}:{moment.date().isoformat()}"
+    key = f"chart:{current().facts.tenant.id}:{name}:{stats.start_of_day(moment).date()}"
     return jsonify(
         remembered(services().cache, key, CHART_CACHE_SECONDS, lambda: _chart(name, moment))
     )
