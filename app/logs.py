@@ -30,20 +30,35 @@ def new_request_id() -> str:
 class RequestContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
-            record.request_id = g.get("request_id")
-            current = g.get("current")  # app.core.sessions.Current: its plain facts
+            store = g._get_current_object()
+            record.request_id = store.get("request_id")
+            current = store.get("current")  # app.core.sessions.Current: its plain facts
             record.tenant = current.facts.tenant.id if current else None
             record.session = current.facts.session.id if current else None
         return True
 
 
+#: json.dumps(..., ensure_ascii=False) makes a new encoder for every call
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
     FIELDS = ("request_id", "tenant", "session", "method", "path", "status", "duration_ms")
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The date and time to the second, formatted once a second (a handler formats
+        # one record at a time, under its lock).
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -54,7 +69,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _encode(entry)
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -91,11 +106,20 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response: Response) -> Response:
-        response.headers.add("X-Request-ID", g.get("request_id", ""))  # no view sets one
+        store = g._get_current_object()
+        response.headers.add("X-Request-ID", store.get("request_id", ""))  # no view sets one
         if log.isEnabledFor(logging.INFO) and request.endpoint != "static":
-            started = g.get("request_started", time.perf_counter())
-            log.info(
+            started = store.get("request_started", time.perf_counter())
+            # Made and handled directly: Logger.info would also look up the calling
+            # frame (findCaller), which says nothing here, for every request.
+            record = log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
                 "request",
+                (),
+                None,
                 extra={
                     "method": request.method,
                     "path": request.path,  # the path only: query strings may carry ids
@@ -103,4 +127,5 @@ def init_app(app: Flask) -> None:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+            log.handle(record)
         return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from werkzeug.test import EnvironBuilder
@@ -62,6 +63,27 @@ def test_logs_are_json_with_request_id_and_session_but_no_secrets(
     assert entry["status"] == 200
     token = client.get_cookie("holdfast_session").value
     assert token not in json.dumps(lines)
+
+
+def test_json_log_times_follow_each_record():
+    """The formatter formats the date and time once a second: each record still gets
+    its own second and milliseconds."""
+    from app.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+    times = []
+    for created in (1_772_442_000.25, 1_772_442_000.75, 1_772_442_001.5, 1_772_441_999.0):
+        record = logging.LogRecord("holdfast.request", logging.INFO, "x.py", 0, "é", (), None)
+        record.created, record.msecs = created, (created % 1) * 1000
+        entry = json.loads(formatter.format(record))
+        assert entry["message"] == "é"
+        times.append(entry["time"])
+    assert times == [
+        "2026-03-02T09:00:00.250Z",
+        "2026-03-02T09:00:00.750Z",
+        "2026-03-02T09:00:01.500Z",
+        "2026-03-02T08:59:59.000Z",
+    ]
 
 
 def test_the_app_refuses_coroutine_views_and_hooks(app):
