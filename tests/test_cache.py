@@ -41,6 +41,7 @@ def test_month_charts_are_counted_once_per_tenant_and_day(
 ):
     boss = make.user("boss@acme.test", tenant, role="admin")
     admin = sign_in(app, mailbox, boss.email)
+    assert "counted every 5 minutes" in admin.get("/admin").text  # said on the page
     first = admin.get(PER_DAY).json
     assert first["values"][-1] == 1  # the admin's own sign-in
 

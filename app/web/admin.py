@@ -167,6 +167,7 @@ def dashboard() -> str:
         tenant=current().tenant,
         figures=stats.figures(db(), now=now()),
         charts=CHARTS,
+        recount_minutes=CHART_CACHE_SECONDS // 60,
         links=_figure_links(now()),
     )
 
