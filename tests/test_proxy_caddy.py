@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,7 +28,14 @@ import pytest
 from app.core.sessions import end_session
 from app.models import UserSession
 from tests.conftest import free_port, require_tool
-from tests.test_proxy_nginx import DOCS, IDENTITY_HEADERS, Browser, Echo, csrf
+from tests.test_proxy_nginx import (
+    DOCS,
+    IDENTITY_HEADERS,
+    Browser,
+    Echo,
+    csrf,
+    wait_until_listening,
+)
 
 CADDY = "/usr/bin/caddy"
 
@@ -122,7 +128,7 @@ def caddy(live_server: str, app_server: AppServer, tmp_path: Path) -> Iterator[s
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_listening(base, process, log)
+        wait_until_listening("caddy", base, process, log)
         yield base
     finally:
         process.terminate()
@@ -131,19 +137,6 @@ def caddy(live_server: str, app_server: AppServer, tmp_path: Path) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-
-
-def _wait_until_listening(base: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("caddy exited: " + log.read_text())
-        try:
-            urllib.request.urlopen(f"{base}/login", timeout=1).close()  # noqa: S310
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    pytest.fail("caddy did not start listening: " + log.read_text())
 
 
 def test_caddy_forward_auth_in_front_of_an_app(caddy, app_server, live_app, live_make, mailbox):

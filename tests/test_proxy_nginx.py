@@ -134,24 +134,25 @@ def nginx(live_server: str, upstream: int, tmp_path: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_listening(base, process, folder)
+        wait_until_listening("nginx", base, process, folder / "error.log")
         yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def _wait_until_listening(base: str, process: subprocess.Popen, folder: Path) -> None:
+def wait_until_listening(name: str, base: str, process: subprocess.Popen, log: Path) -> None:
+    """Until the proxy at ``base`` answers Holdfast's /login; a failure shows its log."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail("nginx exited: " + (folder / "error.log").read_text())
+            pytest.fail(f"{name} exited: " + log.read_text())
         try:
             urllib.request.urlopen(f"{base}/login", timeout=1).close()  # noqa: S310
             return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
-    pytest.fail("nginx did not start listening")
+    pytest.fail(f"{name} did not start listening: " + log.read_text())
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -586,17 +586,25 @@ def put_policy() -> Response:
     """Change any subset of the policy (all or nothing); answers the whole policy. An
     unknown or out-of-range field is 422 validation_error naming it."""
     me = _admin()
-    changes: dict[str, Any] = {}
-    for name, value in json_body().items():
-        setting = policy.BY_API_NAME.get(name)
-        if setting is None:
-            raise ValidationError(f"Unknown policy setting {name!r}.", field=name[:100])
-        changes[setting.name] = value
+    changes = _stored_names(json_body(), _POLICY_BY_API_NAME, "policy setting")
     policy.update(db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin())
     return jsonify(policy.as_dict(me.tenant))
 
 
+_POLICY_BY_API_NAME = {api: setting.name for api, setting in policy.BY_API_NAME.items()}
 _RETENTION_BY_API_NAME = {api: name for name, api in retention.API_NAMES.items()}
+
+
+def _stored_names(body: dict[str, Any], names: dict[str, str], what: str) -> dict[str, Any]:
+    """A settings change's fields under the names they are stored by; an unknown field
+    is 422 validation_error naming it."""
+    changes: dict[str, Any] = {}
+    for name, value in body.items():
+        stored = names.get(name)
+        if stored is None:
+            raise ValidationError(f"Unknown {what} {name!r}.", field=name[:100])
+        changes[stored] = value
+    return changes
 
 
 def _retention_answer(tenant: Tenant) -> Response:
@@ -619,12 +627,7 @@ def put_retention() -> Response:
     ``holdfast purge`` applies them. An unknown or out-of-range field is 422
     validation_error naming it."""
     me = _admin()
-    changes: dict[str, Any] = {}
-    for name, value in json_body().items():
-        period = _RETENTION_BY_API_NAME.get(name)
-        if period is None:
-            raise ValidationError(f"Unknown retention setting {name!r}.", field=name[:100])
-        changes[period] = value
+    changes = _stored_names(json_body(), _RETENTION_BY_API_NAME, "retention setting")
     try:
         retention.update_settings(
             db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin()

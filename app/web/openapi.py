@@ -174,16 +174,12 @@ def _policy_schema(*, require_all: bool) -> dict[str, Any]:
             **schema,
             "description": f"{setting.help} Allowed: {setting.describe_range()}.",
         }
-    schema = {"type": "object", "properties": properties}
-    if require_all:
-        schema["required"] = [setting.api_name for setting in FIELDS]
-    else:
-        schema["additionalProperties"] = False
-        schema["description"] = (
-            "Any subset of the policy; all or nothing. Idle timeout may not exceed the "
-            "absolute lifetime."
-        )
-    return schema
+    return _settings_object(
+        properties,
+        require_all=require_all,
+        change="Any subset of the policy; all or nothing. Idle timeout may not exceed the "
+        "absolute lifetime.",
+    )
 
 
 def _retention_schema(*, require_all: bool) -> dict[str, Any]:
@@ -197,12 +193,24 @@ def _retention_schema(*, require_all: bool) -> dict[str, Any]:
         }
         for name, api_name in retention.API_NAMES.items()
     }
+    return _settings_object(
+        properties,
+        require_all=require_all,
+        change="Any subset of the periods; all or nothing.",
+    )
+
+
+def _settings_object(
+    properties: dict[str, Any], *, require_all: bool, change: str
+) -> dict[str, Any]:
+    """A settings object as answered (every field required) or as a change (any subset,
+    nothing else: ``change`` describes it)."""
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if require_all:
         schema["required"] = list(properties)
     else:
         schema["additionalProperties"] = False
-        schema["description"] = "Any subset of the periods; all or nothing."
+        schema["description"] = change
     return schema
 
 
