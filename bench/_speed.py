@@ -48,7 +48,7 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 SPEED_HEADING = "## Speed and memory"
 SPEED_INTRO = """\
 Measured by `make bench` (`.venv/bin/python -m bench`) with wrk against gunicorn
-(`deploy/gunicorn.conf.py`, gthread) on 127.0.0.1, on the 2-core machine that also runs
+(`deploy/gunicorn.conf.py`, one thread a worker) on 127.0.0.1, on the 2-core machine that also runs
 wrk and the database. Every speed goal is judged on a ratio of two measurements taken in
 the same run, alternating the two sides and taking medians; requests per second are given
 for context only. Each subsection below is rewritten by the module named in it (raw

@@ -2,13 +2,13 @@
 device and IP, like Holdfast's) serving an authenticated page, against Holdfast's
 ``/auth/verify`` (goal: Holdfast at least 2x the peer's throughput).
 
-Both run under the same gunicorn settings (deploy/gunicorn.conf.py, gthread, with
-bench._speed.SPEED_WORKERS x SPEED_THREADS) on SQLite with 1,000 live sessions, and
-wrk sends each request with the next session's credential (bearer token / ``sessionid``
-cookie), the two servers taking turns. The peer is installed from PyPI into its own venv
-(bench/results/peer-venv) on first run and given its best settings: persistent database
-connections, and sessions stored with the IP and user agent wrk sends, so
-django-user-sessions never rewrites them.
+Both run under the same gunicorn settings (deploy/gunicorn.conf.py, with its worker
+class from deploy/gunicorn_worker.py, bench._speed.SPEED_WORKERS x SPEED_THREADS) on
+SQLite with 1,000 live sessions, and wrk sends each request with the next session's
+credential (bearer token / ``sessionid`` cookie), the two servers taking turns. The peer
+is installed from PyPI into its own venv (bench/results/peer-venv) on first run and given
+its best settings: persistent database connections, and sessions stored with the IP and
+user agent wrk sends, so django-user-sessions never rewrites them.
 
     .venv/bin/python -m bench peer -- --seconds 10 --rounds 3
 """
@@ -30,7 +30,7 @@ from tests.cluster import DEPLOY, Server, Servers, answers
 GOAL = 2.0
 LIVE = 1_000
 VENV = speed.RESULTS / "peer-venv"
-REQUIREMENTS = ["django>=5.0,<6", "django-user-sessions>=2.0", "gunicorn>=22"]
+REQUIREMENTS = ["django>=5.0,<6", "django-user-sessions>=2.0", "gunicorn>=27,<28"]
 
 SETTINGS = """\
 SECRET_KEY = "peer-benchmark-" + "x" * 40

@@ -289,7 +289,7 @@ def node_env(settings: dict[str, str]) -> dict[str, str]:
 
 class Node(Server):
     """``gunicorn -c deploy/gunicorn.conf.py wsgi:app`` with the given HOLDFAST_* env
-    (gthread workers), bound to 127.0.0.1 on a free port."""
+    (its workers, one thread each unless told), bound to 127.0.0.1 on a free port."""
 
     name = "node"
 
@@ -300,7 +300,7 @@ class Node(Server):
         *,
         app: str = "wsgi:app",
         workers: int = 1,
-        threads: int = 4,
+        threads: int = 1,
         label: str = "node",
     ) -> None:
         self.name = label

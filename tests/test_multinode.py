@@ -110,8 +110,8 @@ def shared(
 
 
 def deploy(servers: Servers, shared: Shared) -> Deployment:
-    a = servers.node(shared.settings, label="node-a", workers=1, threads=4)
-    b = servers.node(shared.settings, label="node-b", workers=1, threads=4)
+    a = servers.node(shared.settings, label="node-a", workers=2, threads=1)
+    b = servers.node(shared.settings, label="node-b", workers=2, threads=1)
     protected = servers.add(EchoApp())
     nginx = servers.nginx(
         {"holdfast": [a.address, b.address], "protected_app": [protected.address]}

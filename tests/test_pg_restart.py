@@ -79,7 +79,7 @@ def setup(smtp_server: tuple[Mailbox, int], tmp_path: Path) -> Iterator[Setup]:
             "HOLDFAST_RATELIMIT_CODES_PER_IP": "1000 per minute",
         }
         holdfast(settings, "db", "upgrade")
-        node = servers.node(settings, label="node", workers=2, threads=4)
+        node = servers.node(settings, label="node", workers=2, threads=1)
         application = create_app(
             {"DATABASE_URL": cluster.url("holdfast"), "SECRET_KEY": SECRET, "MAIL_URL": "console"},
             instance_path=tmp_path,

@@ -1,0 +1,81 @@
+"""The gunicorn worker deploy/gunicorn.conf.py runs: gthread, serving its requests on the
+loop thread itself when it has one thread.
+
+deploy/gunicorn.conf.py runs one thread per process (the reason is written there).
+gunicorn's gthread worker then still hands every request from its loop thread, which waits
+on the sockets, to its one pool thread and back again: two threads taking turns on the GIL
+for every request, and the loop thread woken at every release of the GIL by the request
+(docs/benchmarks.md measures it). With one thread, ``OneThreadWorker`` serves each
+request on the loop thread and is otherwise gthread:
+
+- kept-alive connections wait on the poller and are closed after ``keepalive`` seconds;
+- a new connection is served once its first bytes arrive, so a client that connects and
+  sends nothing never holds the loop (gthread's pool thread waits up to 5 s for them);
+- bytes a client sent ahead (pipelined requests) are served on the loop's next turn,
+  after the connections already waiting, so one client cannot keep the loop to itself.
+
+With more threads (``GUNICORN_THREADS``) it is gthread, unchanged.
+
+One difference with one thread: the loop does not tell gunicorn's arbiter it is alive
+while a request runs, so a request stuck for ``timeout`` seconds gets the worker restarted,
+as gunicorn's sync worker does (gthread's loop went on reporting alive while its one pool
+thread was stuck). A request is read with blocking reads, as every gunicorn worker reads
+it, so a client that stops halfway through one holds the worker until then (with gthread
+it held the one pool thread for good): it belongs behind nginx, which sends gunicorn whole
+requests.
+
+It builds on gthread's internals of gunicorn 27 (the poller callbacks, ``pending_conns``,
+``method_queue``), so pyproject.toml pins gunicorn to 27.x; tests/test_gunicorn_worker.py
+runs it. A module of its own beside the configuration, importing nothing of Holdfast, so
+that the benchmarks' Django peer runs under the same worker.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from concurrent.futures import Future
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+
+class OneThreadWorker(ThreadWorker):
+    def init_process(self) -> None:
+        self.inline = self.cfg.threads == 1
+        self.serving = False
+        super().init_process()
+
+    def enqueue_req(self, conn: TConn) -> None:
+        if not self.inline:
+            super().enqueue_req(conn)
+        elif self.serving:
+            # Called from finish_request: the client sent its next request ahead.
+            self.method_queue.defer(self.enqueue_req, conn)
+        elif not (conn.initialized or conn.data_ready):
+            self._wait_for_first_bytes(conn)
+        else:
+            self.serving = True
+            try:
+                self.finish_request(conn, self._served(conn))
+            finally:
+                self.serving = False
+
+    def _served(self, conn: TConn) -> Future[Any]:
+        """gthread's ``handle`` (which answers its own errors), as the finished future
+        ``finish_request`` takes from a pool thread."""
+        outcome: Future[Any] = Future()
+        try:
+            outcome.set_result(self.handle(conn))
+        except Exception as error:
+            outcome.set_exception(error)
+        return outcome
+
+    def _wait_for_first_bytes(self, conn: TConn) -> None:
+        """What gthread does with a connection whose first bytes did not come in time."""
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
+        )

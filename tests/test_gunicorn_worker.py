@@ -1,0 +1,110 @@
+"""The gunicorn worker deploy/gunicorn.conf.py runs (deploy/gunicorn_worker.py), in a real
+gunicorn: with one thread it serves requests on its loop thread, keeps connections alive,
+serves pipelined requests without letting them pile up, and is never held by a client that
+connects and sends nothing; with more threads it is gthread, where a client that stops
+halfway through a request holds only its own thread (with one thread it holds the worker,
+until gunicorn's timeout restarts it: nginx sends whole requests)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import GUNICORN, Node, Servers
+from tests.conftest import SECRET, require_tool
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.fixture
+def node_settings(tmp_path: Path) -> dict[str, str]:
+    require_tool(str(GUNICORN), "the gunicorn worker tests run gunicorn")
+    return {
+        "HOLDFAST_DATABASE_URL": f"sqlite:///{tmp_path / 'holdfast.db'}",
+        "HOLDFAST_SECRET_KEY": SECRET,
+        "HOLDFAST_MAIL_URL": "console",
+    }
+
+
+def connect(node: Node) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", node.port), timeout=10)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` HTTP answers from ``sock``: each one's status line."""
+    data = b""
+    statuses: list[bytes] = []
+    while len(statuses) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(statuses)} answers"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in lines
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(data) < length:
+            data += sock.recv(65536)
+        data = data[length:]
+        statuses.append(lines[0])
+    return statuses
+
+
+def healthz_over(sock: socket.socket) -> bytes:
+    sock.sendall(HEALTH)
+    return read_answers(sock, 1)[0]
+
+
+def test_the_deployed_configuration_runs_the_one_thread_worker(
+    servers: Servers, node_settings: dict[str, str]
+) -> None:
+    node = servers.node(node_settings, threads=1)
+    assert "Using worker: OneThreadWorker" in node.tail(200)
+
+
+def test_one_thread_keeps_a_connection_alive_and_serves_a_thousand_pipelined_requests(
+    servers: Servers, node_settings: dict[str, str]
+) -> None:
+    node = servers.node(node_settings, threads=1)
+    with connect(node) as sock:
+        assert healthz_over(sock) == b"HTTP/1.1 200 OK"
+        assert healthz_over(sock) == b"HTTP/1.1 200 OK"
+        # Read ahead of each other, these come back to the worker as bytes already
+        # buffered; served one inside the other they would run out of Python's stack.
+        sock.sendall(HEALTH * 1000)
+        assert read_answers(sock, 1000) == [b"HTTP/1.1 200 OK"] * 1000
+        assert healthz_over(sock) == b"HTTP/1.1 200 OK"
+
+
+def test_one_thread_is_not_held_by_a_client_that_connects_and_sends_nothing(
+    servers: Servers, node_settings: dict[str, str]
+) -> None:
+    node = servers.node(node_settings, threads=1)
+    with connect(node) as silent:
+        silent.getpeername()
+        time.sleep(0.3)  # the connection is the worker's before the next one comes
+        with connect(node) as other:
+            other.settimeout(3)  # gthread's one pool thread waits up to 5 s for its bytes
+            assert healthz_over(other) == b"HTTP/1.1 200 OK"
+        # it is served once it speaks
+        assert healthz_over(silent) == b"HTTP/1.1 200 OK"
+
+
+def test_more_threads_are_gthread_where_a_half_sent_request_holds_only_its_thread(
+    servers: Servers, node_settings: dict[str, str]
+) -> None:
+    node = servers.node(node_settings, threads=2)
+    with connect(node) as slow:
+        slow.sendall(HEALTH[:20])
+        time.sleep(0.3)  # the pool thread is now reading the rest of that request
+        with connect(node) as other:
+            other.settimeout(3)
+            assert healthz_over(other) == b"HTTP/1.1 200 OK"
+        slow.sendall(HEALTH[20:])
+        assert read_answers(slow, 1) == [b"HTTP/1.1 200 OK"]
