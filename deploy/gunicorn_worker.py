@@ -4,25 +4,30 @@ loop thread itself when it has one thread.
 deploy/gunicorn.conf.py runs one thread per process (the reason is written there).
 gunicorn's gthread worker then still hands every request from its loop thread, which waits
 on the sockets, to its one pool thread and back again: two threads taking turns on the GIL
-for every request, and the loop thread woken at every release of the GIL by the request
-(docs/benchmarks.md measures it). With one thread, ``OneThreadWorker`` serves each
-request on the loop thread and is otherwise gthread:
+for every request, the loop thread waiting for it whenever a request arrives while another
+runs (docs/benchmarks.md measures it). With one thread, plain HTTP/1.1 and no TLS (nginx
+in front terminates TLS), ``OneThreadWorker`` serves each request on the loop thread and is
+otherwise gthread:
 
 - kept-alive connections wait on the poller and are closed after ``keepalive`` seconds;
 - a new connection is served once its first bytes arrive, so a client that connects and
   sends nothing never holds the loop (gthread's pool thread waits up to 5 s for them);
-- bytes a client sent ahead (pipelined requests) are served on the loop's next turn,
-  after the connections already waiting, so one client cannot keep the loop to itself.
+- bytes a client sent ahead (pipelined requests) go through the loop's queue of callbacks
+  instead of being served one inside the other, so such clients take turns;
+- it tells gunicorn's arbiter it is alive before each request (at most once a second),
+  not only once per turn of the loop, which may serve many requests;
+- on SIGTERM, connections that have not sent a request yet are closed within gthread's
+  linger for kept-alive ones (2 s) instead of holding the stop for ``graceful_timeout``.
 
-With more threads (``GUNICORN_THREADS``) it is gthread, unchanged.
+With more threads (``GUNICORN_THREADS``), TLS or HTTP/2 it is gthread, unchanged.
 
-One difference with one thread: the loop does not tell gunicorn's arbiter it is alive
-while a request runs, so a request stuck for ``timeout`` seconds gets the worker restarted,
-as gunicorn's sync worker does (gthread's loop went on reporting alive while its one pool
-thread was stuck). A request is read with blocking reads, as every gunicorn worker reads
-it, so a client that stops halfway through one holds the worker until then (with gthread
-it held the one pool thread for good): it belongs behind nginx, which sends gunicorn whole
-requests.
+One difference with one thread: the loop cannot report alive while a request runs, so a
+request stuck for ``timeout`` seconds gets the worker restarted, as gunicorn's sync worker
+does (gthread's loop went on reporting alive while its one pool thread was stuck). A
+request is read and its answer written with blocking calls, as every gunicorn worker does,
+so a client that stops halfway through sending a request, or stops reading a large answer,
+holds the worker until then (with gthread it held the one pool thread for good): the
+worker belongs behind nginx, which sends whole requests and reads answers at once.
 
 It builds on gthread's internals of gunicorn 27 (the poller callbacks, ``pending_conns``,
 ``method_queue``), so pyproject.toml pins gunicorn to 27.x; tests/test_gunicorn_worker.py
@@ -40,11 +45,17 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+#: seconds between two heartbeats sent while serving (the arbiter's timeout is 30 s)
+HEARTBEAT = 1.0
+
 
 class OneThreadWorker(ThreadWorker):
     def init_process(self) -> None:
-        self.inline = self.cfg.threads == 1
+        self.inline = (
+            self.cfg.threads == 1 and not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+        )
         self.serving = False
+        self.last_beat = 0.0
         super().init_process()
 
     def enqueue_req(self, conn: TConn) -> None:
@@ -56,6 +67,10 @@ class OneThreadWorker(ThreadWorker):
         elif not (conn.initialized or conn.data_ready):
             self._wait_for_first_bytes(conn)
         else:
+            beat = time.monotonic()
+            if beat - self.last_beat >= HEARTBEAT:
+                self.notify()
+                self.last_beat = beat
             self.serving = True
             try:
                 self.finish_request(conn, self._served(conn))
@@ -73,9 +88,21 @@ class OneThreadWorker(ThreadWorker):
         return outcome
 
     def _wait_for_first_bytes(self, conn: TConn) -> None:
-        """What gthread does with a connection whose first bytes did not come in time."""
+        """What gthread does with a connection whose first bytes did not come in time;
+        a stopping worker closes it instead."""
+        if not self.alive:
+            self.nr_conns -= 1
+            conn.close()
+            return
         conn.timeout = time.monotonic() + self.cfg.keepalive
         self.pending_conns.append(conn)
         self.poller.register(
             conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
         )
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """On stopping, connections yet to send a request linger no longer than kept-alive
+        ones (one deadline for all keeps ``pending_conns`` in order)."""
+        super()._cap_keepalive(deadline)
+        for conn in self.pending_conns:
+            conn.timeout = min(conn.timeout, deadline)

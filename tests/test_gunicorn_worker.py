@@ -7,13 +7,16 @@ until gunicorn's timeout restarts it: nginx sends whole requests)."""
 
 from __future__ import annotations
 
+import importlib.util
+import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.cluster import GUNICORN, Node, Servers
+from tests.cluster import DEPLOY, GUNICORN, Node, Servers
 from tests.conftest import SECRET, require_tool
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -108,3 +111,53 @@ def test_more_threads_are_gthread_where_a_half_sent_request_holds_only_its_threa
             assert healthz_over(other) == b"HTTP/1.1 200 OK"
         slow.sendall(HEALTH[20:])
         assert read_answers(slow, 1) == [b"HTTP/1.1 200 OK"]
+
+
+def test_a_stopping_worker_does_not_wait_for_connections_that_never_sent_a_request(
+    servers: Servers, node_settings: dict[str, str]
+) -> None:
+    node = servers.node(node_settings, threads=1)
+    assert node.process is not None
+    with connect(node) as silent:
+        time.sleep(0.3)  # the worker has it, waiting for its first bytes
+        started = time.monotonic()
+        node.process.send_signal(signal.SIGTERM)
+        # kept-alive connections linger 2 s at most; graceful_timeout would be 20 s
+        node.process.wait(timeout=10)
+        assert time.monotonic() - started < 10
+        assert silent.recv(1) == b""  # closed by the worker, not left open
+
+
+def load_worker_module() -> Any:
+    spec = importlib.util.spec_from_file_location("gunicorn_worker", DEPLOY / "gunicorn_worker.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeConn:
+    initialized = True
+    data_ready = False
+
+
+def test_one_thread_reports_alive_before_requests_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A turn of the loop may serve many requests (every ready connection): the arbiter
+    must hear from the worker between them, or it restarts a busy, healthy worker."""
+    module = load_worker_module()
+    clock = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    worker = module.OneThreadWorker.__new__(module.OneThreadWorker)
+    worker.inline, worker.serving, worker.last_beat = True, False, 0.0
+    beats: list[float] = []
+    served: list[bool] = []
+    worker.notify = lambda: beats.append(clock[0])
+    worker.handle = lambda conn: True
+    worker.finish_request = lambda conn, outcome: served.append(outcome.result())
+    for step in (0.0, 0.5, 0.5, 0.5, 0.5, 5.0):  # six requests of one turn
+        clock[0] += step
+        worker.enqueue_req(FakeConn())
+    assert served == [True] * 6
+    assert beats == [100.0, 101.0, 102.0, 107.0]
