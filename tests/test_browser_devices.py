@@ -15,7 +15,7 @@ SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
 
 def test_end_another_browser_session_live(browser, live_server, live_make, mailbox):
     tenant = live_make.tenant("clinic")
-    live_make.user("sarah@clinic.test", tenant)
+    live_make.user("sarah@clinic.test", tenant, role="admin")  # the widest site header
     desk = browser.new_context(user_agent=UA_MAC_CHROME, viewport={"width": 1200, "height": 800})
     ipad = browser.new_context(user_agent=UA_IPAD, viewport={"width": 820, "height": 1180})
     a, b = desk.new_page(), ipad.new_page()
@@ -36,6 +36,11 @@ def test_end_another_browser_session_live(browser, live_server, live_make, mailb
     phone_page = phone.new_page()
     phone_page.goto(f"{live_server}/devices")
     phone_page.screenshot(path=str(SHOTS / "devices-phone.png"), full_page=True)
+    for width in (390, 360):  # nothing runs past the edge: no sideways scrolling
+        phone_page.set_viewport_size({"width": width, "height": 844})
+        assert phone_page.evaluate("document.documentElement.scrollWidth") == width
+        box = phone_page.get_by_role("button", name="Sign out", exact=True).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width
     phone.close()
 
     # End the iPad's session with the htmx button: the card goes, the page does not reload.
