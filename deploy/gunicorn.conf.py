@@ -10,8 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gunicorn_worker import OneThreadWorker  # beside this file
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # gunicorn reads this file again on every SIGHUP
+    sys.path.insert(0, HERE)
+from gunicorn_worker import OneThreadWorker  # noqa: E402 (found through the line above)
 
 # nginx on the same host (or the load balancer's network) talks to this address; never
 # expose gunicorn to the internet directly.
