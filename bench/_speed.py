@@ -253,10 +253,22 @@ SPEED_WORKERS = 1
 SPEED_THREADS = 1
 
 
+#: What deploy/gunicorn.conf.py runs when nothing overrides it: two single-threaded
+#: processes per core. The sign-in and memory runs use it (they measure a node as deployed).
+DEPLOYED_WORKERS = 2 * len(os.sched_getaffinity(0))
+DEPLOYED_THREADS = 1
+
+
 def start_node(
-    servers: Servers, url: str, *, workers: int = 2, threads: int = 4, **extra: str
+    servers: Servers,
+    url: str,
+    *,
+    workers: int = DEPLOYED_WORKERS,
+    threads: int = DEPLOYED_THREADS,
+    **extra: str,
 ) -> Node:
-    """``gunicorn -c deploy/gunicorn.conf.py bench._wsgi:app`` on a free port."""
+    """``gunicorn -c deploy/gunicorn.conf.py bench._wsgi:app`` on a free port, by default
+    with the worker and thread counts the file itself would choose."""
     return servers.node(
         node_settings(url, **extra),
         app="bench._wsgi:app",

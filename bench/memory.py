@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sampler.join(timeout=10)
                 for pid in workers:
                     samples[pid].append((time.monotonic() - started, speed.rss_mb(pid)))
+                cpu = {pid: speed.cpu_seconds([pid]) for pid in workers}
                 if load.failed:
                     raise RuntimeError(f"{load.failed} failed requests of {load.requests}")
                 alive = set(node.worker_pids())
@@ -76,10 +77,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if alive != set(workers):
         raise RuntimeError("a worker was restarted during the run; its memory was not followed")
     report = []
-    for readings in samples.values():
+    for pid, readings in samples.items():
         warm = next(mb for at, mb in readings if at >= seconds / 5)
         report.append(
             {
+                "cpu_seconds": cpu[pid],
                 "start_mb": readings[0][1],
                 "warm_mb": warm,
                 "end_mb": readings[-1][1],
@@ -98,20 +100,23 @@ def main(argv: list[str]) -> int:
         "### Worker memory (bench/memory.py)",
         "",
         f"Run {speed.stamp()}; `python -m bench memory -- --minutes {args.minutes:g}`. "
-        f"{args.backend}, {results['stored']:,} stored sessions; gunicorn 2 workers x 4 "
-        f"threads; wrk for {args.minutes:g} minutes on `/auth/verify` rotating over "
+        f"{args.backend}, {results['stored']:,} stored sessions; gunicorn "
+        f"{speed.DEPLOYED_WORKERS} workers x {speed.DEPLOYED_THREADS} thread (as "
+        "deploy/gunicorn.conf.py runs a node); wrk for "
+        f"{args.minutes:g} minutes on `/auth/verify` rotating over "
         f"{TOKENS:,} live sessions' tokens (more than the 10,000 verified tokens a worker "
         f"caches): {results['requests']:,} validations, {results['rate']:,.0f} req/s. "
         "Resident memory (VmRSS) of each worker, read every 5 s; warm = after the first "
-        "fifth of the run.",
+        "fifth of the run. CPU time is each worker's share of the run (the kernel hands "
+        "wrk's connections to whichever worker accepts first, not evenly).",
         "",
-        "| worker | at start (MiB) | warm | after the run (goal < 150) | highest | "
-        "growth since warm |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| worker | CPU time (s) | at start (MiB) | warm | after the run (goal < 150) "
+        "| highest | growth since warm |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for number, w in enumerate(results["workers"], 1):
         lines.append(
-            f"| {number} | {w['start_mb']:.1f} | {w['warm_mb']:.1f} | "
+            f"| {number} | {w['cpu_seconds']:,.0f} | {w['start_mb']:.1f} | {w['warm_mb']:.1f} | "
             f"**{w['end_mb']:.1f}** {'✓' if w['end_mb'] < GOAL_MB else '✗'} | "
             f"{w['max_mb']:.1f} | **{w['growth_mb']:+.1f}** |"
         )

@@ -152,8 +152,10 @@ def main(argv: list[str]) -> int:
         f"Run {speed.stamp()}; `python -m bench signin -- --seconds {args.seconds:g} "
         f"--clients {args.clients}`. {args.clients} client threads, each signing in its own "
         f"{PEOPLE_PER_CLIENT} people in turn through the JSON API (code request, the code "
-        "read from a real SMTP server, verify with the device's id), against gunicorn 2 "
-        "workers x 4 threads; the clients and the SMTP server share the 2 cores.",
+        "read from a real SMTP server, verify with the device's id), against gunicorn "
+        f"{speed.DEPLOYED_WORKERS} workers x {speed.DEPLOYED_THREADS} thread (as "
+        "deploy/gunicorn.conf.py runs a node); the clients and the SMTP server share the "
+        "machine's cores.",
         "",
         "| database | sign-ins | sign-ins/s | p50 of one sign-in (ms) "
         "| bare route req/s, same run |",
