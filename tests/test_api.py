@@ -859,6 +859,7 @@ CONTRACT = {
     ("get", "/api/admin/retention"),
     ("put", "/api/admin/retention"),
     ("get", "/auth/verify"),
+    ("get", "/auth/sign-in"),
     ("get", "/.well-known/jwks.json"),
 }
 

@@ -4,6 +4,7 @@ real nginx in front is in test_proxy_nginx.py."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -77,6 +78,7 @@ def test_verify_is_401_without_a_live_session(client, headers):
     assert answer.json["code"] == "invalid_session"
     assert "X-Holdfast-User" not in answer.headers
     assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert answer.headers["X-Holdfast-Reason"] in {"signed_out", "unknown"}
 
 
 def test_verify_refuses_an_ended_session_on_the_next_request(signed_in, services, clock):
@@ -183,7 +185,72 @@ def test_verify_says_401_for_an_expired_session(client, mailbox, member, service
     answer = client.get("/auth/verify", headers=bearer(issued["token"]))
     assert answer.status_code == 401
     assert answer.json["code"] == "session_expired"
+    assert answer.headers["X-Holdfast-Reason"] == "idle_expired"  # for the proxy to pass on
     assert stored_session(services, issued["sessionId"]).end_reason == "idle_expired"
+
+
+def sign_in_redirect(answer) -> dict[str, list[str]]:
+    assert answer.status_code == 302, answer.data
+    parts = urlsplit(answer.headers["Location"])
+    assert parts.path == "/login"
+    return parse_qs(parts.query)
+
+
+def test_proxy_sign_in_sends_a_browser_back_to_the_whole_uri(client):
+    """What nginx and Caddy cannot do: the refused request's URI, query and all, goes into
+    next= encoded, and the reason the check gave is kept for the sign-in page."""
+    answer = client.get(
+        "/auth/sign-in",
+        headers={
+            "X-Forwarded-Uri": "/app/records?id=7&view=full",
+            "X-Holdfast-Reason": "idle_expired",
+        },
+    )
+    assert sign_in_redirect(answer) == {
+        "next": ["/app/records?id=7&view=full"],
+        "reason": ["idle_expired"],
+    }
+    page = client.get(answer.headers["Location"])
+    assert "You were signed out after a period of inactivity." in page.text
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [None, "", "https://evil.test/x", "//evil.test/x", "/\\evil.test", "app/relative"],
+)
+def test_proxy_sign_in_drops_a_next_that_is_not_a_local_path(client, uri):
+    headers = {"X-Holdfast-Reason": "<script>"}
+    if uri is not None:
+        headers["X-Forwarded-Uri"] = uri
+    assert sign_in_redirect(client.get("/auth/sign-in", headers=headers)) == {}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "Bearer not-a-token"}, {"Accept": "application/json"}],
+)
+def test_proxy_sign_in_tells_a_program_in_json(client, headers):
+    answer = client.get("/auth/sign-in", headers={"X-Forwarded-Uri": "/app/x", **headers})
+    assert answer.status_code == 401
+    assert answer.json == {"error": "Sign in to continue", "code": "invalid_session"}
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="holdfast"'
+    assert "Location" not in answer.headers
+
+
+def test_proxy_sign_in_sends_htmx_to_the_sign_in_page(client):
+    answer = client.get(
+        "/auth/sign-in", headers={"X-Forwarded-Uri": "/app/x?a=1&b=2", "HX-Request": "true"}
+    )
+    assert answer.status_code == 204
+    parts = urlsplit(answer.headers["HX-Redirect"])
+    assert (parts.path, parse_qs(parts.query)) == ("/login", {"next": ["/app/x?a=1&b=2"]})
+
+
+def test_a_bearer_client_on_a_page_gets_the_json_error_not_a_redirect(client):
+    answer = client.get("/devices", headers=bearer("not-a-token"))
+    assert answer.status_code == 401
+    assert answer.json["code"] == "invalid_session"
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="holdfast"'
 
 
 def test_jwks_publishes_the_public_signing_keys(client, services):

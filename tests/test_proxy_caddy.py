@@ -33,7 +33,8 @@ from tests.test_proxy_nginx import (
     IDENTITY_HEADERS,
     Browser,
     Echo,
-    csrf,
+    sign_in_and_come_back,
+    sign_in_target,
     wait_until_listening,
 )
 
@@ -144,24 +145,17 @@ def test_caddy_forward_auth_in_front_of_an_app(caddy, app_server, live_app, live
     user = live_make.user("sarah@clinic.test", tenant, role="admin")
     browser = Browser()
 
-    # No cookie: Caddy sends the visitor to sign in, and the app is never asked.
-    status, headers, _ = browser.open(f"{caddy}/app/records?id=7", follow=False)
+    # No cookie: Caddy sends the visitor to sign in, with the whole URI to come back to,
+    # and the app is never asked.
+    status, headers, _ = browser.open(f"{caddy}/app/records?id=7&view=full", follow=False)
     assert status == 302
-    assert headers["Location"] == "/login?next=/app/records?id=7"
+    assert sign_in_target(headers["Location"]) == {"next": ["/app/records?id=7&view=full"]}
     assert app_server.reached == []
 
     # Holdfast's own pages come through Caddy: sign in there, and land back on the app.
-    sign_in = urllib.parse.urljoin(caddy, headers["Location"])
-    status, _, page = browser.open(sign_in)
-    assert status == 200 and 'name="email"' in page
-    status, _, page = browser.open(sign_in, {"email": user.email, "csrf_token": csrf(page)})
-    assert status == 200 and "code" in page.lower()
-    code = {"code": mailbox.last_code(user.email), "csrf_token": csrf(page)}
-    status, _, body = browser.open(f"{caddy}/login/code", code)
-    assert status == 200, body
-    assert browser.session_cookie()
-    assert json.loads(body)["path"] == "/app/records?id=7"
-    assert app_server.reached == ["/app/records?id=7"]
+    landed = sign_in_and_come_back(browser, caddy, headers["Location"], mailbox, user.email)
+    assert landed["path"] == "/app/records?id=7&view=full"
+    assert app_server.reached == ["/app/records?id=7&view=full"]
 
     # Signed in: the request reaches the app with this session's identity, and every
     # identity header a client sends itself is replaced.
@@ -193,5 +187,17 @@ def test_caddy_forward_auth_in_front_of_an_app(caddy, app_server, live_app, live
     assert browser.session_cookie()
     status, headers, _ = browser.open(f"{caddy}/app/records", follow=False)
     assert status == 302
-    assert headers["Location"] == "/login?next=/app/records"
-    assert app_server.reached == ["/app/records?id=7", "/app/records?id=8"]
+    assert sign_in_target(headers["Location"]) == {
+        "next": ["/app/records"],
+        "reason": ["revoked_by_admin"],
+    }
+    assert app_server.reached == ["/app/records?id=7&view=full", "/app/records?id=8"]
+
+    # A program gets the 401 JSON error, not a redirect it cannot follow.
+    status, answer, body = browser.open(
+        f"{caddy}/app/records", follow=False, headers={"Authorization": "Bearer not-a-token"}
+    )
+    assert status == 401, body
+    assert json.loads(body)["code"] == "invalid_session"
+    assert answer["WWW-Authenticate"] == 'Bearer realm="holdfast"'
+    assert len(app_server.reached) == 2

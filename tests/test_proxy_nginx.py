@@ -1,7 +1,8 @@
 """A real nginx (Debian's package) in front of a small upstream app, asking Holdfast's
 GET /auth/verify with auth_request: a signed-in browser cookie passes and the identity
-headers reach the upstream, an ended session is refused on the very next request, and no
-cookie is sent to the sign-in page.
+headers reach the upstream, an ended session is refused on the very next request, and a
+refused browser goes through Holdfast's GET /auth/sign-in: to the sign-in page and back to
+the very URI afterwards (a program gets the 401 JSON error instead).
 
 The server block is read from docs/api.md, so the snippet there is the one tested; only
 the upstream ports, the listen address and the temp paths are this test's own.
@@ -199,15 +200,28 @@ def csrf(html: str) -> str:
     return match.group(1)
 
 
-def sign_in_through_nginx(browser: Browser, base: str, mailbox: Any, email: str) -> None:
-    status, _, page = browser.open(f"{base}/login")
-    assert status == 200
-    status, _, page = browser.open(f"{base}/login", {"email": email, "csrf_token": csrf(page)})
+def sign_in_target(location: str) -> dict[str, list[str]]:
+    """The query of a redirect to Holdfast's sign-in page (``/login?...``), decoded."""
+    parts = urllib.parse.urlsplit(location)
+    assert parts.path == "/login", location
+    return urllib.parse.parse_qs(parts.query)
+
+
+def sign_in_and_come_back(
+    browser: Browser, base: str, location: str, mailbox: Any, email: str
+) -> Any:
+    """Sign in on the page the proxy redirected to (``location``, through the proxy at
+    ``base``) and return what the protected app then answered (the echo's JSON)."""
+    sign_in = urllib.parse.urljoin(base, location)
+    status, _, page = browser.open(sign_in)
+    assert status == 200 and 'name="email"' in page
+    status, _, page = browser.open(sign_in, {"email": email, "csrf_token": csrf(page)})
     assert status == 200 and "code" in page.lower()
-    code = mailbox.last_code(email)
-    status, _, page = browser.open(f"{base}/login/code", {"code": code, "csrf_token": csrf(page)})
-    assert status == 200, page
+    code = {"code": mailbox.last_code(email), "csrf_token": csrf(page)}
+    status, _, body = browser.open(f"{base}/login/code", code)
+    assert status == 200, body
     assert browser.session_cookie()
+    return json.loads(body)
 
 
 def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailbox):
@@ -215,12 +229,15 @@ def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailb
     user = live_make.user("sarah@clinic.test", tenant)
     browser = Browser()
 
-    # No cookie: nginx sends the visitor to sign in, and the upstream is never asked.
-    status, headers, _ = browser.open(f"{nginx}/app/records?id=7", follow=False)
+    # No cookie: nginx sends the visitor to sign in, with the whole URI to come back to
+    # (Holdfast encodes it: put in as it came, "&view=full" would be lost).
+    status, headers, _ = browser.open(f"{nginx}/app/records?id=7&view=full", follow=False)
     assert status == 302
-    assert headers["Location"].endswith("/login?next=/app/records?id=7")
+    assert sign_in_target(headers["Location"]) == {"next": ["/app/records?id=7&view=full"]}
 
-    sign_in_through_nginx(browser, nginx, mailbox, user.email)
+    # Holdfast's sign-in through nginx lands back on that page, query and all.
+    landed = sign_in_and_come_back(browser, nginx, headers["Location"], mailbox, user.email)
+    assert landed["path"] == "/app/records?id=7&view=full"
 
     # Signed in: the request reaches the upstream with the identity, and every identity
     # header a client forges is replaced.
@@ -250,4 +267,22 @@ def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailb
     assert browser.session_cookie()
     status, headers, _ = browser.open(f"{nginx}/app/records", follow=False)
     assert status == 302
-    assert "/login?next=/app/records" in headers["Location"]
+    # ... and the sign-in page will say why (the check's reason, passed on by nginx).
+    assert sign_in_target(headers["Location"]) == {
+        "next": ["/app/records"],
+        "reason": ["revoked_by_admin"],
+    }
+    status, _, page = browser.open(urllib.parse.urljoin(nginx, headers["Location"]))
+    assert status == 200 and "An administrator signed you out." in page
+
+
+def test_a_program_through_nginx_gets_the_json_error_not_a_redirect(nginx):
+    """A bearer token that is refused (here: not a token at all) or a request for JSON
+    gets Holdfast's 401 JSON error through nginx: a program cannot follow a sign-in page."""
+    browser = Browser()
+    for headers in ({"Authorization": "Bearer not-a-token"}, {"Accept": "application/json"}):
+        status, answer, body = browser.open(f"{nginx}/app/records", follow=False, headers=headers)
+        assert status == 401, (headers, body)
+        assert json.loads(body)["code"] == "invalid_session"
+        assert answer["WWW-Authenticate"] == 'Bearer realm="holdfast"'
+        assert answer["Location"] is None

@@ -173,10 +173,15 @@ def live_status(me: Current) -> dict[str, Any]:
 
 
 def request_token(req: Request) -> str | None:
-    header = req.environ.get("HTTP_AUTHORIZATION", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
+    if sends_bearer(req):
+        return req.environ["HTTP_AUTHORIZATION"][7:].strip() or None
     return req.cookies.get(SESSION_COOKIE) or None
+
+
+def sends_bearer(req: Request) -> bool:
+    """Whether the request authenticates with ``Authorization: Bearer``: a program, which
+    can follow no sign-in page (browsers send the cookie)."""
+    return req.environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
 
 
 _UNCHECKED = object()
@@ -245,16 +250,29 @@ def _never_from_flask_session(_user_id: str) -> None:
 
 @login_manager.unauthorized_handler
 def _unauthorized() -> Response:
+    error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
+    come_back_to = request.full_path.rstrip("?") if request.method == "GET" else None
+    return send_to_sign_in(error, come_back_to)
+
+
+def send_to_sign_in(error: HoldfastError, come_back_to: str | None) -> Response:
+    """The answer to a request that needs a live session and has none (``error`` says
+    why): a program (a bearer token, or a request for JSON) gets the JSON error with 401
+    and ``WWW-Authenticate``, since it cannot follow a sign-in page; htmx gets 204 with
+    ``HX-Redirect``; a browser is redirected to the sign-in page, with ``next`` (a local
+    path, URL-encoded) to come back to ``come_back_to`` afterwards. Also what
+    ``GET /auth/sign-in`` answers for a reverse proxy (app.web.proxy)."""
     from app.web.errors import json_error, wants_json
 
-    error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
-    if wants_json():
-        return json_error(error)
+    if wants_json() or sends_bearer(request):
+        response = json_error(error, status=401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
+        return response
     reason = error.details.get("reason")
     target = url_for(
         "auth.login",
         reason=reason if reason in END_MESSAGES else None,
-        next=request.full_path.rstrip("?") if request.method == "GET" else None,
+        next=come_back_to,
     )
     if request.headers.get("HX-Request"):
         response = Response(status=204)

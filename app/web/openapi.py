@@ -689,6 +689,46 @@ def _paths() -> dict[str, Any]:
                             )
                         },
                     },
+                    "401": {
+                        **UNAUTHORIZED,
+                        "headers": {
+                            "X-Holdfast-Reason": {
+                                "schema": {"type": "string"},
+                                "description": "Why (signed_out, unknown, logout, "
+                                "revoked_by_admin, idle_expired, ...): for the proxy to "
+                                "pass on to GET /auth/sign-in.",
+                            }
+                        },
+                    },
+                },
+            }
+        },
+        "/auth/sign-in": {
+            "get": {
+                "operationId": "proxySignIn",
+                "tags": ["Other programs"],
+                "summary": "Where a reverse proxy sends a request the check refused",
+                "description": "nginx `error_page 401`, Caddy `handle_response`: the refused "
+                "request's URI in `X-Forwarded-Uri` and the check's `X-Holdfast-Reason`. A "
+                "browser is redirected to `/login?next=` with the URI URL-encoded (a local "
+                "path only); htmx gets 204 with `HX-Redirect`; a program (a bearer token, "
+                "or asking for JSON) gets the 401 error.",
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": text,
+                    }
+                    for name, text in (
+                        ("X-Forwarded-Uri", "The refused request's URI, set by the proxy."),
+                        ("X-Holdfast-Reason", "What /auth/verify's 401 said, passed on."),
+                    )
+                ],
+                "responses": {
+                    "204": {"description": "htmx: HX-Redirect names the sign-in page."},
+                    "302": {"description": "A browser: to the sign-in page and back."},
                     "401": UNAUTHORIZED,
                 },
             }

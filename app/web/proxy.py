@@ -4,9 +4,17 @@
 ``forward_auth``. It runs the request's token (cookie or bearer) through the same hot
 path as every page, so it sees a revocation on the very next request and extends a live
 session by the same throttled rule. It answers only 200 (with the identity headers) or
-401: nginx turns any other status of an auth subrequest into a 500 for the visitor. The
-one exception is an outage of Holdfast's own database (503), where no answer would be
-true and a 401 would send every visitor to a sign-in page that cannot work either.
+401 (with ``X-Holdfast-Reason``: why): nginx turns any other status of an auth
+subrequest into a 500 for the visitor. The one exception is an outage of Holdfast's own
+database (503), where no answer would be true and a 401 would send every visitor to a
+sign-in page that cannot work either.
+
+``GET /auth/sign-in`` is where the proxy sends a visitor the check refused (nginx
+``error_page 401``, Caddy ``handle_response``), with the refused request's URI in
+``X-Forwarded-Uri`` and the check's reason in ``X-Holdfast-Reason``. Holdfast URL-encodes
+the URI into the sign-in page's ``next``, which neither proxy can do itself, so the
+visitor comes back to the very page, whole query included. A program (a bearer token, or
+asking for JSON) gets the 401 JSON error instead of a redirect it cannot follow.
 
 ``GET /.well-known/jwks.json`` publishes the public keys that verify session tokens
 (the signing key and retired keys whose tokens may still be alive), for verifiers that
@@ -17,10 +25,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Blueprint, Response, g, jsonify, request
 
 from app.core.errors import InvalidSession
-from app.web.context import authenticate, services
+from app.web.auth import safe_next
+from app.web.context import authenticate, send_to_sign_in, services
 from app.web.errors import json_error
 
 bp = Blueprint("proxy", __name__)
@@ -37,6 +46,8 @@ def verify() -> Response:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
         response = json_error(error, status=401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
+        # Why, for the proxy to hand to GET /auth/sign-in (the sign-in page says it).
+        response.headers["X-Holdfast-Reason"] = error.details.get("reason") or "signed_out"
         return response
     facts = me.facts
     person = facts.user
@@ -56,6 +67,20 @@ def verify() -> Response:
 
 
 _VALID = '{"valid": true, "sessionId": "%s"}'
+
+
+@bp.get("/auth/sign-in")
+def sign_in() -> Response:
+    """The proxy's answer for a refused check (see the module docstring): a redirect to
+    ``/login?next=<X-Forwarded-Uri, encoded>`` for a browser, 204 with ``HX-Redirect``
+    for htmx, the 401 JSON error for a program. The session is not checked again: the
+    proxy's check has just refused it, and passes on why in ``X-Holdfast-Reason`` (what
+    ``/auth/verify`` answered), so the sign-in page can say it ("An administrator signed
+    you out."). A ``next`` that is not a local path and a reason Holdfast does not know
+    are dropped."""
+    reason = request.headers.get("X-Holdfast-Reason") or "signed_out"
+    error = InvalidSession("Sign in to continue", reason=reason)
+    return send_to_sign_in(error, safe_next(request.headers.get("X-Forwarded-Uri")))
 
 
 @bp.get("/.well-known/jwks.json")
