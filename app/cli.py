@@ -19,11 +19,11 @@ from typing import Any
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
-from app import migrate, tokens
-from app.core import accounts, audit, events
+from app import migrate
+from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
 from app.devices import describe
 from app.models import Device, Event, SigningKey, Tenant, User, UserSession, new_id
@@ -147,32 +147,13 @@ def keys_group() -> None:
 @with_appcontext
 def keys_rotate(end_sessions: bool) -> None:
     """Sign new tokens with a new key; the old key verifies until its tokens expire."""
-    now = services().clock.now()
     with transaction() as db:
-        longest = db.scalar(select(func.max(Tenant.trusted_lifetime))) or 0
-        longest = max(longest, db.scalar(select(func.max(Tenant.absolute_lifetime))) or 0)
-        key = tokens.rotate(db, services().keys, now, verify_for=timedelta(seconds=longest))
-        ended = 0
-        if end_sessions:
-            ended = db.execute(
-                update(UserSession)
-                .where(UserSession.ended_at.is_(None))
-                .values(ended_at=now, end_reason="keys_rotated")
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
-        for tenant_id in db.scalars(select(Tenant.id)):
-            events.record(
-                db,
-                "keys.rotated",
-                now=now,
-                tenant_id=tenant_id,
-                kid=key.kid,
-                ended_sessions=end_sessions,
-            )
+        rotation = keys.rotate_signing_key(
+            db, services().keys, now=services().clock.now(), end_sessions=end_sessions
+        )
     services().keys.reload()
-    click.echo(
-        f"New signing key {key.kid}." + (f" Ended {ended} sessions." if end_sessions else "")
-    )
+    ended = f" Ended {rotation.sessions_ended} sessions." if end_sessions else ""
+    click.echo(f"New signing key {rotation.kid}.{ended}")
 
 
 # --- demo ---------------------------------------------------------------------------------

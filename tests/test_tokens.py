@@ -306,9 +306,9 @@ def test_keys_rotate_keeps_old_tokens_working(app, client, mailbox, member, serv
     assert kid_of(refreshed.json["token"]) == kid_of(new)
     assert client.get("/api/auth/session", headers=bearer(new)).status_code == 200
     events = rotated_events(services)
-    assert [(e.details["kid"], e.details["ended_sessions"]) for e in events] == [
-        (kid_of(new), False)
-    ]
+    assert [
+        (e.details["kid"], e.details["ended_sessions"], e.details["sessions_ended"]) for e in events
+    ] == [(kid_of(new), False, 0)]
 
 
 def test_keys_rotate_end_sessions_signs_everyone_out(
@@ -316,19 +316,23 @@ def test_keys_rotate_end_sessions_signs_everyone_out(
 ):
     globex = make.tenant("globex")
     gus = make.user("gus@globex.test", globex)
-    tokens = [token_for(app.test_client(), mailbox, email) for email in (member.email, gus.email)]
+    emails = (member.email, member.email, gus.email)  # two sessions in one tenant, one in the other
+    tokens = [token_for(app.test_client(), mailbox, email) for email in emails]
     result = app.test_cli_runner().invoke(args=["keys", "rotate", "--end-sessions"])
     assert result.exit_code == 0, result.output
-    assert "Ended 2 sessions" in result.output
+    assert "Ended 3 sessions" in result.output
 
     for token in tokens:
         refused(client, token)
     with services.session() as db:
         rows = db.scalars(select(UserSession)).all()
-        assert len(rows) == 2
+        assert len(rows) == 3
         assert {(r.end_reason, r.ended_at) for r in rows} == {("keys_rotated", clock.now())}
     events = rotated_events(services)
-    assert sorted(e.tenant_id for e in events) == sorted([member.tenant_id, globex.id])
+    # One event per tenant, each counting that tenant's own sessions.
+    assert sorted((e.tenant_id, e.details["sessions_ended"]) for e in events) == sorted(
+        [(member.tenant_id, 2), (globex.id, 1)]
+    )
     assert all(e.details["ended_sessions"] is True for e in events)
     # Signing in again works, with the new key.
     fresh = token_for(app.test_client(), mailbox, member.email)
