@@ -251,8 +251,6 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "The ceiling is what the bare route keeps with one `SELECT 1` on the hot path's "
         "connections added (bench/_wsgi.py): no check that asks the database on every request "
         "can pass more, on this machine and database, than that share of the bare route.",
-    ]
-    lines += [
         "",
         "| database | (verify ÷ bare) at 1,000,000 ÷ at 1,000 (goal ≥ 0.90) |",
         "| --- | ---: |",

@@ -42,11 +42,11 @@ def rotate_signing_key(
     """Sign from now on with a new key and, with ``end_sessions``, end every live session
     of every tenant; one ``keys.rotated`` event per tenant. Runs on an unscoped session
     (it spans tenants); the caller commits and then reloads ``ring``."""
-    lifetimes = db.execute(
+    absolute, trusted = db.execute(
         select(func.max(Tenant.absolute_lifetime), func.max(Tenant.trusted_lifetime))
     ).one()
-    longest = max((seconds or 0 for seconds in lifetimes), default=0)
-    key = tokens.rotate(db, ring, now, verify_for=timedelta(seconds=longest))
+    longest = timedelta(seconds=max(absolute or 0, trusted or 0))
+    key = tokens.rotate(db, ring, now, verify_for=longest)
     tenant_ids = list(db.scalars(select(Tenant.id).order_by(Tenant.id)))
     ended: dict[str, int] = {}
     if end_sessions:
