@@ -26,6 +26,7 @@ from app.core import alerts
 from app.crypto import Hasher
 from app.db import Database
 from app.mail import Mailer, mailer_from_url
+from app.outbox import BackgroundSender, Outbox
 from app.tokens import KeyRing, load_verifying_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +39,27 @@ class Services:
     clock: SystemClock | FrozenClock
     keys: KeyRing
     hasher: Hasher
+    #: talks to the mail relay; only senders use it (app.outbox), never a request
     mailer: Mailer
+    #: the mail queue's sealing key and sender address (app.outbox)
+    outbox: Outbox
     #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
     deployment: alerts.Deployment
     #: answers fine a few minutes old (the admin charts): Redis when configured (app.cache)
     cache: Cache
+    #: this web process's own mail sender, started by its first request (app.outbox)
+    sender: BackgroundSender | None = None
 
     def session(self, *, write: bool = False) -> Session:
-        db = self.database.session(write=write, mailer=self.mailer)
+        db = self.database.session(write=write, outbox=self.outbox)
         alerts.configure(db, self.deployment)
         return db
+
+    def close(self) -> None:
+        """Stop the background sender and close every database connection."""
+        if self.sender is not None:
+            self.sender.stop()
+        self.database.dispose()
 
 
 class HoldfastResponse(Response):
@@ -103,6 +115,7 @@ def create_app(
     logs.init_app(app)
     trust_proxies(app)
     register_services(app)
+    register_mail_sender(app)
     register_extensions(app)
     register_blueprints(app)
     register_request_hooks(app)
@@ -158,13 +171,16 @@ def register_services(app: Flask) -> None:
         with database.session() as db:
             return load_verifying_keys(db, clock.now())
 
+    mailer = app.config.get("MAILER") or mailer_from_url(
+        app.config["MAIL_URL"], app.config["MAIL_FROM"], timeout=float(app.config["MAIL_TIMEOUT"])
+    )
     app.extensions["holdfast"] = Services(
         database=database,
         clock=clock,
         keys=KeyRing(secret, app.config["BASE_URL"], load_keys),
         hasher=Hasher(secret),
-        mailer=app.config.get("MAILER")
-        or mailer_from_url(app.config["MAIL_URL"], app.config["MAIL_FROM"]),
+        mailer=mailer,
+        outbox=Outbox(secret, mailer.sender),
         deployment=alerts.Deployment.from_config(
             base_url=app.config["BASE_URL"],
             product=app.config["PRODUCT_NAME"],
@@ -172,6 +188,23 @@ def register_services(app: Flask) -> None:
         ),
         cache=cache_from_url(app.config.get("REDIS_URL")),
     )
+
+
+def register_mail_sender(app: Flask) -> None:
+    """Mail queued by this process's requests is sent by a thread of its own
+    (app.outbox.BackgroundSender), started by the first request: never in a gunicorn
+    master or a CLI command, which serve none. HOLDFAST_MAIL_SENDER=worker leaves all
+    sending to ``holdfast worker``."""
+    services: Services = app.extensions["holdfast"]
+    if str(app.config["MAIL_SENDER"]).lower() == "worker":
+        return
+    sender = services.sender = BackgroundSender(services)
+    services.outbox.listeners.append(sender.wake)
+
+    @app.before_request
+    def _start_sender() -> None:
+        if not sender.running:
+            sender.start()
 
 
 def register_extensions(app: Flask) -> None:

@@ -581,7 +581,8 @@ def purge(batch_size: int) -> None:
     )
     click.echo(
         f"Purged {done.sessions} sessions, {done.devices} devices, {done.events} events, "
-        f"{done.challenges} sign-in codes, {done.deliveries} webhook deliveries; "
+        f"{done.challenges} sign-in codes, {done.deliveries} webhook deliveries, "
+        f"{done.mail} mail messages, {done.rate_counters} rate-limit counters; "
         f"anonymised {done.session_ips + done.event_ips + done.alert_ips} IP addresses "
         f"({len(done.tenants) - 1} tenants)."
     )
@@ -598,13 +599,15 @@ def purge(batch_size: int) -> None:
 )
 @with_appcontext
 def worker(once: bool, interval: float) -> None:
-    """Send queued webhook deliveries (retrying failures with backoff)."""
+    """Send queued mail and webhook deliveries (retrying failures with backoff)."""
+    from app import outbox
     from app import worker as runner
 
     private_ok = runner.allow_private(current_app.config)
     if once:
+        mailed = outbox.deliver_due(services())
         sent = runner.deliver_due(services(), private_ok=private_ok)
-        click.echo(f"Attempted {sent} webhook deliveries.")
+        click.echo(f"Attempted {mailed} mail deliveries and {sent} webhook deliveries.")
         return
     runner.run(services(), private_ok=private_ok, interval=interval)
 

@@ -44,6 +44,11 @@ MIN_SECRET_BYTES = 32
 DEFAULTS: dict[str, Any] = {
     "MAIL_URL": "console",
     "MAIL_FROM": "Holdfast <no-reply@localhost>",
+    #: seconds the mail relay may take for each step (name lookup, connect, each command)
+    "MAIL_TIMEOUT": 10,
+    #: who sends queued mail: "auto" (each web process, unless a `holdfast worker` runs)
+    #: or "worker" (only `holdfast worker`)
+    "MAIL_SENDER": "auto",
     "BASE_URL": "http://127.0.0.1:5000",
     "COOKIE_SECURE": True,
     "REDIS_URL": None,

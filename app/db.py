@@ -7,8 +7,11 @@
   rows (SQLAlchemy's ``with_loader_criteria`` on the :class:`TenantScoped` mixin). The few
   cross-tenant reads (sign-in by email, the CLI) say so with
   ``execution_options(all_tenants=True)`` or run on an unscoped session.
-* Mail queued by the core with :func:`queue_mail` is sent only after the transaction
-  commits, so nobody receives a code for a challenge that was rolled back.
+* Mail queued by the core (app.outbox.queue_mail) is a row of the same transaction; the
+  after-commit hook only wakes the process's sender, so nobody receives a code for a
+  challenge that was rolled back and no request waits on the mail relay.
+* After a commit that recorded audit events, :data:`app.signals.events_committed` is sent
+  (the metrics count them), with this Database as sender.
 * The hot path reads its one row with :func:`first_row`: a :class:`PlainQuery` compiled
   once, run on a DBAPI connection of its own in autocommit mode
   (:class:`PlainConnections`), so a validation costs one statement and no BEGIN/COMMIT,
@@ -32,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.mail import Message
+from app import outbox, signals
 from app.models import TenantScoped
 
 log = logging.getLogger(__name__)
@@ -63,13 +66,14 @@ class Database:
         )
         for maker in (self._readers, self._writers):
             event.listen(maker, "do_orm_execute", _limit_to_tenant)
-            event.listen(maker, "after_commit", _send_outbox)
-            event.listen(maker, "after_rollback", _drop_outbox)
+            event.listen(maker, "after_commit", self._after_commit)
+            event.listen(maker, "after_rollback", _after_rollback)
 
-    def session(self, *, write: bool = False, mailer: Any = None) -> Session:
-        """A new ORM session. ``write=True`` takes SQLite's write lock at the first query."""
+    def session(self, *, write: bool = False, outbox: Any = None) -> Session:
+        """A new ORM session. ``write=True`` takes SQLite's write lock at the first query;
+        ``outbox`` (app.outbox.Outbox) is where its queued mail goes."""
         db = (self._writers if write else self._readers)()
-        db.info["mailer"] = mailer
+        db.info["outbox"] = outbox
         db.info["database"] = self
         db.info["write"] = write
         return db
@@ -84,6 +88,12 @@ class Database:
         """Run ``query`` on a plain connection; rows changed (see :func:`rows_changed`)."""
         sql, encode, _decode = query.compiled(self.plain.dialect)
         return self.plain.change(sql, encode(params))
+
+    def _after_commit(self, db: Session) -> None:
+        outbox.after_commit(db)
+        committed = db.info.pop("committed_events", None)
+        if committed:
+            signals.events_committed.send(self, events=committed)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -435,23 +445,6 @@ def _limit_to_tenant(state: ORMExecuteState) -> None:
         )
 
 
-def queue_mail(db: Session, message: Message) -> None:
-    """Send ``message`` once the current transaction has committed."""
-    db.info.setdefault("outbox", []).append(message)
-
-
-def _send_outbox(db: Session) -> None:
-    messages = db.info.pop("outbox", [])
-    mailer = db.info.get("mailer")
-    for message in messages:
-        if mailer is None:
-            log.warning("no mailer configured; dropped mail to %s", message.to)
-            continue
-        try:
-            mailer.send(message)
-        except Exception:  # a mail server hiccup must not undo a committed sign-in
-            log.exception("sending mail to %s failed", message.to)
-
-
-def _drop_outbox(db: Session) -> None:
-    db.info.pop("outbox", None)
+def _after_rollback(db: Session) -> None:
+    outbox.after_rollback(db)
+    db.info.pop("committed_events", None)

@@ -1,30 +1,76 @@
-"""Sending mail: SMTP (``smtp://`` or ``smtps://``, optional ``user:password@``) or the
-console, which prints each message to the server's log for development."""
+"""Talking to the mail relay: SMTP (``smtp://`` or ``smtps://``, optional
+``user:password@``) or the console, which prints each message to the server's log for
+development.
+
+Nothing here is called inside a request: mail is queued in the database (app.outbox) and
+handed to a relay afterwards by a sender, which opens one connection for a batch of
+messages (:meth:`SmtpMailer.connect`). Every network step has a timeout, the name
+lookup included, so a relay that accepts connections and never answers holds up only
+its sender, for at most ``timeout`` seconds a step.
+"""
 
 from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
+#: seconds a relay may take for each step (name lookup, connect, each command)
+DEFAULT_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class Message:
+    """A mail as the core writes it: who to, the subject and the plain-text body."""
+
     to: str
     subject: str
     text: str
 
 
+#: hands one composed message to the relay on an open connection
+Send = Callable[[EmailMessage], None]
+
+
 class Mailer(Protocol):
-    def send(self, message: Message) -> None: ...
+    sender: str
+
+    def connect(self) -> AbstractContextManager[Send]: ...
+
+
+class MailError(Exception):
+    """The relay did not take a message. ``permanent`` when it refused it for good (a
+    5xx answer: trying again would get the same), else a passing failure worth a retry
+    (no connection, a timeout, a 4xx answer)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def compose(sender: str, message: Message, *, message_id: str, date: str) -> EmailMessage:
+    """The message as it goes on the wire; ``message_id`` and ``date`` are the queued
+    message's own, the same on every attempt."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.to
+    email["Subject"] = message.subject
+    email["Date"] = date
+    email["Message-ID"] = message_id
+    email.set_content(message.text)
+    return email
 
 
 class ConsoleMailer:
@@ -34,14 +80,18 @@ class ConsoleMailer:
         self.sender = sender
         self.stream = stream
 
-    def send(self, message: Message) -> None:
-        stream = self.stream or sys.stderr
-        rule = "-" * 60
-        stream.write(
-            f"\n{rule}\nMail to {message.to}\nSubject: {message.subject}\n\n"
-            f"{message.text}\n{rule}\n"
-        )
-        stream.flush()
+    @contextmanager
+    def connect(self) -> Iterator[Send]:
+        def send(email: EmailMessage) -> None:
+            stream = self.stream or sys.stderr
+            rule = "-" * 60
+            body = email.get_content().rstrip("\n")
+            stream.write(
+                f"\n{rule}\nMail to {email['To']}\nSubject: {email['Subject']}\n\n{body}\n{rule}\n"
+            )
+            stream.flush()
+
+        yield send
 
 
 class SmtpMailer:
@@ -55,7 +105,7 @@ class SmtpMailer:
         starttls: bool = False,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.sender = sender
         self.host = host
@@ -66,28 +116,93 @@ class SmtpMailer:
         self.password = password
         self.timeout = timeout
 
-    def send(self, message: Message) -> None:
-        email = EmailMessage()
-        email["From"] = self.sender
-        email["To"] = message.to
-        email["Subject"] = message.subject
-        email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
-        email.set_content(message.text)
+    @contextmanager
+    def connect(self) -> Iterator[Send]:
+        """One connection to the relay, for as many messages as the caller sends on it.
+        Raises MailError when the relay cannot be reached or refuses a message."""
         context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if self.implicit_tls:
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with smtp:
+        try:
+            smtp: smtplib.SMTP
+            if self.implicit_tls:
+                smtp = _SMTPS(timeout=self.timeout, context=context)
+            else:
+                smtp = _SMTP(timeout=self.timeout)
+            smtp.connect(self.host, self.port)
+        except MailError:
+            raise
+        except (OSError, smtplib.SMTPException) as error:
+            raise _mail_error(error) from error
+        try:
             if self.starttls:
                 smtp.starttls(context=context)
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(email)
+
+            def send(email: EmailMessage) -> None:
+                try:
+                    smtp.send_message(email)
+                except (OSError, smtplib.SMTPException) as error:
+                    raise _mail_error(error) from error
+
+            yield send
+        except (OSError, smtplib.SMTPException) as error:
+            raise _mail_error(error) from error
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
 
 
-def mailer_from_url(url: str, sender: str) -> Mailer:
+class _LookupWithTimeout:
+    """smtplib's client, looking the relay's name up within the connection timeout
+    (:func:`resolve`) before connecting to the address found. It replaces
+    ``_get_socket``, smtplib's one place that opens the socket (the same method in
+    every Python since 3.3); TLS still checks the certificate against the name."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        address = resolve(host, port, timeout=timeout)
+        return super()._get_socket(address, port, timeout)  # type: ignore[misc,no-any-return]
+
+
+class _SMTP(_LookupWithTimeout, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_LookupWithTimeout, smtplib.SMTP_SSL):
+    pass
+
+
+def _mail_error(error: BaseException) -> MailError:
+    """A relay's failure as a MailError: refused for good on a 5xx answer."""
+    code = getattr(error, "smtp_code", None)
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [answer[0] for answer in error.recipients.values()]
+        code = min(codes) if codes else None
+    text = str(error) or type(error).__name__
+    return MailError(text[:300], permanent=isinstance(code, int) and 500 <= code < 600)
+
+
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="holdfast-dns")
+
+
+def resolve(host: str, port: int, *, timeout: float) -> str:
+    """The first address ``host`` resolves to, within ``timeout`` seconds: the system's
+    resolver has no timeout of its own, so it runs on a small pool of threads and is
+    abandoned when late. Raises MailError (not found, or too slow)."""
+    future = _LOOKUPS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        found = future.result(timeout=timeout)
+    except FutureTimeout:
+        raise MailError(f"looking up {host} took longer than {timeout:g} s") from None
+    except (OSError, UnicodeError) as error:
+        raise MailError(f"{host} could not be found: {error}") from error
+    if not found:
+        raise MailError(f"{host} could not be found")
+    return str(found[0][4][0])
+
+
+def mailer_from_url(url: str, sender: str, *, timeout: float = DEFAULT_TIMEOUT) -> Mailer:
     """``console``, ``smtp://host:port`` (``?starttls=1`` to upgrade) or ``smtps://host:port``."""
     if url == "console":
         return ConsoleMailer(sender)
@@ -105,4 +220,5 @@ def mailer_from_url(url: str, sender: str) -> Mailer:
         starttls="starttls=1" in parts.query,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        timeout=timeout,
     )

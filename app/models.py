@@ -387,7 +387,11 @@ class SigningKey(Base):
     public_pem: Mapped[str] = mapped_column(Text)
     private_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[Timestamp]
-    #: set when a newer key took over signing; the key still verifies until verify_until
+    #: when it starts signing: a rotation publishes the new key in the JWKS first, for
+    #: longer than any node or verifier keeps an older copy of the key set (app.tokens);
+    #: None for keys made before publication was staged (they signed from created_at)
+    active_from: Mapped[OptionalTimestamp]
+    #: when a newer key took over signing; the key still verifies until verify_until
     retired_at: Mapped[OptionalTimestamp]
     verify_until: Mapped[OptionalTimestamp]
 
@@ -504,3 +508,67 @@ class WebhookDelivery(TenantScoped, Base):
     #: the HTTP status of the last answer, if any
     response_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+MAIL_STATUSES = ("pending", "sent", "failed", "expired")
+
+
+class OutboxMessage(TenantScoped, Base):
+    """An email on its way out (app.outbox): written in the same transaction as what
+    caused it, delivered afterwards by ``holdfast worker`` or a web process's sender."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("msg"))
+    #: what the mail is about, e.g. sign_in_code, new_device, session_evicted
+    kind: Mapped[str] = mapped_column(String(40))
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    #: the body, AES-GCM sealed (it may hold a sign-in code or a link secret); wiped
+    #: once the message is sent or given up
+    body_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the Message-ID header, the same on every attempt, so a copy delivered twice
+    #: (the relay took it but its answer was lost) is recognisably the same message
+    message_id: Mapped[str] = mapped_column(String(250))
+    #: pending, sent, failed (the relay refused it for good, or it kept failing) or
+    #: expired (it was only useful until give_up_at, e.g. a sign-in code)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[Timestamp]
+    #: when a sender may try next; a sender claiming it moves this past its lease
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[OptionalTimestamp]
+    sent_at: Mapped[OptionalTimestamp]
+    #: not sent after this, ever (a sign-in code's expiry)
+    give_up_at: Mapped[OptionalTimestamp]
+    last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class RateCounter(Base):
+    """Hits on one rate-limit key in one fixed window (app.ratelimit), shared by every
+    process and node that uses the database."""
+
+    __tablename__ = "rate_counters"
+
+    #: what is counted, e.g. "codes:email:sam@example.com" or "codes:net:203.0.113.0"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    #: the window's start, in Unix seconds (a multiple of its length)
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    #: when the row is of no more use (window end): ``holdfast purge`` deletes it after
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class WorkerHeartbeat(Base):
+    """A running ``holdfast worker``: while one has reported lately, web processes leave
+    the outbox to it (app.outbox)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    #: host and process id
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,9 +1,12 @@
-"""The ``holdfast worker``: sends queued webhook deliveries (app.core.webhooks).
+"""The ``holdfast worker``: sends queued mail (app.outbox) and webhook deliveries
+(app.core.webhooks), off every request path.
 
-Each delivery takes three steps, each its own short transaction or none: claim it (a
-write transaction that moves its due time past a lease and commits), send it (no
-transaction open while waiting on the network, so SQLite's write lock is never held
-across an HTTP call), and write down the outcome. Run one worker per node on PostgreSQL
+While it runs it reports a heartbeat, and the web processes leave the mail queue to it
+(without a worker they send it themselves). Each webhook delivery takes three steps,
+each its own short transaction or none: claim it (a write transaction that moves its due
+time past a lease and commits), send it (no transaction open while waiting on the
+network, so SQLite's write lock is never held across an HTTP call), and write down the
+outcome; mail goes the same way (app.outbox). Run one worker per node on PostgreSQL
 (claims use ``FOR UPDATE SKIP LOCKED``) or one in all on SQLite. ``--once`` sends what is
 due now and exits (tests, cron); without it the worker polls every ``interval`` seconds
 until SIGINT or SIGTERM, finishing the delivery in hand first.
@@ -17,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from app import outbox
+from app.clock import utcnow
 from app.core import webhooks
 
 log = logging.getLogger(__name__)
@@ -65,20 +70,40 @@ def deliver_due(
     return attempted
 
 
+def report(services: Any, name: str) -> None:
+    """Say this worker is running (the web processes then leave the mail to it)."""
+    with services.session(write=True) as db:
+        outbox.report_worker(db, name)
+        db.commit()
+
+
 def run(services: Any, *, private_ok: bool, interval: float = 2.0) -> None:
-    """Deliver until SIGINT/SIGTERM, polling every ``interval`` seconds when idle."""
+    """Deliver mail and webhooks until SIGINT/SIGTERM, polling every ``interval`` seconds
+    when idle and reporting a heartbeat every few seconds."""
     stop = threading.Event()
+    name = outbox.worker_name()
 
     def _stop(_signum: int, _frame: Any) -> None:
         stop.set()
 
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, _stop)
-    log.info("webhook worker started")
+    log.info("worker %s started", name)
+    reported = None
     while not stop.is_set():
         try:
+            if reported is None or utcnow() - reported >= outbox.HEARTBEAT_EVERY:
+                report(services, name)
+                reported = utcnow()
+            outbox.deliver_due(services, stop=stop)
             deliver_due(services, private_ok=private_ok, stop=stop)
         except Exception:  # a database outage: keep the worker alive and try again
-            log.exception("webhook worker pass failed")
+            log.exception("worker pass failed")
         stop.wait(interval)
-    log.info("webhook worker stopped")
+    try:
+        with services.session(write=True) as db:
+            outbox.worker_gone(db, name)
+            db.commit()
+    except Exception:
+        log.exception("could not withdraw the worker's heartbeat")
+    log.info("worker %s stopped", name)

@@ -113,7 +113,7 @@ def database(kind: str, folder: Path) -> Iterator[Database]:
         yield db
     finally:
         if db.app is not None:
-            db.app.extensions["holdfast"].database.dispose()
+            db.app.extensions["holdfast"].close()
         if cluster is not None:
             cluster.stop()
 

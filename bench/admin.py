@@ -167,7 +167,7 @@ def measure(size: Size, folder: Path, repeat: int) -> Run:
             run.timings[name] = _time(call, repeat)
             print(f"   {name:<36} {run.timings[name]:8.1f} ms", flush=True)
     finally:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()
     return run
 
 

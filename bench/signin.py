@@ -80,7 +80,7 @@ def run(kind: str, args: argparse.Namespace, mailbox: Mailbox, smtp_port: int) -
                         email = mine[number % len(mine)]
                         number += 1
                         started = time.monotonic()
-                        before = len(mailbox.to(email))
+                        before = mailbox.count(email)
                         asked = call(
                             f"{node.url}/api/auth/login", "POST", json_body={"email": email}
                         )

@@ -114,6 +114,8 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
+        #: the apps of the running test, whose queued mail :meth:`count` waits for
+        self.senders: list[Services] = []
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         with self._lock:
@@ -128,6 +130,14 @@ class Mailbox:
         with self._lock:
             return [m for m in self.messages if m["To"] == address]
 
+    def count(self, address: str) -> int:
+        """How many mails ``address`` has had, once every app of the test has sent what
+        it queued (see :func:`outbox_drained`): take it before asking for a mail, then
+        wait for number count + 1."""
+        for services in list(self.senders):
+            outbox_drained(services)
+        return len(self.to(address))
+
     def wait_for(self, address: str, count: int = 1, timeout: float = 5.0) -> list[Message]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -137,11 +147,62 @@ class Mailbox:
             time.sleep(0.02)
         raise AssertionError(f"no mail number {count} to {address} within {timeout}s")
 
-    def last_code(self, address: str, count: int = 1) -> str:
-        body = self.wait_for(address, count)[-1].get_payload(decode=True).decode()
-        match = re.search(r"code is (\d{6})", body)
-        assert match, body
-        return match.group(1)
+    def newest(self, address: str, subject_part: str, timeout: float = 5.0) -> Message:
+        """The newest mail to ``address`` whose subject contains ``subject_part``, waiting
+        for one to arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.to(address) if subject_part in m["Subject"]]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no mail about {subject_part!r} to {address} in {timeout}s")
+            time.sleep(0.02)
+
+    def last_code(self, address: str, count: int = 1, timeout: float = 5.0) -> str:
+        """The code in the newest sign-in code mail among the ``count``-th mail to
+        ``address`` and those after it. Mail goes out after the request that queued it, so
+        a mail queued earlier (a new-device notice) may arrive after a test counted the
+        mails it had: such mails are passed over, and this waits for a code mail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for mail in reversed(self.to(address)[count - 1 :]):
+                match = re.search(r"code is (\d{6})", mail.get_payload(decode=True).decode())
+                if match:
+                    return match.group(1)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no code mail number {count} to {address} within {timeout}s")
+            time.sleep(0.02)
+
+
+def outbox_drained(services: Services, timeout: float = 5.0) -> None:
+    """Wait until the outbox holds no message that is due or on its first way out (the
+    sender handed each to the relay or gave it up; a claimed message's due time lies
+    ahead, but no attempt was written down yet): from then on the mailbox holds all there
+    is to hold, so a test can check that some mail did not come, or how many did."""
+    from sqlalchemy import func, or_, select
+
+    from app.models import OutboxMessage
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with services.session() as db:
+            due = db.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(
+                    OutboxMessage.status == "pending",
+                    or_(
+                        OutboxMessage.attempts == 0,
+                        OutboxMessage.next_attempt_at <= services.clock.now(),
+                    ),
+                )
+            )
+        if not due:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{due} messages still due in the outbox after {timeout}s")
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +211,7 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
+    _SMTP_BOXES[f"smtp://127.0.0.1:{port}"] = mailbox
     yield mailbox, port
     controller.stop()
 
@@ -241,11 +303,40 @@ def app_config(
     }
 
 
+@contextmanager
+def sending(application: Flask) -> Iterator[Flask]:
+    """The app with its mail sender running from the start (a web process starts it on
+    its first request), so mail a test queues through the core is delivered too; the
+    test's mailbox knows to wait for it (Mailbox.count). Closed at the end."""
+    services: Services = application.extensions["holdfast"]
+    box = _mailbox_of(application)
+    if services.sender is not None:
+        services.sender.start()
+    if box is not None:
+        box.senders.append(services)
+    try:
+        yield application
+    finally:
+        if box is not None:
+            box.senders[:] = [other for other in box.senders if other is not services]
+        services.close()
+
+
+def _mailbox_of(application: Flask) -> Mailbox | None:
+    return _SMTP_BOXES.get(str(application.config.get("MAIL_URL")))
+
+
+#: the test SMTP server's mailbox by the MAIL_URL that reaches it
+_SMTP_BOXES: dict[str, Mailbox] = {}
+
+
 @pytest.fixture
 def app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
+    """The app, with its mail sender running from the start (a web process starts it on
+    its first request), so mail that a test queues through the core is delivered too."""
     application = create_app(app_config, instance_path=tmp_path)
-    yield application
-    application.extensions["holdfast"].database.dispose()
+    with sending(application):
+        yield application
 
 
 @pytest.fixture
@@ -256,11 +347,11 @@ def new_app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     def build(**overrides: Any) -> Flask:
         application = create_app({**app_config, **overrides}, instance_path=tmp_path)
         made.append(application)
+        stack.enter_context(sending(application))
         return application
 
-    yield build
-    for application in made:
-        application.extensions["holdfast"].database.dispose()
+    with ExitStack() as stack:
+        yield build
 
 
 @pytest.fixture
@@ -357,7 +448,7 @@ def login(
 ) -> Any:
     """Sign in as ``email`` through /login and the emailed code; returns the final answer."""
     headers = {"User-Agent": user_agent}
-    before = len(mailbox.to(email))
+    before = mailbox.count(email)
     response = request_code(client, email, **headers)
     assert response.status_code == 302, response.text
     code = mailbox.last_code(email, before + 1)
@@ -409,8 +500,8 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 def live_app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
     """The app on the real clock, for a server a browser talks to."""
     application = create_app({**app_config, "CLOCK": None}, instance_path=tmp_path)
-    yield application
-    application.extensions["holdfast"].database.dispose()
+    with sending(application):
+        yield application
 
 
 @pytest.fixture
@@ -434,7 +525,7 @@ def live_make(live_app: Flask) -> Factory:
 
 def browser_login(page: Any, base_url: str, mailbox: Mailbox, email: str) -> None:
     """Sign in through the real pages in a Playwright page."""
-    before = len(mailbox.to(email))
+    before = mailbox.count(email)
     page.goto(f"{base_url}/login")
     page.fill("#email", email)
     page.click("button[type=submit]")

@@ -27,7 +27,7 @@ from flask import Flask
 from app import Services, create_app, migrate
 from app.clock import FrozenClock
 from tests import databases
-from tests.conftest import SECRET, START, Factory, require_tool
+from tests.conftest import SECRET, START, Factory, require_tool, sending
 from tests.databases import PostgresCluster
 
 TEMPLATE = "holdfast_pg_template"
@@ -77,8 +77,8 @@ def pg_url(pg_cluster: PostgresCluster, pg_template: str) -> Iterator[str]:
 @pytest.fixture
 def pg_app(app_config: dict[str, Any], pg_url: str, tmp_path: Path) -> Iterator[Flask]:
     application = create_app({**app_config, "DATABASE_URL": pg_url}, instance_path=tmp_path)
-    yield application
-    application.extensions["holdfast"].database.dispose()
+    with sending(application):
+        yield application
 
 
 @pytest.fixture

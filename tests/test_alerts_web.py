@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 from app.core import alerts
 from app.db import scope_to_tenant
 from app.models import Alert, Device, Event, NotMeToken, User, UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, csrf_from, login, session_id_of
+from tests.conftest import (
+    UA_IPAD,
+    UA_MAC_CHROME,
+    csrf_from,
+    login,
+    outbox_drained,
+    session_id_of,
+)
 
 HTMX = {"HX-Request": "true"}
 UA_MAC_FIREFOX = (
@@ -307,19 +314,21 @@ def test_high_alerts_are_emailed_to_admins_when_the_policy_says_so(
     [mail] = mailbox.wait_for(admin.email)
     assert mail["Subject"] == "[Holdfast] High alert: Impossible travel (sam@acme.test)"
     assert "Finding number 0" in mail.get_payload(decode=True).decode()
+    outbox_drained(services)
     assert mailbox.to("off@acme.test") == [] and mailbox.to("bob@acme.test") == []
 
     raise_some(services, tenant, member, clock, 1, kind="code_burst", severity="medium")
     make.policy(tenant, notify_high_alerts=False)
     raise_some(services, tenant, member, clock, 1, kind="impossible_travel", severity="high")
-    assert len(mailbox.to(admin.email)) == 1
+    outbox_drained(services)
+    assert mailbox.count(admin.email) == 1
 
 
 # --- "This wasn't me" -----------------------------------------------------------------------
 
 
 def not_me_link(mailbox, email):
-    mail = [m for m in mailbox.to(email) if "New sign-in" in m["Subject"]][-1]
+    mail = mailbox.newest(email, "New sign-in")
     match = re.search(
         r"http://localhost(/account/not-me/\S+)", mail.get_payload(decode=True).decode()
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app import create_app
 from app.models import Device, Event, Tenant, UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, Mailbox
+from tests.conftest import UA_IPAD, UA_MAC_CHROME, Mailbox, outbox_drained
 
 ERROR_KEYS = {"error", "code"}
 
@@ -29,7 +29,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def ask_code(client: FlaskClient, mailbox: Mailbox, email: str, **headers: str) -> tuple[str, str]:
     """(challengeId, the emailed code)."""
-    before = len(mailbox.to(email))
+    before = mailbox.count(email)
     answer = client.post("/api/auth/login", json={"email": email}, headers=headers)
     assert answer.status_code == 202, answer.text
     return answer.json["challengeId"], mailbox.last_code(email, before + 1)
@@ -95,6 +95,7 @@ def test_login_answers_202_with_a_challenge_known_or_not(client, mailbox, member
     assert set(known.json) == set(unknown.json) == {"challengeId"}
     assert known.json["challengeId"] != unknown.json["challengeId"]
     mailbox.wait_for(member.email)
+    outbox_drained(services)
     assert mailbox.to("nobody@acme.test") == []
     requested = events_of(services, "code.requested")
     assert [e.details["known"] for e in requested] == [True, False]
@@ -165,7 +166,7 @@ def test_login_is_rate_limited_per_email_and_per_ip(app_config, tmp_path, mailbo
         # Another address from the same IP: the per-IP budget (3) has one request left.
         assert client.post("/api/auth/login", json={"email": "b@acme.test"}).status_code == 429
     finally:
-        limited.extensions["holdfast"].database.dispose()
+        limited.extensions["holdfast"].close()
 
 
 def test_verify_starts_a_session_with_the_clients_options(client, mailbox, member, services, clock):

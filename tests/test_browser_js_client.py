@@ -26,7 +26,7 @@ async (options) => {
 
 def api_session(base: str, mailbox, email: str) -> dict:
     """Another device of the same person, signed in through the JSON API."""
-    before = len(mailbox.to(email))
+    before = mailbox.count(email)
     challenge = post_json(f"{base}/api/auth/login", {"email": email})
     return post_json(
         f"{base}/api/auth/verify",

@@ -13,7 +13,7 @@ import pytest
 
 from app import create_app
 from app.clock import SystemClock
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, Factory, browser_login, free_port
+from tests.conftest import UA_IPAD, UA_MAC_CHROME, Factory, browser_login, free_port, sending
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
@@ -32,10 +32,10 @@ def site(app_config, tmp_path) -> Iterator[tuple[str, Factory]]:
     server = make_server("127.0.0.1", port, application, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield base, Factory(application.extensions["holdfast"], SystemClock())  # type: ignore[arg-type]
-    server.shutdown()
-    thread.join(timeout=5)
-    application.extensions["holdfast"].database.dispose()
+    with sending(application):
+        yield base, Factory(application.extensions["holdfast"], SystemClock())  # type: ignore[arg-type]
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 def new_sign_in_mail(mailbox, address: str) -> str:
@@ -43,7 +43,7 @@ def new_sign_in_mail(mailbox, address: str) -> str:
         found = [m for m in mailbox.wait_for(address) if "New sign-in" in m["Subject"]]
         if found:
             return found[-1].get_payload(decode=True).decode()
-        mailbox.wait_for(address, len(mailbox.to(address)) + 1)
+        mailbox.wait_for(address, mailbox.count(address) + 1)
     raise AssertionError("no new-device mail")
 
 

@@ -24,7 +24,7 @@ def fresh_app(tmp_path: Path):
         instance_path=tmp_path,
     )
     yield app
-    app.extensions["holdfast"].database.dispose()
+    app.extensions["holdfast"].close()
 
 
 def run(app, *args):

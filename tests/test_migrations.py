@@ -99,4 +99,4 @@ def test_a_node_is_not_ready_on_a_schema_behind_its_release(empty_url, tmp_path)
             connection.execute(sa.text("UPDATE alembic_version SET version_num = '209901010000'"))
         assert client.get("/readyz").status_code == 200  # a newer release migrated it
     finally:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()

@@ -11,7 +11,7 @@ from app.core import signin
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
-from tests.conftest import UA_MAC_CHROME
+from tests.conftest import UA_MAC_CHROME, outbox_drained
 
 ORIGIN = Origin(ip="203.0.113.7", user_agent=UA_MAC_CHROME)
 
@@ -48,6 +48,7 @@ def test_code_is_mailed_and_stored_only_as_a_keyed_hash(services, clock, mailbox
 def test_unknown_email_gets_a_challenge_but_no_mail(services, clock, mailbox, member):
     challenge_id = ask(services, clock, "nobody@acme.test")
     assert challenge_id.startswith("chl_")
+    outbox_drained(services)
     assert mailbox.to("nobody@acme.test") == []
     with pytest.raises(InvalidCode):
         enter(services, clock, challenge_id, "123456")
@@ -124,6 +125,7 @@ def test_code_with_spaces_is_accepted(services, clock, mailbox, member):
 def test_disabled_person_gets_no_code(services, clock, mailbox, make, tenant):
     user = make.user("off@acme.test", tenant, disabled=True)
     ask(services, clock, user.email)
+    outbox_drained(services)
     assert mailbox.to(user.email) == []
 
 

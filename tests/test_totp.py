@@ -166,7 +166,7 @@ def test_each_code_is_accepted_once_across_nodes(services, clock, member, app_co
             assert not totp.verify(b, node_b.hasher, stale, code, now=clock.now())
             b.commit()
     finally:
-        other_node.extensions["holdfast"].database.dispose()
+        other_node.extensions["holdfast"].close()
 
 
 def test_a_secret_under_another_key_or_person_does_not_open(services, clock, member, make, tenant):

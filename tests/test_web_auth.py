@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.config import ConfigError
 from app.models import Challenge, Event, UserSession
-from tests.conftest import SECRET, csrf_from, login, request_code, session_id_of
+from tests.conftest import SECRET, csrf_from, login, outbox_drained, request_code, session_id_of
 
 
 def events_of(services, kind):
@@ -46,6 +46,8 @@ def test_unknown_email_gets_the_same_answer_and_no_mail(client, mailbox, member)
     assert known.location == unknown.location == "/login/code"
     page = client.get("/login/code")
     assert "If an account exists for <strong>stranger@acme.test</strong>" in page.text
+    outbox_drained(client.application.extensions["holdfast"])
+    assert mailbox.count(member.email) == 1
     assert mailbox.to("stranger@acme.test") == []
 
 

@@ -56,10 +56,10 @@ from app.core.admin import decode_cursor, encode_cursor
 from app.core.errors import Forbidden, InvalidSession, NotFound, RateLimited, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
-from app.db import queue_mail
 from app.devices import describe
 from app.mail import Message
 from app.models import ALERT_STATUSES, Alert, Device, Event, NotMeToken, Tenant, User, UserSession
+from app.outbox import queue_mail
 
 if TYPE_CHECKING:
     from app.core.sessions import Current
@@ -254,6 +254,9 @@ def _mail_admins(db: Session, alert: Alert, now: datetime) -> None:
                     "policy emails admins about high alerts.\n"
                 ),
             ),
+            tenant_id=tenant.id,
+            kind="high_alert",
+            now=now,
         )
 
 
@@ -414,6 +417,9 @@ def _mail_new_device(
                 "and check your devices; consider adding an authenticator app.\n"
             ),
         ),
+        tenant_id=result.tenant.id,
+        kind="new_device",
+        now=now,
     )
 
 

@@ -72,6 +72,7 @@ def _before_commit(db: Session) -> None:
     sealed = audit.seal_pending(db)
     db.flush()
     if sealed:
+        db.info.setdefault("committed_events", []).extend(sealed)
         from app.core.webhooks import enqueue  # webhooks records events: import late
 
         enqueue(db, sealed)

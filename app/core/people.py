@@ -37,9 +37,9 @@ from app.core.admin import (
 from app.core.errors import ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, live_sessions
-from app.db import queue_mail
 from app.mail import Message
 from app.models import ROLES, Device, Tenant, User, UserSession
+from app.outbox import queue_mail
 
 #: the signed-out history on a person's page goes back this far
 HISTORY_DAYS = 30
@@ -212,6 +212,9 @@ def add_person(
                 "There is no password: each time you sign in we email you a one-time code.\n"
             ),
         ),
+        tenant_id=tenant.id,
+        kind="person_added",
+        now=now,
     )
     return user
 

@@ -13,8 +13,9 @@ Each tenant sets three periods (days): ``sessions_retention_days`` (default 90),
   than the IP period, and on events and alerts older than it. A live session keeps its
   address however old it is: session binding (IP-change alerts) compares against it;
 * everywhere: deletes sign-in challenges a day after they expired (they hold an email
-  address and an IP, and are useless once expired), and finished webhook deliveries after
-  :data:`DELIVERY_HISTORY`.
+  address and an IP, and are useless once expired), finished webhook deliveries and
+  finished mail (sent, failed or expired; its body is already wiped) after
+  :data:`DELIVERY_HISTORY`, and rate-limit counters whose window is over.
 
 It works in batches of ``batch_size`` rows, one short transaction each (so it never holds
 SQLite's write lock for long and an interrupted run just resumes next time), and every
@@ -41,6 +42,8 @@ from app.models import (
     Challenge,
     Device,
     Event,
+    OutboxMessage,
+    RateCounter,
     Tenant,
     UserSession,
     WebhookDelivery,
@@ -73,6 +76,8 @@ class Purged:
     events: int = 0
     challenges: int = 0
     deliveries: int = 0
+    mail: int = 0
+    rate_counters: int = 0
     session_ips: int = 0
     event_ips: int = 0
     alert_ips: int = 0
@@ -303,6 +308,42 @@ def purge_deliveries(db: Session, now: datetime, limit: int) -> int:
     return len(ids)
 
 
+def purge_mail(db: Session, now: datetime, limit: int) -> int:
+    ids = list(
+        db.scalars(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.status != "pending",
+                OutboxMessage.created_at < now - DELIVERY_HISTORY,
+            )
+            .limit(limit)
+            .execution_options(all_tenants=True)
+        )
+    )
+    if ids:
+        db.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .execution_options(synchronize_session=False, all_tenants=True)
+        )
+    return len(ids)
+
+
+def purge_rate_counters(db: Session, now: datetime, limit: int) -> int:
+    keys = db.execute(
+        select(RateCounter.key, RateCounter.window_start)
+        .where(RateCounter.expires_at < now)
+        .limit(limit)
+    ).all()
+    for key, window_start in keys:
+        db.execute(
+            delete(RateCounter).where(
+                RateCounter.key == key, RateCounter.window_start == window_start
+            )
+        )
+    return len(keys)
+
+
 # --- the runner ---------------------------------------------------------------------------
 
 
@@ -354,4 +395,6 @@ def purge(new_session: Callable[[], Session], *, now: datetime, batch_size: int 
         done.event_ips += repeat(anonymise_ips, Event, Event.at < ips_before, tenant)
     done.challenges += repeat(purge_challenges, now)
     done.deliveries += repeat(purge_deliveries, now)
+    done.mail += repeat(purge_mail, now)
+    done.rate_counters += repeat(purge_rate_counters, now)
     return done

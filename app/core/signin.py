@@ -34,10 +34,10 @@ from app.core.sessions import (
     live_sessions,
 )
 from app.crypto import Hasher
-from app.db import queue_mail
 from app.devices import DEVICE_KINDS, describe
 from app.mail import Message
 from app.models import Challenge, Device, Tenant, User, UserSession
+from app.outbox import queue_mail
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -119,6 +119,10 @@ def request_code(
                     "without the code.\n"
                 ),
             ),
+            tenant_id=user.tenant_id,
+            kind="sign_in_code",
+            now=now,
+            give_up_at=challenge.expires_at,
         )
     db.flush()
     return challenge
@@ -503,4 +507,7 @@ def _mail_evicted(
                 "If this was not you, sign in and end the sessions you do not recognise.\n"
             ),
         ),
+        tenant_id=user.tenant_id,
+        kind="session_evicted",
+        now=now,
     )

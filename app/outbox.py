@@ -1,0 +1,413 @@
+"""The outbox: mail leaves after the transaction that caused it commits, never inside a
+request.
+
+* **Queued with its cause.** :func:`queue_mail` adds a row to the caller's transaction, so
+  a sign-in code is in the queue exactly when its challenge is in the database, and a
+  rolled-back sign-in mails nothing. The body is sealed (AES-GCM under a key derived
+  from the secret key): it can hold a sign-in code or a link's secret, and a database
+  dump must not give those away. Only the address, subject and kind stay readable, for
+  the admin's view of what is stuck; the body is wiped once the message is sent or
+  given up.
+* **Claimed, then sent with nothing held.** A sender claims a batch of due messages (on
+  PostgreSQL with ``FOR UPDATE SKIP LOCKED``; on SQLite under the write lock), which moves
+  their due time past a lease, and commits; it then hands them to the relay on one
+  connection with no transaction open (SQLite's write lock is never held across the
+  network), and writes down each outcome. A sender that dies half-way leaves its
+  messages to be claimed again when the lease runs out.
+* **Who sends.** ``holdfast worker`` where one runs: it reports a heartbeat, and while a
+  heartbeat is fresh the web processes leave the queue to it. Otherwise each web process
+  sends from a :class:`BackgroundSender` thread of its own, woken by every commit in that
+  process that queued mail, and polling every few seconds for retries and for mail
+  queued elsewhere (a CLI command, another node). ``make run`` and a plain
+  ``gunicorn wsgi:app`` deliver with nothing else started.
+* **Retries.** A failure the relay may get over (no connection, a timeout, a 4xx answer)
+  is tried again after 5 s, 15 s, 30 s, 1, 2, 5 and 10 minutes, then every 15 minutes.
+  A 5xx answer (refused for good) fails at once. A message is given up after a day
+  (``failed``), or at its ``give_up_at`` (``expired``): a sign-in code mailed after it
+  expired would only confuse.
+* **Twice only when the relay's answer was lost.** A message goes out again only when
+  no outcome was written for it: the relay took it, then the sender died or the
+  connection broke before the relay's "250 OK" was read. The second copy carries the
+  same Message-ID, by which mail clients recognise it as the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app import signals
+from app.clock import utcnow
+from app.crypto import derive_key
+from app.mail import Mailer, MailError, Message, compose
+from app.models import OutboxMessage, WorkerHeartbeat, new_id
+
+log = logging.getLogger(__name__)
+
+#: messages one sender claims and sends on one connection
+BATCH = 10
+#: how long after a failed attempt the next one comes, by attempt number; then LATER
+RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (5, 15, 30, 60, 120, 300, 600))
+LATER = timedelta(minutes=15)
+#: a message that has not gone out within this is given up (status failed)
+GIVE_UP_AFTER = timedelta(days=1)
+#: how often an idle sender looks for due messages (a commit that queues one wakes it)
+POLL_SECONDS = 5.0
+#: a worker whose last heartbeat is older than this is taken for gone
+WORKER_FRESH = timedelta(seconds=15)
+#: how often ``holdfast worker`` reports
+HEARTBEAT_EVERY = timedelta(seconds=5)
+
+
+class Outbox:
+    """What queueing and sending share: the key bodies are sealed under, the sender's
+    address (for Message-IDs), and who to tell when a commit queued mail."""
+
+    def __init__(self, secret: bytes, sender: str) -> None:
+        self._aead = AESGCM(derive_key(secret, "holdfast outbox"))
+        self.sender = sender
+        address = sender.rpartition("<")[2].rstrip(">").strip()
+        self.domain = address.rpartition("@")[2] or "localhost"
+        #: called after a commit that queued mail (a web process's sender wakes up)
+        self.listeners: list[Callable[[], None]] = []
+
+    def seal(self, message_id: str, text: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, text.encode(), message_id.encode())
+
+    def open(self, row: OutboxMessage) -> str | None:
+        """The row's body, or None when it cannot be opened (another secret key)."""
+        sealed = row.body_sealed or b""
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], row.id.encode()).decode()
+        except (InvalidTag, ValueError):
+            return None
+
+    def queued(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+
+def queue_mail(
+    db: Session,
+    message: Message,
+    *,
+    tenant_id: str,
+    kind: str,
+    now: datetime,
+    give_up_at: datetime | None = None,
+) -> OutboxMessage:
+    """Add ``message`` to the outbox in ``db``'s transaction; it is sent once that
+    commits. ``give_up_at``: never send it after then (a code's expiry)."""
+    outbox: Outbox = db.info["outbox"]
+    row_id = new_id("msg")
+    row = OutboxMessage(
+        id=row_id,
+        tenant_id=tenant_id,
+        kind=kind,
+        to_address=message.to,
+        subject=message.subject[:300],
+        body_sealed=outbox.seal(row_id, message.text),
+        message_id=make_msgid(domain=outbox.domain),
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        give_up_at=give_up_at,
+    )
+    db.add(row)
+    db.info["mail_queued"] = True
+    return row
+
+
+def after_commit(db: Session) -> None:
+    """Tell the process's sender that mail was queued (run after every commit)."""
+    if db.info.pop("mail_queued", False):
+        outbox: Outbox | None = db.info.get("outbox")
+        if outbox is not None:
+            outbox.queued()
+
+
+def after_rollback(db: Session) -> None:
+    db.info.pop("mail_queued", None)
+
+
+# --- claiming, sending, settling ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message a sender took, with what it needs to send it outside any transaction."""
+
+    id: str
+    message: Message
+    message_id: str
+    #: the Date header: when it was queued
+    date: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    #: None: the relay took it
+    error: str | None = None
+    #: the relay refused it for good
+    permanent: bool = False
+    #: False: the sender ran out of time before trying it (it goes back as it was)
+    attempted: bool = True
+
+
+def lease_for(mailer: Mailer, batch: int = BATCH) -> timedelta:
+    """How long a claim holds: longer than a batch can take with every step of it at
+    the relay's timeout, so no two senders ever hold the same message."""
+    timeout = float(getattr(mailer, "timeout", 10.0))
+    return timedelta(seconds=timeout * (batch + 6))
+
+
+def claim_due(
+    db: Session, outbox: Outbox, *, now: datetime, lease: timedelta, limit: int = BATCH
+) -> list[Claimed]:
+    """Take up to ``limit`` messages that have been due longest, across tenants; those
+    past their ``give_up_at`` are marked expired instead. Commit before sending."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+        .execution_options(all_tenants=True)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = []
+    for row in db.scalars(query):
+        if row.give_up_at is not None and row.give_up_at <= now:
+            _close(row, "expired", "not sent before it stopped being useful")
+            continue
+        text = outbox.open(row)
+        if text is None:
+            _close(row, "failed", "the message cannot be opened (was the secret key changed?)")
+            continue
+        row.next_attempt_at = now + lease
+        claimed.append(
+            Claimed(
+                id=row.id,
+                message=Message(to=row.to_address, subject=row.subject, text=text),
+                message_id=row.message_id,
+                date=format_datetime(row.created_at),
+            )
+        )
+    db.flush()
+    return claimed
+
+
+def send(mailer: Mailer, claimed: list[Claimed], *, within: float) -> list[Outcome]:
+    """Hand ``claimed`` to the relay on one connection, starting no new message after
+    ``within`` seconds. Never raises: every failure is an Outcome."""
+    outcomes: dict[str, Outcome] = {}
+    started = time.monotonic()
+    try:
+        with mailer.connect() as deliver:
+            for item in claimed:
+                if time.monotonic() - started > within:
+                    outcomes[item.id] = Outcome(item.id, attempted=False)
+                    continue
+                email = compose(
+                    mailer.sender, item.message, message_id=item.message_id, date=item.date
+                )
+                try:
+                    deliver(email)
+                except MailError as error:
+                    outcomes[item.id] = Outcome(item.id, str(error), permanent=error.permanent)
+                else:
+                    outcomes[item.id] = Outcome(item.id)
+    except MailError as error:  # no connection (or it broke outside a message)
+        for item in claimed:
+            outcomes.setdefault(item.id, Outcome(item.id, str(error)))
+    except Exception as error:  # a bug, or a relay answering nonsense: retried, not lost
+        log.exception("sending mail failed")
+        for item in claimed:
+            outcomes.setdefault(item.id, Outcome(item.id, f"{type(error).__name__}: {error}"))
+    return [outcomes[item.id] for item in claimed]
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long after the ``attempts``-th failed attempt the next one comes."""
+    return RETRY_DELAYS[attempts - 1] if 0 < attempts <= len(RETRY_DELAYS) else LATER
+
+
+def settle(db: Session, outcomes: list[Outcome], *, now: datetime) -> list[OutboxMessage]:
+    """Write down each attempt: sent, due again after its delay, or given up."""
+    settled = []
+    for outcome in outcomes:
+        row = db.get(OutboxMessage, outcome.id)
+        if row is None or row.status != "pending":
+            continue
+        if not outcome.attempted:
+            row.next_attempt_at = now
+            continue
+        row.attempts += 1
+        row.last_attempt_at = now
+        if outcome.error is None:
+            row.status = "sent"
+            row.sent_at = now
+            row.body_sealed = None
+            row.last_error = None
+        elif outcome.permanent:
+            _close(row, "failed", outcome.error)
+        else:
+            due = now + retry_delay(row.attempts)
+            if row.give_up_at is not None and due >= row.give_up_at:
+                _close(row, "expired", outcome.error)
+            elif due >= row.created_at + GIVE_UP_AFTER:
+                _close(row, "failed", outcome.error)
+            else:
+                row.last_error = outcome.error[:300]
+                row.next_attempt_at = due
+        settled.append(row)
+    db.flush()
+    return settled
+
+
+def _close(row: OutboxMessage, status: str, error: str) -> None:
+    row.status = status
+    row.last_error = error[:300]
+    row.body_sealed = None
+
+
+def deliver_due(services: Any, *, stop: threading.Event | None = None, batch: int = BATCH) -> int:
+    """Send every message due now, a batch at a time (claim, send, settle); how many
+    were tried. Stops early when the relay cannot be reached (the rest wait for their
+    retry) or ``stop`` is set."""
+    tried = 0
+    mailer: Mailer = services.mailer
+    lease = lease_for(mailer, batch)
+    while stop is None or not stop.is_set():
+        with services.session(write=True) as db:
+            claimed = claim_due(db, services.outbox, now=services.clock.now(), lease=lease)
+            db.commit()
+        if not claimed:
+            break
+        outcomes = send(mailer, claimed, within=lease.total_seconds() / 2)
+        with services.session(write=True) as db:
+            settled = settle(db, outcomes, now=services.clock.now())
+            db.commit()
+        signals.mail_attempted.send(services.database, outcomes=outcomes, settled=settled)
+        tried += sum(outcome.attempted for outcome in outcomes)
+        for outcome in outcomes:
+            if outcome.error is not None:
+                log.warning("mail %s not delivered: %s", outcome.id, outcome.error)
+        if all(outcome.error is not None for outcome in outcomes):
+            break  # the relay is down: the rest wait for their retry
+    return tried
+
+
+# --- who sends --------------------------------------------------------------------------------
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def report_worker(db: Session, name: str) -> None:
+    """A running worker says so (real time, whatever clock the app runs on)."""
+    db.merge(WorkerHeartbeat(name=name, seen_at=utcnow()))
+
+
+def worker_gone(db: Session, name: str) -> None:
+    db.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.name == name))
+
+
+def worker_running(db: Session) -> bool:
+    """Whether a ``holdfast worker`` reported lately."""
+    newest = db.scalar(select(func.max(WorkerHeartbeat.seen_at)))
+    return newest is not None and newest > utcnow() - WORKER_FRESH
+
+
+class BackgroundSender:
+    """A web process's own sender (see the module docstring): one daemon thread, started
+    by the process's first request, so never in a gunicorn master or a CLI command. It
+    holds the app's services only weakly and ends when they are gone or on
+    :meth:`stop`."""
+
+    def __init__(self, services: Any, *, poll: float = POLL_SECONDS) -> None:
+        self._services = weakref.ref(services)
+        self.poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        _SENDERS.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="holdfast-mail-sender", daemon=True
+                )
+                self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        pause = self.poll
+        while not self._stop.is_set():
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            services = self._services()
+            if services is None:
+                return
+            try:
+                with services.session() as db:
+                    leave_it = worker_running(db)
+                if not leave_it:
+                    deliver_due(services, stop=self._stop)
+                pause = self.poll
+            except Exception:  # a database outage: keep the thread, try again later
+                log.exception("the mail sender could not run")
+                pause = min(pause * 2, 60.0)
+            finally:
+                del services
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's thread is not there."""
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+_SENDERS: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
+
+
+def _forget_parents_threads() -> None:
+    for sender in list(_SENDERS):
+        sender._forget()
+
+
+os.register_at_fork(after_in_child=_forget_parents_threads)
