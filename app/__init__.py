@@ -10,12 +10,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask, Response, request
-from flask.globals import request_ctx
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
@@ -27,10 +25,10 @@ from app.crypto import Hasher
 from app.db import Database
 from app.mail import Mailer, mailer_from_url
 from app.outbox import BackgroundSender, Outbox
+from app.ratelimit import CodeBudgets, counters_from_url
 from app.tokens import KeyRing, load_verifying_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 
 @dataclass
@@ -47,6 +45,9 @@ class Services:
     deployment: alerts.Deployment
     #: answers fine a few minutes old (the admin charts): Redis when configured (app.cache)
     cache: Cache
+    #: what asking for sign-in codes may cost, counted in the database or Redis
+    #: (app.ratelimit)
+    budgets: CodeBudgets
     #: this web process's own mail sender, started by its first request (app.outbox)
     sender: BackgroundSender | None = None
 
@@ -187,7 +188,16 @@ def register_services(app: Flask) -> None:
             geoip_db=app.config.get("GEOIP_DB"),
         ),
         cache=cache_from_url(app.config.get("REDIS_URL")),
+        budgets=code_budgets(app),
     )
+
+
+def code_budgets(app: Flask) -> CodeBudgets:
+    """HOLDFAST_RATELIMIT_CODES and _PER_IP, counted where every node sees them."""
+    try:
+        return CodeBudgets.from_config(app.config, counters_from_url(app.config.get("REDIS_URL")))
+    except ValueError as error:
+        raise config.ConfigError(f"HOLDFAST_RATELIMIT_CODES(_PER_IP): {error}") from error
 
 
 def register_mail_sender(app: Flask) -> None:
@@ -208,12 +218,8 @@ def register_mail_sender(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from app.extensions import csrf, htmx, limiter, login_manager
+    from app.extensions import csrf, htmx, login_manager
 
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    # With Redis shared between nodes, a Redis outage must not fail sign-in: each node
-    # counts in its own memory until Redis answers again (Flask-Limiter rechecks it).
-    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     # Flask-WTF's own before-request check looks up the view's exemptions before the
     # method; Holdfast's asks the method first (a GET, HEAD or OPTIONS has nothing to
     # check) and then runs the same protect() with the same exemptions. (So a
@@ -228,51 +234,12 @@ def register_extensions(app: Flask) -> None:
             csrf.protect(apply_exemptions=True)
 
     htmx.init_app(app)
-    limiter.init_app(app)
-    # Holdfast declares every limit on the view it guards (the code budgets in
-    # app.web.auth), whose decorator checks it; it sets no default, application or meta
-    # limits, which is all Flask-Limiter's own before-request check looks for. Unless an
-    # operator configured some (HOLDFAST_RATELIMIT_*), the check is dropped, so that the
-    # other requests (pages, /auth/verify) do not pay for one that can find nothing.
-    # tests/test_web_auth.py and tests/test_api.py hold the limits.
-    global_limits = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
-    hooks = app.before_request_funcs.get(None, [])
-    configured = any(app.config.get(name) for name in global_limits)
-    if not configured and limiter._check_request_limit in hooks:
-        hooks.remove(limiter._check_request_limit)
-        # Then only those views' decorators make Flask-Limiter's per-request state, and
-        # its after-request hook (the X-RateLimit-* headers) and teardown hook run only
-        # where they did, instead of making and resetting an empty one on every request.
-        for registry in (app.after_request_funcs, app.teardown_request_funcs):
-            registry[None] = [
-                _where_limited(hook) if _owner(hook) is limiter else hook for hook in registry[None]
-            ]
     login_manager.init_app(app)
     # Flask-Login's after-request hook refreshes its remember-me cookie, which Holdfast
     # never sets (it never calls login_user: the session token decides, app.web.context).
     # Left in, it would read Flask's cookie session on every request and make every
     # answer vary by Cookie.
     app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
-
-
-def _owner(hook: Callable[..., Any]) -> object:
-    """The object a hook belongs to: a bound method's or a partial's first argument."""
-    if isinstance(hook, partial):
-        return hook.args[0] if hook.args else None
-    return getattr(hook, "__self__", None)
-
-
-def _where_limited(hook: Callable[[T], T]) -> Callable[[T], T]:
-    """``hook``, run only for a request whose view checked a rate limit (Flask-Limiter
-    keeps that request's state on the request context). tests/test_api.py checks that a
-    limited view still gets its X-RateLimit-* headers."""
-
-    def run(arg: T) -> T:
-        if hasattr(request_ctx, "_limiter_request_context"):
-            return hook(arg)
-        return arg
-
-    return run
 
 
 def register_blueprints(app: Flask) -> None:

@@ -112,9 +112,8 @@ class RedisCache:
         log.warning("%s (Redis not asked again for %.0f s)", message, self.PAUSE, exc_info=True)
 
 
-#: URL schemes redis-py's ``Redis.from_url`` takes. The rate limiter (limits) also takes
-#: ``redis+sentinel://``, ``redis+unix://`` and ``redis+cluster://``: with those the
-#: cache stays in each process, and limits are still shared.
+#: URL schemes redis-py's ``Redis.from_url`` takes (with another, the cache stays in each
+#: process and rate limits are counted in the database: app.ratelimit)
 CACHE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 

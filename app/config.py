@@ -7,10 +7,13 @@
 * HOLDFAST_MAIL_FROM: sender address
 * HOLDFAST_BASE_URL: the public URL; the token issuer
 * HOLDFAST_COOKIE_SECURE: Secure flag on cookies (default true; false under ``holdfast run``)
-* HOLDFAST_REDIS_URL: rate limits and the admin charts' cache shared by several nodes
-  (default: in-process)
+* HOLDFAST_REDIS_URL: rate-limit counters and the admin charts' cache in Redis (default:
+  counters in the database, the cache in each process)
 * HOLDFAST_RATELIMIT_CODES / HOLDFAST_RATELIMIT_CODES_PER_IP: code requests allowed per
-  email address and per client IP
+  email address and per client network (an IPv4 address or an IPv6 /64)
+* HOLDFAST_MAIL_TIMEOUT: seconds the mail relay may take for each step
+* HOLDFAST_MAIL_SENDER: ``auto`` (web processes send mail unless a worker runs) or
+  ``worker``
 * HOLDFAST_TRUSTED_PROXIES: how many reverse proxies to trust for X-Forwarded-*
 """
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
@@ -25,4 +24,3 @@ login_manager = LoginManager()
 login_manager.session_protection = None
 csrf = CSRFProtect()
 htmx = Htmx()
-limiter = Limiter(key_func=client_ip, headers_enabled=True)

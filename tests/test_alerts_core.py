@@ -81,7 +81,12 @@ class Person:
     def ask(self, ip: str, ua: str = UA_MAC_CHROME) -> str:
         with self.configured() as db:
             challenge = signin.request_code(
-                db, self.services.hasher, self.email, now=self.clock.now(), origin=Origin(ip, ua)
+                db,
+                self.services.hasher,
+                self.email,
+                now=self.clock.now(),
+                origin=Origin(ip, ua),
+                budgets=self.services.budgets,
             )
             db.commit()
             return challenge.id

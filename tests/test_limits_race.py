@@ -39,7 +39,12 @@ def open_challenges(services, clock, mailbox, email, count):
         before = mailbox.count(email)
         with services.session(write=True) as db:
             challenge = signin.request_code(
-                db, services.hasher, email, now=clock.now(), origin=Origin("203.0.113.9", "")
+                db,
+                services.hasher,
+                email,
+                now=clock.now(),
+                origin=Origin("203.0.113.9", ""),
+                budgets=services.budgets,
             )
             db.commit()
         challenges.append(challenge.id)

@@ -26,7 +26,9 @@ def start_session(services, clock, mailbox, email, **options):
     """Sign in through the core (a real code from the real mailbox); (SignIn, token)."""
     before = mailbox.count(email)
     with services.session(write=True) as db:
-        challenge = signin.request_code(db, services.hasher, email, now=clock.now(), origin=ORIGIN)
+        challenge = signin.request_code(
+            db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
+        )
         db.commit()
     code = mailbox.last_code(email, before + 1)
     with services.session(write=True) as db:

@@ -23,7 +23,12 @@ ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 def signed(services, clock, mailbox, member):
     with services.session(write=True) as db:
         challenge = signin.request_code(
-            db, services.hasher, member.email, now=clock.now(), origin=ORIGIN
+            db,
+            services.hasher,
+            member.email,
+            now=clock.now(),
+            origin=ORIGIN,
+            budgets=services.budgets,
         )
         db.commit()
     with services.session(write=True) as db:
@@ -171,7 +176,12 @@ def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, 
     result, token = signed
     with services.session(write=True) as db:
         challenge = signin.request_code(
-            db, services.hasher, member.email, now=clock.now(), origin=ORIGIN
+            db,
+            services.hasher,
+            member.email,
+            now=clock.now(),
+            origin=ORIGIN,
+            budgets=services.budgets,
         )
         db.commit()
     with services.session(write=True) as db:

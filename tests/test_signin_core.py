@@ -18,7 +18,9 @@ ORIGIN = Origin(ip="203.0.113.7", user_agent=UA_MAC_CHROME)
 
 def ask(services, clock, email):
     with services.session(write=True) as db:
-        challenge = signin.request_code(db, services.hasher, email, now=clock.now(), origin=ORIGIN)
+        challenge = signin.request_code(
+            db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
+        )
         db.commit()
         return challenge.id
 

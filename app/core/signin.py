@@ -38,6 +38,7 @@ from app.devices import DEVICE_KINDS, describe
 from app.mail import Message
 from app.models import Challenge, Device, Tenant, User, UserSession
 from app.outbox import queue_mail
+from app.ratelimit import CodeBudgets
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
@@ -66,11 +67,16 @@ def request_code(
     *,
     now: datetime,
     origin: Origin,
+    budgets: CodeBudgets,
     product: str = "Holdfast",
 ) -> Challenge:
     """Start a sign-in: a challenge for ``email``, and (only for a real, enabled account)
-    an email with the code. Raises ValidationError for a malformed address."""
+    an email with the code. Every request draws on the client network's budget and the
+    normalised address's (known or not, so the answer never tells them apart). Raises
+    ValidationError for a malformed address, RateLimited when a budget is spent."""
+    budgets.spend_network(db, origin.ip, now=now)
     email = normalise_email(email)
+    budgets.spend_address(db, email, now=now)
     user = find_user_by_email(db, email)
     if user is not None and user.disabled:
         user = None

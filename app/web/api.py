@@ -38,7 +38,7 @@ from app.core.sessions import Current
 from app.core.totp import require_for_admin
 from app.extensions import csrf
 from app.models import Device, Tenant, UserSession
-from app.web import auth, openapi
+from app.web import openapi
 from app.web.context import (
     DEVICE_COOKIE,
     SAFE_METHODS,
@@ -320,16 +320,7 @@ def _forget_cookie_if_used(response: Response) -> Response:
 # --- sign-in -------------------------------------------------------------------------------
 
 
-def json_email() -> str:
-    """The ``email`` of the JSON body ("" when there is none): the rate-limit key."""
-    data = _parsed_json()
-    raw = data.get("email") if isinstance(data, dict) else None
-    return raw if isinstance(raw, str) else ""
-
-
 @bp.post("/auth/login")
-@auth.codes_per_email
-@auth.codes_per_ip
 def login() -> tuple[Response, int]:
     """Send a one-time code. 202 for any well-formed address, known or not."""
     body = json_body()
@@ -340,6 +331,7 @@ def login() -> tuple[Response, int]:
         email,
         now=now(),
         origin=origin(),
+        budgets=services().budgets,
         product=current_app.config["PRODUCT_NAME"],
     )
     return jsonify(challengeId=challenge.id), 202

@@ -21,11 +21,11 @@ from app.core import signin
 from app.core.errors import (
     ChallengeLocked,
     InvalidCode,
+    RateLimited,
     SessionLimitReached,
     ValidationError,
 )
 from app.core.sessions import END_MESSAGES, end_session
-from app.extensions import limiter
 from app.web.context import (
     DEVICE_COOKIE,
     clear_session_cookie,
@@ -40,34 +40,6 @@ from app.web.context import (
 from app.web.forms import ActionForm, CodeForm, EmailForm
 
 bp = Blueprint("auth", __name__)
-
-
-def _email_key() -> str:
-    """The address a code is asked for: the form's field, the sign-in flow's address (for
-    a resend), or the JSON API's ``email``."""
-    if request.is_json:
-        from app.web.api import json_email  # the API's depth-checked parse
-
-        raw = json_email()
-    else:
-        raw = request.form.get("email") or (session.get("signin") or {}).get("email") or ""
-    return "email:" + raw.strip().lower()[:320]
-
-
-def _code_limits() -> str:
-    return current_app.config["RATELIMIT_CODES"]
-
-
-def _code_limits_per_ip() -> str:
-    return current_app.config["RATELIMIT_CODES_PER_IP"]
-
-
-#: One budget per address and one per client IP, shared by every way to ask for a code
-#: (the sign-in form, "send a new code" and POST /api/auth/login).
-codes_per_email = limiter.shared_limit(
-    _code_limits, scope="codes-email", key_func=_email_key, methods=["POST"]
-)
-codes_per_ip = limiter.shared_limit(_code_limits_per_ip, scope="codes-ip", methods=["POST"])
 
 
 def safe_next(target: str | None) -> str | None:
@@ -89,9 +61,7 @@ def index() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@codes_per_email
-@codes_per_ip
-def login() -> Response | str:
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
     if request.method == "GET" and current_user.is_authenticated:
         return redirect(url_for("devices.index"))  # type: ignore[return-value]
     form = EmailForm()
@@ -103,10 +73,15 @@ def login() -> Response | str:
                 form.email.data or "",
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
                 product=current_app.config["PRODUCT_NAME"],
             )
         except ValidationError as error:
             form.email.errors = [*form.email.errors, error.message]
+        except RateLimited as error:
+            form.email.errors = [*form.email.errors, error.message]
+            page = render_template("auth/login.html", form=form, notice=None, reason="")
+            return page, 429, {"Retry-After": str(error.details["retry_after"])}
         else:
             session["signin"] = {
                 "challenge": challenge.id,
@@ -202,8 +177,6 @@ def cancel() -> Response:
 
 
 @bp.post("/login/resend")
-@codes_per_email
-@codes_per_ip
 def resend() -> Response:
     flow = session.get("signin")
     form = ActionForm()
@@ -215,6 +188,7 @@ def resend() -> Response:
         flow["email"],
         now=now(),
         origin=origin(),
+        budgets=services().budgets,
         product=current_app.config["PRODUCT_NAME"],
     )
     session["signin"] = {**flow, "challenge": challenge.id}
@@ -252,6 +226,7 @@ def again() -> Response | str:
             me.user.email,
             now=now(),
             origin=origin(),
+            budgets=services().budgets,
             product=current_app.config["PRODUCT_NAME"],
         )
         session["reauth"] = {"challenge": challenge.id, "next": next_url}

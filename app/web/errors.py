@@ -29,6 +29,10 @@ HTTP_CODES = {
 }
 
 
+#: the heading of an error page, by error code (others: "Something is not right")
+PAGE_TITLES = {"rate_limited": "Slow down"}
+
+
 def wants_json() -> bool:
     if request.path.startswith(("/api/", "/auth/verify", "/session/")):
         return True
@@ -70,7 +74,9 @@ def init_app(app: Flask) -> None:
         if wants_json():
             response = json_error(error)
         else:
-            response = _page(error.status, "Something is not right", error.message)
+            response = _page(
+                error.status, PAGE_TITLES.get(error.code, "Something is not right"), error.message
+            )
         if error.details.get("retry_after"):  # RateLimited says when to come back
             response.headers["Retry-After"] = str(error.details["retry_after"])
         return response
@@ -82,21 +88,6 @@ def init_app(app: Flask) -> None:
         if wants_json():
             return _json(400, message, "csrf_failed")
         return _page(400, "Please try again", message)
-
-    @app.errorhandler(429)
-    def _rate_limited(error: HTTPException) -> Response:
-        g.rollback = True
-        message = "Too many attempts. Wait a little and try again."
-        response = (
-            _json(429, message, "rate_limited")
-            if wants_json()
-            else _page(429, "Slow down", message)
-        )
-        retry_after = getattr(error, "retry_after", None) or (
-            error.response.headers.get("Retry-After") if error.response else None
-        )
-        response.headers["Retry-After"] = str(retry_after or 60)
-        return response
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:

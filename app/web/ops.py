@@ -22,11 +22,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from app import migrate
 from app.core import stats_ops
-from app.extensions import csrf, limiter
+from app.extensions import csrf
 
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)
-limiter.exempt(bp)
 
 
 @bp.get("/healthz")

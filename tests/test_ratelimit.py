@@ -1,0 +1,191 @@
+"""Code-request budgets that hold: one per normalised address and one per client network,
+counted in the database by default, so they are exact across gunicorn's worker processes
+and across nodes (app.ratelimit)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.models import OutboxMessage
+from app.ratelimit import Limit, client_network, parse_limits
+from tests.cluster import GUNICORN, Servers, call
+from tests.conftest import SECRET, request_code, require_tool
+
+#: one address written seven ways the account lookup takes as the same: case, spaces,
+#: full-width letters and full stops in the domain, the ideographic full stop
+SAME_ADDRESS = [
+    "rl4@acme.test",
+    "RL4@ACME.TEST",
+    "  rl4@acme.test ",
+    "rl4@\uff41cme.test",
+    "rl4@acme\u3002test",
+    "rl4@ACME.\uff54est",
+    "Rl4@Acme\uff0eTest",
+]
+
+
+def test_limits_are_read_from_the_documented_syntax():
+    assert parse_limits("5 per 10 minutes;20 per hour") == (Limit(5, 600), Limit(20, 3600))
+    assert parse_limits("3/minute, 100 per day") == (Limit(3, 60), Limit(100, 86400))
+    assert parse_limits("1 per 2 seconds") == (Limit(1, 2),)
+    for wrong in ("", "five per minute", "5 per fortnight", "5 minutes"):
+        with pytest.raises(ValueError, match="limit"):
+            parse_limits(wrong)
+
+
+def test_a_bad_limit_setting_stops_the_app_at_start(new_app):
+    from app.config import ConfigError
+
+    with pytest.raises(ConfigError, match="HOLDFAST_RATELIMIT_CODES"):
+        new_app(RATELIMIT_CODES="lots")
+
+
+def test_clients_are_counted_by_network():
+    assert client_network("203.0.113.7") == "203.0.113.7"
+    # One IPv6 subscriber holds a whole /64: every address in it is one client.
+    assert client_network("2001:db8:1:2::1") == client_network("2001:db8:1:2:ffff::9")
+    assert client_network("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_network("2001:db8:1:3::1") != client_network("2001:db8:1:2::1")
+    assert client_network("::ffff:203.0.113.7") == "203.0.113.7"
+    assert client_network("fe80::1%eth0") == "fe80::/64"
+
+
+def test_an_ipv6_network_shares_one_budget(new_app):
+    app = new_app(RATELIMIT_CODES_PER_IP="2 per 10 minutes")
+    answers = []
+    for host in ("::1", "::2", "::3"):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"2001:db8:7:7{host}"
+        answers.append(
+            client.post("/api/auth/login", json={"email": f"x{len(answers)}@acme.test"}).status_code
+        )
+    assert answers == [202, 202, 429]
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "2001:db8:7:8::1"
+    assert elsewhere.post("/api/auth/login", json={"email": "y@acme.test"}).status_code == 202
+
+
+def test_one_address_in_any_spelling_has_one_budget(new_app, make, mailbox):
+    """The budget's key is the address as the account lookup normalises it: writing it
+    another way gets no fresh budget (page and API alike)."""
+    app = new_app(RATELIMIT_CODES="5 per 10 minutes")
+    services = app.extensions["holdfast"]
+    make.user("rl4@acme.test", make.tenant("rl"))
+    client = app.test_client()
+    answers = []
+    for number, spelling in enumerate(SAME_ADDRESS):
+        if number % 2:
+            answers.append(client.post("/api/auth/login", json={"email": spelling}).status_code)
+        else:
+            answers.append(request_code(client, spelling).status_code)
+    served = [a for a in answers if a in (202, 302)]
+    assert len(served) == 5, answers
+    assert answers[5:] == [429, 429]
+    assert mailbox.count("rl4@acme.test") == 5
+    # The window passes: the address may ask again.
+    services.clock.advance(minutes=10)
+    assert client.post("/api/auth/login", json={"email": "RL4@acme.test"}).status_code == 202
+
+
+def test_the_fresh_sign_in_page_draws_on_the_same_budget(new_app, make, mailbox):
+    from tests.conftest import csrf_from, login
+
+    app = new_app(RATELIMIT_CODES="3 per 10 minutes")
+    make.user("again@acme.test", make.tenant("ag"))
+    client = app.test_client()
+    assert login(client, mailbox, "again@acme.test").status_code == 302  # use 1
+    api = app.test_client()
+    assert api.post("/api/auth/login", json={"email": "again@acme.test"}).status_code == 202
+    page = client.get("/login/again")
+    sent = client.post("/login/again", data={"send-csrf_token": csrf_from(page.text)})
+    assert sent.status_code == 302  # use 3
+    page = client.get("/login/again")
+    refused = client.post("/login/again", data={"send-csrf_token": csrf_from(page.text)})
+    assert refused.status_code == 429
+    assert "Too many codes" in refused.text
+
+
+def codes_queued(services, address: str) -> list[OutboxMessage]:
+    with services.session() as db:
+        return list(
+            db.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.to_address == address, OutboxMessage.kind == "sign_in_code"
+                )
+            )
+        )
+
+
+def node_settings(database_url: str, smtp_port: int) -> dict[str, str]:
+    """A node as installed: the documented default budgets, no Redis."""
+    return {
+        "HOLDFAST_DATABASE_URL": database_url,
+        "HOLDFAST_SECRET_KEY": SECRET,
+        "HOLDFAST_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "HOLDFAST_COOKIE_SECURE": "false",
+    }
+
+
+def ask_everywhere(urls: list[str], spellings: list[str], times: int) -> list[int]:
+    answers = []
+    for number in range(times):
+        url = urls[number % len(urls)]
+        spelling = spellings[number % len(spellings)]
+        answers.append(call(f"{url}/api/auth/login", "POST", json_body={"email": spelling}).status)
+    return answers
+
+
+def test_the_default_budget_is_exact_across_four_workers(
+    servers: Servers, database_url, smtp_server, services, make, mailbox
+):
+    """Ten requests for one address, in equivalent spellings, spread by the kernel over a
+    node's four worker processes: exactly the documented five codes (counted in the
+    database, which every worker shares; not in each worker's memory)."""
+    require_tool(str(GUNICORN), "the node runs under gunicorn")
+    make.user("rl4@acme.test", make.tenant("rl"))
+    node = servers.node(node_settings(database_url, smtp_server[1]), workers=4)
+    assert len(node.worker_pids()) == 4
+    answers = ask_everywhere([node.url], SAME_ADDRESS, 10)
+    assert answers.count(202) == 5 and answers.count(429) == 5, (answers, servers.logs())
+    mailbox.wait_for("rl4@acme.test", 5, timeout=15)
+    queued = codes_queued(services, "rl4@acme.test")
+    assert len(queued) == 5
+
+
+def test_the_default_budget_is_exact_across_two_nodes(
+    servers: Servers, database_url, smtp_server, services, make, mailbox
+):
+    require_tool(str(GUNICORN), "the nodes run under gunicorn")
+    make.user("rl4@acme.test", make.tenant("rl"))
+    settings = node_settings(database_url, smtp_server[1])
+    a = servers.node(settings, label="a", workers=2)
+    b = servers.node(settings, label="b", workers=2)
+    answers = ask_everywhere([a.url, b.url], SAME_ADDRESS, 10)
+    assert answers.count(202) == 5 and answers.count(429) == 5, (answers, servers.logs())
+    mailbox.wait_for("rl4@acme.test", 5, timeout=15)
+    assert len(codes_queued(services, "rl4@acme.test")) == 5
+    # And the counters are rows every node reads.
+    refused = call(f"{b.url}/api/auth/login", "POST", json_body={"email": "rl4@acme.test"})
+    assert refused.status == 429
+    assert 0 < int(refused.headers["retry-after"]) <= int(timedelta(minutes=10).total_seconds())
+
+
+def test_old_counters_are_purged(new_app, make):
+    from app.core import retention
+    from app.models import RateCounter
+
+    app = new_app()
+    services = app.extensions["holdfast"]
+    client = app.test_client()
+    assert client.post("/api/auth/login", json={"email": "p@acme.test"}).status_code == 202
+    with services.session() as db:
+        assert db.scalars(select(RateCounter)).all()
+    done = retention.purge(
+        lambda: services.session(write=True), now=services.clock.now() + timedelta(days=2)
+    )
+    assert done.rate_counters == 2  # the address's and the network's
+    with services.session() as db:
+        assert db.scalars(select(RateCounter)).all() == []
