@@ -178,7 +178,12 @@ def register_services(app: Flask) -> None:
     app.extensions["holdfast"] = Services(
         database=database,
         clock=clock,
-        keys=KeyRing(secret, app.config["BASE_URL"], load_keys),
+        keys=KeyRing(
+            secret,
+            app.config["BASE_URL"],
+            load_keys,
+            refresh_seconds=float(app.config["KEY_RELOAD_SECONDS"]),
+        ),
         hasher=Hasher(secret),
         mailer=mailer,
         outbox=Outbox(secret, mailer.sender),

@@ -22,7 +22,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
-from app import migrate
+from app import migrate, tokens
 from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
 from app.devices import describe
@@ -144,16 +144,36 @@ def keys_group() -> None:
 @click.option(
     "--end-sessions", is_flag=True, help="Also end every session now (everyone signs in again)."
 )
+@click.option(
+    "--leaked",
+    is_flag=True,
+    help="The signing key got out: sign with the new key and stop accepting the old one "
+    "at once, and end every session (verifiers refuse new tokens until they refetch the "
+    "JWKS).",
+)
 @with_appcontext
-def keys_rotate(end_sessions: bool) -> None:
-    """Sign new tokens with a new key; the old key verifies until its tokens expire."""
+def keys_rotate(end_sessions: bool, leaked: bool) -> None:
+    """Publish a new signing key now; it signs once every node and verifier has it.
+
+    The old key keeps verifying until the tokens it signed expire (docs/api.md has the
+    timeline)."""
+    ring = services().keys
+    delay = tokens.publication_delay(ring.refresh_seconds, current_app.config["JWKS_MAX_AGE"])
     with transaction() as db:
         rotation = keys.rotate_signing_key(
-            db, services().keys, now=services().clock.now(), end_sessions=end_sessions
+            db,
+            ring,
+            now=services().clock.now(),
+            publish_for=delay,
+            end_sessions=end_sessions,
+            leaked=leaked,
         )
-    services().keys.reload()
-    ended = f" Ended {rotation.sessions_ended} sessions." if end_sessions else ""
-    click.echo(f"New signing key {rotation.kid}.{ended}")
+    ring.reload()
+    ended = f" Ended {rotation.sessions_ended} sessions." if end_sessions or leaked else ""
+    click.echo(
+        f"New signing key {rotation.kid}, in the JWKS now, signing from "
+        f"{rotation.signs_from:%Y-%m-%d %H:%M:%S} UTC.{ended}"
+    )
 
 
 # --- demo ---------------------------------------------------------------------------------

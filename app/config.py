@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
     "METRICS_TOKEN": None,
+    #: how long browsers, proxies and verifiers may cache the JWKS (its Cache-Control)
+    "JWKS_MAX_AGE": 300,
+    #: how often each process re-reads the signing keys from the database
+    "KEY_RELOAD_SECONDS": 60,
     #: how long a SQLite write waits for the lock before the request answers 503
     "SQLITE_BUSY_TIMEOUT": 30,
     # Flask and extensions

@@ -9,6 +9,13 @@ Verification is strict: the algorithm is pinned to ES256, the header must name a
 (``jku``, ``jwk``, ``x5u``, ``x5c``) are refused outright. A bounded cache remembers tokens
 whose signature was already checked, so the hot path pays for ES256 once per token, not once
 per request; ``exp`` is still checked on every use.
+
+Keys are published before they sign. A rotation (:func:`rotate`) adds the new key with
+an ``active_from`` :func:`publication_delay` ahead: until then it is in the JWKS of every
+node (each re-reads the key ring at least every ``refresh_seconds``) while the old key
+still signs, so by the time a token names the new key, every node and every verifier
+that honours the JWKS's ``max-age`` has it. The old key then stops signing and keeps
+verifying until the tokens it signed have expired.
 """
 
 from __future__ import annotations
@@ -59,11 +66,33 @@ class Claims:
 
 
 class _Key:
-    def __init__(self, kid: str, public: ec.EllipticCurvePublicKey, private: Any = None) -> None:
+    def __init__(
+        self,
+        kid: str,
+        public: ec.EllipticCurvePublicKey,
+        private: Any = None,
+        *,
+        active_from: float = float("-inf"),
+        retired_at: float = float("inf"),
+    ) -> None:
         self.kid = kid
         self.public = public
         self.private = private
+        #: the signing window, in Unix seconds
+        self.active_from = active_from
+        self.retired_at = retired_at
         self.jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+
+    def signs_at(self, moment: float) -> bool:
+        return self.private is not None and self.active_from <= moment < self.retired_at
+
+
+def publication_delay(refresh_seconds: float, jwks_max_age: int) -> timedelta:
+    """How long a new key is published before it signs: one key-ring reload interval (the
+    slowest node has it) plus the JWKS's ``max-age`` (the slowest verifier has it), plus a
+    margin for clocks that disagree and fetches under way: half of that, at most 30 s."""
+    wait = refresh_seconds + jwks_max_age
+    return timedelta(seconds=wait + min(30.0, wait / 2))
 
 
 class KeyRing:
@@ -84,9 +113,10 @@ class KeyRing:
         self._aead = AESGCM(derive_key(secret, "holdfast signing keys"))
         self._load_keys = load_keys
         self._keys: dict[str, _Key] = {}
-        self._signing: _Key | None = None
+        #: every loaded key, newest signing window first
+        self._signers: list[_Key] = []
         self._loaded_at = float("-inf")
-        self._refresh_seconds = refresh_seconds
+        self.refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._verified: OrderedDict[str, Claims] = OrderedDict()
         self._cache_size = cache_size
@@ -120,27 +150,31 @@ class KeyRing:
 
     def reload(self) -> None:
         keys: dict[str, _Key] = {}
-        signing: _Key | None = None
-        newest = None
         for row in self._load_keys():
             public = serialization.load_pem_public_key(row.public_pem.encode())
             assert isinstance(public, ec.EllipticCurvePublicKey)
-            if row.retired_at is None:
-                nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
-                pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
-                key = _Key(row.kid, public, serialization.load_pem_private_key(pem, None))
-                if newest is None or row.created_at > newest:
-                    signing, newest = key, row.created_at
-            else:
-                key = _Key(row.kid, public)
-            keys[row.kid] = key
+            nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
+            pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
+            keys[row.kid] = _Key(
+                row.kid,
+                public,
+                serialization.load_pem_private_key(pem, None),
+                active_from=(row.active_from or row.created_at).timestamp(),
+                retired_at=row.retired_at.timestamp() if row.retired_at else float("inf"),
+            )
+        signers = sorted(keys.values(), key=lambda key: key.active_from, reverse=True)
         with self._lock:
             self._keys = keys
-            self._signing = signing
+            self._signers = signers
             self._loaded_at = time.monotonic()
 
+    def signing_key(self, now: datetime) -> _Key | None:
+        """The key that signs at ``now``: of those whose window holds it, the newest."""
+        moment = now.timestamp()
+        return next((key for key in self._signers if key.signs_at(moment)), None)
+
     def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > self._refresh_seconds:
+        if time.monotonic() - self._loaded_at > self.refresh_seconds:
             self.reload()
 
     # --- tokens ----------------------------------------------------------------------
@@ -149,9 +183,11 @@ class KeyRing:
         self, *, user_id: str, tenant_id: str, session_id: str, now: datetime, expires_at: datetime
     ) -> str:
         self._fresh()
-        if self._signing is None:
+        signing = self.signing_key(now)
+        if signing is None:
             self.reload()
-        if self._signing is None:
+            signing = self.signing_key(now)
+        if signing is None:
             raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
         claims = {
             "iss": self.issuer,
@@ -165,9 +201,9 @@ class KeyRing:
         }
         return jwt.encode(
             claims,
-            self._signing.private,
+            signing.private,
             algorithm=ALGORITHM,
-            headers={"kid": self._signing.kid, "typ": TOKEN_TYPE},
+            headers={"kid": signing.kid, "typ": TOKEN_TYPE},
         )
 
     def verify(self, token: str, now: datetime) -> Claims:
@@ -225,6 +261,7 @@ class KeyRing:
         return Claims(*ids, expires_at=payload["exp"])
 
     def jwks(self) -> dict[str, Any]:
+        """Every key that verifies, and any key about to sign (published ahead)."""
         self._fresh()
         return {
             "keys": [
@@ -240,13 +277,25 @@ def load_verifying_keys(db: Session, now: datetime) -> list[SigningKey]:
     return [row for row in rows if row.verify_until is None or row.verify_until > now]
 
 
-def rotate(db: Session, ring: KeyRing, now: datetime, *, verify_for: timedelta) -> SigningKey:
-    """Start signing with a new key; older keys keep verifying for ``verify_for`` (the
-    longest a token they signed can live) and then drop out of the JWKS."""
+def rotate(
+    db: Session,
+    ring: KeyRing,
+    now: datetime,
+    *,
+    verify_for: timedelta,
+    publish_for: timedelta,
+) -> SigningKey:
+    """Add a new key that signs from ``now + publish_for`` (see the module docstring);
+    the keys signing until then stop at that moment and keep verifying for
+    ``verify_for`` more (the longest a token they signed can live), then drop out of the
+    JWKS. With ``publish_for`` zero the new key signs at once; with ``verify_for`` zero
+    too the old keys stop verifying at once (a leaked key)."""
+    active_from = now + publish_for
     for row in db.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-        row.retired_at = now
-        row.verify_until = now + verify_for
+        row.retired_at = max(active_from, row.active_from or row.created_at)
+        row.verify_until = row.retired_at + verify_for
     key = ring.new_key(now)
+    key.active_from = active_from
     db.add(key)
     db.flush()
     return key

@@ -53,7 +53,7 @@ class Forger:
 
     def __init__(self, services: Any, good_token: str) -> None:
         services.keys.reload()
-        self.key = services.keys._signing  # the real signing key
+        self.key = services.keys.signing_key(services.clock.now())  # the real signing key
         self.header, self.claims, _ = parts(good_token)
 
     def sign(self, *, header: dict[str, Any] | None = None, **claims: Any) -> str:
@@ -289,26 +289,55 @@ def rotated_events(services) -> list[Event]:
         return list(db.scalars(select(Event).where(Event.kind == "keys.rotated")))
 
 
-def test_keys_rotate_keeps_old_tokens_working(app, client, mailbox, member, services):
+def test_keys_rotate_publishes_the_new_key_before_it_signs(
+    app, client, mailbox, member, services, clock
+):
+    """The timeline of docs/api.md: the new key is in the JWKS at once, tokens keep being
+    signed with the old key for a reload interval plus the JWKS max-age (and half a
+    minute), then with the new one; the old one verifies on until its tokens expire."""
     old = token_for(client, mailbox, member.email)
     old_kid = kid_of(old)
     assert kids(client) == {old_kid}
 
     result = app.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
-    assert "New signing key" in result.output
+    assert "in the JWKS now, signing from 2026-03-02 09:06:30 UTC" in result.output
+    [event] = rotated_events(services)
+    new_kid = event.details["kid"]
+    assert (event.details["ended_sessions"], event.details["sessions_ended"]) == (False, 0)
+    assert event.details["signs_from"] == "2026-03-02T09:06:30+00:00"
 
-    assert client.get("/api/auth/session", headers=bearer(old)).status_code == 200
-    new = token_for(app.test_client(), mailbox, member.email)
-    assert kid_of(new) != old_kid
-    assert kids(client) == {old_kid, kid_of(new)}
+    # Published at once, on every process: a fresh one (another node) shows it too.
+    assert kids(client) == {old_kid, new_kid}
+    services.keys.reload()
+    assert kids(client) == {old_kid, new_kid}
+    # Still signing with the old key until then ...
+    clock.advance(seconds=389)
+    during = token_for(app.test_client(), mailbox, member.email)
+    assert kid_of(during) == old_kid
+    # ... and with the new one from then on, without any reload.
+    clock.advance(seconds=1)
+    after = token_for(app.test_client(), mailbox, member.email)
+    assert kid_of(after) == new_kid
     refreshed = client.post("/api/auth/session/extend", headers=bearer(old))
-    assert kid_of(refreshed.json["token"]) == kid_of(new)
-    assert client.get("/api/auth/session", headers=bearer(new)).status_code == 200
-    events = rotated_events(services)
-    assert [
-        (e.details["kid"], e.details["ended_sessions"], e.details["sessions_ended"]) for e in events
-    ] == [(kid_of(new), False, 0)]
+    assert kid_of(refreshed.json["token"]) == new_kid
+    for token in (old, during, after):
+        assert client.get("/api/auth/session", headers=bearer(token)).status_code == 200
+    # The old key verifies as long as any of its tokens can live (the policy's longest
+    # lifetime: 30 days on a trusted device), then leaves the JWKS.
+    clock.advance(days=29)
+    services.keys.reload()
+    assert kids(client) == {old_kid, new_kid}
+    clock.advance(days=1)
+    services.keys.reload()
+    assert kids(client) == {new_kid}
+
+
+def test_the_jwks_may_be_cached_and_pages_may_not(client, signed_in):
+    jwks = client.get("/.well-known/jwks.json")
+    assert jwks.headers["Cache-Control"] == "public, max-age=300"
+    assert signed_in.get("/devices").headers["Cache-Control"] == "no-store"
+    assert client.get("/api/auth/session").headers["Cache-Control"] == "no-store"
 
 
 def test_keys_rotate_end_sessions_signs_everyone_out(
@@ -334,9 +363,30 @@ def test_keys_rotate_end_sessions_signs_everyone_out(
         [(member.tenant_id, 2), (globex.id, 1)]
     )
     assert all(e.details["ended_sessions"] is True for e in events)
-    # Signing in again works, with the new key.
+    # Signing in again works at once (with the old key until the new one is published
+    # long enough), and with the new key after that.
+    again = token_for(app.test_client(), mailbox, member.email)
+    assert kid_of(again) == kid_of(tokens[0])
+    assert client.get("/api/auth/session", headers=bearer(again)).status_code == 200
+    clock.advance(minutes=7)
     fresh = token_for(app.test_client(), mailbox, member.email)
     assert kid_of(fresh) == events[0].details["kid"]
+    assert client.get("/api/auth/session", headers=bearer(fresh)).status_code == 200
+
+
+def test_a_leaked_key_stops_verifying_at_once(app, client, mailbox, member, services):
+    old = token_for(app.test_client(), mailbox, member.email)
+    result = app.test_cli_runner().invoke(args=["keys", "rotate", "--leaked"])
+    assert result.exit_code == 0, result.output
+    assert "Ended 1 sessions" in result.output
+    [event] = rotated_events(services)
+    assert event.details["leaked"] is True
+    # A token the old key signed (or anyone holding it could forge) is refused, and the
+    # key is gone from the JWKS; sign-ins get the new key straight away.
+    refused(client, old)
+    assert kids(client) == {event.details["kid"]}
+    fresh = token_for(app.test_client(), mailbox, member.email)
+    assert kid_of(fresh) == event.details["kid"]
     assert client.get("/api/auth/session", headers=bearer(fresh)).status_code == 200
 
 

@@ -401,10 +401,11 @@ def _secure_headers(response: Response) -> None:
         if lowered not in present:
             headers.add(name, value)
     if request.endpoint != "static":
-        # Pages carry personal data and CSRF tokens: never cache them anywhere.
-        if "cache-control" in present:
-            headers["Cache-Control"] = "no-store"
-        else:
+        # Pages carry personal data and CSRF tokens: never cache them anywhere. A view
+        # that serves public data says so itself (the JWKS: "public, max-age=…").
+        if "cache-control" not in present:
             headers.add("Cache-Control", "no-store")
+        elif not response.cache_control.public:
+            headers["Cache-Control"] = "no-store"
     if current_app.config["COOKIE_SECURE"] and "strict-transport-security" not in present:
         headers.add("Strict-Transport-Security", "max-age=31536000")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.core.errors import InvalidSession
 from app.web.auth import safe_next
@@ -86,7 +86,10 @@ def sign_in() -> Response:
 @bp.get("/.well-known/jwks.json")
 def jwks() -> Response:
     """The public keys as a JWK Set (``kid``, ``alg`` ES256, ``use`` sig). Public data,
-    so any origin may read it."""
+    so any origin may read it and anyone may cache it for HOLDFAST_JWKS_MAX_AGE seconds:
+    a new key is published for longer than that before it signs (app.tokens)."""
     response = jsonify(services().keys.jwks())
     response.headers["Access-Control-Allow-Origin"] = "*"
+    response.cache_control.public = True
+    response.cache_control.max_age = int(current_app.config["JWKS_MAX_AGE"])
     return response
