@@ -63,3 +63,38 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 # gunicorn 24+ opens a control socket at one fixed path per user; two nodes on one host
 # would fight over it. Nodes are managed with signals (systemd, or kill -TERM/-HUP).
 control_socket_disable = True
+
+# /metrics adds up every worker's counters (app/web/metrics.py): prometheus-client's
+# multiprocess mode, in a folder of this node's. Set before any worker imports
+# prometheus_client; a SIGHUP re-read keeps the folder (it is in the environment then).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="holdfast-metrics-")
+
+
+def on_starting(_server: object) -> None:
+    """A new node counts from zero: values a previous run left in the folder go."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def on_exit(_server: object) -> None:
+    """The node stops: a folder this file made in the temp folder goes with it."""
+    import shutil
+    import tempfile
+
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    made = os.path.join(tempfile.gettempdir(), "holdfast-metrics-")
+    if folder.startswith(made):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def child_exit(_server: object, worker: object) -> None:
+    """A worker that exits keeps its counts; its live gauges go (prometheus-client)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -23,9 +23,55 @@ def test_metrics_count_sign_ins_failures_and_endings(app, mailbox, member, signe
     signed_in.post("/logout", data={"csrf_token": csrf_from(page.text)})
     text = app.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).text
     assert "holdfast_sign_ins_total 1.0" in text
-    assert "holdfast_sessions_live 0.0" in text
     assert 'holdfast_sessions_ended_total{reason="logout"} 1.0' in text
-    assert 'holdfast_request_seconds_count{endpoint="devices.index",method="GET"}' in text
+    assert 'holdfast_events_total{kind="session.created"} 1.0' in text
+    # Latency by method, route (the URL rule) and status.
+    assert (
+        'holdfast_request_duration_seconds_count{method="GET",route="/devices",status="200"} 1.0'
+        in text
+    )
+    assert 'route="/login/code",status="302"' in text
+    # What is read from the database is a gauge named for the whole deployment.
+    assert "# TYPE holdfast_cluster_sessions_live gauge" in text
+    assert "holdfast_cluster_sessions_live 0.0" in text
+    assert "holdfast_cluster_mail_queued 0.0" in text
+    assert "holdfast_cluster_mail_oldest_queued_seconds 0.0" in text
+    # The release, and the process.
+    assert 'holdfast_build_info{python="' in text
+    assert "process_resident_memory_bytes" in text
+
+
+def test_the_mail_queue_is_in_the_metrics(app, services, clock, member, make):
+    """What is stuck shows: how many wait, for how long, and what was given up."""
+    from sqlalchemy import update
+
+    from app.mail import Message
+    from app.models import OutboxMessage
+    from app.outbox import queue_mail
+
+    services.sender.stop()  # nothing sends: the relay is "down"
+    with services.session(write=True) as db:
+        for number in range(3):
+            queue_mail(
+                db,
+                Message(member.email, f"Waiting {number}", "..."),
+                tenant_id=member.tenant_id,
+                kind="test",
+                now=clock.now(),
+            )
+        db.commit()
+    clock.advance(minutes=5)
+    with services.session(write=True) as db:
+        db.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.subject == "Waiting 0")
+            .values(status="failed")
+        )
+        db.commit()
+    text = app.test_client().get("/metrics").text
+    assert "holdfast_cluster_mail_queued 2.0" in text
+    assert "holdfast_cluster_mail_oldest_queued_seconds 300.0" in text
+    assert "holdfast_cluster_mail_undelivered 1.0" in text
 
 
 def test_metrics_need_the_token_or_loopback(new_app):
@@ -39,7 +85,7 @@ def test_metrics_need_the_token_or_loopback(new_app):
     assert client.get("/metrics").status_code == 401
     ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200
-    assert "holdfast_sessions_live" in ok.text
+    assert "holdfast_cluster_sessions_live" in ok.text
 
 
 def test_logs_are_json_with_request_id_and_session_but_no_secrets(
