@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -244,7 +245,7 @@ class _NodeProcesses:
         totals: dict[str, float] = {}
         started = None
         for pid in pids:
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=functools.partial(int, pid), registry=None)
             for family in collector.collect():
                 for sample in family.samples:
                     if sample.name == "process_start_time_seconds":
