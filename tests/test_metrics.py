@@ -3,6 +3,8 @@ counters never go down (app.web.metrics, deploy/gunicorn.conf.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -13,7 +15,7 @@ from sqlalchemy import select
 
 from app.core import sessions
 from app.models import UserSession
-from tests.cluster import GUNICORN, Servers, call, holdfast
+from tests.cluster import GUNICORN, Servers, call, holdfast, wait_until
 from tests.conftest import SECRET, START, require_tool
 
 REQUESTS = 40
@@ -81,15 +83,22 @@ def test_counts_add_up_over_four_workers_and_never_go_down(
     # deploy/gunicorn.conf.py gave the node a folder of its own for the workers' values.
     folder = metrics_folder_of(node.worker_pids())
     started = scrape(node.url).get(HEALTHZ, 0)  # the start-up checks asked /healthz too
-    with ThreadPoolExecutor(max_workers=8) as pool:  # at once, so several workers answer
+    with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(lambda _: call(f"{node.url}/healthz").status, range(REQUESTS)))
-    assert statuses == [200] * REQUESTS
-    # The connections went to several workers, each counting its own ...
+    # Every worker is replaced (as after a crash or a timeout); the rest go to new ones.
+    first = node.worker_pids()
+    for pid in first:
+        os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: len(set(node.worker_pids()) - set(first)) == 4, 30, "four new workers")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses += list(pool.map(lambda _: call(f"{node.url}/healthz").status, range(REQUESTS)))
+    assert statuses == [200] * 2 * REQUESTS
+    # Several processes counted, each its own ...
     writers = {path.stem.rsplit("_", 1)[1] for path in folder.glob("histogram_*.db")}
     assert len(writers) >= 2, writers
     # ... and whichever worker answers a scrape, it shows them all.
     for _ in range(8):
-        assert scrape(node.url)[HEALTHZ] == started + REQUESTS
+        assert scrape(node.url)[HEALTHZ] == started + 2 * REQUESTS
 
     tokens = [sign_in(node.url, mailbox, f"{name}@metrics.test") for name in ("ann", "bo")]
     assert call(f"{node.url}/api/auth/logout", "POST", token=tokens[0]).status == 204
