@@ -26,6 +26,7 @@ from app.core import alerts
 from app.crypto import Hasher
 from app.db import Database
 from app.mail import Mailer, mailer_from_url
+from app.sealing import Sealer
 from app.tokens import KeyRing, load_verifying_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,8 @@ class Services:
     clock: SystemClock | FrozenClock
     keys: KeyRing
     hasher: Hasher
+    #: seals and opens stored secrets under the secret key and its fallbacks (app.sealing)
+    sealer: Sealer
     mailer: Mailer
     #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
     deployment: alerts.Deployment
@@ -47,6 +50,7 @@ class Services:
     def session(self, *, write: bool = False) -> Session:
         db = self.database.session(write=write, mailer=self.mailer)
         alerts.configure(db, self.deployment)
+        db.info["sealer"] = self.sealer  # the audit chains' pseudonym keys (app.core.audit)
         return db
 
 
@@ -153,6 +157,7 @@ def register_services(app: Flask) -> None:
     )
     clock = app.config.get("CLOCK") or SystemClock()
     secret = app.config["SECRET_KEY"].encode()
+    hasher = Hasher(secret, [key.encode() for key in app.config["SECRET_KEY_FALLBACKS"]])
 
     def load_keys() -> list:
         with database.session() as db:
@@ -161,8 +166,9 @@ def register_services(app: Flask) -> None:
     app.extensions["holdfast"] = Services(
         database=database,
         clock=clock,
-        keys=KeyRing(secret, app.config["BASE_URL"], load_keys),
-        hasher=Hasher(secret),
+        keys=KeyRing(hasher.sealer, app.config["BASE_URL"], load_keys),
+        hasher=hasher,
+        sealer=hasher.sealer,
         mailer=app.config.get("MAILER")
         or mailer_from_url(app.config["MAIL_URL"], app.config["MAIL_FROM"]),
         deployment=alerts.Deployment.from_config(

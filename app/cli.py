@@ -27,6 +27,7 @@ from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
 from app.devices import describe
 from app.models import Device, Event, SigningKey, Tenant, User, UserSession, new_id
+from app.sealing import Unsealable
 
 
 def services():  # type: ignore[no-untyped-def]
@@ -39,6 +40,9 @@ def transaction() -> Iterator[Session]:
     try:
         yield db
         db.commit()
+    except Unsealable as error:  # a stored secret sealed with a key that is gone
+        db.rollback()
+        raise click.ClickException(str(error)) from error
     except BaseException:
         db.rollback()
         raise
@@ -61,10 +65,68 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade() -> None:
-    """Apply migrations and make sure a token signing key exists."""
-    migrate.upgrade(services().database.engine)
-    ensure_signing_key()
-    click.echo("Database is up to date.")
+    """Apply migrations and make sure a token signing key exists; say what was done.
+
+    Then check that the stored secrets open under HOLDFAST_SECRET_KEY or a fallback:
+    when some do not, say why and how to fix it, and exit with status 1."""
+    from app import preflight
+
+    done = migrate.upgrade(services().database.engine, sealer=services().sealer)
+    head = migrate.head()
+    if done.before is None:
+        click.echo(
+            f"Created a fresh schema: {len(done.applied)} migrations, now at revision {done.after}."
+        )
+    elif done.applied:
+        count = len(done.applied)
+        click.echo(
+            f"Applied {count} migration{'s' if count != 1 else ''} "
+            f"({', '.join(done.applied)}): revision {done.before} -> {done.after}."
+        )
+    elif not migrate.is_known(done.before):
+        click.echo(
+            f"The database is at revision {done.before}, newer than this release "
+            f"({head}): nothing to do."
+        )
+    else:
+        click.echo(f"Already up to date (revision {done.after}).")
+    if ensure_signing_key():
+        click.echo("Created the first token signing key.")
+    problems = preflight.startup_problems(current_app)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@db_group.command("current")
+@click.option("--check", is_flag=True, help="Exit with status 1 unless up to date.")
+@with_appcontext
+def db_current(check: bool) -> None:
+    """The database's revision against this release's newest one."""
+    stored = migrate.current(services().database.engine)
+    head = migrate.head()
+    if stored is None:
+        pending = migrate.between(None, head)
+        click.echo(
+            f"No schema yet; this release is at revision {head} ({len(pending)} migrations): "
+            "run `holdfast db upgrade`."
+        )
+    elif stored == head:
+        click.echo(f"Revision {stored}: up to date with this release.")
+    elif not migrate.is_known(stored):
+        click.echo(
+            f"Revision {stored}: newer than this release ({head}); a later release migrated it."
+        )
+    else:
+        pending = migrate.between(stored, head)
+        click.echo(
+            f"Revision {stored}; this release is at {head}: {len(pending)} "
+            f"migration{'s' if len(pending) != 1 else ''} to apply ({', '.join(pending)}). "
+            "Run `holdfast db upgrade`."
+        )
+    if check and stored != head:
+        raise SystemExit(1)
 
 
 @db_group.command("revision")
@@ -75,10 +137,13 @@ def db_revision(message: str) -> None:
     migrate.revision(services().database.engine, message)
 
 
-def ensure_signing_key() -> None:
+def ensure_signing_key() -> bool:
+    """Make the first token signing key if there is none; whether it made one."""
     with transaction() as db:
         if db.scalar(select(func.count()).select_from(SigningKey)) == 0:
             db.add(services().keys.new_key(services().clock.now()))
+            return True
+    return False
 
 
 # --- tenants and people ---------------------------------------------------------------------
@@ -609,6 +674,67 @@ def worker(once: bool, interval: float) -> None:
     runner.run(services(), private_ok=private_ok, interval=interval)
 
 
+# --- stored secrets ----------------------------------------------------------------------
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """Stored secrets and the secret key (HOLDFAST_SECRET_KEY and its fallbacks)."""
+
+
+@secrets_group.command("check")
+@with_appcontext
+def secrets_check() -> None:
+    """Check that every stored secret opens; exit status 1 (saying why) when one does not."""
+    from app import preflight
+    from app.core import resealing
+
+    problems = preflight.startup_problems(current_app)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    with services().session() as db:
+        tally = resealing.check(db, services().sealer)
+    current = sum(tally.current.values())
+    other = sum(tally.resealed.values())
+    click.echo(
+        f"All {current + other} stored secrets open. {current} are sealed under the "
+        f"current key (key id {services().sealer.key_id})"
+        + (
+            f", {other} under a fallback key or in the older form: run `holdfast secrets rotate`."
+            if other
+            else "."
+        )
+    )
+
+
+@secrets_group.command("rotate")
+@with_appcontext
+def secrets_rotate() -> None:
+    """Re-seal every stored secret under the current HOLDFAST_SECRET_KEY (run after
+    moving the old key to HOLDFAST_SECRET_KEY_FALLBACKS; safe to run again)."""
+    from app import preflight
+    from app.core import resealing
+
+    with transaction() as db:
+        tally = resealing.reseal(db, services().sealer, now=services().clock.now())
+    services().keys.reload()
+    done = ", ".join(
+        f"{tally.resealed[kind]} {preflight.NAMES[kind][tally.resealed[kind] != 1]}"
+        for kind in resealing.KINDS
+    )
+    already = sum(tally.current.values())
+    click.echo(
+        f"Re-sealed under key id {services().sealer.key_id}: {done} "
+        f"({already} were under it already)."
+    )
+    if tally.problems:
+        for problem in preflight.startup_problems(current_app):
+            click.echo(f"Error: {problem}", err=True)
+        raise SystemExit(1)
+
+
 def register(app: Flask) -> None:
     for command in (
         db_group,
@@ -619,6 +745,7 @@ def register(app: Flask) -> None:
         audit_group,
         purge,
         worker,
+        secrets_group,
     ):
         app.cli.add_command(command)
 

@@ -12,6 +12,8 @@
 * HOLDFAST_RATELIMIT_CODES / HOLDFAST_RATELIMIT_CODES_PER_IP: code requests allowed per
   email address and per client IP
 * HOLDFAST_TRUSTED_PROXIES: how many reverse proxies to trust for X-Forwarded-*
+* HOLDFAST_SECRET_KEY_FALLBACKS: earlier secret keys still accepted (see
+  :func:`secret_key_fallbacks`)
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def load(app: Flask, overrides: dict[str, Any] | None) -> None:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'holdfast.db'}"
     app.config["SECRET_KEY"] = _secret_key(app)
+    fallbacks = secret_key_fallbacks(app)
+    app.config["SECRET_KEY_FALLBACKS"] = fallbacks
+    if fallbacks:
+        # Flask signs the flow cookie with SECRET_KEY and accepts SECRET_KEY_FALLBACKS;
+        # Flask-WTF's form tokens take a list the same way (itsdangerous: the last signs).
+        app.config.setdefault("WTF_CSRF_SECRET_KEY", [*fallbacks, app.config["SECRET_KEY"]])
     app.config["COOKIE_SECURE"] = _boolean(app.config["COOKIE_SECURE"])
     app.config["SESSION_COOKIE_SECURE"] = app.config["COOKIE_SECURE"]
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
@@ -87,14 +95,7 @@ def _secret_key(app: Flask) -> str:
     supplied = app.config.get("SECRET_KEY")
     if supplied:
         supplied = str(supplied)
-        if (
-            supplied.strip().lower() in PLACEHOLDER_SECRETS
-            or len(supplied.encode()) < MIN_SECRET_BYTES
-        ):
-            raise ConfigError(
-                f"HOLDFAST_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes of random data "
-                "(try: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
+        _refuse_weak(supplied, "HOLDFAST_SECRET_KEY")
         return supplied
     path = Path(app.instance_path) / "secret_key"
     if not path.exists():
@@ -103,6 +104,43 @@ def _secret_key(app: Flask) -> str:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _refuse_weak(key: str, setting: str) -> None:
+    if key.strip().lower() in PLACEHOLDER_SECRETS or len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{setting} must be at least {MIN_SECRET_BYTES} bytes of random data "
+            "(try: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+
+
+def secret_key_fallbacks(app: Flask) -> list[str]:
+    """The earlier secret keys still accepted, from HOLDFAST_SECRET_KEY_FALLBACKS: keys
+    separated by commas or whitespace (newlines too, so a ``_FILE`` may hold one a
+    line), or a JSON list. What was sealed, signed or hashed under one of them still
+    opens or matches (app.sealing, app.crypto, the flow cookie and form tokens); new
+    things use HOLDFAST_SECRET_KEY only. Each is checked like the secret key; the current
+    key and repeats are dropped. Raises ConfigError."""
+    value = app.config.get("SECRET_KEY_FALLBACKS")
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        keys = value.replace(",", " ").split()
+    elif isinstance(value, list | tuple):
+        keys = [str(key).strip() for key in value]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        keys = [str(value)]
+    else:
+        raise ConfigError(
+            "HOLDFAST_SECRET_KEY_FALLBACKS is a list of earlier secret keys, separated by "
+            "commas or whitespace"
+        )
+    found: list[str] = []
+    for key in keys:
+        _refuse_weak(key, "Each key in HOLDFAST_SECRET_KEY_FALLBACKS")
+        if key != app.config["SECRET_KEY"] and key not in found:
+            found.append(key)
+    return found
 
 
 def _boolean(value: Any) -> bool:

@@ -14,7 +14,7 @@ per request; ``exp`` is still checked on every use.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import secrets
 import threading
 import time
@@ -27,12 +27,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.crypto import derive_key
 from app.models import SigningKey
+from app.sealing import SIGNING_KEY, Sealer, Unsealable
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "hf-session+jwt"  # noqa: S105 (a JOSE typ, not a secret)
@@ -69,11 +70,16 @@ class _Key:
 class KeyRing:
     """The signing key and the keys that still verify, cached in memory and re-read from
     the database when a token names an unknown ``kid`` (another node rotated) or every
-    ``refresh_seconds``."""
+    ``refresh_seconds``.
+
+    Private halves are sealed with :mod:`app.sealing` (the key's ``kid`` bound as its
+    context). One that opens under none of the secret keys is kept for verifying only:
+    tokens already issued keep working, and signing raises the Unsealable that says
+    why (:attr:`problem`)."""
 
     def __init__(
         self,
-        secret: bytes,
+        sealer: Sealer,
         issuer: str,
         load_keys: Callable[[], list[SigningKey]],
         *,
@@ -81,7 +87,9 @@ class KeyRing:
         refresh_seconds: float = 60.0,
     ) -> None:
         self.issuer = issuer
-        self._aead = AESGCM(derive_key(secret, "holdfast signing keys"))
+        self._sealer = sealer
+        #: why there is no signing key although the database holds one (None: all well)
+        self.problem: Unsealable | None = None
         self._load_keys = load_keys
         self._keys: dict[str, _Key] = {}
         self._signing: _Key | None = None
@@ -102,7 +110,6 @@ class KeyRing:
             serialization.NoEncryption(),
         )
         kid = secrets.token_urlsafe(12)
-        nonce = os.urandom(12)
         public_pem = (
             private.public_key()
             .public_bytes(
@@ -114,7 +121,7 @@ class KeyRing:
             kid=kid,
             alg=ALGORITHM,
             public_pem=public_pem,
-            private_encrypted=nonce + self._aead.encrypt(nonce, pem, kid.encode()),
+            private_encrypted=self._sealer.seal(SIGNING_KEY, pem, kid),
             created_at=now,
         )
 
@@ -122,21 +129,27 @@ class KeyRing:
         keys: dict[str, _Key] = {}
         signing: _Key | None = None
         newest = None
+        problem: Unsealable | None = None
         for row in self._load_keys():
             public = serialization.load_pem_public_key(row.public_pem.encode())
             assert isinstance(public, ec.EllipticCurvePublicKey)
+            key = _Key(row.kid, public)
             if row.retired_at is None:
-                nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
-                pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
-                key = _Key(row.kid, public, serialization.load_pem_private_key(pem, None))
-                if newest is None or row.created_at > newest:
-                    signing, newest = key, row.created_at
-            else:
-                key = _Key(row.kid, public)
+                try:
+                    pem = self._sealer.open(SIGNING_KEY, row.private_encrypted, row.kid)
+                except Unsealable as error:
+                    problem = error
+                else:
+                    key.private = serialization.load_pem_private_key(pem, None)
+                    if newest is None or row.created_at > newest:
+                        signing, newest = key, row.created_at
             keys[row.kid] = key
+        if problem is not None and signing is None:
+            log.error("cannot sign tokens: %s", problem)
         with self._lock:
             self._keys = keys
             self._signing = signing
+            self.problem = problem if signing is None else None
             self._loaded_at = time.monotonic()
 
     def _fresh(self) -> None:
@@ -152,6 +165,8 @@ class KeyRing:
         if self._signing is None:
             self.reload()
         if self._signing is None:
+            if self.problem is not None:
+                raise self.problem
             raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
         claims = {
             "iss": self.issuer,

@@ -1,5 +1,5 @@
-"""Operations endpoints: /healthz (process up), /readyz (database reachable and migrated),
-/metrics.
+"""Operations endpoints: /healthz (process up), /readyz (database reachable and migrated,
+stored secrets open under the configured keys), /metrics.
 
 /metrics speaks the Prometheus text format. Business figures (sign-ins, failed codes,
 live sessions, sessions ended by reason) are read from the database at scrape time, so
@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from app import migrate
+from app import migrate, preflight
 from app.core import stats_ops
 from app.extensions import csrf, limiter
 
@@ -36,9 +36,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
-    """200 when the database answers and has every migration of this release; 503
-    otherwise (a database error through the error handlers; a schema behind the code
-    with code ``migrations_pending``: run ``holdfast db upgrade``)."""
+    """200 when the database answers, has every migration of this release and its stored
+    secrets open; 503 otherwise (a database error through the error handlers; a schema
+    behind the code with code ``migrations_pending``: run ``holdfast db upgrade``; signing
+    or pseudonym keys sealed with a key that is neither HOLDFAST_SECRET_KEY nor a fallback
+    with code ``secrets_unavailable``, each of ``problems`` naming the cause and the fix)."""
     services = current_app.extensions["holdfast"]
     with services.session() as db:
         stats_ops.ping(db)  # a database error answers 503 through the error handlers
@@ -46,6 +48,12 @@ def readyz() -> Response | tuple[Response, int]:
     if stored is not None:
         message = f"The database is at revision {stored}; run `holdfast db upgrade`."
         return jsonify({"error": message, "code": "migrations_pending"}), 503
+    problems = preflight.secret_problems(
+        services, thorough=False, hints=preflight.key_hints(current_app)
+    )
+    if problems:
+        body = {"error": problems[0], "code": "secrets_unavailable", "problems": problems}
+        return jsonify(body), 503
     return jsonify({"status": "ready"})
 
 
