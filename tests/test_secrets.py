@@ -410,7 +410,7 @@ def test_migrated_with_the_generated_key_then_served_with_an_env_key(
     assert "HOLDFAST_SECRET_KEY_FALLBACKS_FILE" in ready.json["error"]
     assert any(str(generated) in problem for problem in preflight.startup_problems(served))
 
-    fixed = apps(config, "data", SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=generated.read_text().strip())
+    fixed = apps(config, "data", SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS_FILE=str(generated))
     assert fixed.test_client().get("/readyz").json == {"status": "ready"}
     assert cli(fixed, "secrets", "rotate").exit_code == 0
     alone = apps(config, "data", SECRET_KEY=NEW_KEY)
