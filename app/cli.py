@@ -10,7 +10,7 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app import migrate
 from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
+from app.core.events import Origin
 from app.devices import describe
 from app.models import Device, Event, SigningKey, Tenant, User, UserSession, new_id
 from app.sealing import Unsealable
@@ -674,7 +675,160 @@ def worker(once: bool, interval: float) -> None:
     runner.run(services(), private_ok=private_ok, interval=interval)
 
 
-# --- stored secrets ----------------------------------------------------------------------
+# --- the operator's commands: tenants and people, secrets ----------------------------------
+
+
+@tenant_group.command("list")
+@with_appcontext
+def tenant_list() -> None:
+    """Every tenant: slug, name, people (admins), created, id."""
+    with services().session() as db:
+        people = dict(
+            db.execute(select(User.tenant_id, func.count()).group_by(User.tenant_id)).all()
+        )
+        admins = dict(
+            db.execute(
+                select(User.tenant_id, func.count())
+                .where(User.role == "admin", User.disabled.is_(False))
+                .group_by(User.tenant_id)
+            ).all()
+        )
+        rows = [
+            (
+                tenant.slug,
+                tenant.name,
+                _people(people.get(tenant.id, 0), admins.get(tenant.id, 0)),
+                f"{tenant.created_at:%Y-%m-%d}",
+                tenant.id,
+            )
+            for tenant in db.scalars(select(Tenant).order_by(Tenant.slug))
+        ]
+    if not rows:
+        click.echo("No tenants yet: `holdfast tenant create SLUG --name NAME --admin EMAIL`.")
+        return
+    _table(("SLUG", "NAME", "PEOPLE", "CREATED", "ID"), rows)
+
+
+@user_group.command("list")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant.")
+@with_appcontext
+def user_list(slug: str) -> None:
+    """The tenant's people: email, role, status, last sign-in, id."""
+    with services().session() as db:
+        tenant = accounts.tenant_by_slug(db, slug)
+        if tenant is None:
+            raise click.ClickException(f"No tenant called {slug!r}: see `holdfast tenant list`.")
+        rows = [
+            (
+                user.email,
+                user.role,
+                "disabled" if user.disabled else "active",
+                f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never",
+                user.id,
+            )
+            for user in db.scalars(
+                select(User).where(User.tenant_id == tenant.id).order_by(User.email)
+            )
+        ]
+    if not rows:
+        click.echo(f"{slug} has nobody yet.")
+        return
+    _table(("EMAIL", "ROLE", "STATUS", "LAST SIGN-IN (UTC)", "ID"), rows)
+
+
+@user_group.command("disable")
+@click.argument("email")
+@with_appcontext
+def user_disable(email: str) -> None:
+    """Disable a person and end their sessions at once (as an admin does in the console)."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        was_disabled = user.disabled
+        ended = people.disable(db, operator, user.id, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    if was_disabled:
+        click.echo(f"{label} was disabled already.")
+    else:
+        click.echo(f"Disabled {label}; ended {len(ended)} session{'s' if len(ended) != 1 else ''}.")
+
+
+@user_group.command("enable")
+@click.argument("email")
+@with_appcontext
+def user_enable(email: str) -> None:
+    """Let a disabled person sign in again (their old sessions stay ended)."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        was_disabled = user.disabled
+        people.enable(db, operator, user.id, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    click.echo(f"Enabled {label}." if was_disabled else f"{label} was enabled already.")
+
+
+@user_group.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["member", "admin"]))
+@with_appcontext
+def user_role(email: str, role: str) -> None:
+    """Make a person a member or an admin of their tenant."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        old = user.role
+        people.set_role(db, operator, user.id, role, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    click.echo(
+        f"{label} is now {role} (was {old})." if old != role else f"{label} is {role} already."
+    )
+
+
+#: where the operator's changes come from, in their events
+CLI = Origin(ip="", user_agent="holdfast cli")
+
+
+@contextmanager
+def _as_operator(email: str) -> Iterator[tuple[Session, User, Any]]:
+    """A write transaction scoped to the tenant of the person with ``email``, that
+    person, and the operator acting on them. Refusals (unknown email, the core's
+    rules) become a clear message and exit status 1."""
+    from app.core.access import Operator
+    from app.db import scope_to_tenant
+
+    try:
+        with transaction() as db:
+            try:
+                address = accounts.normalise_email(email)
+            except HoldfastError:
+                address = email.strip().lower()
+            user = accounts.find_user_by_email(db, address)
+            if user is None:
+                raise click.ClickException(
+                    f"Nobody has the email {email!r}: see `holdfast user list --tenant SLUG`."
+                )
+            scope_to_tenant(db, user.tenant_id)
+            yield db, user, Operator()
+    except HoldfastError as error:
+        fail(error)
+
+
+def _people(people: int, admins: int) -> str:
+    return f"{people} ({admins} admin{'s' if admins != 1 else ''})"
+
+
+def _slug(db: Session, user: User) -> str:
+    return db.get_one(Tenant, user.tenant_id).slug
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 @click.group("secrets")
