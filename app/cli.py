@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -675,7 +676,7 @@ def worker(once: bool, interval: float) -> None:
     runner.run(services(), private_ok=private_ok, interval=interval)
 
 
-# --- the operator's commands: tenants and people, secrets ----------------------------------
+# --- the operator's commands: tenants and people, secrets, backups --------------------------
 
 
 @tenant_group.command("list")
@@ -889,6 +890,32 @@ def secrets_rotate() -> None:
         raise SystemExit(1)
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup(path: Path) -> None:
+    """Copy the SQLite database to PATH, consistently, while the app runs (never
+    overwrites). On PostgreSQL, print the pg_dump line to use instead."""
+    from app import backup as backups
+
+    database = services().database
+    if not database.is_sqlite:
+        raise click.ClickException(
+            "holdfast backup copies SQLite databases. On PostgreSQL use pg_dump (custom "
+            "format, restore with pg_restore; the password comes from PGPASSWORD or "
+            "~/.pgpass):\n  " + backups.pg_dump_command(database.url, path)
+        )
+    source = Path(database.engine.url.database or "")
+    try:
+        copy = backups.backup_sqlite(
+            source, path.absolute(), busy_timeout=float(current_app.config["SQLITE_BUSY_TIMEOUT"])
+        )
+    except backups.BackupError as error:
+        raise click.ClickException(str(error)) from error
+    revision = migrate.current(database.engine)
+    click.echo(f"Backed up {source} to {copy.path} ({copy.size} bytes, revision {revision}).")
+
+
 def register(app: Flask) -> None:
     for command in (
         db_group,
@@ -900,6 +927,7 @@ def register(app: Flask) -> None:
         purge,
         worker,
         secrets_group,
+        backup,
     ):
         app.cli.add_command(command)
 
