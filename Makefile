@@ -22,10 +22,13 @@ ifneq ($(POSTGRES)$(HOLDFAST_REQUIRE_ALL),)
 	HOLDFAST_TEST_DB=postgresql $(BIN)/pytest $(PYTEST_ARGS)
 endif
 
-lint: install-test
+# The OpenAPI document is dumped from the app and linted by Redocly CLI (package.json's
+# devDependencies; rules in redocly.yaml).
+lint: install-test assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/lint_openapi.py
 
 format: install-test
 	$(BIN)/ruff format .

@@ -26,6 +26,7 @@ from app.db import Database
 from app.mail import Mailer, mailer_from_url
 from app.outbox import BackgroundSender, Outbox
 from app.ratelimit import CodeBudgets, counters_from_url
+from app.sealing import Sealer
 from app.tokens import KeyRing, load_verifying_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,8 @@ class Services:
     clock: SystemClock | FrozenClock
     keys: KeyRing
     hasher: Hasher
+    #: seals and opens stored secrets under the secret key and its fallbacks (app.sealing)
+    sealer: Sealer
     #: talks to the mail relay; only senders use it (app.outbox), never a request
     mailer: Mailer
     #: the mail queue's sealing key and sender address (app.outbox)
@@ -54,6 +57,7 @@ class Services:
     def session(self, *, write: bool = False) -> Session:
         db = self.database.session(write=write, outbox=self.outbox)
         alerts.configure(db, self.deployment)
+        db.info["sealer"] = self.sealer  # the audit chains' pseudonym keys (app.core.audit)
         return db
 
     def close(self) -> None:
@@ -167,6 +171,7 @@ def register_services(app: Flask) -> None:
     )
     clock = app.config.get("CLOCK") or SystemClock()
     secret = app.config["SECRET_KEY"].encode()
+    hasher = Hasher(secret, [key.encode() for key in app.config["SECRET_KEY_FALLBACKS"]])
 
     def load_keys() -> list:
         with database.session() as db:
@@ -179,14 +184,15 @@ def register_services(app: Flask) -> None:
         database=database,
         clock=clock,
         keys=KeyRing(
-            secret,
+            hasher.sealer,
             app.config["BASE_URL"],
             load_keys,
             refresh_seconds=float(app.config["KEY_RELOAD_SECONDS"]),
         ),
-        hasher=Hasher(secret),
+        hasher=hasher,
+        sealer=hasher.sealer,
         mailer=mailer,
-        outbox=Outbox(secret, mailer.sender),
+        outbox=Outbox(hasher.sealer, mailer.sender),
         deployment=alerts.Deployment.from_config(
             base_url=app.config["BASE_URL"],
             product=app.config["PRODUCT_NAME"],

@@ -10,10 +10,11 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,8 +26,10 @@ from sqlalchemy.orm import Session
 from app import migrate, tokens
 from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
+from app.core.events import Origin
 from app.devices import describe
 from app.models import Device, Event, SigningKey, Tenant, User, UserSession, new_id
+from app.sealing import Unsealable
 
 
 def services():  # type: ignore[no-untyped-def]
@@ -39,6 +42,9 @@ def transaction() -> Iterator[Session]:
     try:
         yield db
         db.commit()
+    except Unsealable as error:  # a stored secret sealed with a key that is gone
+        db.rollback()
+        raise click.ClickException(str(error)) from error
     except BaseException:
         db.rollback()
         raise
@@ -61,10 +67,68 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade() -> None:
-    """Apply migrations and make sure a token signing key exists."""
-    migrate.upgrade(services().database.engine)
-    ensure_signing_key()
-    click.echo("Database is up to date.")
+    """Apply migrations and make sure a token signing key exists; say what was done.
+
+    Then check that the stored secrets open under HOLDFAST_SECRET_KEY or a fallback:
+    when some do not, say why and how to fix it, and exit with status 1."""
+    from app import preflight
+
+    done = migrate.upgrade(services().database.engine, sealer=services().sealer)
+    head = migrate.head()
+    if done.before is None:
+        click.echo(
+            f"Created a fresh schema: {len(done.applied)} migrations, now at revision {done.after}."
+        )
+    elif done.applied:
+        count = len(done.applied)
+        click.echo(
+            f"Applied {count} migration{'s' if count != 1 else ''} "
+            f"({', '.join(done.applied)}): revision {done.before} -> {done.after}."
+        )
+    elif not migrate.is_known(done.before):
+        click.echo(
+            f"The database is at revision {done.before}, newer than this release "
+            f"({head}): nothing to do."
+        )
+    else:
+        click.echo(f"Already up to date (revision {done.after}).")
+    if ensure_signing_key():
+        click.echo("Created the first token signing key.")
+    problems = preflight.startup_problems(current_app)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@db_group.command("current")
+@click.option("--check", is_flag=True, help="Exit with status 1 unless up to date.")
+@with_appcontext
+def db_current(check: bool) -> None:
+    """The database's revision against this release's newest one."""
+    stored = migrate.current(services().database.engine)
+    head = migrate.head()
+    if stored is None:
+        pending = migrate.between(None, head)
+        click.echo(
+            f"No schema yet; this release is at revision {head} ({len(pending)} migrations): "
+            "run `holdfast db upgrade`."
+        )
+    elif stored == head:
+        click.echo(f"Revision {stored}: up to date with this release.")
+    elif not migrate.is_known(stored):
+        click.echo(
+            f"Revision {stored}: newer than this release ({head}); a later release migrated it."
+        )
+    else:
+        pending = migrate.between(stored, head)
+        click.echo(
+            f"Revision {stored}; this release is at {head}: {len(pending)} "
+            f"migration{'s' if len(pending) != 1 else ''} to apply ({', '.join(pending)}). "
+            "Run `holdfast db upgrade`."
+        )
+    if check and stored != head:
+        raise SystemExit(1)
 
 
 @db_group.command("revision")
@@ -75,10 +139,13 @@ def db_revision(message: str) -> None:
     migrate.revision(services().database.engine, message)
 
 
-def ensure_signing_key() -> None:
+def ensure_signing_key() -> bool:
+    """Make the first token signing key if there is none; whether it made one."""
     with transaction() as db:
         if db.scalar(select(func.count()).select_from(SigningKey)) == 0:
             db.add(services().keys.new_key(services().clock.now()))
+            return True
+    return False
 
 
 # --- tenants and people ---------------------------------------------------------------------
@@ -632,6 +699,246 @@ def worker(once: bool, interval: float) -> None:
     runner.run(services(), private_ok=private_ok, interval=interval)
 
 
+# --- the operator's commands: tenants and people, secrets, backups --------------------------
+
+
+@tenant_group.command("list")
+@with_appcontext
+def tenant_list() -> None:
+    """Every tenant: slug, name, people (admins), created, id."""
+    with services().session() as db:
+        people = dict(
+            db.execute(select(User.tenant_id, func.count()).group_by(User.tenant_id)).all()
+        )
+        admins = dict(
+            db.execute(
+                select(User.tenant_id, func.count())
+                .where(User.role == "admin", User.disabled.is_(False))
+                .group_by(User.tenant_id)
+            ).all()
+        )
+        rows = [
+            (
+                tenant.slug,
+                tenant.name,
+                _people(people.get(tenant.id, 0), admins.get(tenant.id, 0)),
+                f"{tenant.created_at:%Y-%m-%d}",
+                tenant.id,
+            )
+            for tenant in db.scalars(select(Tenant).order_by(Tenant.slug))
+        ]
+    if not rows:
+        click.echo("No tenants yet: `holdfast tenant create SLUG --name NAME --admin EMAIL`.")
+        return
+    _table(("SLUG", "NAME", "PEOPLE", "CREATED", "ID"), rows)
+
+
+@user_group.command("list")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant.")
+@with_appcontext
+def user_list(slug: str) -> None:
+    """The tenant's people: email, role, status, last sign-in, id."""
+    with services().session() as db:
+        tenant = accounts.tenant_by_slug(db, slug)
+        if tenant is None:
+            raise click.ClickException(f"No tenant called {slug!r}: see `holdfast tenant list`.")
+        rows = [
+            (
+                user.email,
+                user.role,
+                "disabled" if user.disabled else "active",
+                f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never",
+                user.id,
+            )
+            for user in db.scalars(
+                select(User).where(User.tenant_id == tenant.id).order_by(User.email)
+            )
+        ]
+    if not rows:
+        click.echo(f"{slug} has nobody yet.")
+        return
+    _table(("EMAIL", "ROLE", "STATUS", "LAST SIGN-IN (UTC)", "ID"), rows)
+
+
+@user_group.command("disable")
+@click.argument("email")
+@with_appcontext
+def user_disable(email: str) -> None:
+    """Disable a person and end their sessions at once (as an admin does in the console)."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        was_disabled = user.disabled
+        ended = people.disable(db, operator, user.id, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    if was_disabled:
+        click.echo(f"{label} was disabled already.")
+    else:
+        click.echo(f"Disabled {label}; ended {len(ended)} session{'s' if len(ended) != 1 else ''}.")
+
+
+@user_group.command("enable")
+@click.argument("email")
+@with_appcontext
+def user_enable(email: str) -> None:
+    """Let a disabled person sign in again (their old sessions stay ended)."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        was_disabled = user.disabled
+        people.enable(db, operator, user.id, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    click.echo(f"Enabled {label}." if was_disabled else f"{label} was enabled already.")
+
+
+@user_group.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["member", "admin"]))
+@with_appcontext
+def user_role(email: str, role: str) -> None:
+    """Make a person a member or an admin of their tenant."""
+    from app.core import people
+
+    with _as_operator(email) as (db, user, operator):
+        old = user.role
+        people.set_role(db, operator, user.id, role, now=services().clock.now(), origin=CLI)
+        label = f"{user.email} ({_slug(db, user)})"
+    click.echo(
+        f"{label} is now {role} (was {old})." if old != role else f"{label} is {role} already."
+    )
+
+
+#: where the operator's changes come from, in their events
+CLI = Origin(ip="", user_agent="holdfast cli")
+
+
+@contextmanager
+def _as_operator(email: str) -> Iterator[tuple[Session, User, Any]]:
+    """A write transaction scoped to the tenant of the person with ``email``, that
+    person, and the operator acting on them. Refusals (unknown email, the core's
+    rules) become a clear message and exit status 1."""
+    from app.core.access import Operator
+    from app.db import scope_to_tenant
+
+    try:
+        with transaction() as db:
+            try:
+                address = accounts.normalise_email(email)
+            except HoldfastError:
+                address = email.strip().lower()
+            user = accounts.find_user_by_email(db, address)
+            if user is None:
+                raise click.ClickException(
+                    f"Nobody has the email {email!r}: see `holdfast user list --tenant SLUG`."
+                )
+            scope_to_tenant(db, user.tenant_id)
+            yield db, user, Operator()
+    except HoldfastError as error:
+        fail(error)
+
+
+def _people(people: int, admins: int) -> str:
+    return f"{people} ({admins} admin{'s' if admins != 1 else ''})"
+
+
+def _slug(db: Session, user: User) -> str:
+    return db.get_one(Tenant, user.tenant_id).slug
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """Stored secrets and the secret key (HOLDFAST_SECRET_KEY and its fallbacks)."""
+
+
+@secrets_group.command("check")
+@with_appcontext
+def secrets_check() -> None:
+    """Check that every stored secret opens; exit status 1 (saying why) when one does not."""
+    from app import preflight
+    from app.core import resealing
+
+    problems = preflight.startup_problems(current_app)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    with services().session() as db:
+        tally = resealing.check(db, services().sealer)
+    current = sum(tally.current.values())
+    other = sum(tally.resealed.values())
+    click.echo(
+        f"All {current + other} stored secrets open. {current} are sealed under the "
+        f"current key (key id {services().sealer.key_id})"
+        + (
+            f", {other} under a fallback key or in the older form: run `holdfast secrets rotate`."
+            if other
+            else "."
+        )
+    )
+
+
+@secrets_group.command("rotate")
+@with_appcontext
+def secrets_rotate() -> None:
+    """Re-seal every stored secret under the current HOLDFAST_SECRET_KEY (run after
+    moving the old key to HOLDFAST_SECRET_KEY_FALLBACKS; safe to run again)."""
+    from app import preflight
+    from app.core import resealing
+
+    with transaction() as db:
+        tally = resealing.reseal(db, services().sealer, now=services().clock.now())
+    services().keys.reload()
+    done = ", ".join(
+        f"{tally.resealed[kind]} {preflight.NAMES[kind][tally.resealed[kind] != 1]}"
+        for kind in resealing.KINDS
+    )
+    already = sum(tally.current.values())
+    click.echo(
+        f"Re-sealed under key id {services().sealer.key_id}: {done} "
+        f"({already} were under it already)."
+    )
+    if tally.problems:
+        for problem in preflight.startup_problems(current_app):
+            click.echo(f"Error: {problem}", err=True)
+        raise SystemExit(1)
+
+
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup(path: Path) -> None:
+    """Copy the SQLite database to PATH, consistently, while the app runs (never
+    overwrites). On PostgreSQL, print the pg_dump line to use instead."""
+    from app import backup as backups
+
+    database = services().database
+    if not database.is_sqlite:
+        raise click.ClickException(
+            "holdfast backup copies SQLite databases. On PostgreSQL use pg_dump (custom "
+            "format, restore with pg_restore; the password comes from PGPASSWORD or "
+            "~/.pgpass):\n  " + backups.pg_dump_command(database.url, path)
+        )
+    source = Path(database.engine.url.database or "")
+    try:
+        copy = backups.backup_sqlite(
+            source, path.absolute(), busy_timeout=float(current_app.config["SQLITE_BUSY_TIMEOUT"])
+        )
+    except backups.BackupError as error:
+        raise click.ClickException(str(error)) from error
+    revision = migrate.current(database.engine)
+    click.echo(f"Backed up {source} to {copy.path} ({copy.size} bytes, revision {revision}).")
+
+
 def register(app: Flask) -> None:
     for command in (
         db_group,
@@ -642,6 +949,8 @@ def register(app: Flask) -> None:
         audit_group,
         purge,
         worker,
+        secrets_group,
+        backup,
     ):
         app.cli.add_command(command)
 

@@ -16,6 +16,7 @@ import smtplib
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -92,6 +93,39 @@ class ConsoleMailer:
             stream.flush()
 
         yield send
+
+
+class MemoryMailer:
+    """Keeps every message it is handed, in order (``sent``): for tests and benchmarks
+    that read the sign-in code without an SMTP server. ``on_send`` is told of each."""
+
+    def __init__(
+        self,
+        sender: str = "Holdfast <no-reply@localhost>",
+        on_send: Callable[[EmailMessage], None] | None = None,
+    ) -> None:
+        self.sender = sender
+        self.sent: list[EmailMessage] = []
+        self.on_send = on_send
+
+    @contextmanager
+    def connect(self) -> Iterator[Send]:
+        def send(email: EmailMessage) -> None:
+            self.sent.append(email)
+            if self.on_send is not None:
+                self.on_send(email)
+
+        yield send
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        """The messages, once there are at least ``count`` (mail goes out after the
+        request that queued it). Raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while len(self.sent) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} messages did not come within {timeout:g} s")
+            time.sleep(0.01)
+        return list(self.sent)
 
 
 class SmtpMailer:

@@ -1,10 +1,12 @@
-"""Alembic, driven from the app: `holdfast db upgrade`, `holdfast db revision`, and the
-schema check behind ``/readyz`` (:func:`behind`)."""
+"""Alembic, driven from the app: `holdfast db upgrade`, `holdfast db revision`,
+`holdfast db current`, and the schema check behind ``/readyz`` (:func:`behind`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -24,8 +26,21 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``.
+@dataclass(frozen=True)
+class Upgrade:
+    """What :func:`upgrade` did."""
+
+    #: the database's revision before (None: no schema at all, a fresh database)
+    before: str | None
+    after: str | None
+    #: migrations applied, oldest first
+    applied: list[str]
+
+
+def upgrade(engine: Engine, revision: str = "head", *, sealer: Any = None) -> Upgrade:
+    """Apply migrations up to ``revision`` and say what was done. ``sealer`` (an
+    app.sealing.Sealer) is handed to migrations that seal stored secrets with the secret
+    key; a database that holds such secrets cannot be upgraded without it.
 
     On SQLite, Alembic's batch mode rebuilds a table to alter it (copy, drop, rename);
     with foreign keys enforced, dropping a table that other rows point at fails. As
@@ -33,6 +48,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     for the migration (outside any transaction, where the pragma takes effect), the
     references are checked once it is done, and enforcement is switched back on."""
     cfg = alembic_config(engine)
+    cfg.attributes["sealer"] = sealer
+    before = current(engine)
     with engine.connect() as connection:
         raw = connection.connection.driver_connection if engine.dialect.name == "sqlite" else None
         if raw is not None:
@@ -48,6 +65,41 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if raw is not None:
                 raw.execute("PRAGMA foreign_keys=ON")
+    after = current(engine)
+    return Upgrade(before=before, after=after, applied=between(before, after))
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision, or None when it has no schema yet (never migrated)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+def head() -> str:
+    """This release's newest revision."""
+    return str(_scripts().get_current_head())
+
+
+def between(older: str | None, newer: str | None) -> list[str]:
+    """The revisions after ``older`` up to ``newer``, oldest first ([] when ``newer`` is
+    not ahead of ``older``, or either is a revision this release does not know)."""
+    if newer is None or older == newer:
+        return []
+    try:
+        found = list(_scripts().iterate_revisions(newer, older or "base"))
+    except CommandError:
+        return []
+    return [script.revision for script in reversed(found)]
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of this release's migrations."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -456,8 +456,9 @@ class AuditHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
     #: hash of the newest purged event: the first kept event links to it
     anchor_hash: Mapped[str] = mapped_column(String(64))
-    #: random key of the chain's pseudonyms (HMAC), made with the head
-    pseudonym_key: Mapped[str] = mapped_column(String(64))
+    #: random key of the chain's pseudonyms (HMAC), made with the head; sealed
+    #: (app.sealing, the chain as context), so a dump alone cannot re-identify anyone
+    pseudonym_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     #: events written to this chain so far (purged ones included)
     sealed: Mapped[int] = mapped_column(Integer, default=0)
     purged: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,11 +3,10 @@ request.
 
 * **Queued with its cause.** :func:`queue_mail` adds a row to the caller's transaction, so
   a sign-in code is in the queue exactly when its challenge is in the database, and a
-  rolled-back sign-in mails nothing. The body is sealed (AES-GCM under a key derived
-  from the secret key): it can hold a sign-in code or a link's secret, and a database
-  dump must not give those away. Only the address, subject and kind stay readable, for
-  the admin's view of what is stuck; the body is wiped once the message is sent or
-  given up.
+  rolled-back sign-in mails nothing. The body is sealed (app.sealing): it can hold a
+  sign-in code or a link's secret, and a database dump must not give those away. Only
+  the address, subject and kind stay readable, for the admin's view of what is stuck;
+  the body is wiped once the message is sent or given up.
 * **Claimed, then sent with nothing held.** A sender claims a batch of due messages (on
   PostgreSQL with ``FOR UPDATE SKIP LOCKED``; on SQLite under the write lock), which moves
   their due time past a lease, and commits; it then hands them to the relay on one
@@ -45,16 +44,14 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app import signals
 from app.clock import utcnow
-from app.crypto import derive_key
 from app.mail import Mailer, MailError, Message, compose
 from app.models import OutboxMessage, WorkerHeartbeat, new_id
+from app.sealing import MAIL_BODY, Sealer, Unsealable
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +71,26 @@ HEARTBEAT_EVERY = timedelta(seconds=5)
 
 
 class Outbox:
-    """What queueing and sending share: the key bodies are sealed under, the sender's
+    """What queueing and sending share: the sealer bodies are sealed with, the sender's
     address (for Message-IDs), and who to tell when a commit queued mail."""
 
-    def __init__(self, secret: bytes, sender: str) -> None:
-        self._aead = AESGCM(derive_key(secret, "holdfast outbox"))
+    def __init__(self, sealer: Sealer, sender: str) -> None:
+        self._sealer = sealer
         self.sender = sender
         address = sender.rpartition("<")[2].rstrip(">").strip()
         self.domain = address.rpartition("@")[2] or "localhost"
         #: called after a commit that queued mail (a web process's sender wakes up)
         self.listeners: list[Callable[[], None]] = []
 
-    def seal(self, message_id: str, text: str) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, text.encode(), message_id.encode())
+    def seal(self, row_id: str, text: str) -> bytes:
+        return self._sealer.seal(MAIL_BODY, text.encode(), row_id)
 
     def open(self, row: OutboxMessage) -> str | None:
-        """The row's body, or None when it cannot be opened (another secret key)."""
-        sealed = row.body_sealed or b""
+        """The row's body, or None when it cannot be opened (sealed under a secret key
+        that is no longer configured, not even as a fallback)."""
         try:
-            return self._aead.decrypt(sealed[:12], sealed[12:], row.id.encode()).decode()
-        except (InvalidTag, ValueError):
+            return self._sealer.open(MAIL_BODY, row.body_sealed or b"", row.id).decode()
+        except Unsealable:
             return None
 
     def queued(self) -> None:

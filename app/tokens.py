@@ -21,7 +21,7 @@ verifying until the tokens it signed have expired.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import secrets
 import threading
 import time
@@ -34,12 +34,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.crypto import derive_key
 from app.models import SigningKey
+from app.sealing import SIGNING_KEY, Sealer, Unsealable
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "hf-session+jwt"  # noqa: S105 (a JOSE typ, not a secret)
@@ -98,11 +99,16 @@ def publication_delay(refresh_seconds: float, jwks_max_age: int) -> timedelta:
 class KeyRing:
     """The signing key and the keys that still verify, cached in memory and re-read from
     the database when a token names an unknown ``kid`` (another node rotated) or every
-    ``refresh_seconds``."""
+    ``refresh_seconds``.
+
+    Private halves are sealed with :mod:`app.sealing` (the key's ``kid`` bound as its
+    context). One that opens under none of the secret keys is kept for verifying only:
+    tokens already issued keep working, and signing raises the Unsealable that says
+    why (:attr:`problem`)."""
 
     def __init__(
         self,
-        secret: bytes,
+        sealer: Sealer,
         issuer: str,
         load_keys: Callable[[], list[SigningKey]],
         *,
@@ -110,7 +116,10 @@ class KeyRing:
         refresh_seconds: float = 60.0,
     ) -> None:
         self.issuer = issuer
-        self._aead = AESGCM(derive_key(secret, "holdfast signing keys"))
+        self._sealer = sealer
+        #: why a stored key could not be opened (None: all open); signing raises it when
+        #: no key that opens may sign
+        self.problem: Unsealable | None = None
         self._load_keys = load_keys
         self._keys: dict[str, _Key] = {}
         #: every loaded key, newest signing window first
@@ -132,7 +141,6 @@ class KeyRing:
             serialization.NoEncryption(),
         )
         kid = secrets.token_urlsafe(12)
-        nonce = os.urandom(12)
         public_pem = (
             private.public_key()
             .public_bytes(
@@ -144,28 +152,37 @@ class KeyRing:
             kid=kid,
             alg=ALGORITHM,
             public_pem=public_pem,
-            private_encrypted=nonce + self._aead.encrypt(nonce, pem, kid.encode()),
+            private_encrypted=self._sealer.seal(SIGNING_KEY, pem, kid),
             created_at=now,
         )
 
     def reload(self) -> None:
         keys: dict[str, _Key] = {}
+        problem: Unsealable | None = None
         for row in self._load_keys():
             public = serialization.load_pem_public_key(row.public_pem.encode())
             assert isinstance(public, ec.EllipticCurvePublicKey)
-            nonce, sealed = row.private_encrypted[:12], row.private_encrypted[12:]
-            pem = self._aead.decrypt(nonce, sealed, row.kid.encode())
+            private = None
+            try:
+                pem = self._sealer.open(SIGNING_KEY, row.private_encrypted, row.kid)
+            except Unsealable as error:
+                problem = error  # it still verifies (public half); it cannot sign
+            else:
+                private = serialization.load_pem_private_key(pem, None)
             keys[row.kid] = _Key(
                 row.kid,
                 public,
-                serialization.load_pem_private_key(pem, None),
+                private,
                 active_from=(row.active_from or row.created_at).timestamp(),
                 retired_at=row.retired_at.timestamp() if row.retired_at else float("inf"),
             )
         signers = sorted(keys.values(), key=lambda key: key.active_from, reverse=True)
+        if problem is not None and not any(key.private for key in signers):
+            log.error("cannot sign tokens: %s", problem)
         with self._lock:
             self._keys = keys
             self._signers = signers
+            self.problem = problem
             self._loaded_at = time.monotonic()
 
     def signing_key(self, now: datetime) -> _Key | None:
@@ -188,6 +205,8 @@ class KeyRing:
             self.reload()
             signing = self.signing_key(now)
         if signing is None:
+            if self.problem is not None:
+                raise self.problem
             raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
         claims = {
             "iss": self.issuer,

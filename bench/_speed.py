@@ -106,7 +106,7 @@ def database(kind: str, folder: Path) -> Iterator[Database]:
             instance_path=folder,
         )
         services = db.app.extensions["holdfast"]
-        migrate.upgrade(services.database.engine)
+        migrate.upgrade(services.database.engine, sealer=services.sealer)
         with services.session(write=True) as session:
             session.add(services.keys.new_key(now()))
             session.commit()

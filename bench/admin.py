@@ -64,16 +64,6 @@ class Run:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class CapturingMailer:
-    """Keeps mail in memory so the benchmark can read the sign-in code."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    def send(self, message: Any) -> None:
-        self.sent.append(message)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.admin", description=__doc__.split("\n")[0]
@@ -121,8 +111,9 @@ def measure(size: Size, folder: Path, repeat: int) -> Run:
 
     from app import create_app
     from app.cache import MemoryCache
+    from app.mail import MemoryMailer
 
-    mailer = CapturingMailer()
+    mailer = MemoryMailer()
     app = create_app(
         {
             "DATABASE_URL": f"sqlite:///{path}",
@@ -178,11 +169,11 @@ def _holdfast_command() -> list[str]:
     return [sys.executable, "-c", "from app.cli import main; main()"]
 
 
-def _sign_in(client: Any, mailer: CapturingMailer) -> None:
+def _sign_in(client: Any, mailer: Any) -> None:
     """The demo admin signs in through /login and the emailed code."""
     page = client.get("/login")
     client.post("/login", data={"email": ADMIN, "csrf_token": CSRF.search(page.text).group(1)})
-    code = CODE.search(mailer.sent[-1].text).group(1)
+    code = CODE.search(mailer.wait_for(len(mailer.sent) + 1)[-1].get_content()).group(1)
     page = client.get("/login/code")
     answer = client.post(
         "/login/code", data={"code": code, "csrf_token": CSRF.search(page.text).group(1)}

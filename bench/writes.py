@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,12 @@ from typing import Any
 from app import create_app
 from app.clock import FrozenClock
 from app.core import accounts
-from app.mail import Message
+from app.mail import MemoryMailer
 from bench import _speed as speed
 from tests import databases
 from tests.conftest import statements_run, writes_in
 
 GOAL = Fraction(1, 60)
-
-
-@dataclass
-class Outbox:
-    """A mailer that keeps what it is given (the sign-in code)."""
-
-    messages: list[Message]
-
-    def send(self, message: Message) -> None:
-        self.messages.append(message)
 
 
 def _verb_and_table(statement: str) -> str:
@@ -60,7 +49,7 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
         speed.database(kind, Path(tmp)) as db,
     ):
         clock = FrozenClock(speed.now().replace(microsecond=0))
-        outbox = Outbox([])
+        outbox = MemoryMailer()
         app = create_app(
             {
                 "DATABASE_URL": db.url,
@@ -80,7 +69,8 @@ def count(kind: str, minutes: int) -> dict[str, Any]:
             session.commit()
         client = app.test_client()
         challenge = client.post("/api/auth/login", json={"email": "ada@writes.test"}).get_json()
-        code = re.search(r"code is (\d{6})", outbox.messages[-1].text).group(1)  # type: ignore[union-attr]
+        mail = outbox.wait_for(1)[-1].get_content()
+        code = re.search(r"code is (\d{6})", mail).group(1)  # type: ignore[union-attr]
         made = client.post(
             "/api/auth/verify", json={"challengeId": challenge["challengeId"], "code": code}
         ).get_json()

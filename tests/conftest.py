@@ -232,7 +232,7 @@ def _migrate(url: str, folder: Path) -> None:
         {"DATABASE_URL": url, "SECRET_KEY": SECRET, "MAIL_URL": "console"}, instance_path=folder
     )
     services: Services = app.extensions["holdfast"]
-    migrate.upgrade(services.database.engine)
+    migrate.upgrade(services.database.engine, sealer=services.sealer)
     with services.session(write=True) as db:
         db.add(services.keys.new_key(START))
         db.commit()

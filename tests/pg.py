@@ -59,7 +59,7 @@ def pg_template(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFa
         instance_path=folder,
     )
     services: Services = app.extensions["holdfast"]
-    migrate.upgrade(services.database.engine)
+    migrate.upgrade(services.database.engine, sealer=services.sealer)
     with services.session(write=True) as db:
         db.add(services.keys.new_key(START))
         db.commit()

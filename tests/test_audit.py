@@ -342,10 +342,11 @@ def test_upgrade_seals_events_written_before_the_chain_existed(
     engine = services.database.engine
     before = verdict_of(services, busy.id).checked
     config = migrate.alembic_config(engine)
+    config.attributes["sealer"] = services.sealer
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "202611230927")
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, sealer=services.sealer)
     verdict = verdict_of(services, busy.id)
     assert verdict.intact, verdict.problem
     assert verdict.checked == before

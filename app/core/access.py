@@ -1,8 +1,11 @@
-"""Who may do what: tenant admins, and fresh sign-ins for admin work."""
+"""Who may do what: tenant admins, fresh sign-ins for admin work, and the operator at
+the command line."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.core.errors import Forbidden, HoldfastError
 from app.core.sessions import Current
@@ -17,6 +20,33 @@ class FreshSignInRequired(HoldfastError):
         401,
         "Enter a new sign-in code to continue: admin pages need a recent sign-in.",
     )
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Whoever runs the ``holdfast`` command on the server (``holdfast user disable``…).
+    The core's admin actions on people take one in place of a signed-in admin: the same
+    rules apply (a tenant keeps an enabled admin), and the change is audited the same
+    way, with no actor (the operator is no person of the tenant) and ``by: "operator"``
+    in the event's details. The caller scopes the database session to the person's
+    tenant, as a signed-in admin's request is."""
+
+    #: how the operator acted, kept in the events' details
+    via: str = "cli"
+
+
+#: who an admin action on people is done by: a signed-in admin, or the operator
+Actor = Current | Operator
+
+
+def actor_id(actor: Actor) -> str | None:
+    """The person who acts (None for the operator)."""
+    return None if isinstance(actor, Operator) else actor.user.id
+
+
+def actor_details(actor: Actor) -> dict[str, Any]:
+    """What an action's event says about who did it beyond ``actor_id``."""
+    return {"by": "operator", "via": actor.via} if isinstance(actor, Operator) else {}
 
 
 def is_fresh(current: Current, now: datetime) -> bool:

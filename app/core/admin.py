@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.core import events
+from app.core.access import Actor, actor_details, actor_id
 from app.core.errors import NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, deadlines, end_session
@@ -268,29 +269,30 @@ def end_session_as_admin(
 def record_admin_action(
     db: Session,
     kind: str,
-    admin: Current,
+    admin: Actor,
     user: User,
     *,
     now: datetime,
     origin: Origin,
     **details: Any,
 ) -> None:
-    """Audit something a tenant admin did to a person of the tenant."""
+    """Audit something a tenant admin (or the operator) did to a person of the tenant."""
     events.record(
         db,
         kind,
         now=now,
         tenant_id=user.tenant_id,
         origin=origin,
-        actor_id=admin.user.id,
+        actor_id=actor_id(admin),
         subject_id=user.id,
         **details,
+        **actor_details(admin),
     )
 
 
 def end_user_sessions(
     db: Session,
-    admin: Current,
+    admin: Actor,
     user_id: str,
     *,
     now: datetime,
@@ -304,7 +306,7 @@ def end_user_sessions(
         select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
     ).all()
     for session in live:
-        end_session(db, session, reason, now=now, actor_id=admin.user.id, origin=origin)
+        end_session(db, session, reason, now=now, actor_id=actor_id(admin), origin=origin)
     record_admin_action(
         db,
         "user.sessions_ended",

@@ -479,7 +479,7 @@ def _holds_trusted_device(
         select(Device)
         .where(
             Device.user_id == user.id,
-            Device.cookie_hash == hasher.hash("device", user.id, raw_cookie),
+            Device.cookie_hash.in_(hasher.candidates("device", user.id, raw_cookie)),
         )
         .execution_options(all_tenants=True)
     ).one_or_none()
@@ -763,7 +763,7 @@ def find_not_me(db: Session, hasher: Hasher, raw: str, *, now: datetime) -> NotM
         .join(User, User.id == NotMeToken.user_id)
         .join(UserSession, UserSession.id == NotMeToken.session_id)
         .join(Device, Device.id == NotMeToken.device_id)
-        .where(NotMeToken.token_hash == _token_hash(hasher, raw))
+        .where(NotMeToken.token_hash.in_(hasher.candidates("not-me", raw)))
         .execution_options(all_tenants=True)
     ).one_or_none()
     if row is None:

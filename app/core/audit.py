@@ -40,6 +40,11 @@ event of a busy tenant.
 
 **Retention** deletes the oldest events from the front of a chain and stores the hash of
 the last deleted one as the head's ``anchor_hash``: verification starts there.
+
+**The pseudonym key is sealed** (``audit_heads.pseudonym_key_sealed``, app.sealing, the
+chain as its context): a dump of the database alone cannot compute a pseudonym from a
+guessed id or address. It opens with the Sealer the database session carries
+(``db.info["sealer"]``, set by ``Services.session``), under the secret key or a fallback.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import AuditHead, Event
+from app.sealing import PSEUDONYM_KEY, Sealer, Unsealable
 
 #: prev_hash of a chain's first event
 GENESIS = "0" * 64
@@ -153,15 +159,38 @@ class Head:
     chain: str
     last_hash: str
     anchor_hash: str
-    key: str
+    #: the pseudonym key as stored: open it with :func:`open_key`
+    sealed_key: bytes
     sealed: int
 
 
+def sealer_of(db: Session) -> Sealer:
+    """The Sealer of ``db`` (``db.info["sealer"]``). Raises RuntimeError without one."""
+    sealer = db.info.get("sealer")
+    if sealer is None:
+        raise RuntimeError("this database session has no sealer: make it with Services.session")
+    return sealer  # type: ignore[no-any-return]
+
+
+def seal_key(db: Session, chain: str, key: str) -> bytes:
+    """A chain's pseudonym key (hex) sealed for its head row."""
+    return sealer_of(db).seal(PSEUDONYM_KEY, bytes.fromhex(key), chain)
+
+
+def open_key(db: Session, chain: str, sealed_key: bytes) -> str:
+    """A chain's pseudonym key (hex) from its head row. Raises app.sealing.Unsealable."""
+    return sealer_of(db).open(PSEUDONYM_KEY, sealed_key, chain).hex()
+
+
 def lock_head(db: Session, chain: str) -> Head:
-    """The chain's head, locked until the transaction ends (created on first use)."""
+    """The chain's head, locked until the transaction ends (created on first use, with a
+    new random pseudonym key)."""
     query = (
         select(
-            AuditHead.last_hash, AuditHead.anchor_hash, AuditHead.pseudonym_key, AuditHead.sealed
+            AuditHead.last_hash,
+            AuditHead.anchor_hash,
+            AuditHead.pseudonym_key_sealed,
+            AuditHead.sealed,
         )
         .where(AuditHead.chain == chain)
         .with_for_update()
@@ -174,20 +203,22 @@ def lock_head(db: Session, chain: str) -> Head:
                     chain=chain,
                     last_hash=GENESIS,
                     anchor_hash=GENESIS,
-                    pseudonym_key=secrets.token_hex(32),
+                    pseudonym_key_sealed=seal_key(db, chain, secrets.token_hex(32)),
                     sealed=0,
                     purged=0,
                 )
             )
             row = db.execute(query).one()
-    return Head(chain, row.last_hash, row.anchor_hash, row.pseudonym_key, row.sealed)
+    return Head(chain, row.last_hash, row.anchor_hash, row.pseudonym_key_sealed, row.sealed)
 
 
 def chain_key(db: Session, chain: str) -> str:
     """The chain's pseudonym key (it never changes, so no lock is needed to read it; a
-    chain without a head yet gets one)."""
-    key = db.scalar(select(AuditHead.pseudonym_key).where(AuditHead.chain == chain))
-    return key if key is not None else lock_head(db, chain).key
+    chain without a head yet gets one). Raises app.sealing.Unsealable."""
+    sealed = db.scalar(select(AuditHead.pseudonym_key_sealed).where(AuditHead.chain == chain))
+    if sealed is None:
+        sealed = lock_head(db, chain).sealed_key
+    return open_key(db, chain, sealed)
 
 
 def _insert_ignoring_conflict(db: Session) -> Any:
@@ -212,11 +243,12 @@ def seal_pending(db: Session) -> list[Event]:
     with db.no_autoflush:
         for chain in sorted(by_chain):
             head = lock_head(db, chain)
+            key = open_key(db, chain, head.sealed_key)
             last = head.last_hash
             for number, event in enumerate(by_chain[chain], start=head.sealed + 1):
                 event.seq = number
                 event.prev_hash = last
-                event.hash = last = event_hash(last, event, head.key)
+                event.hash = last = event_hash(last, event, key)
             db.execute(
                 update(AuditHead)
                 .where(AuditHead.chain == chain)
@@ -232,6 +264,7 @@ def seal_unsealed(db: Session, chain: str, *, batch: int = BATCH) -> int:
     call it on a request path or from an operator command: it would equally seal rows
     that someone slipped in around the trail, which verification exists to catch."""
     head = lock_head(db, chain)
+    key = open_key(db, chain, head.sealed_key)
     where = Event.tenant_id.is_(None) if chain == NO_TENANT else Event.tenant_id == chain
     last, number, total = head.last_hash, head.sealed, 0
     while True:
@@ -250,7 +283,7 @@ def seal_unsealed(db: Session, chain: str, *, batch: int = BATCH) -> int:
             number += 1
             event.seq = number
             event.prev_hash = last
-            event.hash = last = event_hash(last, event, head.key)
+            event.hash = last = event_hash(last, event, key)
         db.flush()
         total += len(rows)
     if total:
@@ -320,8 +353,13 @@ def verify(db: Session, chain: str) -> Verdict:
     expected = GENESIS
     key = ""
     if head is not None:
-        expected, key = head.anchor_hash, head.pseudonym_key
+        expected = head.anchor_hash
         verdict.head_hash, verdict.purged = head.last_hash, head.purged
+        try:
+            key = open_key(db, chain, head.pseudonym_key_sealed)
+        except Unsealable as error:
+            verdict.problem = f"the chain's pseudonym key cannot be opened: {error}"
+            return verdict
     position = head.purged if head is not None else 0
     for event in _chain_events(db, chain):
         position += 1

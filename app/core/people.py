@@ -27,6 +27,7 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core import accounts
+from app.core.access import Actor, Operator
 from app.core.admin import (
     end_user_sessions,
     live_condition,
@@ -220,11 +221,11 @@ def add_person(
 
 
 def set_role(
-    db: Session, admin: Current, user_id: str, role: str, *, now: datetime, origin: Origin
+    db: Session, admin: Actor, user_id: str, role: str, *, now: datetime, origin: Origin
 ) -> User:
-    """Make a person admin or member. Raises ValidationError (unknown role), LastAdmin
-    (the tenant's last admin stepping down) or NotFound. Setting the role they have
-    already changes and records nothing."""
+    """Make a person admin or member (``admin``: a signed-in admin or the operator).
+    Raises ValidationError (unknown role), LastAdmin (the tenant's last admin stepping
+    down) or NotFound. Setting the role they have already changes and records nothing."""
     user = tenant_user(db, user_id)  # first: another tenant's person is NotFound, whatever the role
     if role not in ROLES:
         raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
@@ -248,13 +249,13 @@ def set_role(
 
 
 def disable(
-    db: Session, admin: Current, user_id: str, *, now: datetime, origin: Origin
+    db: Session, admin: Actor, user_id: str, *, now: datetime, origin: Origin
 ) -> list[UserSession]:
     """Disable a person and end all their live sessions at once; returns those sessions.
     Raises ValidationError (disabling yourself), LastAdmin or NotFound. Disabling a
     disabled person changes nothing."""
     user = tenant_user(db, user_id)
-    if user.id == admin.user.id:
+    if not isinstance(admin, Operator) and user.id == admin.user.id:
         raise ValidationError(
             "You cannot disable your own account: ask another admin.", field="user"
         )
@@ -276,7 +277,7 @@ def disable(
     return ended
 
 
-def enable(db: Session, admin: Current, user_id: str, *, now: datetime, origin: Origin) -> User:
+def enable(db: Session, admin: Actor, user_id: str, *, now: datetime, origin: Origin) -> User:
     """Let a disabled person sign in again (their old sessions stay ended)."""
     user = tenant_user(db, user_id)
     if not user.disabled:
@@ -324,7 +325,9 @@ def _keep_an_admin(db: Session, leaving: User) -> None:
     """LastAdmin unless an enabled admin other than ``leaving`` remains. Locks the
     tenant's admin rows until the transaction ends."""
     admins = db.scalars(
-        select(User.id).where(User.role == "admin", User.disabled.is_(False)).with_for_update()
+        select(User.id)
+        .where(User.tenant_id == leaving.tenant_id, User.role == "admin", User.disabled.is_(False))
+        .with_for_update()
     ).all()
     if not any(admin_id != leaving.id for admin_id in admins):
         raise LastAdmin()

@@ -402,10 +402,14 @@ def _recognise_device(
     device = None
     new_cookie = None
     if raw_cookie and isinstance(raw_cookie, str) and len(raw_cookie) <= 200:
-        cookie_hash = hasher.hash("device", user.id, raw_cookie)
+        # Hashed under the secret key or a fallback (HOLDFAST_SECRET_KEY_FALLBACKS); one
+        # found under a fallback is stored under the current key from now on.
+        hashes = hasher.candidates("device", user.id, raw_cookie)
         device = db.scalars(
-            select(Device).where(Device.user_id == user.id, Device.cookie_hash == cookie_hash)
+            select(Device).where(Device.user_id == user.id, Device.cookie_hash.in_(hashes))
         ).one_or_none()
+        if device is not None and device.cookie_hash != hashes[0]:
+            device.cookie_hash = hashes[0]
     info = describe(origin.user_agent)
     new_device = device is None
     if device is None:

@@ -5,10 +5,10 @@
 * Each code is accepted once, across all nodes: acceptance is one conditional UPDATE that
   moves ``users.totp_last_step`` forward, so the same step (or an older one) never passes
   again, whichever node sees it.
-* The secret is stored AES-GCM encrypted under a key derived from the secret key: the
-  Hasher's HMAC (itself keyed by an HKDF-derived key) of a purpose string, so the core needs
-  nothing beyond the Hasher it already has and a database dump alone yields no secret.
-  The person's id is the associated data: a secret copied to another row does not open.
+* The secret is stored sealed (app.sealing: AES-GCM under a key derived from the secret
+  key, opened under a fallback key too) by the Sealer that rides with the Hasher, so the
+  core needs nothing beyond the Hasher it already has and a database dump alone yields no
+  secret. The person's id is the context: a secret copied to another row does not open.
 * Enrolment stores a pending secret (``totp_enabled_at`` NULL) and shows it once; the first
   right code from the app enables it. Starting an enrolment and removing the app both need
   a fresh sign-in: an authenticator app replaces the emailed code, so a stolen session must
@@ -20,13 +20,11 @@
 from __future__ import annotations
 
 import hmac
-import os
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,6 +37,9 @@ from app.core.events import Origin
 from app.core.sessions import Current, end_other_sessions
 from app.crypto import Hasher
 from app.models import User, UserSession
+from app.sealing import TOTP_SECRET, Unsealable
+
+log = logging.getLogger(__name__)
 
 STEP_SECONDS = 30
 #: steps either side of now whose code is still accepted
@@ -276,21 +277,18 @@ def _matching_step(hasher: Hasher, user: User, code: str, now: datetime) -> int 
     return None
 
 
-def _cipher(hasher: Hasher) -> AESGCM:
-    return AESGCM(bytes.fromhex(hasher.hash("holdfast totp secrets")))
-
-
 def _seal(hasher: Hasher, user_id: str, secret: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + _cipher(hasher).encrypt(nonce, secret.encode(), user_id.encode())
+    return hasher.sealer.seal(TOTP_SECRET, secret.encode(), user_id)
 
 
 def _open(hasher: Hasher, user: User) -> str | None:
     sealed = user.totp_secret
-    if not sealed or len(sealed) < 13:
+    if not sealed:
         return None
     try:
-        return _cipher(hasher).decrypt(sealed[:12], sealed[12:], user.id.encode()).decode()
-    except InvalidTag:
-        # Another secret key, or a row edited by hand: the app cannot be used.
+        return hasher.sealer.open(TOTP_SECRET, sealed, user.id).decode()
+    except Unsealable as error:
+        # A secret key that is gone, or a row edited by hand: the app cannot be used (the
+        # emailed code still works). /readyz and `holdfast secrets check` report it too.
+        log.error("authenticator app of %s: %s", user.id, error)
         return None

@@ -29,7 +29,7 @@ import hmac
 import http.client
 import ipaddress
 import json
-import os
+import logging
 import re
 import secrets
 import socket
@@ -40,8 +40,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -51,6 +49,9 @@ from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
 from app.models import Event, WebhookDelivery, WebhookEndpoint, new_id
+from app.sealing import WEBHOOK_SECRET, Unsealable
+
+log = logging.getLogger(__name__)
 
 #: the event kinds an endpoint can ask for
 KINDS = ("session.created", "session.ended", "device.trusted", "alert.raised", "policy.changed")
@@ -418,22 +419,18 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: datetime) ->
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
-def _cipher(hasher: Hasher) -> AESGCM:
-    return AESGCM(bytes.fromhex(hasher.hash("holdfast webhook secrets")))
-
-
 def _seal(hasher: Hasher, endpoint_id: str, secret: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + _cipher(hasher).encrypt(nonce, secret.encode(), endpoint_id.encode())
+    return hasher.sealer.seal(WEBHOOK_SECRET, secret.encode(), endpoint_id)
 
 
 def endpoint_secret(hasher: Hasher, endpoint: WebhookEndpoint) -> str | None:
-    """The endpoint's signing secret, or None when it cannot be opened (another secret
-    key, or a row edited by hand)."""
-    sealed = endpoint.secret_encrypted
+    """The endpoint's signing secret (app.sealing: opened under the secret key or a
+    fallback), or None when it cannot be opened (a secret key that is gone, or a row
+    edited by hand)."""
     try:
-        return _cipher(hasher).decrypt(sealed[:12], sealed[12:], endpoint.id.encode()).decode()
-    except (InvalidTag, ValueError):
+        return hasher.sealer.open(WEBHOOK_SECRET, endpoint.secret_encrypted, endpoint.id).decode()
+    except Unsealable as error:
+        log.error("webhook endpoint %s: %s", endpoint.id, error)
         return None
 
 

@@ -34,6 +34,7 @@ from app.core.sessions import END_MESSAGES, Current, check_session
 from app.db import SessionOnDemand, scope_to_tenant
 from app.extensions import client_ip, login_manager
 from app.models import User
+from app.sealing import Unsealable
 from app.tokens import TokenError, TokenExpired
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,12 @@ def _finish(response: Response) -> Response:
             from app.web.errors import unavailable
 
             response = unavailable()
+        except Unsealable as error:  # a pseudonym key sealed with a key that is gone
+            session.expunge_all()
+            session.rollback()
+            from app.web.errors import secrets_unavailable
+
+            response = secrets_unavailable(error)
     if g.get("auth_error") is not None and request.cookies.get(SESSION_COOKIE):
         clear_session_cookie(response)
     _secure_headers(response)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors import HoldfastError
+from app.sealing import Unsealable
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,28 @@ def unavailable() -> Response:
     return response
 
 
+def secrets_unavailable(error: Unsealable) -> Response:
+    """503 for a request that needs a stored secret sealed with a key this deployment
+    does not have (app.preflight). The operator's cause and fix go to the log (and
+    /readyz); people are told it is on the server's side, not theirs."""
+    log.error("stored secret cannot be opened: %s", error)
+    g.rollback = True
+    message = (
+        "Holdfast cannot sign anyone in right now: its secret key does not match the one "
+        "its stored keys were sealed with. The server's operator has to fix its "
+        "configuration (the log and /readyz say how)."
+    )
+    if wants_json():
+        response = _json(503, message, "secrets_unavailable")
+    else:
+        response = _page(503, "Holdfast is not configured correctly", message)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
 def init_app(app: Flask) -> None:
+    app.register_error_handler(Unsealable, secrets_unavailable)
+
     @app.errorhandler(HoldfastError)
     def _holdfast(error: HoldfastError) -> Response:
         if wants_json():

@@ -28,6 +28,7 @@ ERROR_CODES = (
     "session_expired",
     "fresh_login_required",
     "forbidden",
+    "totp_required",
     "not_found",
     "method_not_allowed",
     "session_limit_reached",
@@ -35,6 +36,8 @@ ERROR_CODES = (
     "unsupported_media_type",
     "validation_error",
     "rate_limited",
+    "unavailable",
+    "secrets_unavailable",
 )
 PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
 
@@ -239,6 +242,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 SIGNED_IN: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"cookieAuth": []}]
+#: an operation anyone may call: OpenAPI's way to say no credentials are needed
+PUBLIC: list[dict[str, list[str]]] = []
 UNAUTHORIZED = _error(
     "No live session: invalid_session (unknown, ended, revoked, bad token) or session_expired."
 )
@@ -279,6 +284,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "login",
                 "tags": ["Sign-in"],
+                "security": PUBLIC,
                 "summary": "Send a one-time code by email",
                 "description": "Always 202 for a well-formed address, whether or not an account "
                 "exists (no answer tells). Rate limited per address and per IP "
@@ -314,6 +320,7 @@ def _paths() -> dict[str, Any]:
         "/api/auth/verify": {
             "post": {
                 "operationId": "verify",
+                "security": PUBLIC,
                 "tags": ["Sign-in"],
                 "summary": "Exchange the code for a session and its token",
                 "description": "The code works once, for 10 minutes, and dies after 5 wrong "
@@ -707,6 +714,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "proxySignIn",
                 "tags": ["Other programs"],
+                "security": PUBLIC,
                 "summary": "Where a reverse proxy sends a request the check refused",
                 "description": "nginx `error_page 401`, Caddy `handle_response`: the refused "
                 "request's URI in `X-Forwarded-Uri` and the check's `X-Holdfast-Reason`. A "
@@ -737,6 +745,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "jwks",
                 "tags": ["Other programs"],
+                "security": PUBLIC,
                 "summary": "Public keys for verifying session tokens offline",
                 "responses": {
                     "200": _json(
@@ -784,13 +793,25 @@ def document() -> dict[str, Any]:
                 "this origin (Origin or Sec-Fetch-Site); bearer requests need no CSRF token. "
                 'Every error is {"error", "code"} with the matching status.'
             ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": "/"}],
         "tags": [
-            {"name": "Sign-in"},
-            {"name": "Your sessions"},
-            {"name": "Tenant admin"},
-            {"name": "Other programs"},
+            {"name": "Sign-in", "description": "An emailed one-time code for a session token."},
+            {
+                "name": "Your sessions",
+                "description": "The signed-in person's own sessions: status, extend, end.",
+            },
+            {
+                "name": "Tenant admin",
+                "description": "A tenant admin's view of the tenant: sessions, policy, "
+                "retention (admins with a sign-in from the last 15 minutes).",
+            },
+            {
+                "name": "Other programs",
+                "description": "Reverse proxies and back ends: the session check and the "
+                "public keys that verify tokens offline.",
+            },
         ],
         "paths": _paths(),
         "components": {

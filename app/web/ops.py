@@ -1,5 +1,6 @@
-"""Operations endpoints: /healthz (process up), /readyz (database reachable and migrated),
-/metrics (Prometheus text format; app.metrics says what it holds).
+"""Operations endpoints: /healthz (process up), /readyz (database reachable and migrated,
+stored secrets open under the configured keys), /metrics (Prometheus text format;
+app.web.metrics says what it holds).
 
 Access to /metrics: a bearer token equal to HOLDFAST_METRICS_TOKEN, or, with no token
 configured, callers on the loopback interface only.
@@ -12,7 +13,7 @@ import hmac
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from app import migrate
+from app import migrate, preflight
 from app.core import stats_ops
 from app.extensions import csrf
 from app.web import metrics as holdfast_metrics
@@ -28,9 +29,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
-    """200 when the database answers and has every migration of this release; 503
-    otherwise (a database error through the error handlers; a schema behind the code
-    with code ``migrations_pending``: run ``holdfast db upgrade``)."""
+    """200 when the database answers, has every migration of this release and its stored
+    secrets open; 503 otherwise (a database error through the error handlers; a schema
+    behind the code with code ``migrations_pending``: run ``holdfast db upgrade``; signing
+    or pseudonym keys sealed with a key that is neither HOLDFAST_SECRET_KEY nor a fallback
+    with code ``secrets_unavailable``, each of ``problems`` naming the cause and the fix)."""
     services = current_app.extensions["holdfast"]
     with services.session() as db:
         stats_ops.ping(db)  # a database error answers 503 through the error handlers
@@ -38,6 +41,12 @@ def readyz() -> Response | tuple[Response, int]:
     if stored is not None:
         message = f"The database is at revision {stored}; run `holdfast db upgrade`."
         return jsonify({"error": message, "code": "migrations_pending"}), 503
+    problems = preflight.secret_problems(
+        services, thorough=False, hints=preflight.key_hints(current_app)
+    )
+    if problems:
+        body = {"error": problems[0], "code": "secrets_unavailable", "problems": problems}
+        return jsonify(body), 503
     return jsonify({"status": "ready"})
 
 
