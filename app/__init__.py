@@ -167,7 +167,9 @@ def trust_proxies(app: Flask) -> None:
 
 def register_services(app: Flask) -> None:
     database = Database(
-        app.config["DATABASE_URL"], busy_timeout=float(app.config["SQLITE_BUSY_TIMEOUT"])
+        app.config["DATABASE_URL"],
+        busy_timeout=float(app.config["SQLITE_BUSY_TIMEOUT"]),
+        pool_size=int(app.config["DATABASE_POOL_SIZE"]),
     )
     clock = app.config.get("CLOCK") or SystemClock()
     secret = app.config["SECRET_KEY"].encode()

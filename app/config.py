@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "JWKS_MAX_AGE": 300,
     #: how often each process re-reads the signing keys from the database
     "KEY_RELOAD_SECONDS": 60,
+    #: database connections each process keeps open (and as many more for a burst)
+    "DATABASE_POOL_SIZE": 10,
     #: how long a SQLite write waits for the lock before the request answers 503
     "SQLITE_BUSY_TIMEOUT": 30,
     # Flask and extensions

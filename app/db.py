@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, busy_timeout: float = 30.0, pool_size: int = 10
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {"echo": echo}
@@ -50,8 +52,9 @@ class Database:
             options["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
         else:
             options["pool_pre_ping"] = True
-            options["pool_size"] = 10
-            options["max_overflow"] = 10
+        if ":memory:" not in url:
+            # Connections a process keeps, and as many again for a burst.
+            options["pool_size"] = options["max_overflow"] = pool_size
         self.engine: Engine = create_engine(url, **options)
         #: the connections :func:`first_row` reads and :func:`rows_changed` writes on
         self.plain = PlainConnections(

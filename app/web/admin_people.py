@@ -28,10 +28,10 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 from wtforms import EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
@@ -43,6 +43,7 @@ from app.web.access import admin_required
 from app.web.admin import ask_again_for_htmx, day_start, parse_day
 from app.web.context import current, db, now, origin
 from app.web.forms import ActionForm
+from app.web.streaming import csv_download
 
 bp = Blueprint("admin_people", __name__, url_prefix="/admin")
 bp.before_request(ask_again_for_htmx)
@@ -318,11 +319,10 @@ def audit_csv() -> Response:
     """The filtered audit log as CSV, streamed: rows are read and written a batch at a
     time, so the export of a million events never sits in memory."""
     filters = audit_filters(request.args)  # a bad filter: the 422 page, before any row
-    session = db()
     stamp = now().strftime("%Y%m%d-%H%M")
-    slug = current().tenant.slug
+    tenant = current().tenant
 
-    def rows() -> Iterator[str]:
+    def rows(session: Session) -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
@@ -352,9 +352,7 @@ def audit_csv() -> Response:
         if buffer.getvalue():
             yield buffer.getvalue()
 
-    response = Response(stream_with_context(rows()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="audit-{slug}-{stamp}.csv"'
-    return response
+    return csv_download(rows, tenant_id=tenant.id, filename=f"audit-{tenant.slug}-{stamp}.csv")
 
 
 def _csv_safe(value: Any) -> Any:

@@ -18,6 +18,7 @@ retention settings and erasure.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import (
@@ -32,15 +33,16 @@ from flask import (
 )
 from flask_login import login_required
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from wtforms import IntegerField, StringField
 from wtforms.validators import Optional
 
 from app.core import privacy, reports, retention, webhooks
 from app.core.errors import ValidationError
-from app.db import scope_to_tenant
 from app.web.access import admin_required
 from app.web.context import current, db, now, origin, services
 from app.web.forms import ActionForm
+from app.web.streaming import csv_download
 from app.worker import allow_private
 
 bp = Blueprint("compliance", __name__)
@@ -210,23 +212,15 @@ def download_report() -> Response | tuple[str, int]:
         return _reports_page(form, error=problem), 422
     admin = current()
     reports.record_download(db(), admin, kind, span, now=now(), origin=origin())
-    tenant_id, slug = admin.tenant.id, admin.tenant.slug
-    held = services()
+    tenant_id = admin.tenant.id
 
-    def rows():  # type: ignore[no-untyped-def]
-        # Its own read session: the request's is committed and closed before streaming.
-        with held.session() as session:
-            scope_to_tenant(session, tenant_id)
-            if kind == "sessions":
-                yield from reports.sessions_csv(session, span)
-            else:
-                yield from reports.events_csv(session, tenant_id, span)
+    def rows(session: Session) -> Iterator[str]:
+        if kind == "sessions":
+            return reports.sessions_csv(session, span)
+        return reports.events_csv(session, tenant_id, span)
 
-    name = reports.filename(kind, slug, span)
-    return Response(
-        rows(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    return csv_download(
+        rows, tenant_id=tenant_id, filename=reports.filename(kind, admin.tenant.slug, span)
     )
 
 
