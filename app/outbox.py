@@ -191,7 +191,8 @@ def claim_due(
     claimed = []
     for row in db.scalars(query):
         if row.give_up_at is not None and row.give_up_at <= now:
-            _close(row, "expired", "not sent before it stopped being useful")
+            last = f" (last error: {row.last_error})" if row.last_error else ""
+            _close(row, "expired", f"expired before the relay took it{last}")
             continue
         text = outbox.open(row)
         if text is None:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from wtforms import IntegerField, StringField
 from wtforms.validators import Optional
 
-from app.core import privacy, reports, retention, webhooks
+from app.core import mail_queue, privacy, reports, retention, webhooks
 from app.core.errors import ValidationError
 from app.web.access import admin_required
 from app.web.context import current, db, now, origin, services
@@ -89,6 +89,20 @@ def download_data() -> Response:
         json.dumps(body, indent=2, ensure_ascii=False) + "\n",
         mimetype="application/json",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# --- outgoing mail ------------------------------------------------------------------------
+
+
+@bp.get("/admin/mail")
+@admin_required
+def mail_page() -> str:
+    return render_template(
+        "compliance/mail.html",
+        queue=mail_queue.mail_queue(db(), now=now()),
+        labels=mail_queue.KIND_LABELS,
+        given_up_days=mail_queue.GIVEN_UP_DAYS,
     )
 
 
