@@ -265,6 +265,7 @@ def start_node(
     *,
     workers: int = DEPLOYED_WORKERS,
     threads: int = DEPLOYED_THREADS,
+    label: str = "bench-node",
     **extra: str,
 ) -> Node:
     """``gunicorn -c deploy/gunicorn.conf.py bench._wsgi:app`` on a free port, by default
@@ -274,7 +275,7 @@ def start_node(
         app="bench._wsgi:app",
         workers=workers,
         threads=threads,
-        label="bench-node",
+        label=label,
     )
 
 
@@ -358,6 +359,7 @@ def wrk(
         check=True,
     )
     out = result.stdout
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "last-wrk.txt").write_text(out)
     cpu = {name: read() - before[name] for name, read in (watch or {}).items()}
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -27,6 +27,10 @@ from tests.cluster import Servers, call, free_port
 from tests.conftest import Mailbox
 
 PEOPLE_PER_CLIENT = 50
+#: sign-ins a second ÷ the bare route's requests a second, measured on 2026-12-05 with the
+#: mail sent inside the request (37.5 against 5,249); the goal is four times that
+BEFORE_OUTBOX = 37.5 / 5249
+GOAL = 4 * BEFORE_OUTBOX
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -157,14 +161,22 @@ def main(argv: list[str]) -> int:
         "deploy/gunicorn.conf.py runs a node); the clients and the SMTP server share the "
         "machine's cores.",
         "",
+        "",
+        "Mail leaves through the outbox, after the answer (before: inside the request). The "
+        "goal is a ratio to the bare route of the same run, so machines compare: "
+        f"sign-ins/s ÷ bare req/s at least 4 x {BEFORE_OUTBOX:.5f} (2026-12-05: 37.5 "
+        f"sign-ins/s against 5,249 bare req/s) = **{GOAL:.4f}**.",
+        "",
         "| database | sign-ins | sign-ins/s | p50 of one sign-in (ms) "
-        "| bare route req/s, same run |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| bare route req/s, same run | sign-ins/s ÷ bare req/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, f in results.items():
+        ratio = f["per_second"] / f["bare_rps"]
         lines.append(
             f"| {kind} | {f['sign_ins']:,} | **{f['per_second']:.1f}** | {f['p50_ms']:.0f} | "
-            f"{f['bare_rps']:,.0f} |"
+            f"{f['bare_rps']:,.0f} | **{ratio:.4f}** {'✓' if ratio >= GOAL else '✗'} "
+            f"({ratio / BEFORE_OUTBOX:.1f}x before) |"
         )
     markdown = "\n".join(lines)
     speed.write_section("signin", markdown)
