@@ -15,10 +15,12 @@ request.
   messages to be claimed again when the lease runs out.
 * **Who sends.** ``holdfast worker`` where one runs: it reports a heartbeat, and while a
   heartbeat is fresh the web processes leave the queue to it. Otherwise each web process
-  sends from a :class:`BackgroundSender` thread of its own, woken by every commit in that
-  process that queued mail, and polling every few seconds for retries and for mail
-  queued elsewhere (a CLI command, another node). ``make run`` and a plain
-  ``gunicorn wsgi:app`` deliver with nothing else started.
+  sends from a :class:`BackgroundSender` thread of its own, and polls every few seconds
+  for retries and for mail queued elsewhere (a CLI command, another node). The process
+  that queues a message then also claims it in the same transaction and, once that
+  commits, hands it to its sender in memory: the first attempt starts at once and costs
+  no claiming transaction. ``make run`` and a plain ``gunicorn wsgi:app`` deliver with
+  nothing else started.
 * **Retries.** A failure the relay may get over (no connection, a timeout, a 4xx answer)
   is tried again after 5 s, 15 s, 30 s, 1, 2, 5 and 10 minutes, then every 15 minutes.
   A 5xx answer (refused for good) fails at once. A message is given up after a day
@@ -38,6 +40,7 @@ import socket
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,8 +82,12 @@ class Outbox:
         self.sender = sender
         address = sender.rpartition("<")[2].rstrip(">").strip()
         self.domain = address.rpartition("@")[2] or "localhost"
-        #: called after a commit that queued mail (a web process's sender wakes up)
-        self.listeners: list[Callable[[], None]] = []
+        #: called after a commit that queued mail, with the messages this process claimed
+        #: (a web process's sender takes them and wakes up)
+        self.listeners: list[Callable[[list[Claimed]], None]] = []
+        #: set while this process's own sender sends (no worker runs): queued messages are
+        #: claimed for it for this long (see the module docstring)
+        self.claim_for: timedelta | None = None
 
     def seal(self, row_id: str, text: str) -> bytes:
         return self._sealer.seal(MAIL_BODY, text.encode(), row_id)
@@ -93,9 +100,9 @@ class Outbox:
         except Unsealable:
             return None
 
-    def queued(self) -> None:
+    def queued(self, claimed: list[Claimed]) -> None:
         for listener in self.listeners:
-            listener()
+            listener(claimed)
 
 
 def queue_mail(
@@ -125,17 +132,25 @@ def queue_mail(
         next_attempt_at=now,
         give_up_at=give_up_at,
     )
+    claimed = db.info.setdefault("mail_queued", [])
+    lease = outbox.claim_for
+    if lease is not None:
+        row.next_attempt_at = now + lease
+        claimed.append(
+            Claimed(row.id, message, row.message_id, date=format_datetime(row.created_at))
+        )
     db.add(row)
-    db.info["mail_queued"] = True
     return row
 
 
 def after_commit(db: Session) -> None:
-    """Tell the process's sender that mail was queued (run after every commit)."""
-    if db.info.pop("mail_queued", False):
+    """Tell the process's sender that mail was queued, handing it what this process
+    claimed (run after every commit)."""
+    claimed = db.info.pop("mail_queued", None)
+    if claimed is not None:
         outbox: Outbox | None = db.info.get("outbox")
         if outbox is not None:
-            outbox.queued()
+            outbox.queued(claimed)
 
 
 def after_rollback(db: Session) -> None:
@@ -290,26 +305,31 @@ def deliver_due(services: Any, *, stop: threading.Event | None = None, batch: in
     were tried. Stops early when the relay cannot be reached (the rest wait for their
     retry) or ``stop`` is set."""
     tried = 0
-    mailer: Mailer = services.mailer
-    lease = lease_for(mailer, batch)
+    lease = lease_for(services.mailer, batch)
     while stop is None or not stop.is_set():
         with services.session(write=True) as db:
             claimed = claim_due(db, services.outbox, now=services.clock.now(), lease=lease)
             db.commit()
         if not claimed:
             break
-        outcomes = send(mailer, claimed, within=lease.total_seconds() / 2)
-        with services.session(write=True) as db:
-            settled = settle(db, outcomes, now=services.clock.now())
-            db.commit()
-        signals.mail_attempted.send(services.database, outcomes=outcomes, settled=settled)
+        outcomes = deliver(services, claimed, lease=lease)
         tried += sum(outcome.attempted for outcome in outcomes)
-        for outcome in outcomes:
-            if outcome.error is not None:
-                log.warning("mail %s not delivered: %s", outcome.id, outcome.error)
         if all(outcome.error is not None for outcome in outcomes):
             break  # the relay is down: the rest wait for their retry
     return tried
+
+
+def deliver(services: Any, claimed: list[Claimed], *, lease: timedelta) -> list[Outcome]:
+    """Send messages this process holds claims on, and write down each outcome."""
+    outcomes = send(services.mailer, claimed, within=lease.total_seconds() / 2)
+    with services.session(write=True) as db:
+        settled = settle(db, outcomes, now=services.clock.now())
+        db.commit()
+    signals.mail_attempted.send(services.database, outcomes=outcomes, settled=settled)
+    for outcome in outcomes:
+        if outcome.error is not None:
+            log.warning("mail %s not delivered: %s", outcome.id, outcome.error)
+    return outcomes
 
 
 # --- who sends --------------------------------------------------------------------------------
@@ -342,7 +362,11 @@ class BackgroundSender:
 
     def __init__(self, services: Any, *, poll: float = POLL_SECONDS) -> None:
         self._services = weakref.ref(services)
+        self._outbox: Outbox = services.outbox
+        self._lease = lease_for(services.mailer)
         self.poll = poll
+        #: messages this process queued and claimed for this sender, sent first
+        self._handed: deque[Claimed] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -359,9 +383,12 @@ class BackgroundSender:
                 self._thread = threading.Thread(
                     target=self._run, name="holdfast-mail-sender", daemon=True
                 )
+                self._wake.set()  # look at once: what is due, and whether a worker runs
                 self._thread.start()
 
-    def wake(self) -> None:
+    def wake(self, claimed: list[Claimed] | None = None) -> None:
+        if claimed:
+            self._handed.extend(claimed)
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -370,6 +397,7 @@ class BackgroundSender:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        self._outbox.claim_for = None  # nobody here sends any more
 
     def _run(self) -> None:
         pause = self.poll
@@ -382,8 +410,15 @@ class BackgroundSender:
             if services is None:
                 return
             try:
+                handed = [self._handed.popleft() for _ in range(min(BATCH, len(self._handed)))]
+                if handed:
+                    deliver(services, handed, lease=self._lease)
+                    if self._handed:
+                        self._wake.set()  # more were handed meanwhile
                 with services.session() as db:
                     leave_it = worker_running(db)
+                # Claim what this process queues while it is the one sending.
+                self._outbox.claim_for = None if leave_it else self._lease
                 if not leave_it:
                     deliver_due(services, stop=self._stop)
                 pause = self.poll

@@ -217,6 +217,11 @@ def test_a_worker_killed_mid_delivery_leaves_the_message_to_another(served, data
         while not worker_reported(services) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert worker_reported(services)
+        # ... and the web process has seen it: it no longer claims what it queues.
+        while services.outbox.claim_for is not None and time.monotonic() < deadline:
+            services.sender.wake()
+            time.sleep(0.1)
+        assert services.outbox.claim_for is None
         assert call(f"{base}/api/auth/login", "POST", json_body={"email": email}).status == 202
         assert relay.accepted.wait(10), "the worker never reached the relay"
         first.send_signal(signal.SIGKILL)  # in the middle of the delivery
