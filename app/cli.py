@@ -22,6 +22,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
+from app import __version__ as _release
 from app import migrate
 from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
@@ -636,6 +637,8 @@ cli = FlaskGroup(
     load_dotenv=False,
     help="Holdfast: sessions and devices.",
 )
+# `holdfast --version`: this release (app.__version__), answered without making the app.
+click.version_option(_release, prog_name="holdfast", message="%(prog)s %(version)s")(cli)
 
 
 def main() -> None:
