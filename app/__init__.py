@@ -122,6 +122,7 @@ def create_app(
     register_request_hooks(app)
     register_error_handlers(app)
     register_cli(app)
+    register_static_files(app)
     refuse_coroutines(app)
     return app
 
@@ -299,6 +300,13 @@ def register_error_handlers(app: Flask) -> None:
     from app.web import errors
 
     errors.init_app(app)
+
+
+def register_static_files(app: Flask) -> None:
+    """static/ served in front of the app, fingerprinted, compressed (app.web.assets)."""
+    from app.web import assets
+
+    assets.init_app(app)
 
 
 def register_cli(app: Flask) -> None:

@@ -646,4 +646,6 @@ def main() -> None:
         # The development server speaks plain HTTP: Secure cookies would never come back.
         os.environ.setdefault("HOLDFAST_COOKIE_SECURE", "false")
         os.environ.setdefault("HOLDFAST_LOG_FORMAT", "text")
+        # Static files read afresh on each request, so an edited one shows on reload.
+        os.environ.setdefault("HOLDFAST_STATIC_AUTOREFRESH", "true")
     cli.main(prog_name="holdfast")
