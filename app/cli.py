@@ -611,6 +611,8 @@ def worker(once: bool, interval: float) -> None:
 
 
 def register(app: Flask) -> None:
+    from app.serve import serve
+
     for command in (
         db_group,
         tenant_group,
@@ -620,6 +622,7 @@ def register(app: Flask) -> None:
         audit_group,
         purge,
         worker,
+        serve,
     ):
         app.cli.add_command(command)
 

@@ -1,0 +1,114 @@
+"""``holdfast serve``: the production server, the same gunicorn a checkout runs with
+``gunicorn -c deploy/gunicorn.conf.py wsgi:app``.
+
+The settings come from that one file (``deploy/gunicorn.conf.py``, shipped inside the
+wheel as ``app/deploy/gunicorn.conf.py``; app.paths finds it), read the way gunicorn reads
+it, then ``GUNICORN_CMD_ARGS`` as gunicorn honours it, then ``--bind``. Before any worker
+starts, :func:`preflight` checks that this node can serve at all, so a broken deployment
+stops with the reason instead of answering 500 or 503 to every request.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from gunicorn.app.base import Application
+
+from app import migrate, paths
+from app.core import stats_ops
+
+
+class NotReady(click.ClickException):
+    """This node must not start; the message names the cause and the fix."""
+
+
+def preflight(app: Flask) -> None:
+    """Refuse to start a node that could not serve: raises :class:`NotReady` when the
+    database does not answer, or has not run this release's migrations (the fix:
+    ``holdfast db upgrade``). The same facts ``/readyz`` reports, checked once before
+    the workers start."""
+    services = app.extensions["holdfast"]
+    try:
+        with services.session() as db:
+            stats_ops.ping(db)
+            stored = migrate.behind(db)
+    except Exception as error:  # any driver's error means the same here
+        raise NotReady(
+            f"The database does not answer ({type(error).__name__}: {error}). "
+            "Check HOLDFAST_DATABASE_URL and that the database server is running."
+        ) from error
+    finally:
+        # The workers are forked from this process: they must not share its connections.
+        services.database.dispose()
+    if stored is not None:
+        state = (
+            "The database has no Holdfast schema yet."
+            if stored == "none"
+            else f"The database is at revision {stored}, behind this release."
+        )
+        raise NotReady(
+            f"{state} Run `holdfast db upgrade` first, once for the whole deployment "
+            "(or start this single node with `holdfast serve --migrate`)."
+        )
+
+
+class Server(Application):  # type: ignore[misc]
+    """gunicorn running Holdfast, configured from the shipped ``gunicorn.conf.py``."""
+
+    def __init__(self, bind: str | None) -> None:
+        self.bind = bind
+        super().__init__(prog="holdfast serve")
+
+    def init(self, parser: Any, opts: Any, args: Any) -> None:
+        return None  # no gunicorn command line: holdfast serve has its own options
+
+    def load_config(self) -> None:
+        self.load_config_from_file(str(paths.GUNICORN_CONF))
+        # Operators tune gunicorn with GUNICORN_CMD_ARGS, as they would plain gunicorn.
+        from_env = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+        for name, value in vars(from_env).items():
+            if value is not None and name != "args":
+                self.cfg.set(name.lower(), value)
+        if self.bind:
+            self.cfg.set("bind", [self.bind])
+
+    def load(self) -> Any:
+        # Called in each worker after the fork: every worker makes its own app (and
+        # database connections), as `gunicorn wsgi:app` does.
+        from app import create_app
+
+        return create_app()
+
+
+@click.command("serve")
+@click.option(
+    "--bind",
+    metavar="HOST:PORT",
+    default=None,
+    help="Address to listen on (default: GUNICORN_BIND, else 127.0.0.1:8000). "
+    "Use 0.0.0.0:8000 in a container.",
+)
+@click.option(
+    "--migrate",
+    "migrate_first",
+    is_flag=True,
+    help="Run `holdfast db upgrade` before serving. For a single node (the container "
+    "image runs this way); several nodes upgrade once, before any of them starts.",
+)
+@click.pass_context
+@with_appcontext
+def serve(ctx: click.Context, bind: str | None, migrate_first: bool) -> None:
+    """Run the production server (gunicorn with the shipped settings: two one-thread
+    workers per core; WEB_CONCURRENCY and GUNICORN_THREADS change the counts). Refuses
+    to start when the database cannot be used; put nginx (TLS) in front."""
+    if migrate_first:
+        from app.cli import db_upgrade
+
+        ctx.invoke(db_upgrade)
+    preflight(current_app._get_current_object())  # type: ignore[attr-defined]
+    sys.stdout.flush()
+    Server(bind).run()
