@@ -22,6 +22,13 @@ ifneq ($(POSTGRES)$(HOLDFAST_REQUIRE_ALL),)
 	HOLDFAST_TEST_DB=postgresql $(BIN)/pytest $(PYTEST_ARGS)
 endif
 
+# The release checks (tests/test_release_container.py): build the container image and run
+# it alone and in the compose stack with podman. Slow (a few minutes); CI runs it after
+# `make test`. The container settings this machine needs: .ci/containers.conf.
+test-release: install-test
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/.ci/containers.conf} \
+	  $(BIN)/pytest -m release $(PYTEST_ARGS)
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

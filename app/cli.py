@@ -55,8 +55,21 @@ def fail(error: HoldfastError) -> None:
 
 
 @click.group("db")
-def db_group() -> None:
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="First wait up to SECONDS for the database to answer (a container that "
+    "starts beside its database server).",
+)
+@with_appcontext
+def db_group(wait: float) -> None:
     """Database schema."""
+    if wait:
+        from app.serve import wait_for_database
+
+        wait_for_database(current_app, wait)
 
 
 @db_group.command("upgrade")

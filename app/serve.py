@@ -11,12 +11,12 @@ stops with the reason instead of answering 500 or 503 to every request.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from gunicorn.app.base import Application
 
 from app import migrate, paths
 from app.core import stats_ops
@@ -56,32 +56,59 @@ def preflight(app: Flask) -> None:
         )
 
 
-class Server(Application):  # type: ignore[misc]
-    """gunicorn running Holdfast, configured from the shipped ``gunicorn.conf.py``."""
+def wait_for_database(app: Flask, seconds: float, *, pause: float = 1.0) -> None:
+    """Return once the database answers; raise :class:`NotReady` if it does not within
+    ``seconds``. For a container that starts beside its database server (compose.yaml's
+    migrate step), where start-up order is not readiness."""
+    services = app.extensions["holdfast"]
+    deadline = time.monotonic() + seconds
+    told = False
+    while True:
+        try:
+            with services.session() as db:
+                stats_ops.ping(db)
+            return
+        except Exception as error:  # any driver's error: not up yet
+            if time.monotonic() + pause > deadline:
+                raise NotReady(
+                    f"The database did not answer within {seconds:g} s "
+                    f"({type(error).__name__}: {error}). Check HOLDFAST_DATABASE_URL."
+                ) from error
+            if not told:
+                click.echo("Waiting for the database to answer...", err=True)
+                told = True
+            services.database.dispose()
+            time.sleep(pause)
 
-    def __init__(self, bind: str | None) -> None:
-        self.bind = bind
-        super().__init__(prog="holdfast serve")
 
-    def init(self, parser: Any, opts: Any, args: Any) -> None:
-        return None  # no gunicorn command line: holdfast serve has its own options
+def run_server(bind: str | None) -> None:
+    """Run gunicorn with Holdfast until it is stopped, configured from the shipped
+    ``gunicorn.conf.py``. gunicorn is imported here, not with the module: every
+    ``holdfast`` command registers ``serve``, and only this one needs it."""
+    from gunicorn.app.base import Application
 
-    def load_config(self) -> None:
-        self.load_config_from_file(str(paths.GUNICORN_CONF))
-        # Operators tune gunicorn with GUNICORN_CMD_ARGS, as they would plain gunicorn.
-        from_env = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
-        for name, value in vars(from_env).items():
-            if value is not None and name != "args":
-                self.cfg.set(name.lower(), value)
-        if self.bind:
-            self.cfg.set("bind", [self.bind])
+    class Server(Application):  # type: ignore[misc]
+        def init(self, parser: Any, opts: Any, args: Any) -> None:
+            return None  # no gunicorn command line: holdfast serve has its own options
 
-    def load(self) -> Any:
-        # Called in each worker after the fork: every worker makes its own app (and
-        # database connections), as `gunicorn wsgi:app` does.
-        from app import create_app
+        def load_config(self) -> None:
+            self.load_config_from_file(str(paths.GUNICORN_CONF))
+            # Operators tune gunicorn with GUNICORN_CMD_ARGS, as with plain gunicorn.
+            from_env = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+            for name, value in vars(from_env).items():
+                if value is not None and name != "args":
+                    self.cfg.set(name.lower(), value)
+            if bind:
+                self.cfg.set("bind", [bind])
 
-        return create_app()
+        def load(self) -> Any:
+            # Called in each worker after the fork: every worker makes its own app (and
+            # database connections), as `gunicorn wsgi:app` does.
+            from app import create_app
+
+            return create_app()
+
+    Server(prog="holdfast serve").run()
 
 
 @click.command("serve")
@@ -111,4 +138,4 @@ def serve(ctx: click.Context, bind: str | None, migrate_first: bool) -> None:
         ctx.invoke(db_upgrade)
     preflight(current_app._get_current_object())  # type: ignore[attr-defined]
     sys.stdout.flush()
-    Server(bind).run()
+    run_server(bind)

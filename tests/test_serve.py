@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app import __version__, create_app, paths
-from app.serve import NotReady, preflight
+from app.serve import NotReady, preflight, wait_for_database
 from tests.cluster import HOLDFAST, ROOT, Server, Servers, answers, call, free_port, port_open
 from tests.conftest import SECRET
 
@@ -153,3 +153,22 @@ def test_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert app.instance_path == str(tmp_path / "made")
     assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'made' / 'holdfast.db'}"
     assert (tmp_path / "made" / "secret_key").read_text().strip() == app.config["SECRET_KEY"]
+
+
+def test_db_wait_gives_up_on_a_database_that_never_answers(tmp_path: Path):
+    """compose.yaml's migrate step waits for PostgreSQL (`holdfast db --wait S upgrade`):
+    a database that never answers fails it after S seconds, with the reason."""
+    dead = free_port()
+    url = f"postgresql+psycopg://holdfast:x@127.0.0.1:{dead}/holdfast?connect_timeout=1"
+    started = time.monotonic()
+    done = holdfast(settings(tmp_path, HOLDFAST_DATABASE_URL=url), "db", "--wait", "2", "upgrade")
+    took = time.monotonic() - started
+    assert done.returncode == 1 and 1.5 < took < 30
+    assert "Waiting for the database" in done.stderr
+    assert "did not answer within 2 s" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_db_wait_returns_at_once_when_the_database_answers(app: Flask):
+    started = time.monotonic()
+    wait_for_database(app, 30)
+    assert time.monotonic() - started < 5
