@@ -292,3 +292,119 @@ def call_answers(base: str) -> bool:
         return True
     except OSError:
         return False
+
+
+# --- docs/deploy.md, section 1, on a fresh Debian 12 with systemd --------------------------
+
+#: a fresh Debian 12 machine: the base image and systemd as PID 1 (a real host has it)
+HOST = """\
+FROM debian:bookworm-slim
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends systemd systemd-sysv dbus \\
+ && rm -rf /var/lib/apt/lists/*
+CMD ["/sbin/init"]
+"""
+
+
+def guide_script() -> str:
+    """Section 1 of docs/deploy.md as one script: its shell blocks in order, except
+    certbot (the test's host has no public name), with console mail as the guide says
+    for a host without an SMTP relay yet."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    section = guide[guide.index("## 1. One host") : guide.index("## 2. ")]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    lines = [line for line in "\n".join(blocks).splitlines() if not line.startswith("certbot ")]
+    script = "\n".join(lines)
+    relay = "HOLDFAST_MAIL_URL=smtp://mail.example.com:587?starttls=1"
+    assert relay in script
+    return "set -eux\ncd /root\n" + script.replace(relay, "HOLDFAST_MAIL_URL=console") + "\n"
+
+
+@pytest.fixture
+def host(image: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A systemd container with the release's wheel in /root, nginx's port published."""
+    (tmp_path / "Containerfile").write_text(HOST)
+    podman("build", "--tag", "localhost/holdfast-test-host:bookworm", str(tmp_path), timeout=600)
+    dist = tmp_path / "dist"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLDFAST_")}
+    made = subprocess.run(
+        ["make", "dist", f"DIST={dist}"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (wheel,) = dist.glob("*.whl")
+    name, port = f"holdfast-guide-{os.getpid()}", free_port()
+    run = ["run", "--detach", "--name", name, "--systemd=always"]
+    run += ["--publish", f"127.0.0.1:{port}:80"]
+    if HOST_CA.is_file():  # this machine's proxy CA, for pip inside (not part of the guide)
+        run += ["--volume", f"{HOST_CA}:/run/host-ca.crt:ro"]
+    podman(*run, "localhost/holdfast-test-host:bookworm")
+    try:
+        podman("cp", str(wheel), f"{name}:/root/{wheel.name}")
+        yield name, port
+    finally:
+        podman("rm", "--force", "--volumes", name, check=False)
+
+
+def test_the_deploy_guide_takes_a_fresh_debian_to_the_admin_dashboard(
+    host: tuple[str, int], tmp_path: Path
+):
+    name, port = host
+    script = tmp_path / "guide.sh"
+    script.write_text(guide_script())
+    podman("cp", str(script), f"{name}:/root/guide.sh")
+    env = ["--env", "DEBIAN_FRONTEND=noninteractive"]
+    if HOST_CA.is_file():
+        env += ["--env", "PIP_CERT=/run/host-ca.crt"]
+    done = subprocess.run(
+        ["podman", "exec", *env, name, "bash", "/root/guide.sh"],
+        env=podman_env(), capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert '{"status":"ready"}' in done.stdout  # the guide's own check
+
+    # Signed in through nginx as the admin the guide made, the code from the journal.
+    base, site = f"http://127.0.0.1:{port}", {"Host": "sessions.example.com"}
+
+    def proxied() -> bool:
+        # nginx's reload finishes after `systemctl reload` returns: its old workers (the
+        # default site) answer for a moment beside the new ones.
+        try:
+            return all(
+                call(f"{base}/readyz", headers=site, timeout=3).status == 200 for _ in range(10)
+            )
+        except OSError:
+            return False
+
+    wait_until(proxied, 30, "nginx proxying to holdfast-web")
+    asked = call(f"{base}/api/auth/login", "POST", json_body={"email": "you@example.com"},
+                 headers=site)  # fmt: skip
+    assert asked.status == 202, asked.text
+    code: list[str] = []
+
+    def mailed() -> bool:
+        journal = podman("exec", name, "journalctl", "-u", "holdfast-web", "-u",
+                         "holdfast-worker", "--no-pager", "-o", "cat")  # fmt: skip
+        code[:] = re.findall(r"code is (\d{6})", journal)
+        return bool(code)
+
+    wait_until(mailed, 60, "the sign-in code in the journal")
+    verified = call(
+        f"{base}/api/auth/verify", "POST", headers=site,
+        json_body={"challengeId": asked.json()["challengeId"], "code": code[-1]},
+    )  # fmt: skip
+    assert verified.status == 201, verified.text
+    dashboard = call(f"{base}/admin", headers={**site, "Authorization": "Bearer "
+                                               + verified.json()["token"]})  # fmt: skip
+    assert dashboard.status == 200 and "Acme: dashboard" in dashboard.text
+
+    # The timers are set, and the audit check reads the same database.
+    timers = podman("exec", name, "systemctl", "list-timers", "holdfast-*", "--no-pager")
+    assert "holdfast-purge.timer" in timers and "holdfast-audit-verify.timer" in timers
+    podman("exec", name, "systemctl", "start", "holdfast-audit-verify")
+    checked = podman("exec", name, "journalctl", "-u", "holdfast-audit-verify", "-o", "cat",
+                     "--no-pager")  # fmt: skip
+    assert re.search(r"acme: [1-9]\d* events verified", checked), checked
+    podman("exec", name, "systemctl", "start", "holdfast-purge")
+    assert "failed" not in podman("exec", name, "systemctl", "is-failed", "holdfast-*",
+                                  check=False)  # fmt: skip
