@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench install install-test assets clean
+.PHONY: run test test-release lint format bench install install-test assets dist clean
 
 run: install assets ## install, migrate, seed the demo tenant, serve on http://127.0.0.1:5000
 	$(BIN)/holdfast db upgrade
@@ -22,6 +22,13 @@ ifneq ($(POSTGRES)$(HOLDFAST_REQUIRE_ALL),)
 	HOLDFAST_TEST_DB=postgresql $(BIN)/pytest $(PYTEST_ARGS)
 endif
 
+# The release checks (tests/test_release_container.py): build the container image and run
+# it alone and in the compose stack with podman. Slow (a few minutes); CI runs it after
+# `make test`. The container settings this machine needs: .ci/containers.conf.
+test-release: install-test
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/.ci/containers.conf} \
+	  $(BIN)/pytest -m release $(PYTEST_ARGS)
+
 # The OpenAPI document is dumped from the app and linted by Redocly CLI (package.json's
 # devDependencies; rules in redocly.yaml).
 lint: install-test assets
@@ -36,6 +43,14 @@ format: install-test
 
 bench: install-test assets
 	$(BIN)/python -m bench
+
+# A wheel and an sdist in $(DIST)/, carrying templates, static files (the npm ones too),
+# migrations and the gunicorn settings (app/paths.py); the wheel is built from the sdist,
+# so both are complete. Runs on any machine with Python and npm.
+DIST ?= dist
+dist: install-test assets
+	rm -rf build $(DIST)
+	$(BIN)/python -m build --outdir $(DIST) .
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -63,4 +78,4 @@ static/vendor/.installed: package.json package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache
+	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache build dist

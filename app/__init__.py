@@ -3,13 +3,16 @@
 ``create_app`` is a short list of named steps; everything the app holds for its lifetime
 (database, clock, signing keys, hasher, mailer, the deployment settings the security
 rules use) lives in ``app.extensions["holdfast"]`` as one :class:`Services` object.
+``__version__`` is this release's version (pyproject.toml's).
 """
 
 from __future__ import annotations
 
 import inspect
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from flask import Flask, Response, request
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
-from app import config, logs
+from app import config, logs, paths
 from app.cache import Cache, cache_from_url
 from app.clock import FrozenClock, SystemClock
 from app.core import alerts
@@ -29,7 +32,17 @@ from app.ratelimit import CodeBudgets, counters_from_url
 from app.sealing import Sealer
 from app.tokens import KeyRing, load_verifying_keys
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _release() -> str:
+    """pyproject.toml's version: read from the file when running from a checkout (so it
+    is never an older editable install's), else from the installed package's metadata."""
+    if paths.CHECKOUT is not None:
+        with (paths.CHECKOUT / "pyproject.toml").open("rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    return metadata.version("holdfast")
+
+
+__version__ = _release()
 
 
 @dataclass
@@ -112,9 +125,9 @@ def create_app(
 ) -> Flask:
     app = Holdfast(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-        instance_path=str(instance_path or ROOT / "instance"),
+        template_folder=str(paths.TEMPLATES),
+        static_folder=str(paths.STATIC),
+        instance_path=str(instance_path or paths.data_dir()),
     )
     config.load(app, overrides)
     logs.init_app(app)
@@ -126,6 +139,7 @@ def create_app(
     register_request_hooks(app)
     register_error_handlers(app)
     register_cli(app)
+    register_static_files(app)
     refuse_coroutines(app)
     return app
 
@@ -298,6 +312,13 @@ def register_error_handlers(app: Flask) -> None:
     from app.web import errors
 
     errors.init_app(app)
+
+
+def register_static_files(app: Flask) -> None:
+    """static/ served in front of the app, fingerprinted, compressed (app.web.assets)."""
+    from app.web import assets
+
+    assets.init_app(app)
 
 
 def register_cli(app: Flask) -> None:

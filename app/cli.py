@@ -23,6 +23,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
+from app import __version__ as _release
 from app import migrate, tokens
 from app.core import accounts, audit, keys
 from app.core.errors import HoldfastError
@@ -60,8 +61,21 @@ def fail(error: HoldfastError) -> None:
 
 
 @click.group("db")
-def db_group() -> None:
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="First wait up to SECONDS for the database to answer (a container that "
+    "starts beside its database server).",
+)
+@with_appcontext
+def db_group(wait: float) -> None:
     """Database schema."""
+    if wait:
+        from app.serve import wait_for_database
+
+        wait_for_database(current_app, wait)
 
 
 @db_group.command("upgrade")
@@ -940,6 +954,8 @@ def backup(path: Path) -> None:
 
 
 def register(app: Flask) -> None:
+    from app.serve import serve
+
     for command in (
         db_group,
         tenant_group,
@@ -951,6 +967,7 @@ def register(app: Flask) -> None:
         worker,
         secrets_group,
         backup,
+        serve,
     ):
         app.cli.add_command(command)
 
@@ -968,6 +985,8 @@ cli = FlaskGroup(
     load_dotenv=False,
     help="Holdfast: sessions and devices.",
 )
+# `holdfast --version`: this release (app.__version__), answered without making the app.
+click.version_option(_release, prog_name="holdfast", message="%(prog)s %(version)s")(cli)
 
 
 def main() -> None:
@@ -975,4 +994,6 @@ def main() -> None:
         # The development server speaks plain HTTP: Secure cookies would never come back.
         os.environ.setdefault("HOLDFAST_COOKIE_SECURE", "false")
         os.environ.setdefault("HOLDFAST_LOG_FORMAT", "text")
+        # Static files read afresh on each request, so an edited one shows on reload.
+        os.environ.setdefault("HOLDFAST_STATIC_AUTOREFRESH", "true")
     cli.main(prog_name="holdfast")

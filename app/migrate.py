@@ -15,12 +15,12 @@ from alembic.util import CommandError
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from app import ROOT
+from app import paths
 
 
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(paths.MIGRATIONS))
     cfg.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s_%%(slug)s")
     cfg.attributes["engine"] = engine
     return cfg
@@ -115,7 +115,7 @@ def revision(engine: Engine, message: str) -> None:
 def _scripts() -> ScriptDirectory:
     """This release's migrations (read once per process)."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(paths.MIGRATIONS))
     return ScriptDirectory.from_config(cfg)
 
 

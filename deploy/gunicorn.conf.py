@@ -1,4 +1,6 @@
-"""gunicorn settings for one Holdfast node: ``gunicorn -c deploy/gunicorn.conf.py wsgi:app``.
+"""gunicorn settings for one Holdfast node: ``gunicorn -c deploy/gunicorn.conf.py wsgi:app``
+in a checkout, and what ``holdfast serve`` runs (app/serve.py; the wheel carries this file
+as app/deploy/gunicorn.conf.py).
 
 Configure Holdfast itself with HOLDFAST_* environment variables (docs/deploy.md); flags on
 the command line override what this file sets (the multi-node test passes ``--bind`` with
@@ -17,7 +19,7 @@ from gunicorn_worker import OneThreadWorker  # noqa: E402 (found through the lin
 
 # nginx on the same host (or the load balancer's network) talks to this address; never
 # expose gunicorn to the internet directly.
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+bind = os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
 
 # Two single-threaded processes per core. A request is mostly Python work (the hot-path
 # lookup is one short statement), and threads in one process take turns on the GIL: on
@@ -28,12 +30,13 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # keeps idle keep-alive connections off the worker. WEB_CONCURRENCY and GUNICORN_THREADS
 # override the counts (raise threads if your SMTP relay is slow to answer). Cores are
 # the ones this process may run on (a container's CPU set), not the host's.
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0))))
+# (An empty variable counts as unset: compose.yaml passes it through when not set.)
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * len(os.sched_getaffinity(0)))
 # gthread, serving each request on the worker's loop thread while it has one thread, not
 # handing it to a pool thread and back: a third more requests a second on every route
 # (deploy/gunicorn_worker.py says why and what else changes).
 worker_class = OneThreadWorker
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS") or 1)
 
 # Requests are short; a worker stuck for 30 s is restarted. On SIGTERM, workers finish
 # the requests they hold (up to 20 s) before exiting, so a rolling restart drops nothing.

@@ -222,11 +222,13 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / f"{self.name}-{self.port}.log"
 
-    def _spawn(self, command: list[str], env: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self, command: list[str], env: dict[str, str] | None = None, *, cwd: Path = ROOT
+    ) -> None:
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
+from app import __version__
 from app.core import admin, retention
 from app.core.policy import FIELDS
 from app.core.signin import MIN_EXPIRES_IN
@@ -785,7 +786,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": f"{current_app.config['PRODUCT_NAME']} API",
-            "version": "1",
+            "version": __version__,  # this release (pyproject.toml)
             "description": (
                 "Sessions and devices over JSON. Authenticate with Authorization: Bearer "
                 "<token> (from POST /api/auth/verify) or the holdfast_session cookie. "

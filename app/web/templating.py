@@ -7,6 +7,7 @@ from datetime import datetime
 from flask import Flask
 from markupsafe import Markup
 
+from app import __version__
 from app.devices import describe
 from app.web.context import now
 
@@ -69,3 +70,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(device_label)
     app.add_template_filter(kind_icon)
     app.add_template_global(now)
+    app.jinja_env.globals["holdfast_version"] = __version__  # the page footer
