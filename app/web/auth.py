@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import urlsplit
 
 from flask import (
@@ -71,14 +72,28 @@ codes_per_ip = limiter.shared_limit(_code_limits_per_ip, scope="codes-ip", metho
 
 
 def safe_next(target: str | None) -> str | None:
-    """A local path to return to after sign-in; anything else (another host, "//x") is
-    dropped so the sign-in page cannot be used as an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to return to after sign-in; anything else is dropped (None), never an
+    error: another host ("//x", "https://x"), a backslash (browsers read it as a slash),
+    and any control or line-separator character (CR, LF, tab, NUL, DEL, C1, U+2028…).
+    ``urlsplit`` silently strips some of those before it judges a URL, so a target that
+    holds one is never checked as what it would become; and the raw string would then go
+    into a ``Location`` header, where a line break fails the answer."""
+    if (
+        not isinstance(target, str)
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(unicodedata.category(char) in _UNSAFE_CATEGORIES for char in target)
+    ):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+#: control characters (C0, DEL, C1) and the line and paragraph separators
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 @bp.get("/")
