@@ -159,6 +159,21 @@ def over_before(cutoff: datetime) -> Any:
     )
 
 
+def alive_since(cutoff: datetime) -> Any:
+    """Sessions still alive at ``cutoff`` or later: not ended before it, and, while not
+    marked ended, with neither stored deadline before it. The exact opposite of
+    :func:`over_before`, written out so that it holds for live sessions too: negating
+    ``over_before`` in SQL gives NULL, not true, when ``ended_at`` is NULL."""
+    return or_(
+        UserSession.ended_at >= cutoff,
+        and_(
+            UserSession.ended_at.is_(None),
+            UserSession.idle_deadline >= cutoff,
+            UserSession.absolute_deadline >= cutoff,
+        ),
+    )
+
+
 def purge_sessions(db: Session, tenant_id: str, cutoff: datetime, limit: int) -> int:
     """Delete up to ``limit`` sessions of the tenant that were over before ``cutoff``."""
     ids = list(
