@@ -1,7 +1,8 @@
 """Sign-in with a one-time code sent by email, and the session it starts.
 
 * A code is 6 random digits, stored only as a keyed hash, valid for 10 minutes, usable
-  once, dead after 5 wrong tries; asking again replaces the earlier code.
+  once, dead after 5 wrong tries (each wrong try is claimed with one conditional UPDATE,
+  so parallel guesses never get more); asking again replaces the earlier code.
 * Unknown (or disabled) emails get a challenge too, whose code is never sent, so no
   answer tells a caller whether an account exists.
 * Signing in takes a lock on the person's row (``SELECT … FOR UPDATE`` on PostgreSQL; the
@@ -313,13 +314,7 @@ def _check_code(
             or totp.verify(db, hasher, user, digits, now=now, origin=origin)
         )
     ):
-        db.execute(
-            update(Challenge)
-            .where(Challenge.id == challenge.id)
-            .values(attempts=Challenge.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        attempts = challenge.attempts + 1
+        attempts = _claim_attempt(db, challenge)
         events.record(
             db,
             "code.failed",
@@ -341,6 +336,33 @@ def _check_code(
             attempts_left=left,
         )
     return user
+
+
+def _claim_attempt(db: Session, challenge: Challenge) -> int:
+    """Count one wrong try against the challenge and return how many there have been,
+    atomically: one conditional ``UPDATE … SET attempts = attempts + 1 WHERE attempts <
+    MAX_ATTEMPTS … RETURNING attempts``. Parallel wrong codes queue on the row (PostgreSQL
+    re-checks the condition on the row as the previous writer left it; SQLite's writes
+    run one at a time), so exactly MAX_ATTEMPTS are ever counted. Raises ChallengeLocked
+    for a try past the limit, InvalidCode when the code was used meanwhile (neither is
+    counted)."""
+    counted = db.execute(
+        update(Challenge)
+        .where(
+            Challenge.id == challenge.id,
+            Challenge.attempts < MAX_ATTEMPTS,
+            Challenge.consumed_at.is_(None),
+        )
+        .values(attempts=Challenge.attempts + 1)
+        .returning(Challenge.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if counted is None:
+        used = db.scalar(select(Challenge.consumed_at).where(Challenge.id == challenge.id))
+        if used is not None:
+            raise InvalidCode("That code was used already or replaced. Ask for a new code.")
+        raise ChallengeLocked()
+    return int(counted)
 
 
 def _check_options(expires_in: int | None, device_kind: str | None) -> None:
