@@ -279,6 +279,7 @@ def test_verify_in_deny_mode_lists_sessions_and_accepts_end_session_id(
     refused = client.post("/api/auth/verify", json={"challengeId": challenge, "code": code})
     body = assert_error(refused, 409, "session_limit_reached")
     assert [s["id"] for s in body["sessions"]] == [first.json["sessionId"]]
+    assert body["alsoEnds"] == 0
     assert body["sessions"][0]["device"] == "Chrome on macOS"
     assert {"deviceType", "os", "browser", "ip", "createdAt", "lastActive", "expiresAt"} <= (
         body["sessions"][0].keys()

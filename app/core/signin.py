@@ -9,7 +9,9 @@
   write transaction itself on SQLite, which begins ``IMMEDIATE``) before counting live
   sessions, so parallel sign-ins cannot pass the tenant's session limit.
 * ``deny`` mode refuses before the code is used up: the caller may repeat the same code
-  with ``end_session_id`` naming the live session to end in exchange.
+  with ``end_session_id`` naming the live session to end in exchange (and, when the
+  limit was lowered below what the person holds, the answer says how many more the
+  choice ends: ``also_ends``).
 """
 
 from __future__ import annotations
@@ -166,17 +168,7 @@ def sign_in(
     limit = tenant.max_sessions_per_user
     chosen = next((s for s in live if s.id == end_session_id), None) if end_session_id else None
     if limit and len(live) >= limit and tenant.limit_mode == "deny" and chosen is None:
-        raise SessionLimitReached(
-            f"You already have {len(live)} active sessions, the most your organisation "
-            "allows. End one of them to sign in here.",
-            sessions=live,
-            devices={
-                d.id: d
-                for d in db.scalars(
-                    select(Device).where(Device.id.in_({s.device_id for s in live}))
-                )
-            },
-        )
+        raise _limit_reached(db, live, limit)
 
     _consume(db, challenge, now)
 
@@ -261,6 +253,36 @@ def reauthenticate(
     )
     db.flush()
     return current.session
+
+
+def _limit_reached(db: Session, live: list[UserSession], limit: int) -> SessionLimitReached:
+    """deny mode's refusal: the live sessions to choose from, and how many more than the
+    chosen one a choice ends. When the limit was lowered below what the person holds
+    (9 sessions, limit 2), signing in must end 8: the chosen one and the 7 least
+    recently active of the others (untrusted devices first, as evict_oldest picks), and
+    the answer says so (``also_ends``) before anything ends."""
+    also_ends = len(live) - limit
+    if also_ends:
+        message = (
+            f"You have {len(live)} active sessions and your organisation now allows "
+            f"{limit}. Choose one to end: ending it also ends your {also_ends} least "
+            f"recently active other session{'s' if also_ends != 1 else ''} (untrusted "
+            "devices first), so that you are within the limit after signing in here."
+        )
+    else:
+        message = (
+            f"You already have {len(live)} active sessions, the most your organisation "
+            "allows. End one of them to sign in here."
+        )
+    return SessionLimitReached(
+        message,
+        sessions=live,
+        also_ends=also_ends,
+        devices={
+            d.id: d
+            for d in db.scalars(select(Device).where(Device.id.in_({s.device_id for s in live})))
+        },
+    )
 
 
 def _consume(db: Session, challenge: Challenge, now: datetime) -> None:

@@ -391,7 +391,12 @@ def verify() -> Response | tuple[Response, int]:
             )
             for s in error.details["sessions"]
         ]
-        response = jsonify(error=error.message, code=error.code, sessions=live)
+        response = jsonify(
+            error=error.message,
+            code=error.code,
+            sessions=live,
+            alsoEnds=error.details.get("also_ends", 0),
+        )
         return response, error.status
     session, device = result.session, result.device
     token = services().keys.sign(

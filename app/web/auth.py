@@ -169,6 +169,7 @@ def code() -> Response | str:
                 form=form,
                 sessions=error.details["sessions"],
                 devices=error.details.get("devices", {}),
+                also_ends=error.details.get("also_ends", 0),
                 message=error.message,
                 problem=problem,
             )

@@ -135,8 +135,18 @@ def _schemas() -> dict[str, Any]:
                 _ref("Error"),
                 {
                     "type": "object",
-                    "required": ["sessions"],
-                    "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
+                    "required": ["sessions", "alsoEnds"],
+                    "properties": {
+                        "sessions": {"type": "array", "items": _ref("Session")},
+                        "alsoEnds": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "How many other sessions signing in ends "
+                            "besides the chosen one: more than 0 when the limit was "
+                            "lowered below what the person holds (the least recently "
+                            "active ones, untrusted devices first).",
+                        },
+                    },
                 },
             ],
             "description": "deny mode at the limit: repeat the same code with endSessionId "
