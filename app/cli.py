@@ -195,7 +195,7 @@ def demo(users: int | None, sessions: int | None, seed: int) -> None:
         if tenant is None:
             tenant = accounts.create_tenant(db, "demo", "Demo Clinic", now=now)
         for email, role in ((DEMO_ADMIN, "admin"), (DEMO_MEMBER, "member")):
-            if accounts.find_user_by_email(db, email) is None:
+            if accounts.account_in(db, tenant.id, email) is None:
                 accounts.add_user(db, tenant, email, role=role, now=now)
         tenant_id = tenant.id
     if users or sessions:

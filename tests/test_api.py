@@ -909,10 +909,12 @@ def test_device_rows_are_not_shared_between_clients_without_an_id(app, mailbox, 
 
 def test_admin_api_honours_required_authenticator_app(client, mailbox, make, tenant, services):
     admin_user = make.user("root@acme.test", tenant, role="admin")
+    token = token_for(client, mailbox, admin_user.email)  # signed in before the requirement
     make.policy(tenant, require_totp_for_admins=True)
-    token = token_for(client, mailbox, admin_user.email)
     answer = client.put("/api/admin/policy", json={"idleTimeout": 3600}, headers=bearer(token))
     assert_error(answer, 403, "totp_required")
+    # A new sign-in cannot even start without the app (added on the web).
+    assert_error(api_sign_in(client, mailbox, admin_user.email), 403, "mfa_enrolment_required")
     with services.session() as db:
         assert db.get_one(Tenant, tenant.id).idle_timeout == 30 * 60
 

@@ -12,8 +12,9 @@ Each tenant sets three periods (days): ``sessions_retention_days`` (default 90),
 * cuts IP addresses to their network (IPv4 /24, IPv6 /48) on sessions over for longer
   than the IP period, and on events and alerts older than it. A live session keeps its
   address however old it is: session binding (IP-change alerts) compares against it;
-* everywhere: deletes sign-in challenges a day after they expired (they hold an email
-  address and an IP, and are useless once expired), and finished webhook deliveries after
+* everywhere: deletes sign-in challenges (emailed codes and second steps) a day after
+  they expired (they hold an email address and an IP, and are useless once expired), and
+  finished webhook deliveries after
   :data:`DELIVERY_HISTORY`.
 
 It works in batches of ``batch_size`` rows, one short transaction each (so it never holds
@@ -41,6 +42,7 @@ from app.models import (
     Challenge,
     Device,
     Event,
+    MfaChallenge,
     Tenant,
     UserSession,
     WebhookDelivery,
@@ -283,18 +285,28 @@ def anonymise_ips(
 
 
 def purge_challenges(db: Session, now: datetime, limit: int) -> int:
-    ids = list(
-        db.scalars(
-            select(Challenge.id).where(Challenge.expires_at < now - CHALLENGE_GRACE).limit(limit)
+    """Delete up to ``limit`` sign-in challenges, emailed codes' and second steps'
+    (app.core.mfa), that expired over CHALLENGE_GRACE ago."""
+    done = 0
+    for model in (Challenge, MfaChallenge):
+        ids = list(
+            db.scalars(
+                select(model.id)
+                .where(model.expires_at < now - CHALLENGE_GRACE)
+                .limit(limit - done)
+                .execution_options(all_tenants=True)
+            )
         )
-    )
-    if ids:
-        db.execute(
-            delete(Challenge)
-            .where(Challenge.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids)
+        if ids:
+            db.execute(
+                delete(model)
+                .where(model.id.in_(ids))
+                .execution_options(synchronize_session=False, all_tenants=True)
+            )
+        done += len(ids)
+        if done >= limit:
+            break
+    return done
 
 
 def purge_deliveries(db: Session, now: datetime, limit: int) -> int:
