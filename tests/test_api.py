@@ -846,6 +846,7 @@ def test_retention_changes_are_validated_all_or_nothing(
 CONTRACT = {
     ("post", "/api/auth/login"),
     ("post", "/api/auth/verify"),
+    ("post", "/api/auth/verify/mfa"),
     ("get", "/api/auth/session"),
     ("post", "/api/auth/session/extend"),
     ("post", "/api/auth/logout"),
