@@ -141,7 +141,9 @@ FIELDS: tuple[Field, ...] = (
         "requireTotpForAdmins",
         "Admins must use an authenticator app",
         bool,
-        help="An admin without one is taken to enrolment before any admin page.",
+        help="Admins sign in with the emailed code and then their app's code (or a "
+        "recovery code). An admin without an app adds one right after the emailed code; "
+        "one signed in before this was turned on adds it before any admin page.",
     ),
     Field(
         "notify_high_alerts",
