@@ -67,7 +67,13 @@ def test_the_app_code_finishes_the_sign_in_the_first_step_asked_for(
 ):
     secret, _codes = with_app
     step = first_step(
-        client, mailbox, member.email, deviceName="Build box", deviceType="desktop", expiresIn=600
+        client,
+        mailbox,
+        member.email,
+        deviceName="Build box",
+        deviceType="desktop",
+        expiresIn=600,
+        extendOnActivity=False,
     )["mfaChallengeId"]
     answer = client.post(
         "/api/auth/verify/mfa", json={"mfaChallengeId": step, "code": app_code(secret, clock)}
@@ -79,7 +85,9 @@ def test_the_app_code_finishes_the_sign_in_the_first_step_asked_for(
     assert "deviceId" in body  # a new device secret, as verify hands out
     status = client.get("/api/auth/session", headers=bearer(body["token"]))
     assert status.status_code == 200 and status.json["sessionId"] == body["sessionId"]
-    assert stored_session(services, body["sessionId"]).user_id == member.id
+    session = stored_session(services, body["sessionId"])
+    assert session.user_id == member.id
+    assert session.extend_on_activity is False  # asked for at the first step
     # The step is used up, and so is the app's code.
     again = client.post(
         "/api/auth/verify/mfa", json={"mfaChallengeId": step, "code": app_code(secret, clock)}

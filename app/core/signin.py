@@ -104,7 +104,11 @@ class Options:
     end_session_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items() if value not in (None, False)}
+        """The options asked for (None: not asked; extendOnActivity false is asked)."""
+        stored = {name: value for name, value in asdict(self).items() if value is not None}
+        if not self.trust_device:
+            del stored["trust_device"]
+        return stored
 
     @classmethod
     def from_json(cls, stored: dict[str, Any]) -> Options:
@@ -363,7 +367,6 @@ def reauthenticate(
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None or challenge.user_id != current.user.id:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
-    alerts.refuse_if_slowed(db, hasher, current.user.id, None, now=now)
     _check_code(db, hasher, challenge, code, [current.user], now=now, origin=origin)
     _consume(db, challenge, now)
     if totp.is_enabled(current.user):
@@ -390,7 +393,6 @@ def complete_reauth(
     step = mfa.open_step(db, step_id, "reauth", now=now)
     if step.session_id != current.session.id:
         raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
-    alerts.refuse_if_slowed(db, hasher, current.user.id, None, now=now)
     mfa.check_second_factor(
         db,
         hasher,

@@ -11,6 +11,9 @@ recovery codes
 
 On SQLite the users table is rebuilt (batch mode) to drop its unique constraint;
 app.migrate switches foreign-key enforcement off around it, as SQLite prescribes.
+Downgrading fails while an address has accounts in two tenants (the address would no
+longer be unique): erase or rename one of them first. The previous release runs on this
+schema until an address gets a second account.
 
 Revision ID: 202612060945
 Revises: 202611231930
