@@ -169,7 +169,9 @@ def refuse_coroutines(app: Flask) -> None:
 
 def trust_proxies(app: Flask) -> None:
     """Behind N reverse proxies (HOLDFAST_TRUSTED_PROXIES=N), take the client address and
-    scheme from their X-Forwarded-* headers; with none, those headers are ignored."""
+    scheme from their X-Forwarded-* headers; with none, those headers are ignored (and
+    the log warns once if requests nonetheless arrive through a proxy on this machine:
+    app.logs)."""
     hops = int(app.config.get("TRUSTED_PROXIES") or 0)
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix

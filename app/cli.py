@@ -296,7 +296,7 @@ def demo(users: int | None, sessions: int | None, seed: int) -> None:
         if tenant is None:
             tenant = accounts.create_tenant(db, "demo", "Demo Clinic", now=now)
         for email, role in ((DEMO_ADMIN, "admin"), (DEMO_MEMBER, "member")):
-            if accounts.find_user_by_email(db, email) is None:
+            if accounts.account_in(db, tenant.id, email) is None:
                 accounts.add_user(db, tenant, email, role=role, now=now)
         tenant_id = tenant.id
     if users or sessions:
@@ -776,12 +776,18 @@ def user_list(slug: str) -> None:
 
 @user_group.command("disable")
 @click.argument("email")
+@click.option(
+    "--tenant",
+    "slug",
+    default=None,
+    help="The tenant whose account it is (needed when the address has several).",
+)
 @with_appcontext
-def user_disable(email: str) -> None:
+def user_disable(email: str, slug: str | None) -> None:
     """Disable a person and end their sessions at once (as an admin does in the console)."""
     from app.core import people
 
-    with _as_operator(email) as (db, user, operator):
+    with _as_operator(email, slug) as (db, user, operator):
         was_disabled = user.disabled
         ended = people.disable(db, operator, user.id, now=services().clock.now(), origin=CLI)
         label = f"{user.email} ({_slug(db, user)})"
@@ -793,12 +799,18 @@ def user_disable(email: str) -> None:
 
 @user_group.command("enable")
 @click.argument("email")
+@click.option(
+    "--tenant",
+    "slug",
+    default=None,
+    help="The tenant whose account it is (needed when the address has several).",
+)
 @with_appcontext
-def user_enable(email: str) -> None:
+def user_enable(email: str, slug: str | None) -> None:
     """Let a disabled person sign in again (their old sessions stay ended)."""
     from app.core import people
 
-    with _as_operator(email) as (db, user, operator):
+    with _as_operator(email, slug) as (db, user, operator):
         was_disabled = user.disabled
         people.enable(db, operator, user.id, now=services().clock.now(), origin=CLI)
         label = f"{user.email} ({_slug(db, user)})"
@@ -808,12 +820,18 @@ def user_enable(email: str) -> None:
 @user_group.command("role")
 @click.argument("email")
 @click.argument("role", type=click.Choice(["member", "admin"]))
+@click.option(
+    "--tenant",
+    "slug",
+    default=None,
+    help="The tenant whose account it is (needed when the address has several).",
+)
 @with_appcontext
-def user_role(email: str, role: str) -> None:
+def user_role(email: str, role: str, slug: str | None) -> None:
     """Make a person a member or an admin of their tenant."""
     from app.core import people
 
-    with _as_operator(email) as (db, user, operator):
+    with _as_operator(email, slug) as (db, user, operator):
         old = user.role
         people.set_role(db, operator, user.id, role, now=services().clock.now(), origin=CLI)
         label = f"{user.email} ({_slug(db, user)})"
@@ -827,10 +845,12 @@ CLI = Origin(ip="", user_agent="holdfast cli")
 
 
 @contextmanager
-def _as_operator(email: str) -> Iterator[tuple[Session, User, Any]]:
-    """A write transaction scoped to the tenant of the person with ``email``, that
-    person, and the operator acting on them. Refusals (unknown email, the core's
-    rules) become a clear message and exit status 1."""
+def _as_operator(email: str, slug: str | None) -> Iterator[tuple[Session, User, Any]]:
+    """A write transaction scoped to the tenant of the account with ``email`` (in tenant
+    ``slug``, which must be given when the address has accounts in several), that
+    account, and the operator acting on them. Refusals (unknown email or tenant, an
+    address in several tenants without one named, the core's rules) become a clear
+    message and exit status 1."""
     from app.core.access import Operator
     from app.db import scope_to_tenant
 
@@ -840,11 +860,22 @@ def _as_operator(email: str) -> Iterator[tuple[Session, User, Any]]:
                 address = accounts.normalise_email(email)
             except HoldfastError:
                 address = email.strip().lower()
-            user = accounts.find_user_by_email(db, address)
-            if user is None:
+            found = accounts.accounts_of(db, address, enabled_only=False)
+            if slug is not None:
+                found = [user for user in found if _slug(db, user) == slug]
+            if not found:
+                where = f" in {slug!r}" if slug else ""
                 raise click.ClickException(
-                    f"Nobody has the email {email!r}: see `holdfast user list --tenant SLUG`."
+                    f"Nobody has the email {email!r}{where}: "
+                    "see `holdfast user list --tenant SLUG`."
                 )
+            if len(found) > 1:
+                tenants = ", ".join(_slug(db, user) for user in found)
+                raise click.ClickException(
+                    f"{email} has an account in several tenants ({tenants}): "
+                    "say which with --tenant SLUG."
+                )
+            [user] = found
             scope_to_tenant(db, user.tenant_id)
             yield db, user, Operator()
     except HoldfastError as error:

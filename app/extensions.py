@@ -17,6 +17,11 @@ def client_ip(environ: dict[str, Any] | None = None) -> str:
     return (request.environ if environ is None else environ).get("REMOTE_ADDR") or ""
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (a WSGI REMOTE_ADDR) is on the loopback interface."""
+    return address == "::1" or address.startswith(("127.", "::ffff:127."))
+
+
 login_manager = LoginManager()
 # Flask-Login's session protection guards an identity kept in Flask's cookie session;
 # Holdfast never keeps one there (app.web.context: the session token decides, and IP or

@@ -14,8 +14,11 @@ import random
 import re
 import sys
 import time
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+
+from app.extensions import is_loopback
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 log = logging.getLogger("holdfast.request")
@@ -84,6 +87,29 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def warn_of_untrusted_proxy(environ: dict[str, Any]) -> bool:
+    """Warn (and answer True) when a request carries X-Forwarded-For from a loopback
+    peer while no proxy is trusted (HOLDFAST_TRUSTED_PROXIES=0): a reverse proxy on the
+    same machine, whose clients all look like 127.0.0.1 to Holdfast. They then share one
+    per-IP budget, sessions record the proxy's address, and loopback-only endpoints would
+    be open to whoever reaches the proxy (/metrics refuses proxied requests for that
+    reason). Nothing else changes: believing the header is the operator's decision.
+    Called by the request hook until it has warned once, so the log says it once per
+    process."""
+    peer = environ.get("REMOTE_ADDR") or ""
+    if not is_loopback(peer):
+        return False
+    logging.getLogger("holdfast.proxy").warning(
+        "A request came through a proxy on this machine (X-Forwarded-For from %s), but "
+        "HOLDFAST_TRUSTED_PROXIES is 0: every client looks like %s, so all share one "
+        "per-IP rate limit and sessions record the proxy's address. Set "
+        "HOLDFAST_TRUSTED_PROXIES to the number of proxies in front of Holdfast.",
+        peer,
+        peer,
+    )
+    return True
+
+
 def init_app(app: Flask) -> None:
     level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
     handler = StderrHandler()
@@ -98,11 +124,18 @@ def init_app(app: Flask) -> None:
         logger.setLevel(level)
         logger.propagate = False
 
+    # Until it has warned: no proxy trusted, so a request with X-Forwarded-For is looked at.
+    watch_for_proxy = not int(app.config.get("TRUSTED_PROXIES") or 0)
+
     @app.before_request
     def _request_id() -> None:
-        given = request.environ.get("HTTP_X_REQUEST_ID", "")
+        nonlocal watch_for_proxy
+        environ = request.environ
+        given = environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = given if given and REQUEST_ID.match(given) else new_request_id()
         g.request_started = time.perf_counter()
+        if watch_for_proxy and "HTTP_X_FORWARDED_FOR" in environ:
+            watch_for_proxy = not warn_of_untrusted_proxy(environ)
 
     @app.after_request
     def _access_log(response: Response) -> Response:

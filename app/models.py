@@ -196,13 +196,21 @@ class Tenant(Base):
 
 
 class User(TenantScoped, Base):
+    """One person's account in one tenant. An address may have accounts in several
+    tenants (one row each, unique per tenant): the sign-in code goes to the address,
+    and the person picks the organisation afterwards (app.core.signin)."""
+
     __tablename__ = "users"
-    # the hot path's (see above Tenant)
-    __table_args__ = (Index("ix_users_session_facts", "id", "email", "role", "disabled"),)
+    __table_args__ = (
+        Index("ix_users_session_facts", "id", "email", "role", "disabled"),  # the hot path's
+        Index("ix_users_tenant_email", "tenant_id", "email", unique=True),
+        # sign-in finds an address's accounts in every tenant
+        Index("ix_users_email", "email"),
+    )
 
     id: Mapped[PublicId] = mapped_column(default=lambda: new_id("usr"))
-    #: lower-cased; unique across the whole deployment
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: lower-cased; unique within the tenant
+    email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20), default="member")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -341,6 +349,52 @@ class Challenge(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     consumed_at: Mapped[OptionalTimestamp]
     ip: Mapped[str] = mapped_column(String(45), default="")
+
+
+MFA_PURPOSES = ("sign_in", "reauth", "enrol")
+
+
+class MfaChallenge(TenantScoped, Base):
+    """The second step of a sign-in or fresh sign-in (app.core.mfa): the emailed code was
+    right, and the person's authenticator app code (or a recovery code) comes next. For
+    an admin whose tenant requires an app and who has none yet, the step is adding one
+    (``enrol``). Nothing signs in until it is answered."""
+
+    __tablename__ = "mfa_challenges"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("mfa"))
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), index=True)
+    #: sign_in, reauth (a fresh sign-in of ``session_id``) or enrol (add an app first)
+    purpose: Mapped[str] = mapped_column(String(10))
+    #: the session a fresh sign-in (reauth) is for
+    session_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: wrong codes entered so far; at the limit the step is dead (sign in again)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    consumed_at: Mapped[OptionalTimestamp]
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    #: the first step's sign-in options (device name and kind, trust, expiresIn,
+    #: extendOnActivity, the session chosen to end), applied when this step is answered
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: keyed hash of the device cookie (or deviceId) the first step came with, as
+    #: devices.cookie_hash; None: the sign-in makes a new device cookie
+    device_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class RecoveryCode(TenantScoped, Base):
+    """One of a person's ten single-use recovery codes: signs in instead of the
+    authenticator app's code. Only a keyed hash is stored; the codes are shown once."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash", name="uq_recovery_codes_user_code"),)
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("rec"))
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), index=True)
+    #: keyed hash of the code (app.core.mfa)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[Timestamp]
+    used_at: Mapped[OptionalTimestamp]
 
 
 class Event(Base):

@@ -459,6 +459,16 @@ def login(
     return client.post("/login/code", data=data, headers=headers)
 
 
+def second_step(client: FlaskClient, code: str, *, path: str = "/login/mfa", **headers: str) -> Any:
+    """Answer a sign-in's second step (the app's code or a recovery code) on ``path``
+    (``/login/again/mfa`` for a fresh sign-in); returns the answer."""
+    page = client.get(path, headers=headers)
+    assert page.status_code == 200, page.text
+    return client.post(
+        path, data={"code": code, "csrf_token": csrf_from(page.text)}, headers=headers
+    )
+
+
 @pytest.fixture
 def signed_in(client: FlaskClient, mailbox: Mailbox, member: User) -> FlaskClient:
     response = login(client, mailbox, member.email)

@@ -96,7 +96,7 @@ def test_add_a_person_emails_an_invitation_they_can_use(
     ("email", "message"),
     [
         ("not-an-email", "That is not a valid email address"),
-        ("boss@acme.test", "boss@acme.test has an account already."),
+        ("boss@acme.test", "boss@acme.test is in Acme already."),
         ("", "Enter their email address."),
     ],
 )

@@ -265,6 +265,7 @@ def test_verify_in_deny_mode_lists_sessions_and_accepts_end_session_id(
     refused = client.post("/api/auth/verify", json={"challengeId": challenge, "code": code})
     body = assert_error(refused, 409, "session_limit_reached")
     assert [s["id"] for s in body["sessions"]] == [first.json["sessionId"]]
+    assert body["alsoEnds"] == 0
     assert body["sessions"][0]["device"] == "Chrome on macOS"
     assert {"deviceType", "os", "browser", "ip", "createdAt", "lastActive", "expiresAt"} <= (
         body["sessions"][0].keys()
@@ -831,6 +832,7 @@ def test_retention_changes_are_validated_all_or_nothing(
 CONTRACT = {
     ("post", "/api/auth/login"),
     ("post", "/api/auth/verify"),
+    ("post", "/api/auth/verify/mfa"),
     ("get", "/api/auth/session"),
     ("post", "/api/auth/session/extend"),
     ("post", "/api/auth/logout"),
@@ -897,10 +899,12 @@ def test_device_rows_are_not_shared_between_clients_without_an_id(app, mailbox, 
 
 def test_admin_api_honours_required_authenticator_app(client, mailbox, make, tenant, services):
     admin_user = make.user("root@acme.test", tenant, role="admin")
+    token = token_for(client, mailbox, admin_user.email)  # signed in before the requirement
     make.policy(tenant, require_totp_for_admins=True)
-    token = token_for(client, mailbox, admin_user.email)
     answer = client.put("/api/admin/policy", json={"idleTimeout": 3600}, headers=bearer(token))
     assert_error(answer, 403, "totp_required")
+    # A new sign-in cannot even start without the app (added on the web).
+    assert_error(api_sign_in(client, mailbox, admin_user.email), 403, "mfa_enrolment_required")
     with services.session() as db:
         assert db.get_one(Tenant, tenant.id).idle_timeout == 30 * 60
 

@@ -13,7 +13,7 @@ from app.models import Tenant
 from tests.test_api import bearer, token_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-PUBLIC = {"login", "verify", "proxySignIn", "jwks"}
+PUBLIC = {"login", "verify", "verifyMfa", "proxySignIn", "jwks"}
 
 
 def documented_policy_fields() -> list[str]:

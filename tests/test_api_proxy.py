@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from app.core.sessions import SESSION_FACTS, TOUCH
+from app.web.proxy import header_email
 from tests.conftest import session_id_of, statements_run, writes_in
 from tests.test_api import api_sign_in, bearer, stored_session
 
@@ -26,6 +27,39 @@ def test_verify_answers_identity_headers_for_a_live_cookie(
     assert answer.headers["X-Holdfast-Session"] == sid
     assert answer.headers["X-Holdfast-Role"] == "member"
     assert answer.json == {"valid": True, "sessionId": sid}
+
+
+@pytest.mark.parametrize(
+    ("address", "sent"),
+    [
+        ("sam@acme.test", "sam@acme.test"),
+        ("o'neil+news/x=y@acme.test", "o'neil+news/x=y@acme.test"),
+        ("a%40b@acme.test", "a%2540b@acme.test"),  # used to go raw: unquote read a@b@…
+        ("100%@acme.test", "100%25@acme.test"),
+    ],
+)
+def test_the_email_header_has_one_encoding_for_every_address(
+    app, mailbox, make, tenant, address, sent
+):
+    """X-Holdfast-Email is always the address percent-encoded as UTF-8 (all but letters,
+    digits and !#$&'*+-./=?@^_`{|}~), so decoding it always gives the address back."""
+    person = make.user(address, tenant)
+    client = app.test_client()
+    token = api_sign_in(client, mailbox, person.email).json["token"]
+    answer = client.get("/auth/verify", headers=bearer(token))
+    assert answer.status_code == 200
+    assert answer.headers["X-Holdfast-Email"] == sent
+    assert unquote(answer.headers["X-Holdfast-Email"], errors="strict") == person.email
+
+
+def test_the_email_header_encodes_non_ascii_addresses_by_the_same_rule():
+    for address, sent in (
+        ("zoë@acme.test", "zo%C3%AB@acme.test"),
+        ("用户@例子.test", "%E7%94%A8%E6%88%B7@%E4%BE%8B%E5%AD%90.test"),
+        ("zoë%x@acme.test", "zo%C3%AB%25x@acme.test"),
+    ):
+        assert header_email(address) == sent
+        assert unquote(sent, errors="strict") == address
 
 
 def test_verify_accepts_a_bearer_token(client, mailbox, member):

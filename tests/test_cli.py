@@ -66,7 +66,7 @@ def test_bad_input_is_a_clear_error(fresh_app):
     cases = [
         (("tenant", "create", "Not A Slug", "--name", "x", "--admin", "a@b.test"), "slug"),
         (("tenant", "create", "acme", "--name", "x", "--admin", "a@b.test"), "exists already"),
-        (("user", "add", "boss@acme.test", "--tenant", "acme"), "has an account already"),
+        (("user", "add", "boss@acme.test", "--tenant", "acme"), "is in Acme already"),
         (("user", "add", "not-an-email", "--tenant", "acme"), "not a valid email"),
         (("user", "add", "x@acme.test", "--tenant", "nope"), "No tenant called"),
     ]

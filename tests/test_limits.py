@@ -225,3 +225,69 @@ def test_deny_with_a_wrong_code_counts_the_try(app, mailbox, services, clock, at
     assert len(live_ids(services, person.id)) == 2
     with services.session() as db:
         assert db.scalar(select(func.max(Challenge.attempts))) == 1
+
+
+def test_deny_over_a_lowered_limit_says_what_a_choice_ends(
+    app, mailbox, make, tenant, services, clock
+):
+    """Issue 21, finding 12: four sessions, the limit lowered to 2. Signing in must end
+    three: the page says so before anything ends, and the choice ends exactly the chosen
+    one plus the two least recently active others."""
+    person = make.user("sam@acme.test", tenant)
+    clients = []
+    for number in range(4):
+        each = app.test_client()
+        login(each, mailbox, person.email, user_agent=f"{UA_IPAD} n{number}")
+        clients.append(each)
+        clock.advance(minutes=1)
+    ids = [session_of(each, services, clock).id for each in clients]
+    make.policy(tenant, max_sessions_per_user=2, limit_mode="deny")
+
+    phone = app.test_client()
+    response = enter_code(phone, mailbox, person.email)
+    assert response.status_code == 409
+    page = response.text
+    assert "You have 4 active sessions and your organisation now allows 2." in page
+    assert "ending it also ends your 2 least recently active other sessions" in page
+    assert 'id="also-ends"' in page and "3 in all" in page
+    assert "End 3 sessions and sign in" in page
+    assert ended_events(services) == []
+
+    response = choose(phone, page, ids[3])  # the newest one
+    assert response.status_code == 302 and response.location == "/devices"
+    phone_session = session_of(phone, services, clock).id
+    assert live_ids(services, person.id) == {ids[2], phone_session}
+    reasons = {e.session_id: e.details["reason"] for e in ended_events(services)}
+    assert reasons == {
+        ids[3]: "revoked_by_user",
+        ids[0]: "limit_evicted",
+        ids[1]: "limit_evicted",
+    }
+
+
+def test_deny_over_a_lowered_limit_over_the_api(app, mailbox, make, tenant, services, clock):
+    person = make.user("sam@acme.test", tenant)
+    started = []
+    for _ in range(3):
+        before = mailbox.count(person.email)
+        answer = app.test_client().post("/api/auth/login", json={"email": person.email})
+        code = mailbox.last_code(person.email, before + 1)
+        verified = app.test_client().post(
+            "/api/auth/verify", json={"challengeId": answer.json["challengeId"], "code": code}
+        )
+        assert verified.status_code == 201
+        started.append(verified.json["sessionId"])
+        clock.advance(minutes=1)
+    make.policy(tenant, max_sessions_per_user=1, limit_mode="deny")
+    client = app.test_client()
+    before = mailbox.count(person.email)
+    answer = client.post("/api/auth/login", json={"email": person.email})
+    code = mailbox.last_code(person.email, before + 1)
+    body = {"challengeId": answer.json["challengeId"], "code": code}
+    refused = client.post("/api/auth/verify", json=body)
+    assert refused.status_code == 409 and refused.json["code"] == "session_limit_reached"
+    assert refused.json["alsoEnds"] == 2
+    assert "also ends your 2 least recently active other sessions" in refused.json["error"]
+    swapped = client.post("/api/auth/verify", json={**body, "endSessionId": started[1]})
+    assert swapped.status_code == 201
+    assert live_ids(services, person.id) == {swapped.json["sessionId"]}

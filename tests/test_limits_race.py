@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.core import signin
-from app.core.errors import SessionLimitReached
+from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
 from tests.conftest import UA_IPAD, Factory
@@ -132,3 +132,55 @@ def test_parallel_sign_ins_in_deny_mode_stop_at_the_limit(backend, clock, mailbo
             select(func.count()).select_from(Challenge).where(Challenge.consumed_at.is_(None))
         )
         assert open_codes == PARALLEL - LIMIT
+
+
+WRONG_GUESSES = 24
+
+
+def test_parallel_wrong_codes_claim_exactly_the_allowed_tries(backend, clock, mailbox):
+    """Each wrong try is claimed with one conditional UPDATE … RETURNING: of 24 wrong
+    codes sent at once, exactly MAX_ATTEMPTS are counted (the first four answered "not
+    right, n tries left", the fifth "too many wrong codes"), the rest find the challenge
+    locked without being counted. (Reading attempts first and adding one later let 6-7
+    through on PostgreSQL, and answered more "not right" than there were tries.)"""
+    services, make = backend
+    tenant = make.tenant("ward")
+    person = make.user("ada@ward.test", tenant)
+    [(challenge_id, code)] = open_challenges(services, clock, mailbox, person.email, 1)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    barrier = threading.Barrier(WRONG_GUESSES)
+
+    def guess(number):
+        barrier.wait()
+        with services.session(write=True) as db:
+            try:
+                signin.sign_in(
+                    db,
+                    services.hasher,
+                    challenge_id,
+                    wrong,
+                    now=clock.now(),
+                    origin=Origin(f"10.0.1.{number}", UA_IPAD),
+                )
+            except (InvalidCode, ChallengeLocked) as error:
+                db.commit()  # a counted try is kept, as the request's commit keeps it
+                return error.code
+            db.commit()
+            return "signed in"
+
+    with ThreadPoolExecutor(max_workers=WRONG_GUESSES) as pool:
+        outcomes = [f.result(timeout=120) for f in [pool.submit(guess, n) for n in range(24)]]
+
+    assert outcomes.count("invalid_code") == signin.MAX_ATTEMPTS - 1
+    assert outcomes.count("challenge_locked") == WRONG_GUESSES - signin.MAX_ATTEMPTS + 1
+    with services.session() as db:
+        assert db.get_one(Challenge, challenge_id).attempts == signin.MAX_ATTEMPTS
+        failed = db.scalar(
+            select(func.count()).select_from(Event).where(Event.kind == "code.failed")
+        )
+        assert failed == signin.MAX_ATTEMPTS
+    # The right code no longer works either: the challenge is dead.
+    with services.session(write=True) as db, pytest.raises(ChallengeLocked):
+        signin.sign_in(
+            db, services.hasher, challenge_id, code, now=clock.now(), origin=Origin("10.0.2.1", "")
+        )

@@ -190,3 +190,50 @@ def test_a_plain_answer_s_headers_are_sent_as_they_are(client):
     answered = client.get("/healthz")
     assert answered.headers["Content-Length"] == str(len(answered.data))
     assert answered.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_metrics_need_the_token_whenever_proxies_are_trusted(new_app):
+    """Behind a trusted proxy the caller's address is what the proxy reported: no caller
+    can show it is local, so /metrics without HOLDFAST_METRICS_TOKEN refuses everyone,
+    saying why."""
+    proxied = new_app(TRUSTED_PROXIES=1)
+    for headers in ({}, {"X-Forwarded-For": "127.0.0.1"}):
+        answer = proxied.test_client().get(
+            "/metrics", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        )
+        assert answer.status_code == 403
+        assert "needs HOLDFAST_METRICS_TOKEN when HOLDFAST_TRUSTED_PROXIES is set" in answer.text
+    guarded = new_app(TRUSTED_PROXIES=1, METRICS_TOKEN="s3cret-token")
+    ok = guarded.test_client().get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert ok.status_code == 200 and "holdfast_cluster_sessions_live" in ok.text
+
+
+def proxy_warnings(capsys) -> list[dict]:
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    return [line for line in lines if line["logger"] == "holdfast.proxy"]
+
+
+def test_metrics_refuse_a_local_proxys_callers_and_the_log_warns_once(new_app, capsys):
+    """No proxy trusted, but requests come through one on this machine: every client
+    looks like 127.0.0.1. The log says so once, and /metrics (no token) refuses requests
+    that carry X-Forwarded-For while a plain loopback scrape still works."""
+    app = new_app()
+    client = app.test_client()
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    capsys.readouterr()
+    assert client.get("/healthz", environ_base=local).status_code == 200
+    assert proxy_warnings(capsys) == []  # no proxy seen yet
+    through = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.7"}, environ_base=local)
+    assert through.status_code == 403 and "do not come through a proxy" in through.text
+    client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.8"}, environ_base=local)
+    client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base=local)
+    [warning] = proxy_warnings(capsys)
+    assert warning["level"] == "warning"
+    assert "HOLDFAST_TRUSTED_PROXIES is 0" in warning["message"]
+    assert client.get("/metrics", environ_base=local).status_code == 200
+    # A proxy elsewhere (not on this machine) is not this warning's case.
+    other = new_app().test_client()
+    other.get(
+        "/healthz", headers={"X-Forwarded-For": "1.2.3.4"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+    )
+    assert proxy_warnings(capsys) == []

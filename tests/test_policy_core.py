@@ -211,6 +211,63 @@ def test_loosening_never_lengthens_a_running_session(services, clock, mailbox, m
     assert check(services, clock, token).expires_at == started + HOUR
 
 
+def test_a_longer_idle_timeout_reaches_running_sessions_on_their_next_request(
+    services, clock, mailbox, make
+):
+    """Issue 21, finding 13: a session started under idle 60 s, the tenant raised to
+    1800 s, a request 47 s later inside the write throttle (60 s under the new
+    timeout, so nothing is written) → the session stays alive, where it used to
+    expire at the old deadline. A session that had already run out before the change
+    (nobody there to mark it ended) stays over."""
+    tenant = make.tenant("ward", idle_timeout=60)
+    make.user("ada@ward.test", tenant)
+    make.user("bo@ward.test", tenant)
+    gone, gone_token = start_session(services, clock, mailbox, "bo@ward.test")
+    clock.advance(seconds=70)  # bo's ran out at 60 s, with nobody there to mark it
+    result, token = start_session(services, clock, mailbox, "ada@ward.test")
+    started = clock.now()
+    clock.advance(seconds=1)
+    change_policy(services, clock, tenant, idle_timeout=1800)
+    assert stored(services, result.session.id).idle_deadline == started + timedelta(seconds=1800)
+
+    clock.advance(seconds=47)
+    current = check(services, clock, token)
+    assert stored(services, result.session.id).last_seen_at == started  # inside the throttle
+    assert current.idle_deadline == started + timedelta(seconds=1800)
+    clock.set(started + timedelta(seconds=1799))
+    assert check(services, clock, token, touch=False).expires_at == clock.now() + timedelta(
+        seconds=1
+    )
+    with pytest.raises(SessionExpired):
+        check(services, clock, gone_token)
+    assert stored(services, gone.session.id).end_reason == "idle_expired"
+    with services.session() as db:
+        changed = db.scalars(select(Event).where(Event.kind == "policy.changed")).one()
+        assert changed.details["idle_extended"] == 1
+
+
+def test_a_longer_idle_timeout_keeps_frozen_and_fixed_deadlines_in_their_rules(
+    services, clock, mailbox, make
+):
+    """A session that never slides (an API client's extendOnActivity false) counts the
+    new timeout from its sign-in; one whose sliding the tenant switched off stays
+    frozen where it stood."""
+    tenant = make.tenant("ward", idle_timeout=600)
+    make.user("ada@ward.test", tenant)
+    fixed, _token = start_session(
+        services, clock, mailbox, "ada@ward.test", extend_on_activity=False
+    )
+    signed_in_at = clock.now()
+    clock.advance(minutes=5)
+    change_policy(services, clock, tenant, idle_timeout=3600)
+    assert stored(services, fixed.session.id).idle_deadline == signed_in_at + HOUR
+    sliding, _token = start_session(services, clock, mailbox, "ada@ward.test")
+    frozen_at = stored(services, sliding.session.id).idle_deadline
+    change_policy(services, clock, tenant, extend_on_activity=False, idle_timeout=7200)
+    assert stored(services, sliding.session.id).idle_deadline == frozen_at
+    assert stored(services, fixed.session.id).idle_deadline == signed_in_at + 2 * HOUR
+
+
 def test_tightening_the_trusted_lifetime_caps_trust_and_its_sessions(
     services, clock, mailbox, make
 ):

@@ -207,6 +207,29 @@ def test_tightening_applies_to_running_sessions_on_their_next_request(
     assert sorted(r for r in reasons.values() if r) == ["idle_expired"]
 
 
+def test_a_longer_idle_timeout_reaches_a_running_session_over_http(
+    app, admin_client, mailbox, member, make, tenant, services, clock
+):
+    """Issue 21's case: idle 60 s, raised to 1800 s over the API, a request 47 s later
+    inside the write throttle, and the session is still alive past the old deadline."""
+    make.policy(tenant, idle_timeout=60)
+    client = app.test_client()
+    login(client, mailbox, member.email)
+    clock.advance(seconds=1)
+    raised = admin_client.put(
+        "/api/admin/policy", json={"idleTimeout": 1800}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert raised.status_code == 200 and raised.json["idleTimeout"] == 1800
+    clock.advance(seconds=47)
+    with statements_run(services.database) as seen:
+        assert client.get("/devices").status_code == 200
+    assert not any("UPDATE sessions" in s for s in writes_in(seen))  # inside the throttle
+    clock.advance(seconds=60)  # past the old deadline by far
+    assert client.get("/devices").status_code == 200
+    clock.advance(minutes=29)
+    assert client.get("/devices").status_code == 200  # and it slides on
+
+
 def test_tightening_the_absolute_lifetime_applies_over_http(
     app, admin_client, mailbox, member, services, clock
 ):

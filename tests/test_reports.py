@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from app import Services
 from app.clock import FrozenClock
 from app.core import reports
 from app.core.errors import ValidationError
-from app.models import Event, Tenant, User, UserSession
+from app.models import Device, Event, Tenant, User, UserSession
 from tests.conftest import UA_IPAD, Factory, Mailbox, csrf_from, login
 
 FORMULA_AGENT = '=HYPERLINK("http://evil.test","click")'
@@ -186,3 +186,66 @@ def test_members_cannot_download_reports(
         },
     )
     assert answer.status_code == 403
+
+
+def test_live_ended_and_expired_sessions_around_the_edges(
+    app: Flask,
+    services: Services,
+    make: Factory,
+    clock: FrozenClock,
+    mailbox: Mailbox,
+    tenant: Tenant,
+) -> None:
+    """A session is in the report if it was alive at any moment of the range, whether
+    it is still live, ended, or expired without anyone marking it. Live sessions used to
+    be left out (NOT over_before(start) is NULL in SQL when ended_at is NULL)."""
+    sam = make.user("sam@acme.test", tenant)
+    day = datetime(2026, 3, 4, tzinfo=UTC)  # the range: 4 to 6 March (up to 7 March 00:00)
+    hour = timedelta(hours=1)
+    far = datetime(2026, 4, 1, tzinfo=UTC)
+    shapes: dict[str, tuple[datetime, datetime | None, datetime, bool]] = {
+        # name: (signed in, ended, idle deadline, in the report)
+        "live_from_before": (day - 12 * hour, None, far, True),
+        "live_inside": (day + 30 * hour, None, far, True),
+        "live_from_the_end": (day + 72 * hour, None, far, False),
+        "ended_into_the_range": (day - hour, day + timedelta(minutes=1), far, True),
+        "ended_before": (day - 2 * hour, day - timedelta(minutes=1), far, False),
+        "ended_after_the_range": (day + 71 * hour, day + 96 * hour, far, True),
+        "expired_into_the_range": (day - hour, None, day + timedelta(minutes=20), True),
+        "expired_before": (day - 4 * hour, None, day - 3 * hour, False),
+        "expired_inside": (day + 24 * hour, None, day + 25 * hour, True),
+    }
+    ids: dict[str, str] = {}
+    with services.session(write=True) as db:
+        device = Device(tenant_id=tenant.id, user_id=sam.id, cookie_hash="c" * 64)
+        db.add(device)
+        db.flush()
+        for name, (created, ended, idle, _inside) in shapes.items():
+            session = UserSession(
+                tenant_id=tenant.id,
+                user_id=sam.id,
+                device_id=device.id,
+                created_at=created,
+                authenticated_at=created,
+                last_seen_at=created,
+                idle_deadline=idle,
+                absolute_deadline=far,
+                ended_at=ended,
+                end_reason="logout" if ended else None,
+                user_agent=name,
+            )
+            db.add(session)
+            db.flush()
+            ids[name] = session.id
+        db.commit()
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    clock.set(datetime(2026, 3, 8, 12, 0, tzinfo=UTC))
+    client = app.test_client()
+    assert login(client, mailbox, admin.email).status_code == 302
+    response = download(client, "sessions", "2026-03-04", "2026-03-06")
+    assert response.status_code == 200
+    reported = {row["user_agent"] for row in rows_of(response)}
+    assert reported == {name for name, shape in shapes.items() if shape[3]}
+    by_name = {row["user_agent"]: row for row in rows_of(response)}
+    assert by_name["live_from_before"]["session_id"] == ids["live_from_before"]
+    assert by_name["live_from_before"]["ended_at"] == ""

@@ -24,6 +24,7 @@ OPERATIONS = sorted(CONTRACT - {("post", "/api/auth/logout")})
 WITH_INPUT = {op for op in OPERATIONS if "{" in op[1]} | {
     ("post", "/api/auth/login"),
     ("post", "/api/auth/verify"),
+    ("post", "/api/auth/verify/mfa"),
     ("put", "/api/admin/policy"),
     ("put", "/api/admin/retention"),
     ("get", "/api/admin/sessions"),

@@ -155,6 +155,40 @@ def test_next_is_followed_only_for_local_paths(client, mailbox, member):
     assert response.location == "/devices"
 
 
+@pytest.mark.parametrize("bad", ["%0D%0AX:%20y", "%09", "%00", "%7F", "%C2%85", "%E2%80%A8"])
+def test_a_next_with_a_control_character_is_dropped_never_a_500(
+    client, mailbox, member, services, clock, bad
+):
+    """urlsplit strips CR, LF and tab before it judges a URL; the raw string would then
+    go into the Location header (a 500 that rolled the sign-in back)."""
+    target = f"/login?next=/devices{bad}"
+    page = client.get(target)
+    client.post(target, data={"email": member.email, "csrf_token": csrf_from(page.text)})
+    form = client.get("/login/code")
+    signed = client.post(
+        "/login/code",
+        data={"code": mailbox.last_code(member.email), "csrf_token": csrf_from(form.text)},
+    )
+    assert signed.status_code == 302 and signed.location == "/devices"
+    first = session_id_of(client, services, clock)
+
+    # The fresh sign-in page drops it the same way, from its query and from the flow.
+    clock.advance(minutes=20)
+    again = f"/login/again?next=/account/security{bad}"
+    page = client.get(again)
+    assert page.status_code == 200
+    assert client.post(again, data={"send-csrf_token": csrf_from(page.text)}).status_code == 302
+    form = client.get("/login/again")
+    done = client.post(
+        again,
+        data={"code": mailbox.last_code(member.email, 2), "csrf_token": csrf_from(form.text)},
+    )
+    assert done.status_code == 302 and done.location == "/devices"
+    assert session_id_of(client, services, clock) == first
+    with services.session() as db:
+        assert db.get_one(UserSession, first).authenticated_at == clock.now()
+
+
 def test_cookies_are_secure_by_default(new_app, mailbox, member):
     app = new_app(COOKIE_SECURE=True)
     client = app.test_client()

@@ -1,4 +1,11 @@
-"""Tenants and the people in them."""
+"""Tenants and the people in them.
+
+A person's account belongs to one tenant; the same address may have an account in
+several tenants (one ``users`` row each, unique by tenant and address), as a person
+may work for two organisations. Adding someone to a tenant looks only at that tenant:
+it never tells one tenant about another's members, and no tenant can take an address
+away from another.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +40,28 @@ def normalise_email(raw: str) -> str:
     return result.normalized.lower()
 
 
-def find_user_by_email(db: Session, email: str) -> User | None:
-    """Across all tenants: email is unique in the deployment."""
+def accounts_of(db: Session, email: str, *, enabled_only: bool = True) -> list[User]:
+    """The address's accounts in every tenant (each tenant has at most one), by tenant
+    name; disabled ones left out unless asked for. An address may belong to several
+    organisations: see app.core.signin for how the person picks one."""
+    query = (
+        select(User)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(User.email == email)
+        .order_by(Tenant.name, Tenant.slug)
+        .execution_options(all_tenants=True)
+    )
+    if enabled_only:
+        query = query.where(User.disabled.is_(False))
+    return list(db.scalars(query))
+
+
+def account_in(db: Session, tenant_id: str, email: str) -> User | None:
+    """The address's account in one tenant, or None."""
     return db.scalars(
-        select(User).where(User.email == email).execution_options(all_tenants=True)
+        select(User)
+        .where(User.tenant_id == tenant_id, User.email == email)
+        .execution_options(all_tenants=True)
     ).one_or_none()
 
 
@@ -80,8 +105,11 @@ def add_user(
     email = normalise_email(email)
     if role not in ROLES:
         raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
-    if find_user_by_email(db, email) is not None:
-        raise ValidationError(f"{email} has an account already.", field="email")
+    # Only this tenant's own people count: whether the address has an account in another
+    # organisation is none of this one's business, and taking it here keeps nobody else
+    # from adding it there (accounts are per tenant).
+    if account_in(db, tenant.id, email) is not None:
+        raise ValidationError(f"{email} is in {tenant.name} already.", field="email")
     user = User(tenant_id=tenant.id, email=email, role=role, name=name, created_at=now)
     db.add(user)
     db.flush()

@@ -58,3 +58,38 @@ class Forbidden(HoldfastError):
 
 class NotFound(HoldfastError):
     code, status, message = "not_found", 404, "Not found"
+
+
+class TenantChoiceRequired(HoldfastError):
+    """The code was right and the address has accounts in several organisations: the
+    caller repeats the same code naming one (``details["tenants"]``)."""
+
+    code, status, message = (
+        "tenant_choice_required",
+        409,
+        "Your address belongs to more than one organisation. Choose the one to sign in to.",
+    )
+
+
+class MfaRequired(HoldfastError):
+    """The emailed code was right (and is used up); the second step comes next:
+    ``details["step"]`` is the app.models.MfaChallenge to answer."""
+
+    code, status, message = (
+        "mfa_required",
+        401,
+        "Enter the code your authenticator app shows, or one of your recovery codes, to "
+        "finish signing in.",
+    )
+
+
+class MfaEnrolmentRequired(HoldfastError):
+    """The emailed code was right, the tenant requires an authenticator app of admins,
+    and this admin has none: adding one is the second step (``details["step"]``)."""
+
+    code, status, message = (
+        "mfa_enrolment_required",
+        403,
+        "Your organisation requires admins to use an authenticator app, and you have not "
+        "added one yet. Sign in on the web to add it; it is asked for every sign-in after.",
+    )

@@ -20,6 +20,7 @@ KIND_LABELS = {
     "session_evicted": "Signed out at the limit",
     "person_added": "Added to the organisation",
     "high_alert": "High alert to admins",
+    "recovery_code_used": "Recovery code used",
 }
 #: how far back given-up mail is listed
 GIVEN_UP_DAYS = 7

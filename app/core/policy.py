@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
-from app.models import BINDING_ACTIONS, LIMIT_MODES, Device, Tenant
+from app.models import BINDING_ACTIONS, LIMIT_MODES, Device, Tenant, UserSession, UTCDateTime
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
@@ -140,7 +141,9 @@ FIELDS: tuple[Field, ...] = (
         "requireTotpForAdmins",
         "Admins must use an authenticator app",
         bool,
-        help="An admin without one is taken to enrolment before any admin page.",
+        help="Admins sign in with the emailed code and then their app's code (or a "
+        "recovery code). An admin without an app adds one right after the emailed code; "
+        "one signed in before this was turned on adds it before any admin page.",
     ),
     Field(
         "notify_high_alerts",
@@ -196,9 +199,11 @@ def update(
     origin: Origin = events.SYSTEM,
 ) -> Tenant:
     """Apply ``changes`` (all or nothing) and audit the old and new values. Existing
-    sessions follow a tighter policy on their next request (see app.core.sessions), and a
-    shorter trusted-device lifetime also shortens trust already given: no device stays
-    trusted past now + the new lifetime (the event counts them as ``trust_capped``)."""
+    sessions follow a tighter policy on their next request (see app.core.sessions); a
+    longer idle timeout reaches every live session at once (its stored idle deadline
+    moves, see :func:`_stretch_idle_deadlines`; the event counts them as
+    ``idle_extended``); a shorter trusted-device lifetime also shortens trust already
+    given: no device stays trusted past now + the new lifetime (``trust_capped``)."""
     clean = validate(changes, tenant)
     diff = {
         name: {"old": getattr(tenant, name), "new": value}
@@ -207,6 +212,10 @@ def update(
     }
     for name, value in clean.items():
         setattr(tenant, name, value)
+    stretched = 0
+    idle = diff.get("idle_timeout")
+    if idle and idle["new"] > idle["old"]:
+        stretched = _stretch_idle_deadlines(db, tenant, now)
     capped = 0
     shorter = diff.get("trusted_lifetime")
     if shorter and shorter["new"] < shorter["old"]:
@@ -221,6 +230,8 @@ def update(
         details: dict[str, Any] = {"changes": diff}
         if capped:
             details["trust_capped"] = capped
+        if stretched:
+            details["idle_extended"] = stretched
         events.record(
             db,
             "policy.changed",
@@ -232,6 +243,61 @@ def update(
         )
     db.flush()
     return tenant
+
+
+def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
+    """Give the tenant's live sessions the longer idle timeout now in force; returns how
+    many moved.
+
+    The hot path judges a session by the earlier of its stored idle deadline and
+    ``last_seen_at`` (or, for a session that never slides, ``created_at``) plus the idle
+    timeout in force, so a shorter timeout applies on the next request by itself. A
+    longer one has to move the stored deadline, and it is moved here, at the change,
+    rather than read past on the hot path: only sessions still alive now move, so one
+    that had already run out under the old timeout (with nobody there to mark it ended)
+    stays over, and every query that filters on the stored deadline (lists, counts,
+    reports, retention) sees the same live sessions as the hot path. Each moves to its
+    base plus the new timeout, never past its absolute deadline and never earlier than
+    it was. Sessions whose sliding the tenant switched off keep their frozen deadline.
+
+    ``last_seen_at`` is written at most once a touch interval, so the new deadline can
+    be up to that interval earlier than a perfectly exact one; the session's next
+    written request slides it as usual."""
+    timeout = timedelta(seconds=tenant.idle_timeout)
+    rows = db.execute(
+        select(
+            UserSession.id,
+            UserSession.created_at,
+            UserSession.last_seen_at,
+            UserSession.extend_on_activity,
+            UserSession.idle_deadline,
+            UserSession.absolute_deadline,
+        ).where(
+            UserSession.tenant_id == tenant.id,
+            UserSession.ended_at.is_(None),
+            UserSession.idle_deadline > now,
+            UserSession.absolute_deadline > now,
+        )
+    ).all()
+    moves = []
+    for row in rows:
+        if row.extend_on_activity and not tenant.extend_on_activity:
+            continue  # frozen where it stands (see app.core.sessions)
+        base = row.last_seen_at if row.extend_on_activity else row.created_at
+        deadline = min(base + timeout, row.absolute_deadline)
+        if deadline > row.idle_deadline:
+            moves.append({"session_id": row.id, "deadline": deadline})
+    if moves:
+        sessions = UserSession.__table__  # Core: executemany, one statement for all rows
+        assert isinstance(sessions, Table)
+        db.execute(
+            sa_update(sessions)
+            .where(sessions.c.id == bindparam("session_id"))
+            .values(idle_deadline=bindparam("deadline", type_=UTCDateTime()))
+            .execution_options(all_tenants=True),  # by primary key, rows of this tenant
+            moves,
+        )
+    return len(moves)
 
 
 def _check(field: Field, value: Any) -> Any:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core import audit, events
@@ -43,6 +43,7 @@ from app.models import (
     Device,
     Event,
     NotMeToken,
+    RecoveryCode,
     Tenant,
     User,
     UserSession,
@@ -79,10 +80,13 @@ def export(db: Session, user: User, *, now: datetime) -> dict[str, Any]:
         )
     )
     challenges = list(
+        db.scalars(select(Challenge).where(_challenges_of(user)).order_by(Challenge.created_at))
+    )
+    recovery = list(
         db.scalars(
-            select(Challenge)
-            .where(or_(Challenge.user_id == user.id, Challenge.email == user.email))
-            .order_by(Challenge.created_at)
+            select(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id)
+            .order_by(RecoveryCode.created_at, RecoveryCode.id)
         )
     )
     alerts = list(
@@ -148,6 +152,11 @@ def export(db: Session, user: User, *, now: datetime) -> dict[str, Any]:
                 "enabled": user.totp_enabled_at is not None,
                 "enabledAt": _iso(user.totp_enabled_at),
             },
+            # when each recovery code was made and used; the codes themselves are kept
+            # only as hashes, and say nothing to the person
+            "recoveryCodes": [
+                {"createdAt": _iso(r.created_at), "usedAt": _iso(r.used_at)} for r in recovery
+            ],
         },
         "organisation": {"id": tenant.id, "name": tenant.name},
         "devices": [
@@ -328,13 +337,7 @@ def erase(db: Session, admin: Current, user_id: str, *, now: datetime, origin: O
 
     session_ids = set(db.scalars(select(UserSession.id).where(UserSession.user_id == person.id)))
     devices = list(db.scalars(select(Device).where(Device.user_id == person.id)))
-    challenge_ids = set(
-        db.scalars(
-            select(Challenge.id).where(
-                or_(Challenge.user_id == person.id, Challenge.email == person.email)
-            )
-        )
-    )
+    challenge_ids = set(db.scalars(select(Challenge.id).where(_challenges_of(person))))
     targets = {person.id, person.email, *session_ids, *challenge_ids}
     targets.update(d.id for d in devices)
     targets.update(d.name for d in devices if d.name)
@@ -455,6 +458,17 @@ def _delete(db: Session, model: Any, condition: Any) -> int:
 #: tables erasure handles by name; any other table pointing at users is emptied of the
 #: person's rows generically, so a table added later cannot block (or survive) an erasure
 HANDLED = frozenset({"sessions", "devices", "challenges", "not_me_tokens"})
+
+
+def _challenges_of(person: User) -> Any:
+    """The sign-in codes that are the person's: the ones bound to this account, and the
+    ones asked for the address without naming an account (an address with several
+    accounts, or none at the time). Codes bound to the address's account in another
+    tenant belong to that account, and are left to it."""
+    return or_(
+        Challenge.user_id == person.id,
+        and_(Challenge.email == person.email, Challenge.user_id.is_(None)),
+    )
 
 
 def _delete_other_dependants(db: Session, user_id: str) -> dict[str, int]:

@@ -1,13 +1,14 @@
 """The regulatory report: a tenant's sessions and audit events for a date range, as CSV.
 
-Dates are whole UTC days, both ends included. A session is in the report when it existed
-at any moment of the range: signed in before the range ended, and not over before it
-began (ended, or past a deadline: see app.core.retention.over_before); an event when it
-happened in the range. Rows stream from the database in
-batches (``yield_per``), so a year of a large tenant never sits in memory. Each event
-row carries its chain position and hash, so the CSV can be checked against
-``holdfast audit verify``. Cells that a spreadsheet would run as a formula (starting
-with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are prefixed with ``'``.
+Dates are whole UTC days, both ends included. A session is in the report when it was
+alive at any moment of the range, whether it is still live, ended or expired: signed in
+before the range ended, and not over before it began (ended, or past a stored deadline:
+see app.core.retention.alive_since); an event when it happened in the range. Rows
+stream from the database in batches (``yield_per``), so a year of a large tenant never
+sits in memory. Each event row carries its chain position and hash, so the CSV can be
+checked against ``holdfast audit verify``. Cells that a spreadsheet would run as a
+formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are
+prefixed with ``'``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, aliased
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
-from app.core.retention import over_before
+from app.core.retention import alive_since
 from app.core.sessions import Current
 from app.models import Device, Event, User, UserSession
 
@@ -158,7 +159,7 @@ def sessions_csv(db: Session, span: Period) -> Iterator[str]:
         select(UserSession, User.email, Device)
         .join(User, User.id == UserSession.user_id)
         .join(Device, Device.id == UserSession.device_id)
-        .where(UserSession.created_at < span.end, ~over_before(span.start))
+        .where(UserSession.created_at < span.end, alive_since(span.start))
         .order_by(UserSession.created_at, UserSession.id)
         .execution_options(yield_per=BATCH)
     )

@@ -12,10 +12,11 @@ Each tenant sets three periods (days): ``sessions_retention_days`` (default 90),
 * cuts IP addresses to their network (IPv4 /24, IPv6 /48) on sessions over for longer
   than the IP period, and on events and alerts older than it. A live session keeps its
   address however old it is: session binding (IP-change alerts) compares against it;
-* everywhere: deletes sign-in challenges a day after they expired (they hold an email
-  address and an IP, and are useless once expired), finished webhook deliveries and
-  finished mail (sent, failed or expired; its body is already wiped) after
-  :data:`DELIVERY_HISTORY`, and rate-limit counters whose window is over.
+* everywhere: deletes sign-in challenges (emailed codes and second steps) a day after
+  they expired (they hold an email address and an IP, and are useless once expired),
+  finished webhook deliveries and finished mail (sent, failed or expired; its body is
+  already wiped) after :data:`DELIVERY_HISTORY`, and rate-limit counters whose window is
+  over.
 
 It works in batches of ``batch_size`` rows, one short transaction each (so it never holds
 SQLite's write lock for long and an interrupted run just resumes next time), and every
@@ -42,6 +43,7 @@ from app.models import (
     Challenge,
     Device,
     Event,
+    MfaChallenge,
     OutboxMessage,
     RateCounter,
     Tenant,
@@ -164,6 +166,21 @@ def over_before(cutoff: datetime) -> Any:
     )
 
 
+def alive_since(cutoff: datetime) -> Any:
+    """Sessions still alive at ``cutoff`` or later: not ended before it, and, while not
+    marked ended, with neither stored deadline before it. The exact opposite of
+    :func:`over_before`, written out so that it holds for live sessions too: negating
+    ``over_before`` in SQL gives NULL, not true, when ``ended_at`` is NULL."""
+    return or_(
+        UserSession.ended_at >= cutoff,
+        and_(
+            UserSession.ended_at.is_(None),
+            UserSession.idle_deadline >= cutoff,
+            UserSession.absolute_deadline >= cutoff,
+        ),
+    )
+
+
 def purge_sessions(db: Session, tenant_id: str, cutoff: datetime, limit: int) -> int:
     """Delete up to ``limit`` sessions of the tenant that were over before ``cutoff``."""
     ids = list(
@@ -273,18 +290,28 @@ def anonymise_ips(
 
 
 def purge_challenges(db: Session, now: datetime, limit: int) -> int:
-    ids = list(
-        db.scalars(
-            select(Challenge.id).where(Challenge.expires_at < now - CHALLENGE_GRACE).limit(limit)
+    """Delete up to ``limit`` sign-in challenges, emailed codes' and second steps'
+    (app.core.mfa), that expired over CHALLENGE_GRACE ago."""
+    done = 0
+    for model in (Challenge, MfaChallenge):
+        ids = list(
+            db.scalars(
+                select(model.id)
+                .where(model.expires_at < now - CHALLENGE_GRACE)
+                .limit(limit - done)
+                .execution_options(all_tenants=True)
+            )
         )
-    )
-    if ids:
-        db.execute(
-            delete(Challenge)
-            .where(Challenge.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids)
+        if ids:
+            db.execute(
+                delete(model)
+                .where(model.id.in_(ids))
+                .execution_options(synchronize_session=False, all_tenants=True)
+            )
+        done += len(ids)
+        if done >= limit:
+            break
+    return done
 
 
 def purge_deliveries(db: Session, now: datetime, limit: int) -> int:

@@ -13,8 +13,11 @@ Deadlines. A session ends at the earlier of
   moment trust ended (``trusted_until``).
 
 The tenant's policy is read on every check, so tightening it applies to existing sessions
-on their next request; loosening it never lengthens a session already running. Switching
-the tenant's extend-on-activity off freezes every idle deadline where it stands.
+on their next request. A longer idle timeout reaches every live session too: the policy
+change moves their stored idle deadlines (app.core.policy), so the hot path needs no more
+than its one read, and a session that had already run out stays over. A longer absolute
+lifetime never lengthens a session already running. Switching the tenant's
+extend-on-activity off freezes every idle deadline where it stands.
 
 Writes are throttled: ``last_seen_at`` (and, while sliding, the idle deadline) is written
 only when the stored ``last_seen_at`` is older than :func:`touch_interval` (a minute, or a

@@ -11,10 +11,10 @@
   secret. The person's id is the context: a secret copied to another row does not open.
 * Enrolment stores a pending secret (``totp_enabled_at`` NULL) and shows it once; the first
   right code from the app enables it. Starting an enrolment and removing the app both need
-  a fresh sign-in: an authenticator app replaces the emailed code, so a stolen session must
-  not be able to plant one of its own.
-* Signing in: the same code field takes either the emailed code or the app's code (see
-  :func:`app.core.signin.sign_in`).
+  a fresh sign-in: the app is a person's second factor, so a stolen session must not be
+  able to plant one of its own or take it away.
+* Signing in: with an app, the emailed code is the first step and the app's code the
+  second (app.core.mfa, app.core.signin); the app's code alone never signs in.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -36,7 +36,7 @@ from app.core.errors import HoldfastError, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, end_other_sessions
 from app.crypto import Hasher
-from app.models import User, UserSession
+from app.models import RecoveryCode, User, UserSession
 from app.sealing import TOTP_SECRET, Unsealable
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,30 @@ def start(
             "Enter a new sign-in code to continue: changing your authenticator app needs "
             "a recent sign-in."
         )
-    user = current.user
+    return begin(
+        db,
+        hasher,
+        current.user,
+        now=now,
+        origin=origin,
+        session_id=current.session.id,
+        issuer=issuer,
+    )
+
+
+def begin(
+    db: Session,
+    hasher: Hasher,
+    user: User,
+    *,
+    now: datetime,
+    origin: Origin,
+    session_id: str | None,
+    issuer: str = "Holdfast",
+) -> Enrolment:
+    """A new pending secret for ``user`` (the caller has checked they may add an app: a
+    fresh session, or the sign-in step that requires one). Raises ValidationError when
+    an app is already enabled."""
     if is_enabled(user):
         raise ValidationError("An authenticator app is already set up. Remove it first.")
     secret = pyotp.random_base32()
@@ -113,7 +136,7 @@ def start(
         origin=origin,
         actor_id=user.id,
         subject_id=user.id,
-        session_id=current.session.id,
+        session_id=session_id,
     )
     db.flush()
     uri = pyotp.TOTP(secret, interval=STEP_SECONDS).provisioning_uri(
@@ -136,6 +159,18 @@ def confirm(
     the person's other sessions (returned). Raises ValidationError (no enrolment under
     way) or InvalidCode."""
     user = current.user
+    if not enable(db, hasher, user, code, now=now):
+        raise InvalidCode(
+            "That code is not right. Enter the 6-digit code your app shows now.", field="code"
+        )
+    ended = end_other_sessions(db, current, now=now, origin=origin) if sign_out_others else []
+    record_enabled(db, user, now=now, origin=origin, session_id=current.session.id, ended=ended)
+    return ended
+
+
+def enable(db: Session, hasher: Hasher, user: User, code: str, *, now: datetime) -> bool:
+    """Enable the person's pending secret when ``code`` is the app's code for now; False
+    when it is not. Raises ValidationError when no enrolment is under way."""
     if is_enabled(user) or user.totp_secret is None:
         raise ValidationError("Start adding an authenticator app first.", field="code")
     step = _matching_step(hasher, user, code, now)
@@ -146,17 +181,30 @@ def confirm(
             update(User)
             .where(User.id == user.id, User.totp_enabled_at.is_(None))
             .values(totp_enabled_at=now, totp_last_step=step)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, all_tenants=True)
         ).rowcount  # type: ignore[attr-defined]
         == 1
     )
-    if not enabled:
-        raise InvalidCode(
-            "That code is not right. Enter the 6-digit code your app shows now.", field="code"
-        )
-    set_committed_value(user, "totp_enabled_at", now)
-    set_committed_value(user, "totp_last_step", step)
-    ended = end_other_sessions(db, current, now=now, origin=origin) if sign_out_others else []
+    if enabled:
+        set_committed_value(user, "totp_enabled_at", now)
+        set_committed_value(user, "totp_last_step", step)
+    return enabled
+
+
+def record_enabled(
+    db: Session,
+    user: User,
+    *,
+    now: datetime,
+    origin: Origin,
+    session_id: str | None,
+    ended: list[UserSession] | None = None,
+    at_sign_in: bool = False,
+) -> None:
+    """Audit an app just enabled (``totp.enabled``)."""
+    details: dict[str, object] = {"other_sessions_ended": len(ended or [])}
+    if at_sign_in:
+        details["at_sign_in"] = True  # required by the tenant, added before any session
     events.record(
         db,
         "totp.enabled",
@@ -165,11 +213,10 @@ def confirm(
         origin=origin,
         actor_id=user.id,
         subject_id=user.id,
-        session_id=current.session.id,
-        other_sessions_ended=len(ended),
+        session_id=session_id,
+        **details,
     )
     db.flush()
-    return ended
 
 
 def verify(
@@ -236,6 +283,12 @@ def remove(
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
+    # Recovery codes stand in for the app: they go with it.
+    db.execute(
+        delete(RecoveryCode)
+        .where(RecoveryCode.user_id == user.id)
+        .execution_options(synchronize_session=False)
+    )
     ended = end_other_sessions(db, current, now=now, origin=origin) if sign_out_others else []
     events.record(
         db,

@@ -19,7 +19,12 @@
   shared, multicast or reserved address is refused when it is registered and again when
   each delivery is sent (the connection goes to the address that was checked, so a DNS
   answer that changes in between cannot redirect it), unless the deployment sets
-  ``HOLDFAST_WEBHOOK_ALLOW_PRIVATE``. Without that setting URLs must be https.
+  ``HOLDFAST_WEBHOOK_ALLOW_PRIVATE``. Without that setting URLs must be https. The
+  refusal says only that the address is not allowed or not reachable: never the address
+  a name resolved to, nor whether it was private, missing from DNS or too slow to
+  resolve, so registering URLs cannot map internal DNS. Each lookup has
+  :data:`DNS_TIMEOUT` seconds, in a thread of its own, so a dead resolver holds up
+  nothing but the one registration (or delivery) that asked.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import re
 import secrets
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,6 +84,18 @@ USER_AGENT = "Holdfast-Webhooks/1.0"
 
 Resolver = Callable[..., list[Any]]
 
+#: the one answer for a host that does not resolve in time, or resolves to an address
+#: webhooks may not reach
+UNREACHABLE = (
+    "That address is not allowed or not reachable. Webhooks go only to hosts on the "
+    "public internet that can be found by DNS."
+)
+#: how long a DNS lookup may take (seconds); a slower answer counts as not reachable
+DNS_TIMEOUT = 2.0
+#: lookups that may be waiting on DNS at once, process-wide; past this, not reachable
+MAX_LOOKUPS = 16
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
 
 # --- endpoints ----------------------------------------------------------------------------
 
@@ -116,10 +134,15 @@ def is_public(address: str) -> bool:
 
 
 def check_url(
-    url: str, *, allow_private: bool, resolve: Resolver = socket.getaddrinfo
+    url: str,
+    *,
+    allow_private: bool,
+    resolve: Resolver = socket.getaddrinfo,
+    timeout: float = DNS_TIMEOUT,
 ) -> tuple[str, str, int]:
     """The URL cleaned up, its host and port. Raises ValidationError (field ``url``) for
-    anything but a plain http(s) URL whose host resolves to public addresses only."""
+    anything but a plain http(s) URL whose host resolves, within ``timeout`` seconds, to
+    public addresses only (see :data:`UNREACHABLE`: the answer never says which)."""
     url = (url or "").strip()
     if not url:
         raise ValidationError("Enter the URL to send events to.", field="url")
@@ -153,26 +176,45 @@ def check_url(
     if parts.fragment:
         raise ValidationError("A webhook URL cannot have a #fragment.", field="url")
     port = port or (443 if parts.scheme.lower() == "https" else 80)
-    addresses = _resolve(host, port, resolve)
-    if addresses is None:
-        raise ValidationError(f"{host} could not be found (DNS).", field="url")
-    if not allow_private:
-        blocked = [a for a in addresses if not is_public(a)]
-        if blocked:
-            raise ValidationError(
-                f"{host} resolves to a private or local address ({blocked[0]}). Webhooks "
-                "only go to addresses on the public internet.",
-                field="url",
-            )
+    addresses = _resolve(host, port, resolve, timeout)
+    if addresses is None or (not allow_private and not all(is_public(a) for a in addresses)):
+        # One answer for "not found", "too slow" and "private": telling them apart (and
+        # naming the address) would let an admin map the internal network through DNS.
+        raise ValidationError(UNREACHABLE, field="url")
     return url, host, port
 
 
-def _resolve(host: str, port: int, resolve: Resolver) -> list[str] | None:
-    try:
-        found = resolve(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+def _resolve(
+    host: str, port: int, resolve: Resolver, timeout: float = DNS_TIMEOUT
+) -> list[str] | None:
+    """The host's addresses, or None when it cannot be resolved within ``timeout``
+    seconds.
+
+    ``getaddrinfo`` has no timeout of its own and cannot be interrupted (a resolver that
+    does not answer holds it for the system's retries, often half a minute), so it runs
+    in a daemon thread of its own that the caller waits on for ``timeout`` at most and
+    then leaves behind. A thread per lookup rather than a pool: a pool's workers stuck on
+    a dead resolver would make every later lookup queue behind them. At most
+    MAX_LOOKUPS may be waiting at once, so a flood of hanging lookups cannot pile up
+    threads either; the request that asked for one past that gets None at once."""
+    if not _lookups.acquire(blocking=False):
         return None
-    addresses = list(dict.fromkeys(info[4][0] for info in found))
+    answers: list[list[Any]] = []
+
+    def lookup() -> None:
+        try:
+            answers.append(resolve(host, port, type=socket.SOCK_STREAM))
+        except Exception:  # noqa: S110 (any failure is "not found"; the waiter says so)
+            pass
+        finally:
+            _lookups.release()
+
+    thread = threading.Thread(target=lookup, name="holdfast-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not answers:
+        return None
+    addresses = list(dict.fromkeys(info[4][0] for info in answers[0]))
     return addresses or None
 
 
@@ -528,12 +570,9 @@ def send(
     except ValueError:
         return Outcome(error="the URL's port is not valid")
     addresses = _resolve(host, port, resolve)
-    if addresses is None:
-        return Outcome(error=f"{host} could not be found (DNS)")
-    if not allow_private:
-        blocked = [a for a in addresses if not is_public(a)]
-        if blocked:
-            return Outcome(error=f"refused: {host} resolves to a private address ({blocked[0]})")
+    if addresses is None or (not allow_private and not all(is_public(a) for a in addresses)):
+        # Shown to the tenant's admins: the same words whatever the reason (check_url).
+        return Outcome(error="refused: the address is not allowed or not reachable")
     body = claimed.body.encode()
     headers = {
         "Content-Type": "application/json",

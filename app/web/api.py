@@ -30,8 +30,10 @@ from app.core.errors import (
     Forbidden,
     HoldfastError,
     InvalidSession,
+    MfaRequired,
     NotFound,
     SessionLimitReached,
+    TenantChoiceRequired,
     ValidationError,
 )
 from app.core.sessions import Current
@@ -346,6 +348,11 @@ def verify() -> Response | tuple[Response, int]:
     cookie is used, and failing that a new value is made and returned as ``deviceId`` for
     the client to keep and send next time. In ``deny`` mode at the session limit the
     answer is 409 with the live ``sessions``; repeat the same code with ``endSessionId``.
+    An address with accounts in several organisations answers 409
+    ``tenant_choice_required`` with its ``tenants``; repeat the same code with
+    ``tenantId``. Where a second factor is needed the answer is 401 ``mfa_required``
+    with an ``mfaChallengeId`` to answer at ``POST /api/auth/verify/mfa`` (403
+    ``mfa_enrolment_required`` for an admin who must first add an app, on the web).
     """
     body = json_body()
     challenge_id = field(body, "challengeId", str, required=True, max_length=64)
@@ -356,6 +363,7 @@ def verify() -> Response | tuple[Response, int]:
     expires_in = field(body, "expiresIn", int)
     extend_on_activity = field(body, "extendOnActivity", bool)
     end_session_id = field(body, "endSessionId", str, max_length=40)
+    tenant_id = field(body, "tenantId", str, max_length=40)
     if expires_in is not None:
         expires_in = min(expires_in, LONGEST_SESSION)
     moment = now()
@@ -373,19 +381,81 @@ def verify() -> Response | tuple[Response, int]:
             expires_in=expires_in,
             extend_on_activity=extend_on_activity,
             end_session_id=end_session_id,
+            tenant_id=tenant_id,
         )
     except SessionLimitReached as error:
-        live = [
-            session_item(
-                s,
-                db().get_one(Device, s.device_id),
-                expires_at=min(s.idle_deadline, s.absolute_deadline),
-            )
-            for s in error.details["sessions"]
-        ]
-        response = jsonify(error=error.message, code=error.code, sessions=live)
-        return response, error.status
+        return _limit_answer(error)
+    except TenantChoiceRequired as error:
+        tenants = [{"id": t.id, "slug": t.slug, "name": t.name} for t in error.details["tenants"]]
+        return jsonify(error=error.message, code=error.code, tenants=tenants), error.status
+    except MfaRequired as error:
+        step = error.details["step"]
+        answer = jsonify(
+            error=error.message,
+            code=error.code,
+            mfaChallengeId=step.id,
+            expiresAt=iso(step.expires_at),
+            methods=["totp", "recovery_code"],
+        )
+        answer.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
+        return answer, error.status
+    return _signed_in(result, cookie_wanted=not device_id)
+
+
+@bp.post("/auth/verify/mfa")
+def verify_mfa() -> Response | tuple[Response, int]:
+    """The second step of a sign-in that needs one: ``mfaChallengeId`` (from the 401
+    ``mfa_required`` answer of POST /api/auth/verify) with the authenticator app's
+    ``code`` or a ``recoveryCode`` of theirs. 201 as POST /api/auth/verify,
+    for the session and device the first step asked for. Wrong codes count (five end the
+    step: sign in again); ``endSessionId`` as in deny mode."""
+    body = json_body()
+    step_id = field(body, "mfaChallengeId", str, required=True, max_length=64)
+    code = field(body, "code", str, max_length=32)
+    recovery_code = field(body, "recoveryCode", str, max_length=32)
+    end_session_id = field(body, "endSessionId", str, max_length=40)
+    if (code is None) == (recovery_code is None):
+        raise ValidationError("Send either code or recoveryCode.", field="code")
+    try:
+        result = signin.complete_mfa(
+            db(),
+            services().hasher,
+            step_id,
+            code=code,
+            recovery_code=recovery_code,
+            now=now(),
+            origin=origin(),
+            device_cookie=request.cookies.get(DEVICE_COOKIE),
+            end_session_id=end_session_id,
+        )
+    except SessionLimitReached as error:
+        return _limit_answer(error)
+    return _signed_in(result, cookie_wanted=True)
+
+
+def _limit_answer(error: SessionLimitReached) -> tuple[Response, int]:
+    live = [
+        session_item(
+            s,
+            db().get_one(Device, s.device_id),
+            expires_at=min(s.idle_deadline, s.absolute_deadline),
+        )
+        for s in error.details["sessions"]
+    ]
+    response = jsonify(
+        error=error.message,
+        code=error.code,
+        sessions=live,
+        alsoEnds=error.details.get("also_ends", 0),
+    )
+    return response, error.status
+
+
+def _signed_in(result: signin.SignIn, *, cookie_wanted: bool) -> Response:
+    """201 with the new session, its token and its device (and ``deviceId`` when a new
+    one was made; a browser also gets it as its device cookie when it sent none)."""
     session, device = result.session, result.device
+    moment = now()
     token = services().keys.sign(
         user_id=result.user.id,
         tenant_id=result.tenant.id,
@@ -411,7 +481,7 @@ def verify() -> Response | tuple[Response, int]:
         answer["deviceId"] = result.device_cookie
     response = jsonify(answer)
     response.status_code = 201
-    if result.device_cookie and not device_id:
+    if result.device_cookie and cookie_wanted:
         set_device_cookie(response, result.device_cookie)
     return response
 

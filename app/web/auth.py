@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -17,12 +19,16 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from app.core import mfa as second_factor
 from app.core import signin
 from app.core.errors import (
     ChallengeLocked,
     InvalidCode,
+    MfaEnrolmentRequired,
+    MfaRequired,
     RateLimited,
     SessionLimitReached,
+    TenantChoiceRequired,
     ValidationError,
 )
 from app.core.sessions import END_MESSAGES, end_session
@@ -37,20 +43,35 @@ from app.web.context import (
     set_device_cookie,
     set_session_cookie,
 )
-from app.web.forms import ActionForm, CodeForm, EmailForm
+from app.web.forms import ActionForm, CodeForm, EmailForm, EnrolForm, SecondFactorForm
+from app.web.templating import enrolment_page
 
 bp = Blueprint("auth", __name__)
 
 
 def safe_next(target: str | None) -> str | None:
-    """A local path to return to after sign-in; anything else (another host, "//x") is
-    dropped so the sign-in page cannot be used as an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to return to after sign-in; anything else is dropped (None), never an
+    error: another host ("//x", "https://x"), a backslash (browsers read it as a slash),
+    and any control or line-separator character (CR, LF, tab, NUL, DEL, C1, U+2028…).
+    ``urlsplit`` silently strips some of those before it judges a URL, so a target that
+    holds one is never checked as what it would become; and the raw string would then go
+    into a ``Location`` header, where a line break fails the answer."""
+    if (
+        not isinstance(target, str)
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(unicodedata.category(char) in _UNSAFE_CATEGORIES for char in target)
+    ):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+#: control characters (C0, DEL, C1) and the line and paragraph separators
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 @bp.get("/")
@@ -100,6 +121,8 @@ def code() -> Response | str:
     flow = session.get("signin")
     if not flow:
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    if flow.get("mfa") or flow.get("enrol"):  # the code was used up: the next step waits
+        return redirect(url_for("auth.mfa" if flow.get("mfa") else "auth.enrol"))  # type: ignore[return-value]
     form = CodeForm()
     if form.validate_on_submit():
         try:
@@ -113,26 +136,32 @@ def code() -> Response | str:
                 device_cookie=request.cookies.get(DEVICE_COOKIE),
                 trust_device=bool(form.trust_device.data),
                 end_session_id=form.end_session.data or None,
+                tenant_id=form.tenant.data or None,
             )
         except SessionLimitReached as error:
             # deny mode: the code was right but not used up; the person picks a session
             # to end (the same code comes back with it) or cancels.
-            problem = None
-            if request.form.get("choosing"):
-                problem = (
-                    "That session has ended already. Choose another one."
-                    if form.end_session.data
-                    else "Choose the session to end."
-                )
+            hidden = {"code": form.code.data, "tenant": form.tenant.data}
+            if form.trust_device.data:
+                hidden["trust_device"] = "y"
+            return _choose_session(error, url_for("auth.code"), hidden, form.end_session.data)
+        except TenantChoiceRequired as error:
+            # The address has accounts in several organisations: the code was right and
+            # is not used up; it comes back with the organisation picked.
             page = render_template(
-                "auth/limit.html",
+                "auth/tenants.html",
                 form=form,
-                sessions=error.details["sessions"],
-                devices=error.details.get("devices", {}),
-                message=error.message,
-                problem=problem,
+                tenants=error.details["tenants"],
+                email=flow["email"],
+                problem=error.message if form.tenant.data else None,
             )
             return page, 409  # type: ignore[return-value]
+        except MfaRequired as error:
+            session["signin"] = {**flow, "mfa": error.details["step"].id}
+            return redirect(url_for("auth.mfa"))  # type: ignore[return-value]
+        except MfaEnrolmentRequired as error:
+            session["signin"] = {**flow, "enrol": error.details["step"].id}
+            return redirect(url_for("auth.enrol"))  # type: ignore[return-value]
         except ChallengeLocked as error:
             form.code.errors = [*form.code.errors, error.message]
             return render_template(
@@ -141,30 +170,196 @@ def code() -> Response | str:
         except InvalidCode as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
-            session.clear()  # nothing from before sign-in carries over, CSRF token included
-            if form.end_session.data and result.replaced is not None:
-                flash("Signed in. The session you chose was ended.")
-            elif result.evicted:
-                flash(
-                    "Signed in. You were at your organisation's limit of "
-                    f"{result.tenant.max_sessions_per_user} sessions, so your least recently "
-                    "active one was signed out."
-                )
-            token = services().keys.sign(
-                user_id=result.user.id,
-                tenant_id=result.tenant.id,
-                session_id=result.session.id,
-                now=now(),
-                expires_at=result.session.absolute_deadline,
-            )
-            response = redirect(flow.get("next") or url_for("devices.index"))
-            set_session_cookie(response, token, result.session.absolute_deadline)  # type: ignore[arg-type]
-            if result.device_cookie:
-                set_device_cookie(response, result.device_cookie)  # type: ignore[arg-type]
-            return response  # type: ignore[return-value]
+            return _signed_in(result, flow)
     return render_template(
         "auth/code.html", form=form, email=flow["email"], locked=False, resend=ActionForm()
     )
+
+
+def _choose_session(
+    error: SessionLimitReached, action: str, hidden: dict[str, Any], chosen: str | None
+) -> Response:
+    """deny mode's page: pick the live session to end (posted back to ``action`` with
+    ``hidden``, the step's own fields) or cancel; 409."""
+    problem = None
+    if request.form.get("choosing"):
+        problem = (
+            "That session has ended already. Choose another one."
+            if chosen
+            else "Choose the session to end."
+        )
+    page = render_template(
+        "auth/limit.html",
+        action=action,
+        hidden={name: value for name, value in hidden.items() if value},
+        sessions=error.details["sessions"],
+        devices=error.details.get("devices", {}),
+        also_ends=error.details.get("also_ends", 0),
+        message=error.message,
+        problem=problem,
+    )
+    return Response(page, 409)
+
+
+def _signed_in(result: signin.SignIn, flow: dict[str, Any]) -> Response:
+    """The answer to a finished sign-in: the session cookie (and a new device cookie),
+    then where the person was going. Nothing of the flow before sign-in carries over."""
+    session.clear()  # the CSRF token included
+    if result.replaced is not None:
+        flash("Signed in. The session you chose was ended.")
+    elif result.evicted:
+        flash(
+            "Signed in. You were at your organisation's limit of "
+            f"{result.tenant.max_sessions_per_user} sessions, so your least recently "
+            "active one was signed out."
+        )
+    if result.second_factor == "recovery_code":
+        flash(
+            "Signed in with a recovery code: it will not work again. Make new codes on "
+            "your security page when you run low."
+        )
+    response = redirect(flow.get("next") or url_for("devices.index"))
+    _set_cookies(response, result)  # type: ignore[arg-type]
+    return response  # type: ignore[return-value]
+
+
+def _set_cookies(response: Response, result: signin.SignIn) -> None:
+    token = services().keys.sign(
+        user_id=result.user.id,
+        tenant_id=result.tenant.id,
+        session_id=result.session.id,
+        now=now(),
+        expires_at=result.session.absolute_deadline,
+    )
+    set_session_cookie(response, token, result.session.absolute_deadline)
+    if result.device_cookie:
+        set_device_cookie(response, result.device_cookie)
+
+
+def _second_factor(raw: str) -> dict[str, str]:
+    """The one field of the second-step pages takes the app's code or a recovery code."""
+    raw = raw.strip()
+    return {"code": raw} if second_factor.looks_like_app_code(raw) else {"recovery_code": raw}
+
+
+@bp.route("/login/mfa", methods=["GET", "POST"])
+def mfa() -> Response | str:
+    """The second step of a sign-in: the authenticator app's code, or a recovery code."""
+    flow = session.get("signin")
+    if not flow or not flow.get("mfa"):
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        try:
+            result = signin.complete_mfa(
+                db(),
+                services().hasher,
+                flow["mfa"],
+                **_second_factor(form.code.data or ""),
+                now=now(),
+                origin=origin(),
+                device_cookie=request.cookies.get(DEVICE_COOKIE),
+                end_session_id=form.end_session.data or None,
+            )
+        except SessionLimitReached as error:
+            return _choose_session(
+                error, url_for("auth.mfa"), {"code": form.code.data}, form.end_session.data
+            )
+        except ChallengeLocked as error:
+            session.pop("signin", None)
+            flash(error.message)
+            return redirect(url_for("auth.login"))  # type: ignore[return-value]
+        except (InvalidCode, ValidationError) as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            return _signed_in(result, flow)
+    return render_template(
+        "auth/mfa.html", form=form, action=url_for("auth.mfa"), fresh=False, email=flow["email"]
+    )
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+def enrol() -> Response | str:
+    """The second step of an admin's sign-in where the tenant requires an authenticator
+    app and they have none: add one now. GET explains; POST shows the secret and QR code
+    (once, in the answer to a POST, never in a URL)."""
+    flow = session.get("signin")
+    if not flow or not flow.get("enrol"):
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    start = ActionForm()
+    if request.method == "POST" and start.validate_on_submit():
+        try:
+            enrolment = signin.start_enrolment(
+                db(),
+                services().hasher,
+                flow["enrol"],
+                now=now(),
+                origin=origin(),
+                issuer=current_app.config["PRODUCT_NAME"],
+            )
+        except (InvalidCode, ChallengeLocked) as error:
+            session.pop("signin", None)
+            flash(error.message)
+            return redirect(url_for("auth.login"))  # type: ignore[return-value]
+        return render_template(
+            "security/enrol.html",
+            **enrolment_page(enrolment),
+            form=EnrolForm(),
+            confirm_url=url_for("auth.enrol_confirm"),
+            at_sign_in=True,
+        )
+    return render_template("auth/enrol.html", start=start, email=flow["email"])
+
+
+@bp.post("/login/enrol/confirm")
+def enrol_confirm() -> Response | tuple[str, int]:
+    """The app's first code: the app is added, the sign-in finishes, and the ten recovery
+    codes are shown, this once, on the answer (which sets the session cookie)."""
+    flow = session.get("signin")
+    if not flow or not flow.get("enrol"):
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    form = EnrolForm()
+    if form.validate_on_submit():
+        try:
+            result, codes = signin.complete_enrolment(
+                db(),
+                services().hasher,
+                flow["enrol"],
+                form.code.data or "",
+                now=now(),
+                origin=origin(),
+            )
+        except SessionLimitReached as error:
+            # The live sessions changed since the emailed code: choose again.
+            return _choose_session(
+                error, url_for("auth.enrol_confirm"), {"code": form.code.data}, None
+            )
+        except ChallengeLocked as error:
+            session.pop("signin", None)
+            flash(error.message)
+            return redirect(url_for("auth.login"))  # type: ignore[return-value]
+        except (InvalidCode, ValidationError) as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            session.clear()
+            page = render_template(
+                "security/recovery_codes.html",
+                codes=codes,
+                next=flow.get("next") or url_for("devices.index"),
+                at_sign_in=True,
+            )
+            response = Response(page)
+            _set_cookies(response, result)
+            return response
+    page = render_template(
+        "security/enrol.html",
+        secret=None,
+        qr=None,
+        form=form,
+        confirm_url=url_for("auth.enrol_confirm"),
+        at_sign_in=True,
+    )
+    return page, 422
 
 
 @bp.post("/login/cancel")
@@ -212,8 +407,9 @@ def logout() -> Response:
 @bp.route("/login/again", methods=["GET", "POST"])
 @login_required
 def again() -> Response | str:
-    """Confirm it is you with a fresh code (admin work needs a recent sign-in). The
-    current session stays; only its sign-in time moves."""
+    """Confirm it is you with a fresh code (admin work needs a recent sign-in), then, for
+    a person with an authenticator app, its code. The current session stays; only its
+    sign-in time moves."""
     me = current()
     flow = session.get("reauth")
     next_url = safe_next(request.args.get("next")) or (flow or {}).get("next")
@@ -228,9 +424,12 @@ def again() -> Response | str:
             origin=origin(),
             budgets=services().budgets,
             product=current_app.config["PRODUCT_NAME"],
+            account=me.user,
         )
         session["reauth"] = {"challenge": challenge.id, "next": next_url}
         return redirect(url_for("auth.again"))  # type: ignore[return-value]
+    if flow and flow.get("mfa"):
+        return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
     if flow and form.validate_on_submit():
         try:
             signin.reauthenticate(
@@ -242,6 +441,9 @@ def again() -> Response | str:
                 now=now(),
                 origin=origin(),
             )
+        except MfaRequired as error:
+            session["reauth"] = {**flow, "mfa": error.details["step"].id}
+            return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
         except (InvalidCode, ChallengeLocked) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
@@ -249,4 +451,42 @@ def again() -> Response | str:
             return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]
     return render_template(
         "auth/again.html", form=form, send=send, sent=bool(flow), email=me.user.email
+    )
+
+
+@bp.route("/login/again/mfa", methods=["GET", "POST"])
+@login_required
+def again_mfa() -> Response | str:
+    """A fresh sign-in's second step: the authenticator app's code, or a recovery code."""
+    me = current()
+    flow = session.get("reauth")
+    if not flow or not flow.get("mfa"):
+        return redirect(url_for("auth.again"))  # type: ignore[return-value]
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        try:
+            signin.complete_reauth(
+                db(),
+                services().hasher,
+                me,
+                flow["mfa"],
+                **_second_factor(form.code.data or ""),
+                now=now(),
+                origin=origin(),
+            )
+        except ChallengeLocked as error:
+            session.pop("reauth", None)
+            flash(error.message)
+            return redirect(url_for("auth.again", next=flow.get("next")))  # type: ignore[return-value]
+        except (InvalidCode, ValidationError) as error:
+            form.code.errors = [*form.code.errors, error.message]
+        else:
+            session.pop("reauth", None)
+            return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]
+    return render_template(
+        "auth/mfa.html",
+        form=form,
+        action=url_for("auth.again_mfa"),
+        fresh=True,
+        email=me.user.email,
     )

@@ -20,6 +20,31 @@ class CodeForm(FlaskForm):
     trust_device = BooleanField("Trust this device")
     #: deny mode: the live session the person chose to end in exchange for this one
     end_session = HiddenField()
+    #: an address in several organisations: the tenant the person picked
+    tenant = HiddenField()
+
+
+class SecondFactorForm(FlaskForm):
+    """A sign-in's second step: the app's code or a recovery code, in one field."""
+
+    code = StringField(
+        "Code",
+        validators=[
+            DataRequired("Enter the code your app shows, or a recovery code."),
+            Length(max=32),
+        ],
+    )
+    #: deny mode, when the live sessions changed since the emailed code
+    end_session = HiddenField()
+
+
+class EnrolForm(FlaskForm):
+    """The authenticator app's first code, which adds it."""
+
+    code = StringField(
+        "Code from your app",
+        validators=[DataRequired("Enter the 6-digit code your app shows."), Length(max=20)],
+    )
 
 
 class RenameForm(FlaskForm):

@@ -39,6 +39,9 @@ ERROR_CODES = (
     "rate_limited",
     "unavailable",
     "secrets_unavailable",
+    "tenant_choice_required",
+    "mfa_required",
+    "mfa_enrolment_required",
 )
 PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
 
@@ -139,12 +142,104 @@ def _schemas() -> dict[str, Any]:
                 _ref("Error"),
                 {
                     "type": "object",
-                    "required": ["sessions"],
-                    "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
+                    "required": ["sessions", "alsoEnds"],
+                    "properties": {
+                        "sessions": {"type": "array", "items": _ref("Session")},
+                        "alsoEnds": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "How many other sessions signing in ends "
+                            "besides the chosen one: more than 0 when the limit was "
+                            "lowered below what the person holds (the least recently "
+                            "active ones, untrusted devices first).",
+                        },
+                    },
                 },
             ],
             "description": "deny mode at the limit: repeat the same code with endSessionId "
             "set to one of these sessions.",
+        },
+        "SignedIn": {
+            "type": "object",
+            "required": ["sessionId", "token", "expiresAt", "deviceInfo"],
+            "properties": {
+                "sessionId": {"type": "string"},
+                "token": {
+                    "type": "string",
+                    "description": "ES256 JWT; send as "
+                    "Authorization: Bearer. exp is the absolute deadline.",
+                },
+                "expiresAt": DATE_TIME,
+                "deviceId": {
+                    "type": "string",
+                    "description": "Only when a new "
+                    "device secret was made: keep it, send it next time.",
+                },
+                "deviceInfo": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "name",
+                        "type",
+                        "os",
+                        "browser",
+                        "trusted",
+                        "isNew",
+                    ],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "type": {"type": "string", "enum": list(DEVICE_KINDS)},
+                        "os": {"type": "string"},
+                        "browser": {"type": "string"},
+                        "trusted": {"type": "boolean"},
+                        "isNew": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+        "TenantChoiceError": {
+            "allOf": [
+                _ref("Error"),
+                {
+                    "type": "object",
+                    "required": ["tenants"],
+                    "properties": {
+                        "tenants": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "slug", "name"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "slug": {"type": "string"},
+                                    "name": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                },
+            ],
+            "description": "The code is right and the address has accounts in several "
+            "organisations: repeat the same code with tenantId set to one of these.",
+        },
+        "MfaRequiredError": {
+            "allOf": [
+                _ref("Error"),
+                {
+                    "type": "object",
+                    "required": ["mfaChallengeId", "expiresAt", "methods"],
+                    "properties": {
+                        "mfaChallengeId": {"type": "string"},
+                        "expiresAt": DATE_TIME,
+                        "methods": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["totp", "recovery_code"]},
+                        },
+                    },
+                },
+            ],
+            "description": "The emailed code was right; answer POST /api/auth/verify/mfa.",
         },
         "StatusError": {
             "allOf": [
@@ -329,7 +424,10 @@ def _paths() -> dict[str, Any]:
                 "send it every time so the device is recognised (a new one is "
                 "made and returned as deviceId when none is sent). In deny mode "
                 "at the session limit the answer is 409 with the live sessions: "
-                "repeat the same code with endSessionId.",
+                "repeat the same code with endSessionId. An address with accounts in "
+                "several organisations gets 409 tenant_choice_required with its tenants: "
+                "repeat the same code with tenantId. Where a second factor is needed "
+                "(an authenticator app), 401 mfa_required hands over the second step.",
                 "requestBody": _body(
                     {
                         "type": "object",
@@ -351,56 +449,93 @@ def _paths() -> dict[str, Any]:
                             },
                             "extendOnActivity": {"type": ["boolean", "null"]},
                             "endSessionId": {"type": ["string", "null"], "maxLength": 40},
+                            "tenantId": {
+                                "type": ["string", "null"],
+                                "maxLength": 40,
+                                "description": "The organisation to sign in to, for an "
+                                "address with accounts in several (see the 409 "
+                                "tenant_choice_required answer).",
+                            },
                         },
                     }
                 ),
                 "responses": {
-                    "201": _json(
-                        {
-                            "type": "object",
-                            "required": ["sessionId", "token", "expiresAt", "deviceInfo"],
-                            "properties": {
-                                "sessionId": {"type": "string"},
-                                "token": {
-                                    "type": "string",
-                                    "description": "ES256 JWT; send as "
-                                    "Authorization: Bearer. exp is the absolute deadline.",
-                                },
-                                "expiresAt": DATE_TIME,
-                                "deviceId": {
-                                    "type": "string",
-                                    "description": "Only when a new "
-                                    "device secret was made: keep it, send it next time.",
-                                },
-                                "deviceInfo": {
-                                    "type": "object",
-                                    "required": [
-                                        "id",
-                                        "name",
-                                        "type",
-                                        "os",
-                                        "browser",
-                                        "trusted",
-                                        "isNew",
-                                    ],
-                                    "properties": {
-                                        "id": {"type": "string"},
-                                        "name": {"type": "string"},
-                                        "type": {"type": "string", "enum": list(DEVICE_KINDS)},
-                                        "os": {"type": "string"},
-                                        "browser": {"type": "string"},
-                                        "trusted": {"type": "boolean"},
-                                        "isNew": {"type": "boolean"},
-                                    },
-                                },
-                            },
-                        },
-                        "Signed in.",
-                    ),
+                    "201": _json(_ref("SignedIn"), "Signed in."),
                     **BODY_ERRORS,
                     "400": _error("invalid_code, challenge_locked, or bad_request."),
+                    "401": _error(
+                        "mfa_required: the code was right (and is used up); answer the "
+                        "second step at POST /api/auth/verify/mfa with mfaChallengeId.",
+                        "MfaRequiredError",
+                    ),
+                    "403": _error(
+                        "mfa_enrolment_required: the tenant requires an authenticator app "
+                        "of admins and this admin has none; they add it by signing in on "
+                        "the web once."
+                    ),
+                    "409": _json(
+                        {"anyOf": [_ref("SessionLimitError"), _ref("TenantChoiceError")]},
+                        "session_limit_reached (deny mode: repeat the same code with "
+                        "endSessionId) or tenant_choice_required (the address has accounts "
+                        "in several organisations: repeat the same code with tenantId).",
+                    ),
+                },
+            }
+        },
+        "/api/auth/verify/mfa": {
+            "post": {
+                "operationId": "verifyMfa",
+                "tags": ["Sign-in"],
+                "summary": "Answer the second step with the app's code or a recovery code",
+                "description": "For people with an authenticator app (and admins of tenants "
+                "that require one) the emailed code is only the first step: POST "
+                "/api/auth/verify answers 401 mfa_required with an mfaChallengeId. Send "
+                "it here with the app's current 6-digit code, or one of the person's "
+                "single-use recovery codes (xxxxx-xxxxx). The session is the one the "
+                "first step asked for (device, expiresIn, extendOnActivity). The step "
+                "lives 10 minutes and dies after 5 wrong codes (sign in again). Each app "
+                "code and recovery code works once; a recovery code's use is audited and "
+                "mailed to the person.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["mfaChallengeId"],
+                        "properties": {
+                            "mfaChallengeId": {"type": "string", "maxLength": 64},
+                            "code": {
+                                "type": ["string", "null"],
+                                "maxLength": 32,
+                                "description": "The authenticator app's code now.",
+                                "examples": ["123456"],
+                            },
+                            "recoveryCode": {
+                                "type": ["string", "null"],
+                                "maxLength": 32,
+                                "description": "One of the person's recovery codes, "
+                                "instead of code (send one of the two).",
+                                "examples": ["abcde-fghjk"],
+                            },
+                            "endSessionId": {
+                                "type": ["string", "null"],
+                                "maxLength": 40,
+                                "description": "deny mode, when the live sessions "
+                                "changed since the first step.",
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(_ref("SignedIn"), "Signed in."),
+                    **BODY_ERRORS,
+                    "400": _error(
+                        "invalid_code (wrong, counted; or the step is unknown, used or "
+                        "expired), challenge_locked (5 wrong codes: sign in again), or "
+                        "bad_request."
+                    ),
+                    "401": _error("invalid_session: the account was disabled meanwhile."),
                     "409": _error("session_limit_reached (deny mode).", "SessionLimitError"),
                 },
+                "security": PUBLIC,
             }
         },
         "/api/auth/session": {

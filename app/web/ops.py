@@ -3,7 +3,8 @@ stored secrets open under the configured keys), /metrics (Prometheus text format
 app.web.metrics says what it holds).
 
 Access to /metrics: a bearer token equal to HOLDFAST_METRICS_TOKEN, or, with no token
-configured, callers on the loopback interface only.
+configured and no proxy trusted, callers on the loopback interface that did not come
+through a proxy (see :func:`metrics`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from app import migrate, preflight
 from app.core import stats_ops
-from app.extensions import csrf
+from app.extensions import csrf, is_loopback
 from app.web import metrics as holdfast_metrics
 
 bp = Blueprint("ops", __name__)
@@ -52,15 +53,32 @@ def readyz() -> Response | tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    token = current_app.config.get("METRICS_TOKEN")
+    """Access: the bearer token when HOLDFAST_METRICS_TOKEN is set. Without one, only
+    loopback callers that did not come through a proxy (no X-Forwarded-For), and nobody
+    at all when proxies are trusted (HOLDFAST_TRUSTED_PROXIES > 0: the address is then
+    the one a proxy reported, and a local proxy's callers would look local)."""
+    config = current_app.config
+    token = config.get("METRICS_TOKEN")
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), str(token).encode()):
             abort(401)
-    elif request.remote_addr not in ("127.0.0.1", "::1"):
-        abort(403)
+    elif int(config.get("TRUSTED_PROXIES") or 0):
+        return _refused(
+            "/metrics needs HOLDFAST_METRICS_TOKEN when HOLDFAST_TRUSTED_PROXIES is set: "
+            "behind proxies, no caller's address can show it is local."
+        )
+    elif not is_loopback(request.remote_addr or "") or "X-Forwarded-For" in request.headers:
+        return _refused(
+            "/metrics without HOLDFAST_METRICS_TOKEN answers only loopback callers that "
+            "do not come through a proxy."
+        )
     found: holdfast_metrics.Metrics = current_app.extensions["holdfast.metrics"]
     return Response(found.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _refused(why: str) -> Response:
+    return Response(why + "\n", 403, mimetype="text/plain")
 
 
 def init_app(app: Flask) -> None:

@@ -39,8 +39,8 @@ bp = Blueprint("proxy", __name__)
 def verify() -> Response:
     """200 with X-Holdfast-User (user id), X-Holdfast-Email, X-Holdfast-Tenant (tenant id),
     X-Holdfast-Session and X-Holdfast-Role for a live session; 401 with the JSON error
-    otherwise. A non-ASCII email is sent percent-encoded (UTF-8): header values are
-    Latin-1 on the wire. Answered from the hot path's plain row alone (no ORM objects)."""
+    otherwise. The email is percent-encoded (see :func:`header_email`). Answered from the
+    hot path's plain row alone (no ORM objects)."""
     me = authenticate()
     if me is None:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
@@ -51,7 +51,7 @@ def verify() -> Response:
         return response
     facts = me.facts
     person = facts.user
-    email = person.email if person.email.isascii() else quote(person.email, safe="@")
+    email = _HEADER_EMAILS.get(person.email) or header_email(person.email)
     # Public ids are URL-safe base64 after a prefix (app.models.new_id): nothing to escape.
     response = Response(_VALID % facts.session.id, content_type="application/json")
     response.headers.extend(
@@ -67,6 +67,28 @@ def verify() -> Response:
 
 
 _VALID = '{"valid": true, "sessionId": "%s"}'
+
+#: What X-Holdfast-Email sends as it is: the characters of an ordinary address (letters,
+#: digits and the other atext characters of RFC 5322) except "%", which encodes.
+EMAIL_AS_IS = "!#$&'*+-./=?@^_`{|}~"
+#: addresses already encoded, so /auth/verify looks one up (≈ 40 ns) instead of
+#: encoding it again (≈ 600 ns); emptied when it reaches _HEADER_EMAILS_MAX
+_HEADER_EMAILS: dict[str, str] = {}
+_HEADER_EMAILS_MAX = 10_000
+
+
+def header_email(email: str) -> str:
+    """The address as X-Holdfast-Email carries it, by one rule for every address: its
+    UTF-8 bytes percent-encoded (RFC 3986), all but the characters of
+    :data:`EMAIL_AS_IS`. A reader always percent-decodes the value (``unquote``,
+    ``decodeURIComponent``) and gets the address back, whatever it is; most addresses
+    read the same either way. ``%`` is always encoded (``%25``), so an ASCII address that
+    holds one cannot decode to another address, and non-ASCII ones fit a header (Latin-1
+    on the wire)."""
+    if len(_HEADER_EMAILS) >= _HEADER_EMAILS_MAX:
+        _HEADER_EMAILS.clear()
+    encoded = _HEADER_EMAILS[email] = quote(email, safe=EMAIL_AS_IS)
+    return encoded
 
 
 @bp.get("/auth/sign-in")

@@ -1,17 +1,19 @@
-"""The person's account security: their authenticator app (add, confirm, remove), their
-recent security alerts, and the "This wasn't me" link from a new-device email.
+"""The person's account security: their authenticator app (add, confirm, remove) and
+recovery codes, their recent security alerts, and the "This wasn't me" link from a
+new-device email.
 
-* Adding an app shows its secret and QR code once, on the answer to a POST (never in a
-  URL, never again on reload); a code from the app then confirms it.
-* Adding and removing need a sign-in from the last 15 minutes (else: /login/again and
-  back), and both offer "Also sign out my other sessions".
+* Adding an app turns two-step sign-in on (app.core.mfa): it shows its secret and QR code
+  once, on the answer to a POST (never in a URL, never again on reload); a code from the
+  app then confirms it, and the answer shows the ten recovery codes, once. New recovery
+  codes (the old ones then stop working) are shown the same way.
+* Adding, removing and new recovery codes need a sign-in from the last 15 minutes (else:
+  /login/again and back); adding and removing offer "Also sign out my other sessions".
 * "This wasn't me": GET only shows what the link is about and a button (mail scanners
   open links); the POST acts. It needs no sign-in: the link is the proof.
 """
 
 from __future__ import annotations
 
-import segno
 from flask import (
     Blueprint,
     Response,
@@ -24,16 +26,16 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from markupsafe import Markup
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import alerts, totp
+from app.core import alerts, mfa, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import InvalidCode, NotFound, ValidationError
 from app.web.auth import safe_next
 from app.web.context import clear_session_cookie, current, db, now, origin, services
 from app.web.forms import ActionForm
+from app.web.templating import enrolment_page
 
 bp = Blueprint("security", __name__)
 
@@ -69,14 +71,17 @@ def _again() -> Response:
 def index() -> str:
     me = current()
     mine = alerts.list_alerts(db(), status="all", user_id=me.user.id, limit=10)
+    enabled = totp.is_enabled(me.user)
     return render_template(
         "security/index.html",
         me=me,
-        enabled=totp.is_enabled(me.user),
+        enabled=enabled,
         fresh=is_fresh(me, now()),
         required=me.tenant.require_totp_for_admins and me.user.role == "admin",
         start=StartForm(next=_next()),
         remove=RemoveForm(),
+        renew=ActionForm(),
+        codes_left=mfa.recovery_codes_left(db(), me.user) if enabled else 0,
         alerts=mine.rows,
         next=_next(),
     )
@@ -103,22 +108,24 @@ def start() -> Response | str:
     except ValidationError as error:
         flash(error.message)
         return redirect(url_for("security.index"))  # type: ignore[return-value]
-    qr = segno.make(enrolment.uri, error="m")
     return render_template(
         "security/enrol.html",
-        secret=" ".join(enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4)),
-        qr=Markup(qr.svg_inline(scale=5, border=4, title="QR code for your authenticator app")),  # noqa: S704 (segno's own SVG, no input from the request but the URI it encodes)
+        **enrolment_page(enrolment),
         form=ConfirmForm(next=_next()),
+        confirm_url=url_for("security.confirm"),
+        at_sign_in=False,
     )
 
 
 @bp.post("/account/security/totp/confirm")
 @login_required
-def confirm() -> Response | tuple[str, int]:
+def confirm() -> Response | tuple[str, int] | str:
+    """The app's first code turns two-step sign-in on; the answer shows the ten recovery
+    codes, this once."""
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            ended = totp.confirm(
+            ended, codes = mfa.add_app(
                 db(),
                 services().hasher,
                 current(),
@@ -130,11 +137,53 @@ def confirm() -> Response | tuple[str, int]:
         except (InvalidCode, ValidationError) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
-            flash("Authenticator app added. Its codes now work wherever a sign-in code is asked.")
+            flash(
+                "Authenticator app added. From now on, signing in takes the emailed code "
+                "and then your app's code."
+            )
             if ended:
                 flash(_signed_out(len(ended)))
-            return redirect(_next() or url_for("security.index"))  # type: ignore[return-value]
-    return render_template("security/enrol.html", secret=None, qr=None, form=form), 422
+            return render_template(
+                "security/recovery_codes.html",
+                codes=codes,
+                next=_next() or url_for("security.index"),
+                at_sign_in=False,
+            )
+    page = render_template(
+        "security/enrol.html",
+        secret=None,
+        qr=None,
+        form=form,
+        confirm_url=url_for("security.confirm"),
+        at_sign_in=False,
+    )
+    return page, 422
+
+
+@bp.post("/account/security/recovery-codes")
+@login_required
+def recovery_codes() -> Response | str:
+    """Ten new recovery codes (the old ones stop working), shown this once. Needs a
+    sign-in from the last 15 minutes."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("security.index"))  # type: ignore[return-value]
+    try:
+        codes = mfa.renew_recovery_codes(
+            db(), services().hasher, current(), now=now(), origin=origin()
+        )
+    except FreshSignInRequired:
+        return _again()
+    except ValidationError as error:
+        flash(error.message)
+        return redirect(url_for("security.index"))  # type: ignore[return-value]
+    return render_template(
+        "security/recovery_codes.html",
+        codes=codes,
+        next=url_for("security.index"),
+        at_sign_in=False,
+        renewed=True,
+    )
 
 
 @bp.post("/account/security/totp/remove")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+import segno
 from flask import Flask
 from markupsafe import Markup
 
 from app import __version__
+from app.core.totp import Enrolment
 from app.devices import describe
 from app.web.context import now
 
@@ -24,6 +27,17 @@ ICONS = {
     '<path d="M12 4v4M9 13h.01M15 13h.01"/>',
     "other": '<circle cx="12" cy="12" r="9"/><path d="M12 8v5M12 16h.01"/>',
 }
+
+
+def enrolment_page(enrolment: Enrolment) -> dict[str, Any]:
+    """What the add-an-app page shows of a pending secret: the key in groups of four and
+    its QR code (segno's own SVG)."""
+    secret = enrolment.secret
+    qr = segno.make(enrolment.uri, error="m")
+    return {
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        "qr": Markup(qr.svg_inline(scale=5, border=4, title="QR code for your authenticator app")),  # noqa: S704 (segno's own SVG, no input from the request but the URI it encodes)
+    }
 
 
 def kind_icon(kind: str) -> Markup:

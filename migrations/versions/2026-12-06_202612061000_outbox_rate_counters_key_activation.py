@@ -10,7 +10,7 @@
 * ``signing_keys.active_from``: a rotated-in key is published before it signs (app.tokens).
 
 Revision ID: 202612061000
-Revises: 202612060900
+Revises: 202612060945
 Create Date: 2026-12-06 10:00:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "202612061000"
-down_revision = "202612060900"
+down_revision = "202612060945"
 branch_labels = None
 depends_on = None
 
