@@ -226,7 +226,7 @@ def code_budgets(app: Flask) -> CodeBudgets:
     try:
         return CodeBudgets.from_config(app.config, counters_from_url(app.config.get("REDIS_URL")))
     except ValueError as error:
-        raise config.ConfigError(f"HOLDFAST_RATELIMIT_CODES(_PER_IP): {error}") from error
+        raise config.ConfigError(str(error)) from error
 
 
 def register_mail_sender(app: Flask) -> None:

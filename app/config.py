@@ -11,6 +11,8 @@
   counters in the database, the cache in each process)
 * HOLDFAST_RATELIMIT_CODES / HOLDFAST_RATELIMIT_CODES_PER_IP: code requests allowed per
   email address and per client network (an IPv4 address or an IPv6 /64)
+* HOLDFAST_RATELIMIT_CHECKS / HOLDFAST_RATELIMIT_CHECKS_PER_IP: code checks (emailed,
+  app or recovery codes) allowed per address and per client network
 * HOLDFAST_MAIL_TIMEOUT: seconds the mail relay may take for each step
 * HOLDFAST_MAIL_SENDER: ``auto`` (web processes send mail unless a worker runs) or
   ``worker``
@@ -64,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,
     "RATELIMIT_CODES": "5 per 10 minutes;20 per hour",
     "RATELIMIT_CODES_PER_IP": "30 per 10 minutes;200 per day",
+    #: code checks (emailed, app or recovery codes) per address and per client network
+    "RATELIMIT_CHECKS": "25 per 10 minutes;150 per day",
+    "RATELIMIT_CHECKS_PER_IP": "100 per 10 minutes;1000 per day",
     "PRODUCT_NAME": "Holdfast",
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",

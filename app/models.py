@@ -222,10 +222,6 @@ class User(TenantScoped, Base):
     totp_enabled_at: Mapped[OptionalTimestamp]
     #: the last 30-second step whose code was accepted: each code works once, on any node
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
-    #: wrong sign-in codes in a row (reset by a sign-in); drives the slow-down
-    failed_codes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    #: code sign-in is refused before this (growing delays after many wrong codes)
-    code_sign_in_after: Mapped[OptionalTimestamp]
 
     tenant: Mapped[Tenant] = relationship(lazy="raise")
 
@@ -627,3 +623,18 @@ class WorkerHeartbeat(Base):
     #: host and process id
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CodeSlowdown(Base):
+    """A run of wrong codes for one address, known or not (app.core.code_checks)."""
+
+    __tablename__ = "code_slowdowns"
+
+    #: keyed hash of the normalised address (no address is stored)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: wrong codes in a row (a right code deletes the row)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: codes for the address are not checked before this (growing delays)
+    checks_after: Mapped[OptionalTimestamp]
+    #: the last wrong code: a run left alone for a day is forgotten
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -197,19 +197,32 @@ def client_network(ip: str) -> str:
 @dataclass(frozen=True)
 class CodeBudgets:
     """The budgets every way of asking for a sign-in code draws on (the sign-in page, its
-    resend button, the fresh sign-in page, ``POST /api/auth/login``): one per normalised
-    address and one per client network."""
+    resend button, the fresh sign-in page, ``POST /api/auth/login``), and those every code
+    check draws on (an emailed code, an app's code, a recovery code): one each per
+    normalised address and per client network."""
 
     counters: Counters
     per_address: Budget
     per_network: Budget
+    checks_per_address: Budget
+    checks_per_network: Budget
 
     @classmethod
     def from_config(cls, config: Any, counters: Counters) -> CodeBudgets:
+        """The budgets of HOLDFAST_RATELIMIT_*. Raises ValueError naming the setting."""
+
+        def budget(name: str, setting: str) -> Budget:
+            try:
+                return Budget(name, parse_limits(config[setting]))
+            except ValueError as error:
+                raise ValueError(f"HOLDFAST_{setting}: {error}") from error
+
         return cls(
             counters,
-            Budget("codes:address", parse_limits(config["RATELIMIT_CODES"])),
-            Budget("codes:network", parse_limits(config["RATELIMIT_CODES_PER_IP"])),
+            budget("codes:address", "RATELIMIT_CODES"),
+            budget("codes:network", "RATELIMIT_CODES_PER_IP"),
+            budget("checks:address", "RATELIMIT_CHECKS"),
+            budget("checks:network", "RATELIMIT_CHECKS_PER_IP"),
         )
 
     def spend_network(self, db: Session, ip: str, *, now: datetime) -> None:
@@ -231,3 +244,11 @@ class CodeBudgets:
             now=now,
             message="Too many codes were asked for this address. Wait a little and try again.",
         )
+
+    def spend_check(self, db: Session, address: str, ip: str, *, now: datetime) -> None:
+        """One code check for ``address`` from ``ip`` (network first, then address)."""
+        message = "Too many codes were tried. Wait a little and try again."
+        spend(
+            db, self.counters, self.checks_per_network, client_network(ip), now=now, message=message
+        )
+        spend(db, self.counters, self.checks_per_address, address, now=now, message=message)

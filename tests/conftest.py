@@ -299,6 +299,8 @@ def app_config(
         "CLOCK": clock,
         "RATELIMIT_CODES": "1000 per minute",
         "RATELIMIT_CODES_PER_IP": "1000 per minute",
+        "RATELIMIT_CHECKS": "1000 per minute",
+        "RATELIMIT_CHECKS_PER_IP": "1000 per minute",
         "TESTING": True,
     }
 

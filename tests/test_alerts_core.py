@@ -17,7 +17,7 @@ from app import geo
 from app.core import alerts, signin
 from app.core.errors import ChallengeLocked, InvalidCode, RateLimited
 from app.core.events import Origin
-from app.models import Alert, Event, NotMeToken, User, UserSession
+from app.models import Alert, CodeSlowdown, Event, NotMeToken, UserSession
 from tests.conftest import UA_IPAD, UA_MAC_CHROME, outbox_drained
 
 LONDON = "203.0.113.10"
@@ -102,6 +102,7 @@ class Person:
                     now=self.clock.now(),
                     origin=Origin(ip, kw.pop("ua", UA_MAC_CHROME)),
                     device_cookie=self.cookies.get(device) if device else None,
+                    budgets=self.services.budgets,
                     **kw,
                 )
             finally:
@@ -337,13 +338,29 @@ def test_wrong_codes_spread_out_raise_nothing(sam, services, clock):
     assert alerts_of(services, "code_burst") == []
 
 
-def test_a_hundred_wrong_codes_slow_the_account_down(
+def run_of_wrong_codes(services, address: str) -> CodeSlowdown | None:
+    with services.session() as db:
+        return db.get(CodeSlowdown, services.hasher.hash("code slow-down", address))
+
+
+def arrange_run(services, clock, address: str, failures: int) -> None:
+    """``failures`` wrong codes in a row for ``address``, as if entered before."""
+    with services.session(write=True) as db:
+        db.merge(
+            CodeSlowdown(
+                key=services.hasher.hash("code slow-down", address),
+                failures=failures,
+                updated_at=clock.now(),
+            )
+        )
+        db.commit()
+
+
+def test_a_hundred_wrong_codes_slow_the_address_down(
     sam, services, clock, mailbox, make, tenant, member
 ):
     admin = make.user("ada@acme.test", tenant, role="admin")
-    with services.session(write=True) as db:
-        db.get_one(User, member.id).failed_codes = 98  # the 98 before, arranged
-        db.commit()
+    arrange_run(services, clock, member.email, 98)
     wrong_codes(sam, 1)
     assert alerts_of(services, "code_sign_in_slowed") == []
     wrong_codes(sam, 1)  # the 100th in a row
@@ -351,8 +368,9 @@ def test_a_hundred_wrong_codes_slow_the_account_down(
     [alert] = alerts_of(services, "code_sign_in_slowed")
     assert alert.severity == "high"
     assert mails(services, mailbox, admin.email, "High alert: Code sign-in slowed")
-    with services.session() as db:
-        assert db.get_one(User, member.id).code_sign_in_after == clock.now() + timedelta(seconds=30)
+    assert run_of_wrong_codes(services, member.email).checks_after == clock.now() + timedelta(
+        seconds=30
+    )
 
     # Even the right code is refused until then, and no code is checked (none counted).
     before = mailbox.count(member.email)
@@ -361,32 +379,47 @@ def test_a_hundred_wrong_codes_slow_the_account_down(
     with pytest.raises(RateLimited) as refused:
         sam.enter(challenge_id, code, LONDON)
     assert refused.value.details["retry_after"] == 30
+    assert "for this address" in refused.value.message
 
     # One more wrong code after the wait: the next wait doubles.
     clock.advance(seconds=31)
     with pytest.raises(InvalidCode):
         sam.enter(challenge_id, "000000", LONDON)
-    with services.session() as db:
-        user = db.get_one(User, member.id)
-        assert user.failed_codes == 101
-        assert user.code_sign_in_after == clock.now() + timedelta(seconds=60)
+    run = run_of_wrong_codes(services, member.email)
+    assert run.failures == 101
+    assert run.checks_after == clock.now() + timedelta(seconds=60)
     with pytest.raises(RateLimited):
         sam.enter(challenge_id, code, LONDON)
 
-    # After the wait the right code works, and the count starts again.
+    # After the wait the right code works, and the run is over.
     clock.advance(seconds=61)
     sam.enter(challenge_id, code, LONDON)
-    with services.session() as db:
-        user = db.get_one(User, member.id)
-        assert (user.failed_codes, user.code_sign_in_after) == (0, None)
+    assert run_of_wrong_codes(services, member.email) is None
     assert len(alerts_of(services, "code_sign_in_slowed")) == 1
+
+
+def test_an_unknown_address_is_slowed_down_alike(sam, services, clock, member):
+    """The answers after a hundred wrong codes are the same whether the address has an
+    account or not: the slow-down tells nobody which addresses exist."""
+    nobody = Person(services, clock, sam.mailbox, "nobody@acme.test", None)
+    refusals = {}
+    for person in (sam, nobody):
+        arrange_run(services, clock, person.email, 99)
+        challenge_id = person.ask(LONDON)
+        with pytest.raises(InvalidCode):
+            person.enter(challenge_id, "000000", LONDON)  # the 100th
+        with pytest.raises(RateLimited) as refused:
+            person.enter(challenge_id, "111111", LONDON)
+        refusals[person.email] = (refused.value.message, refused.value.details)
+    assert refusals[member.email] == refusals["nobody@acme.test"]
+    # Only the known address's tenant hears of it.
+    [alert] = alerts_of(services, "code_sign_in_slowed")
+    assert alert.user_id == member.id
 
 
 def test_the_slow_down_never_locks_out_a_trusted_device(sam, services, clock, mailbox, member):
     sam.sign_in(LONDON, device="laptop", trust_device=True)
-    with services.session(write=True) as db:
-        db.get_one(User, member.id).failed_codes = 99
-        db.commit()
+    arrange_run(services, clock, member.email, 99)
     wrong_codes(sam, 1)
     before = mailbox.count(member.email)
     challenge_id = sam.ask(LONDON)

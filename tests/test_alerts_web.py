@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.core import alerts
 from app.db import scope_to_tenant
-from app.models import Alert, Device, Event, NotMeToken, User, UserSession
+from app.models import Alert, CodeSlowdown, Device, Event, NotMeToken, UserSession
 from tests.conftest import (
     UA_IPAD,
     UA_MAC_CHROME,
@@ -402,9 +402,14 @@ def test_this_wasnt_me_link_expires_and_unknown_links_say_so(app, mailbox, membe
 
 def test_slowed_code_sign_in_answers_429_with_retry_after(app, mailbox, member, services, clock):
     with services.session(write=True) as db:
-        user = db.get_one(User, member.id)
-        user.failed_codes = 100
-        user.code_sign_in_after = clock.now() + timedelta(minutes=4)
+        db.add(
+            CodeSlowdown(
+                key=services.hasher.hash("code slow-down", member.email),
+                failures=100,
+                checks_after=clock.now() + timedelta(minutes=4),
+                updated_at=clock.now(),
+            )
+        )
         db.commit()
     client = app.test_client()
     answer = login(client, mailbox, member.email)

@@ -117,7 +117,13 @@ def test_a_backup_taken_under_write_load_restores_and_verifies(tmp_path):
                     code = inbox.code_number(email, asked)
                     with services.session(write=True) as db:
                         signin.sign_in(
-                            db, services.hasher, challenge_id, code, now=START, origin=origin
+                            db,
+                            services.hasher,
+                            challenge_id,
+                            code,
+                            now=START,
+                            origin=origin,
+                            budgets=services.budgets,
                         )
                         db.commit()
                     commits[number] += 2

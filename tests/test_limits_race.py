@@ -70,6 +70,7 @@ def race(services, clock, pairs):
                     code,
                     now=clock.now(),
                     origin=Origin(f"10.0.0.{number}", UA_IPAD),
+                    budgets=services.budgets,
                 )
             except SessionLimitReached:
                 db.commit()  # consistent state: nothing was changed
@@ -161,6 +162,7 @@ def test_parallel_wrong_codes_claim_exactly_the_allowed_tries(backend, clock, ma
                     wrong,
                     now=clock.now(),
                     origin=Origin(f"10.0.1.{number}", UA_IPAD),
+                    budgets=services.budgets,
                 )
             except (InvalidCode, ChallengeLocked) as error:
                 db.commit()  # a counted try is kept, as the request's commit keeps it
@@ -182,5 +184,11 @@ def test_parallel_wrong_codes_claim_exactly_the_allowed_tries(backend, clock, ma
     # The right code no longer works either: the challenge is dead.
     with services.session(write=True) as db, pytest.raises(ChallengeLocked):
         signin.sign_in(
-            db, services.hasher, challenge_id, code, now=clock.now(), origin=Origin("10.0.2.1", "")
+            db,
+            services.hasher,
+            challenge_id,
+            code,
+            now=clock.now(),
+            origin=Origin("10.0.2.1", ""),
+            budgets=services.budgets,
         )

@@ -33,7 +33,14 @@ def start_session(services, clock, mailbox, email, **options):
     code = mailbox.last_code(email, before + 1)
     with services.session(write=True) as db:
         result = signin.sign_in(
-            db, services.hasher, challenge.id, code, now=clock.now(), origin=ORIGIN, **options
+            db,
+            services.hasher,
+            challenge.id,
+            code,
+            now=clock.now(),
+            origin=ORIGIN,
+            **options,
+            budgets=services.budgets,
         )
         db.commit()
     token = services.keys.sign(

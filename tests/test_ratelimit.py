@@ -189,3 +189,151 @@ def test_old_counters_are_purged(new_app, make):
     assert done.rate_counters == 2  # the address's and the network's
     with services.session() as db:
         assert db.scalars(select(RateCounter)).all() == []
+
+
+# --- checking codes (issue 21, findings 1 and 4) ---------------------------------------------
+
+
+def test_every_code_check_draws_on_the_check_budgets(new_app, make, mailbox):
+    """Emailed codes over the API, then over the page, for one address: the address's
+    check budget (5) runs out whichever way the codes come; nothing past it is checked."""
+    from tests.conftest import csrf_from
+
+    app = new_app(RATELIMIT_CHECKS="5 per 10 minutes")
+    make.user("ck@acme.test", make.tenant("ck"))
+    api = app.test_client()
+    asked = api.post("/api/auth/login", json={"email": "ck@acme.test"}).json
+    answers = [
+        api.post(
+            "/api/auth/verify", json={"challengeId": asked["challengeId"], "code": "000000"}
+        ).status_code
+        for _ in range(3)
+    ]
+    assert answers == [400, 400, 400]
+    page = app.test_client()
+    assert request_code(page, "ck@acme.test").status_code == 302
+    code = mailbox.last_code("ck@acme.test", mailbox.count("ck@acme.test"))
+    for expected in (200, 200):  # two more wrong codes: the form again, with the reason
+        form = page.get("/login/code")
+        wrong = page.post(
+            "/login/code", data={"code": "000000", "csrf_token": csrf_from(form.text)}
+        )
+        assert wrong.status_code == expected
+    form = page.get("/login/code")
+    refused = page.post("/login/code", data={"code": code, "csrf_token": csrf_from(form.text)})
+    assert refused.status_code == 429  # even the right code: the budget is spent
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Too many codes were tried" in refused.text
+
+
+def test_a_stale_session_cannot_guess_its_way_to_a_fresh_one(new_app, make, mailbox):
+    """Finding 1: /login/again sends codes on the address's code budget and checks them
+    on its check budget, like the sign-in page."""
+    from tests.conftest import csrf_from, login
+
+    app = new_app(RATELIMIT_CODES="3 per 10 minutes", RATELIMIT_CHECKS="6 per 10 minutes")
+    services = app.extensions["holdfast"]
+    tenant = make.tenant("stale")
+    make.user("boss@stale.test", tenant, role="admin")
+    browser = app.test_client()
+    assert login(browser, mailbox, "boss@stale.test").status_code == 302  # code 1, check 1
+    services.clock.advance(minutes=20)  # no longer fresh
+    assert browser.get("/admin").status_code == 302
+
+    def send() -> int:
+        page = browser.get("/login/again")
+        return browser.post(
+            "/login/again", data={"send-csrf_token": csrf_from(page.text)}
+        ).status_code
+
+    def guess(code: str) -> int:
+        page = browser.get("/login/again")
+        return browser.post(
+            "/login/again", data={"code": code, "csrf_token": csrf_from(page.text)}
+        ).status_code
+
+    assert [send(), send(), send()] == [302, 302, 302]  # a new window since the sign-in
+    assert send() == 429  # the address's fourth code in ten minutes
+    guesses = [guess(f"{n:06d}") for n in range(7)]
+    # Five wrong codes, each told so, then the code is dead (six checks in this window) ...
+    assert guesses[:6] == [200] * 6
+    assert guesses[6] == 429  # ... and the seventh check is refused without a look
+    assert browser.get("/admin").status_code == 302  # still not fresh
+
+
+def test_wrong_app_codes_draw_on_the_budget_and_one_second_step_is_open(
+    new_app, make, mailbox, clock
+):
+    """The app's code is checked on the same budgets, and a new second step replaces the
+    person's earlier open one (so its five tries are all there are)."""
+    import pyotp
+
+    from app.core import events, mfa, totp
+    from app.models import MfaChallenge, User
+    from tests.test_api import api_sign_in
+
+    app = new_app(RATELIMIT_CHECKS="4 per 10 minutes")
+    services = app.extensions["holdfast"]
+    person = make.user("two@acme.test", make.tenant("two"))
+    with services.session(write=True) as db:
+        user = db.get_one(User, person.id)
+        user.totp_secret = totp._seal(services.hasher, user.id, pyotp.random_base32())
+        user.totp_enabled_at = clock.now()
+        mfa.make_recovery_codes(db, services.hasher, user, now=clock.now(), origin=events.SYSTEM)
+        db.commit()
+    client = app.test_client()
+    first = api_sign_in(client, mailbox, person.email).json  # check 1
+    second = api_sign_in(client, mailbox, person.email).json  # check 2
+    assert first["code"] == second["code"] == "mfa_required"
+    stale = client.post(
+        "/api/auth/verify/mfa", json={"mfaChallengeId": first["mfaChallengeId"], "code": "0"}
+    )
+    assert stale.status_code == 400 and "ended" in stale.json["error"]  # replaced
+    with services.session() as db:
+        open_steps = db.scalars(select(MfaChallenge).where(MfaChallenge.consumed_at.is_(None)))
+        assert [step.id for step in open_steps] == [second["mfaChallengeId"]]
+    answers = [
+        client.post(
+            "/api/auth/verify/mfa",
+            json={"mfaChallengeId": second["mfaChallengeId"], "code": "000000"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert answers == [400, 400, 429]  # checks 3 and 4, then the budget is spent
+
+
+def test_a_slowed_address_is_slowed_at_the_fresh_sign_in_too(new_app, make, mailbox):
+    from app.models import CodeSlowdown
+    from tests.conftest import csrf_from, login
+
+    app = new_app()
+    services = app.extensions["holdfast"]
+    make.user("boss@slow.test", make.tenant("slow"), role="admin")
+    browser = app.test_client()
+    assert login(browser, mailbox, "boss@slow.test").status_code == 302
+    services.clock.advance(minutes=20)
+    page = browser.get("/login/again")
+    assert (
+        browser.post("/login/again", data={"send-csrf_token": csrf_from(page.text)}).status_code
+        == 302
+    )
+    code = mailbox.last_code("boss@slow.test", mailbox.count("boss@slow.test"))
+    with services.session(write=True) as db:  # someone guessed a hundred codes meanwhile
+        db.merge(
+            CodeSlowdown(
+                key=services.hasher.hash("code slow-down", "boss@slow.test"),
+                failures=100,
+                checks_after=services.clock.now() + timedelta(seconds=30),
+                updated_at=services.clock.now(),
+            )
+        )
+        db.commit()
+    page = browser.get("/login/again")
+    refused = browser.post("/login/again", data={"code": code, "csrf_token": csrf_from(page.text)})
+    assert refused.status_code == 429
+    assert "Too many wrong codes were entered for this address" in refused.text
+    services.clock.advance(seconds=31)
+    page = browser.get("/login/again")
+    fresh = browser.post("/login/again", data={"code": code, "csrf_token": csrf_from(page.text)})
+    assert fresh.status_code == 302
+    assert browser.get("/admin").status_code == 200

@@ -39,6 +39,7 @@ def signed(services, clock, mailbox, member):
             mailbox.last_code(member.email),
             now=clock.now(),
             origin=ORIGIN,
+            budgets=services.budgets,
         )
         db.commit()
     token = services.keys.sign(
@@ -192,6 +193,7 @@ def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, 
             mailbox.last_code(member.email, 2),
             now=clock.now(),
             origin=ORIGIN,
+            budgets=services.budgets,
         )
         db.commit()
     with services.session(write=True) as db:

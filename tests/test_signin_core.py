@@ -29,7 +29,14 @@ def enter(services, clock, challenge_id, code, **options):
     with services.session(write=True) as db:
         try:
             return signin.sign_in(
-                db, services.hasher, challenge_id, code, now=clock.now(), origin=ORIGIN, **options
+                db,
+                services.hasher,
+                challenge_id,
+                code,
+                now=clock.now(),
+                origin=ORIGIN,
+                **options,
+                budgets=services.budgets,
             )
         finally:
             db.commit()  # a HoldfastError leaves consistent state meant to be kept

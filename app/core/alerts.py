@@ -38,7 +38,6 @@ session it opens (app.Services.session, with :func:`configure`).
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
 from collections import OrderedDict
@@ -53,12 +52,12 @@ from sqlalchemy.orm import Session, aliased
 from app import geo
 from app.core import events
 from app.core.admin import decode_cursor, encode_cursor
-from app.core.errors import Forbidden, InvalidSession, NotFound, RateLimited, ValidationError
+from app.core.errors import Forbidden, InvalidSession, NotFound, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
 from app.devices import describe
 from app.mail import Message
-from app.models import ALERT_STATUSES, Alert, Device, Event, NotMeToken, Tenant, User, UserSession
+from app.models import ALERT_STATUSES, Alert, Device, NotMeToken, Tenant, User, UserSession
 from app.outbox import queue_mail
 
 if TYPE_CHECKING:
@@ -87,11 +86,6 @@ NOT_ME_LIFETIME = timedelta(days=7)
 NOT_ME_PATH = "/account/not-me/{token}"
 ADMIN_ALERTS_PATH = "/admin/alerts"
 
-BURST_COUNT = 10
-BURST_WINDOW = timedelta(minutes=15)
-SLOW_AFTER = 100
-SLOW_FIRST_DELAY = timedelta(seconds=30)
-SLOW_MAX_DELAY = timedelta(hours=1)
 
 TRAVEL_KMH = 900.0
 #: closer than this is within a city database's error: never "impossible travel"
@@ -267,12 +261,9 @@ def after_sign_in(
     db: Session, hasher: Hasher, result: SignIn, *, now: datetime, origin: Origin
 ) -> None:
     """The sign-in rules, run by :func:`app.core.signin.sign_in` once the session exists:
-    reset the wrong-code count, store where the session is, and look for a new device,
-    a new country and impossible travel."""
+    store where the session is, and look for a new device, a new country and impossible
+    travel."""
     user, session, device, tenant = result.user, result.session, result.device, result.tenant
-    if user.failed_codes or user.code_sign_in_after is not None:
-        user.failed_codes = 0
-        user.code_sign_in_after = None
     place = locate(db, origin.ip)
     if place is not None and place.label:
         session.location = place.label[:200]
@@ -437,132 +428,6 @@ def _duration(span: timedelta) -> str:
     if minutes < 120:
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
     return f"{minutes // 60} hours"
-
-
-# --- wrong codes ----------------------------------------------------------------------------
-
-
-def refuse_if_slowed(
-    db: Session,
-    hasher: Hasher,
-    user_id: str | None,
-    device_cookie: str | None,
-    *,
-    now: datetime,
-) -> None:
-    """Raises RateLimited (``retry_after`` seconds in its details) while the account's
-    code sign-in is slowed, unless the caller holds a currently trusted device of the
-    person. Nothing for unknown accounts."""
-    if not user_id:
-        return
-    user = db.scalars(
-        select(User).where(User.id == user_id).execution_options(all_tenants=True)
-    ).one_or_none()
-    if user is None or user.code_sign_in_after is None or now >= user.code_sign_in_after:
-        return
-    if _holds_trusted_device(db, hasher, user, device_cookie, now):
-        return
-    wait = math.ceil((user.code_sign_in_after - now).total_seconds())
-    words = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
-    raise RateLimited(
-        f"Too many wrong codes were entered for this account. Try again in {words}.",
-        retry_after=wait,
-    )
-
-
-def _holds_trusted_device(
-    db: Session, hasher: Hasher, user: User, raw_cookie: str | None, now: datetime
-) -> bool:
-    if not raw_cookie or not isinstance(raw_cookie, str) or len(raw_cookie) > 200:
-        return False
-    device = db.scalars(
-        select(Device)
-        .where(
-            Device.user_id == user.id,
-            Device.cookie_hash.in_(hasher.candidates("device", user.id, raw_cookie)),
-        )
-        .execution_options(all_tenants=True)
-    ).one_or_none()
-    return device is not None and device.is_trusted(now)
-
-
-def code_failed(db: Session, user_id: str, *, now: datetime, origin: Origin) -> None:
-    """Count a wrong code for the account (called once the ``code.failed`` event is
-    flushed): 10 within 15 minutes raise a burst alert; from 100 in a row on, each wrong
-    code refuses code sign-in for a growing delay, and the 100th raises a high alert."""
-    row = db.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(failed_codes=User.failed_codes + 1)
-        .returning(User.failed_codes, User.tenant_id, User.email)
-        .execution_options(synchronize_session=False, all_tenants=True)
-    ).one_or_none()
-    if row is None:
-        return
-    failures, tenant_id, email = row
-    common: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "now": now,
-        "user_id": user_id,
-        "origin": origin,
-    }
-    if failures >= SLOW_AFTER:
-        delay = min(SLOW_FIRST_DELAY * 2 ** (failures - SLOW_AFTER), SLOW_MAX_DELAY)
-        db.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(code_sign_in_after=now + delay)
-            .execution_options(synchronize_session=False, all_tenants=True)
-        )
-        if failures == SLOW_AFTER:
-            raise_alert(
-                db,
-                "code_sign_in_slowed",
-                "high",
-                summary=(
-                    f"{SLOW_AFTER} wrong sign-in codes in a row for {email}. Code sign-in "
-                    "for this account now waits longer after each wrong code; its trusted "
-                    "devices can still sign in."
-                ),
-                failures=failures,
-                **common,
-            )
-    recent = (
-        db.scalar(
-            select(func.count())
-            .select_from(Event)
-            .where(
-                Event.subject_id == user_id,
-                Event.kind == "code.failed",
-                Event.at > now - BURST_WINDOW,
-            )
-        )
-        or 0
-    )
-    if recent >= BURST_COUNT and not _recent_alert(db, user_id, "code_burst", now - BURST_WINDOW):
-        raise_alert(
-            db,
-            "code_burst",
-            "medium",
-            summary=(
-                f"{recent} wrong sign-in codes for {email} within "
-                f"{int(BURST_WINDOW.total_seconds() // 60)} minutes."
-            ),
-            failures=recent,
-            **common,
-        )
-
-
-def _recent_alert(db: Session, user_id: str, kind: str, since: datetime) -> bool:
-    return (
-        db.scalar(
-            select(Alert.id)
-            .where(Alert.user_id == user_id, Alert.kind == kind, Alert.created_at > since)
-            .limit(1)
-            .execution_options(all_tenants=True)
-        )
-        is not None
-    )
 
 
 # --- rules on the request path ----------------------------------------------------------

@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import otp
-from app.core import alerts, events, totp
+from app.core import code_checks, events, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
@@ -70,7 +70,15 @@ def new_step(
     device_hash: str | None = None,
 ) -> MfaChallenge:
     """A second step for ``user`` (``sign_in``, ``reauth`` of ``session_id``, or
-    ``enrol``), audited as ``mfa.challenged``."""
+    ``enrol``), audited as ``mfa.challenged``. It replaces the person's earlier open
+    steps: one is open at a time, so its five tries are all there are (each new step
+    also costs a right emailed code)."""
+    db.execute(
+        update(MfaChallenge)
+        .where(MfaChallenge.user_id == user.id, MfaChallenge.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False, all_tenants=True)
+    )
     step = MfaChallenge(
         id=f"mfa_{secrets.token_urlsafe(16)}",
         tenant_id=user.tenant_id,
@@ -156,7 +164,7 @@ def check_second_factor(
         attempts=attempts,
     )
     db.flush()
-    alerts.code_failed(db, user.id, now=now, origin=origin)
+    code_checks.wrong_code(db, hasher, address=user.email, accounts=[user], now=now, origin=origin)
     if attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
     left = MAX_ATTEMPTS - attempts

@@ -15,8 +15,8 @@ Each tenant sets three periods (days): ``sessions_retention_days`` (default 90),
 * everywhere: deletes sign-in challenges (emailed codes and second steps) a day after
   they expired (they hold an email address and an IP, and are useless once expired),
   finished webhook deliveries and finished mail (sent, failed or expired; its body is
-  already wiped) after :data:`DELIVERY_HISTORY`, and rate-limit counters whose window is
-  over.
+  already wiped) after :data:`DELIVERY_HISTORY`, rate-limit counters whose window is
+  over, and runs of wrong codes left alone for a day (app.core.code_checks).
 
 It works in batches of ``batch_size`` rows, one short transaction each (so it never holds
 SQLite's write lock for long and an interrupted run just resumes next time), and every
@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.core import audit, events
+from app.core import audit, code_checks, events
 from app.core.errors import ValidationError
 from app.core.events import Origin
 from app.models import (
@@ -80,6 +80,7 @@ class Purged:
     deliveries: int = 0
     mail: int = 0
     rate_counters: int = 0
+    code_slowdowns: int = 0
     session_ips: int = 0
     event_ips: int = 0
     alert_ips: int = 0
@@ -424,4 +425,5 @@ def purge(new_session: Callable[[], Session], *, now: datetime, batch_size: int 
     done.deliveries += repeat(purge_deliveries, now)
     done.mail += repeat(purge_mail, now)
     done.rate_counters += repeat(purge_rate_counters, now)
+    done.code_slowdowns += repeat(code_checks.forget_old, now)
     return done

@@ -40,7 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import otp
-from app.core import alerts, events, mfa, totp
+from app.core import alerts, code_checks, events, mfa, totp
 from app.core.accounts import accounts_of, normalise_email
 from app.core.errors import (
     ChallengeLocked,
@@ -216,9 +216,11 @@ def sign_in(
     extend_on_activity: bool | None = None,
     end_session_id: str | None = None,
     tenant_id: str | None = None,
+    budgets: CodeBudgets,
 ) -> SignIn:
     """Check the emailed code and start a new session on the caller's device, or hand
-    over the second step.
+    over the second step. The check draws on ``budgets`` and the address's slow-down
+    (app.core.code_checks).
 
     Raises InvalidCode (wrong, expired, used or replaced code; the wrong try is counted),
     ChallengeLocked (too many wrong tries), ValidationError (bad options),
@@ -231,9 +233,16 @@ def sign_in(
     if challenge is None:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
     accounts = _accounts_for(db, challenge)
-    slowed: list[User | None] = [*accounts] or [None]
-    for account in slowed:
-        alerts.refuse_if_slowed(db, hasher, account.id if account else None, device_cookie, now=now)
+    code_checks.before_check(
+        db,
+        hasher,
+        budgets,
+        address=challenge.email,
+        accounts=accounts,
+        device_cookie=device_cookie,
+        origin=origin,
+        now=now,
+    )
     _check_code(db, hasher, challenge, code, accounts, now=now, origin=origin)
     _check_options(expires_in, device_kind)
     options = Options(
@@ -274,6 +283,7 @@ def complete_mfa(
     origin: Origin,
     device_cookie: str | None = None,
     end_session_id: str | None = None,
+    budgets: CodeBudgets,
 ) -> SignIn:
     """Answer a sign-in's second step with the app's code or a recovery code and start
     the session the first step asked for. ``end_session_id`` replaces the first step's
@@ -282,10 +292,11 @@ def complete_mfa(
 
     Raises InvalidCode (wrong code, counted; or the step is unknown, used or expired),
     ChallengeLocked (too many wrong codes: sign in again), SessionLimitReached (deny mode,
-    nothing used up) or InvalidSession (the account was disabled meanwhile)."""
+    nothing used up), RateLimited (a check budget spent, or the address slowed down) or
+    InvalidSession (the account was disabled meanwhile)."""
     step = mfa.open_step(db, step_id, "sign_in", now=now)
-    alerts.refuse_if_slowed(db, hasher, step.user_id, device_cookie, now=now)
     user, tenant = _lock_account(db, step.user_id)
+    _before_check(db, hasher, budgets, user, device_cookie, origin=origin, now=now)
     options = Options.from_json(step.options)
     if end_session_id:
         options = replace(options, end_session_id=end_session_id)
@@ -322,6 +333,8 @@ def complete_enrolment(
     now: datetime,
     origin: Origin,
     end_session_id: str | None = None,
+    device_cookie: str | None = None,
+    budgets: CodeBudgets,
 ) -> tuple[SignIn, list[str]]:
     """Finish a sign-in whose second step is adding an app: enable the pending app when
     ``code`` is its code for now, make the person's recovery codes and start the session.
@@ -329,6 +342,7 @@ def complete_enrolment(
     :func:`complete_mfa`, and ValidationError when no app is being added."""
     step = mfa.open_step(db, step_id, "enrol", now=now)
     user, tenant = _lock_account(db, step.user_id)
+    _before_check(db, hasher, budgets, user, device_cookie, origin=origin, now=now)
     options = Options.from_json(step.options)
     if end_session_id:
         options = replace(options, end_session_id=end_session_id)
@@ -344,6 +358,10 @@ def complete_enrolment(
             subject_id=user.id,
             purpose="enrol",
             attempts=attempts,
+        )
+        db.flush()
+        code_checks.wrong_code(
+            db, hasher, address=user.email, accounts=[user], now=now, origin=origin
         )
         if attempts >= mfa.MAX_ATTEMPTS:
             raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
@@ -369,14 +387,18 @@ def reauthenticate(
     *,
     now: datetime,
     origin: Origin,
+    device_cookie: str | None = None,
+    budgets: CodeBudgets,
 ) -> UserSession:
     """Confirm it is still the same person (a fresh code) without starting a new session:
     the current session's ``authenticated_at`` moves to now. For a person with an
     authenticator app the emailed code is only the first step: MfaRequired hands over a
-    second step (:func:`complete_reauth`). Raises like sign_in."""
+    second step (:func:`complete_reauth`). The check draws on ``budgets`` and the
+    address's slow-down like a sign-in's. Raises like sign_in."""
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None or challenge.user_id != current.user.id:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+    _before_check(db, hasher, budgets, current.user, device_cookie, origin=origin, now=now)
     _check_code(db, hasher, challenge, code, [current.user], now=now, origin=origin)
     _consume(db, challenge, now)
     if totp.is_enabled(current.user):
@@ -384,7 +406,7 @@ def reauthenticate(
             db, current.user, "reauth", now=now, origin=origin, session_id=current.session.id
         )
         raise MfaRequired(step=step)
-    return _mark_fresh(db, current, now=now, origin=origin)
+    return _mark_fresh(db, hasher, current, now=now, origin=origin)
 
 
 def complete_reauth(
@@ -397,12 +419,16 @@ def complete_reauth(
     recovery_code: str | None = None,
     now: datetime,
     origin: Origin,
+    device_cookie: str | None = None,
+    budgets: CodeBudgets,
 ) -> UserSession:
     """Answer a fresh sign-in's second step (the app's code or a recovery code); the
-    current session's sign-in time moves to now. Raises InvalidCode or ChallengeLocked."""
+    current session's sign-in time moves to now. Raises InvalidCode, ChallengeLocked or
+    RateLimited."""
     step = mfa.open_step(db, step_id, "reauth", now=now)
     if step.session_id != current.session.id:
         raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+    _before_check(db, hasher, budgets, current.user, device_cookie, origin=origin, now=now)
     mfa.check_second_factor(
         db,
         hasher,
@@ -414,12 +440,42 @@ def complete_reauth(
         origin=origin,
     )
     mfa.consume(db, step, now)
-    return _mark_fresh(db, current, now=now, origin=origin, second_factor=True)
+    return _mark_fresh(db, hasher, current, now=now, origin=origin, second_factor=True)
+
+
+def _before_check(
+    db: Session,
+    hasher: Hasher,
+    budgets: CodeBudgets,
+    user: User,
+    device_cookie: str | None,
+    *,
+    origin: Origin,
+    now: datetime,
+) -> None:
+    """The check rules (app.core.code_checks) for a code of ``user``'s."""
+    code_checks.before_check(
+        db,
+        hasher,
+        budgets,
+        address=user.email,
+        accounts=[user],
+        device_cookie=device_cookie,
+        origin=origin,
+        now=now,
+    )
 
 
 def _mark_fresh(
-    db: Session, current: Current, *, now: datetime, origin: Origin, second_factor: bool = False
+    db: Session,
+    hasher: Hasher,
+    current: Current,
+    *,
+    now: datetime,
+    origin: Origin,
+    second_factor: bool = False,
 ) -> UserSession:
+    code_checks.right_code(db, hasher, current.user.email)
     current.session.authenticated_at = now
     events.record(
         db,
@@ -552,6 +608,7 @@ def _start(
         extend_on_activity=options.extend_on_activity,
     )
     user.last_sign_in_at = now
+    code_checks.right_code(db, hasher, user.email)  # the address's run of wrong codes ends
     device.last_seen_at = now
     for old in evicted:
         _mail_evicted(db, user, old, device, now)
@@ -667,8 +724,9 @@ def _check_code(
             attempts=attempts,
         )
     db.flush()
-    for account in accounts:
-        alerts.code_failed(db, account.id, now=now, origin=origin)
+    code_checks.wrong_code(
+        db, hasher, address=challenge.email, accounts=accounts, now=now, origin=origin
+    )
     if attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked()
     left = MAX_ATTEMPTS - attempts

@@ -375,6 +375,7 @@ def verify() -> Response | tuple[Response, int]:
             code,
             now=moment,
             origin=origin(),
+            budgets=services().budgets,
             device_cookie=device_id or request.cookies.get(DEVICE_COOKIE),
             device_name=device_name,
             device_kind=device_type,
@@ -425,6 +426,7 @@ def verify_mfa() -> Response | tuple[Response, int]:
             recovery_code=recovery_code,
             now=now(),
             origin=origin(),
+            budgets=services().budgets,
             device_cookie=request.cookies.get(DEVICE_COOKIE),
             end_session_id=end_session_id,
         )

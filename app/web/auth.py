@@ -133,6 +133,7 @@ def code() -> Response | str:
                 form.code.data or "",
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
                 device_cookie=request.cookies.get(DEVICE_COOKIE),
                 trust_device=bool(form.trust_device.data),
                 end_session_id=form.end_session.data or None,
@@ -258,6 +259,7 @@ def mfa() -> Response | str:
                 **_second_factor(form.code.data or ""),
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
                 device_cookie=request.cookies.get(DEVICE_COOKIE),
                 end_session_id=form.end_session.data or None,
             )
@@ -328,6 +330,7 @@ def enrol_confirm() -> Response | tuple[str, int]:
                 form.code.data or "",
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
             )
         except SessionLimitReached as error:
             # The live sessions changed since the emailed code: choose again.
@@ -440,6 +443,8 @@ def again() -> Response | str:
                 form.code.data or "",
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
+                device_cookie=request.cookies.get(DEVICE_COOKIE),
             )
         except MfaRequired as error:
             session["reauth"] = {**flow, "mfa": error.details["step"].id}
@@ -473,6 +478,8 @@ def again_mfa() -> Response | str:
                 **_second_factor(form.code.data or ""),
                 now=now(),
                 origin=origin(),
+                budgets=services().budgets,
+                device_cookie=request.cookies.get(DEVICE_COOKIE),
             )
         except ChallengeLocked as error:
             session.pop("reauth", None)
