@@ -181,7 +181,7 @@ def test_a_backup_taken_under_write_load_restores_and_verifies(tmp_path):
             assert db.scalar(select(func.count()).select_from(Tenant)) == 1
             assert db.scalar(select(func.count()).select_from(Event)) > 0
     finally:
-        restored.extensions["holdfast"].database.dispose()
+        restored.extensions["holdfast"].close()
 
 
 def test_a_backup_never_overwrites(tmp_path):
@@ -197,7 +197,7 @@ def test_a_backup_never_overwrites(tmp_path):
         nowhere = cli(app, "backup", str(tmp_path / "missing" / "b.db"))
         assert nowhere.exit_code == 1 and "is not a folder" in nowhere.output
     finally:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()
 
 
 @pytest.mark.parametrize(
@@ -224,4 +224,4 @@ def test_on_postgresql_it_gives_the_pg_dump_line(tmp_path, url, line):
         assert line in answer.output
         assert "s3cret" not in answer.output  # pg_dump reads PGPASSWORD or ~/.pgpass
     finally:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()

@@ -153,7 +153,7 @@ def empty_app(tmp_path: Path, postgres):
         {"DATABASE_URL": url, "SECRET_KEY": SECRET, "MAIL_URL": "console"}, instance_path=tmp_path
     )
     yield app
-    app.extensions["holdfast"].database.dispose()
+    app.extensions["holdfast"].close()
     if postgres is not None:
         postgres.drop(url)
 

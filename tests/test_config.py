@@ -37,7 +37,7 @@ def made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     yield build
     for app in apps:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()
 
 
 def secret_file(tmp_path: Path, name: str, content: str) -> str:

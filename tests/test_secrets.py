@@ -161,7 +161,7 @@ def apps(tmp_path: Path) -> Any:
 
     yield build
     for app in made:
-        app.extensions["holdfast"].database.dispose()
+        app.extensions["holdfast"].close()
 
 
 def cli(app: Flask, *args: str) -> Any:
