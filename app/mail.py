@@ -149,16 +149,23 @@ class SmtpMailer:
         self.username = username
         self.password = password
         self.timeout = timeout
+        self._context: ssl.SSLContext | None = None
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS settings, made on first use and kept: making them loads the system's
+        certificate authorities, which costs more than sending a message."""
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
 
     @contextmanager
     def connect(self) -> Iterator[Send]:
         """One connection to the relay, for as many messages as the caller sends on it.
         Raises MailError when the relay cannot be reached or refuses a message."""
-        context = ssl.create_default_context()
         try:
             smtp: smtplib.SMTP
             if self.implicit_tls:
-                smtp = _SMTPS(timeout=self.timeout, context=context)
+                smtp = _SMTPS(timeout=self.timeout, context=self._tls())
             else:
                 smtp = _SMTP(timeout=self.timeout)
             smtp.connect(self.host, self.port)
@@ -168,7 +175,7 @@ class SmtpMailer:
             raise _mail_error(error) from error
         try:
             if self.starttls:
-                smtp.starttls(context=context)
+                smtp.starttls(context=self._tls())
             if self.username:
                 smtp.login(self.username, self.password or "")
 

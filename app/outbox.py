@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import signals
@@ -189,6 +189,17 @@ def lease_for(mailer: Mailer, batch: int = BATCH) -> timedelta:
     return timedelta(seconds=timeout * (batch + 6))
 
 
+def anything_due(db: Session, *, now: datetime) -> bool:
+    """Whether any message is due now (a read: no lock taken)."""
+    due = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+        .limit(1)
+        .execution_options(all_tenants=True)
+    )
+    return db.scalar(due) is not None
+
+
 def claim_due(
     db: Session, outbox: Outbox, *, now: datetime, lease: timedelta, limit: int = BATCH
 ) -> list[Claimed]:
@@ -262,9 +273,27 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def settle(db: Session, outcomes: list[Outcome], *, now: datetime) -> list[OutboxMessage]:
-    """Write down each attempt: sent, due again after its delay, or given up."""
-    settled = []
+    """Write down each attempt: sent (all of them in one statement), due again after its
+    delay, or given up. Returns the rows of the attempts that failed, as written down."""
+    sent = [o.id for o in outcomes if o.attempted and o.error is None]
+    if sent:
+        db.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(sent), OutboxMessage.status == "pending")
+            .values(
+                status="sent",
+                sent_at=now,
+                last_attempt_at=now,
+                attempts=OutboxMessage.attempts + 1,
+                body_sealed=None,
+                last_error=None,
+            )
+            .execution_options(synchronize_session=False, all_tenants=True)
+        )
+    failed = []
     for outcome in outcomes:
+        if outcome.id in sent:
+            continue
         row = db.get(OutboxMessage, outcome.id)
         if row is None or row.status != "pending":
             continue
@@ -273,25 +302,21 @@ def settle(db: Session, outcomes: list[Outcome], *, now: datetime) -> list[Outbo
             continue
         row.attempts += 1
         row.last_attempt_at = now
-        if outcome.error is None:
-            row.status = "sent"
-            row.sent_at = now
-            row.body_sealed = None
-            row.last_error = None
-        elif outcome.permanent:
-            _close(row, "failed", outcome.error)
+        error = outcome.error or "no answer"
+        if outcome.permanent:
+            _close(row, "failed", error)
         else:
             due = now + retry_delay(row.attempts)
             if row.give_up_at is not None and due >= row.give_up_at:
-                _close(row, "expired", outcome.error)
+                _close(row, "expired", error)
             elif due >= row.created_at + GIVE_UP_AFTER:
-                _close(row, "failed", outcome.error)
+                _close(row, "failed", error)
             else:
-                row.last_error = outcome.error[:300]
+                row.last_error = error[:300]
                 row.next_attempt_at = due
-        settled.append(row)
+        failed.append(row)
     db.flush()
-    return settled
+    return failed
 
 
 def _close(row: OutboxMessage, status: str, error: str) -> None:
@@ -307,6 +332,9 @@ def deliver_due(services: Any, *, stop: threading.Event | None = None, batch: in
     tried = 0
     lease = lease_for(services.mailer, batch)
     while stop is None or not stop.is_set():
+        with services.session() as db:  # a read first: on SQLite no write lock for nothing
+            if not anything_due(db, now=services.clock.now()):
+                break
         with services.session(write=True) as db:
             claimed = claim_due(db, services.outbox, now=services.clock.now(), lease=lease)
             db.commit()
@@ -401,8 +429,9 @@ class BackgroundSender:
 
     def _run(self) -> None:
         pause = self.poll
+        looked_at = float("-inf")  # when the queue was last looked at (monotonic)
         while not self._stop.is_set():
-            self._wake.wait(pause)
+            self._wake.wait(max(0.0, min(pause, looked_at + pause - time.monotonic())))
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -415,12 +444,16 @@ class BackgroundSender:
                     deliver(services, handed, lease=self._lease)
                     if self._handed:
                         self._wake.set()  # more were handed meanwhile
-                with services.session() as db:
-                    leave_it = worker_running(db)
-                # Claim what this process queues while it is the one sending.
-                self._outbox.claim_for = None if leave_it else self._lease
-                if not leave_it:
-                    deliver_due(services, stop=self._stop)
+                # The queue itself (retries, mail queued elsewhere) once per poll interval,
+                # not on every wake: a wake is this process's own mail, handed over above.
+                if time.monotonic() - looked_at >= pause:
+                    looked_at = time.monotonic()
+                    with services.session() as db:
+                        leave_it = worker_running(db)
+                    # Claim what this process queues while it is the one sending.
+                    self._outbox.claim_for = None if leave_it else self._lease
+                    if not leave_it:
+                        deliver_due(services, stop=self._stop)
                 pause = self.poll
             except Exception:  # a database outage: keep the thread, try again later
                 log.exception("the mail sender could not run")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -80,26 +81,43 @@ def window_start(seconds: int, now: datetime) -> int:
 
 
 class DatabaseCounters:
-    """Counters in the database, in the caller's transaction (see the module docstring)."""
+    """Counters in the database, in the caller's transaction (see the module docstring).
+    The statement is built once per database kind: SQLAlchemy then finds its compiled
+    form without building and keying a new one for each of the four hits a sign-in
+    makes."""
+
+    def __init__(self) -> None:
+        self._statements: dict[str, Any] = {}
 
     def hit(self, db: Session, key: str, seconds: int, now: datetime) -> int:
         start = window_start(seconds, now)
-        insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
-        statement = (
-            insert(RateCounter)
-            .values(
-                key=key,
-                window_start=start,
-                hits=1,
-                expires_at=datetime.fromtimestamp(start + seconds, UTC),
+        params = {
+            "key": key,
+            "start": start,
+            "expires": datetime.fromtimestamp(start + seconds, UTC),
+        }
+        return int(db.execute(self._statement(db), params).scalar_one())
+
+    def _statement(self, db: Session) -> Any:
+        dialect = db.get_bind().dialect.name
+        found = self._statements.get(dialect)
+        if found is None:
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            found = self._statements[dialect] = (
+                insert(RateCounter)
+                .values(
+                    key=bindparam("key"),
+                    window_start=bindparam("start"),
+                    hits=1,
+                    expires_at=bindparam("expires", type_=RateCounter.expires_at.type),
+                )
+                .on_conflict_do_update(
+                    index_elements=[RateCounter.key, RateCounter.window_start],
+                    set_={"hits": RateCounter.hits + 1},
+                )
+                .returning(RateCounter.hits)
             )
-            .on_conflict_do_update(
-                index_elements=[RateCounter.key, RateCounter.window_start],
-                set_={"hits": RateCounter.hits + 1},
-            )
-            .returning(RateCounter.hits)
-        )
-        return int(db.execute(statement).scalar_one())
+        return found
 
 
 class RedisCounters:

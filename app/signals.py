@@ -15,7 +15,7 @@ _signals = Namespace()
 #: a transaction that recorded audit events committed; ``events``: the Event rows
 events_committed = _signals.signal("events-committed")
 #: a sender tried a batch of queued mail; ``outcomes`` (app.outbox.Outcome) and
-#: ``settled`` (the OutboxMessage rows as written down)
+#: ``settled`` (the OutboxMessage rows of the attempts that failed, as written down)
 mail_attempted = _signals.signal("mail-attempted")
 #: a rate-limit budget refused a request; ``budget``: its name
 rate_limited = _signals.signal("rate-limited")

@@ -71,6 +71,8 @@ def test_a_backup_taken_under_write_load_restores_and_verifies(tmp_path):
         CLOCK=FrozenClock(START),  # the writers' time, which the mail sender goes by too
         RATELIMIT_CODES="100000 per minute",
         RATELIMIT_CODES_PER_IP="100000 per minute",
+        RATELIMIT_CHECKS="100000 per minute",
+        RATELIMIT_CHECKS_PER_IP="100000 per minute",
     )
     services = app.extensions["holdfast"]
     services.sender.start()  # the mail goes out as from a web process

@@ -88,6 +88,8 @@ def shared(
             "HOLDFAST_REDIS_URL": redis.url,
             "HOLDFAST_RATELIMIT_CODES": "1000 per minute",
             "HOLDFAST_RATELIMIT_CODES_PER_IP": "1000 per minute",
+            "HOLDFAST_RATELIMIT_CHECKS": "1000 per minute",
+            "HOLDFAST_RATELIMIT_CHECKS_PER_IP": "1000 per minute",
         }
         holdfast(settings, "db", "upgrade")
         application = create_app(

@@ -77,6 +77,8 @@ def setup(smtp_server: tuple[Mailbox, int], tmp_path: Path) -> Iterator[Setup]:
             "HOLDFAST_COOKIE_SECURE": "false",
             "HOLDFAST_RATELIMIT_CODES": "1000 per minute",
             "HOLDFAST_RATELIMIT_CODES_PER_IP": "1000 per minute",
+            "HOLDFAST_RATELIMIT_CHECKS": "1000 per minute",
+            "HOLDFAST_RATELIMIT_CHECKS_PER_IP": "1000 per minute",
         }
         holdfast(settings, "db", "upgrade")
         node = servers.node(settings, label="node", workers=2, threads=1)
