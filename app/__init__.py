@@ -9,75 +9,28 @@ rules use) lives in ``app.extensions["holdfast"]`` as one :class:`Services` obje
 from __future__ import annotations
 
 import inspect
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
-from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
-from app import config, logs, paths
-from app.cache import Cache, cache_from_url
-from app.clock import FrozenClock, SystemClock
-from app.core import alerts
+from app import config, logs, paths, signals, version
+from app.cache import cache_from_url
+from app.clock import SystemClock
+from app.core import events, webhooks
+from app.core.budgets import CodeBudgets
+from app.core.deployment import Deployment
 from app.crypto import Hasher
 from app.db import Database
-from app.mail import Mailer, mailer_from_url
+from app.mail import mailer_from_url
 from app.outbox import BackgroundSender, Outbox
-from app.ratelimit import CodeBudgets, counters_from_url
-from app.sealing import Sealer
+from app.ratelimit import counters_from_url
+from app.services import Services
 from app.tokens import KeyRing, load_verifying_keys
 
-
-def _release() -> str:
-    """pyproject.toml's version: read from the file when running from a checkout (so it
-    is never an older editable install's), else from the installed package's metadata."""
-    if paths.CHECKOUT is not None:
-        with (paths.CHECKOUT / "pyproject.toml").open("rb") as handle:
-            return str(tomllib.load(handle)["project"]["version"])
-    return metadata.version("holdfast")
-
-
-__version__ = _release()
-
-
-@dataclass
-class Services:
-    database: Database
-    clock: SystemClock | FrozenClock
-    keys: KeyRing
-    hasher: Hasher
-    #: seals and opens stored secrets under the secret key and its fallbacks (app.sealing)
-    sealer: Sealer
-    #: talks to the mail relay; only senders use it (app.outbox), never a request
-    mailer: Mailer
-    #: the mail queue's sealing key and sender address (app.outbox)
-    outbox: Outbox
-    #: what the security rules need to know (links in mail, GeoIP), see app.core.alerts
-    deployment: alerts.Deployment
-    #: answers fine a few minutes old (the admin charts): Redis when configured (app.cache)
-    cache: Cache
-    #: what asking for sign-in codes may cost, counted in the database or Redis
-    #: (app.ratelimit)
-    budgets: CodeBudgets
-    #: this web process's own mail sender, started by its first request (app.outbox)
-    sender: BackgroundSender | None = None
-
-    def session(self, *, write: bool = False) -> Session:
-        db = self.database.session(write=write, outbox=self.outbox)
-        alerts.configure(db, self.deployment)
-        db.info["sealer"] = self.sealer  # the audit chains' pseudonym keys (app.core.audit)
-        return db
-
-    def close(self) -> None:
-        """Stop the background sender and close every database connection."""
-        if self.sender is not None:
-            self.sender.stop()
-        self.database.dispose()
+__version__ = version.__version__
 
 
 class HoldfastResponse(Response):
@@ -187,6 +140,7 @@ def register_services(app: Flask) -> None:
         busy_timeout=float(app.config["SQLITE_BUSY_TIMEOUT"]),
         pool_size=int(app.config["DATABASE_POOL_SIZE"]),
     )
+    register_audit_hooks(database)
     clock = app.config.get("CLOCK") or SystemClock()
     secret = app.config["SECRET_KEY"].encode()
     hasher = Hasher(secret, [key.encode() for key in app.config["SECRET_KEY_FALLBACKS"]])
@@ -211,7 +165,7 @@ def register_services(app: Flask) -> None:
         sealer=hasher.sealer,
         mailer=mailer,
         outbox=Outbox(hasher.sealer, mailer.sender),
-        deployment=alerts.Deployment.from_config(
+        deployment=Deployment.from_config(
             base_url=app.config["BASE_URL"],
             product=app.config["PRODUCT_NAME"],
             geoip_db=app.config.get("GEOIP_DB"),
@@ -227,6 +181,15 @@ def code_budgets(app: Flask) -> CodeBudgets:
         return CodeBudgets.from_config(app.config, counters_from_url(app.config.get("REDIS_URL")))
     except ValueError as error:
         raise config.ConfigError(str(error)) from error
+
+
+def register_audit_hooks(database: Database) -> None:
+    """Every session ``database`` makes seals its audit events into their chains when it
+    commits (app.core.events), and the sealed events queue their webhook deliveries in
+    the same transaction (app.core.webhooks listens for them)."""
+    database.listen("before_commit", events.before_commit)
+    database.listen("after_rollback", events.after_rollback)
+    signals.events_sealed.connect(webhooks.queue_deliveries, sender=database)
 
 
 def register_mail_sender(app: Flask) -> None:
@@ -247,7 +210,7 @@ def register_mail_sender(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from app.extensions import csrf, htmx, login_manager
+    from app.web.extensions import csrf, htmx, login_manager
 
     # Flask-WTF's own before-request check looks up the view's exemptions before the
     # method; Holdfast's asks the method first (a GET, HEAD or OPTIONS has nothing to

@@ -72,6 +72,12 @@ class Database:
             event.listen(maker, "after_commit", self._after_commit)
             event.listen(maker, "after_rollback", _after_rollback)
 
+    def listen(self, name: str, hook: Callable[[Session], None]) -> None:
+        """Run ``hook`` on SQLAlchemy's session event ``name`` for every session this
+        database makes (the app factory registers the audit trail's hooks)."""
+        for maker in (self._readers, self._writers):
+            event.listen(maker, name, hook)
+
     def session(self, *, write: bool = False, outbox: Any = None) -> Session:
         """A new ORM session. ``write=True`` takes SQLite's write lock at the first query;
         ``outbox`` (app.outbox.Outbox) is where its queued mail goes."""

@@ -3,7 +3,7 @@
 ``HOLDFAST_GEOIP_DB`` names a MaxMind City (or Country) database file (``.mmdb``, e.g.
 GeoLite2-City), read with MaxMind's ``geoip2`` package. Without it, and for addresses the
 database does not know (private and loopback ranges, a bad string), :meth:`Locator.lookup`
-answers None and the location rules in app.core.alerts stay quiet.
+answers None and the location rules in app.core.sign_in_rules stay quiet.
 
 A database is opened once per path for the life of the process (memory-mapped, shared by
 threads); to load a newer file, restart the app.

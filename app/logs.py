@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
-from app.extensions import is_loopback
+from app.web.extensions import is_loopback
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 log = logging.getLogger("holdfast.request")

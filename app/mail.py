@@ -18,13 +18,13 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
+
+from app import dns
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,13 @@ DEFAULT_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class Message:
-    """A mail as the core writes it: who to, the subject and the plain-text body."""
+    """A mail as it is queued: who to, the subject, the plain-text body and the same in
+    HTML (app.mail_templates renders both)."""
 
     to: str
     subject: str
     text: str
+    html: str | None = None
 
 
 #: hands one composed message to the relay on an open connection
@@ -71,7 +73,17 @@ def compose(sender: str, message: Message, *, message_id: str, date: str) -> Ema
     email["Date"] = date
     email["Message-ID"] = message_id
     email.set_content(message.text)
+    if message.html is not None:
+        email.add_alternative(message.html, subtype="html")
     return email
+
+
+def plain_text(email: EmailMessage) -> str:
+    """A composed or received mail's plain-text part (or its only part)."""
+    part = email.get_body(preferencelist=("plain",))
+    if part is None:
+        raise ValueError("the mail has no plain-text part")
+    return str(part.get_content())
 
 
 class ConsoleMailer:
@@ -86,7 +98,7 @@ class ConsoleMailer:
         def send(email: EmailMessage) -> None:
             stream = self.stream or sys.stderr
             rule = "-" * 60
-            body = email.get_content().rstrip("\n")
+            body = plain_text(email).rstrip("\n")
             stream.write(
                 f"\n{rule}\nMail to {email['To']}\nSubject: {email['Subject']}\n\n{body}\n{rule}\n"
             )
@@ -224,23 +236,13 @@ def _mail_error(error: BaseException) -> MailError:
     return MailError(text[:300], permanent=isinstance(code, int) and 500 <= code < 600)
 
 
-_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="holdfast-dns")
-
-
 def resolve(host: str, port: int, *, timeout: float) -> str:
-    """The first address ``host`` resolves to, within ``timeout`` seconds: the system's
-    resolver has no timeout of its own, so it runs on a small pool of threads and is
-    abandoned when late. Raises MailError (not found, or too slow)."""
-    future = _LOOKUPS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        found = future.result(timeout=timeout)
-    except FutureTimeout:
-        raise MailError(f"looking up {host} took longer than {timeout:g} s") from None
-    except (OSError, UnicodeError) as error:
-        raise MailError(f"{host} could not be found: {error}") from error
+    """The first address ``host`` resolves to within ``timeout`` seconds (app.dns).
+    Raises MailError (not found, or too slow)."""
+    found = dns.lookup(host, port, timeout=timeout)
     if not found:
-        raise MailError(f"{host} could not be found")
-    return str(found[0][4][0])
+        raise MailError(f"{host} could not be found within {timeout:g} s")
+    return found[0]
 
 
 def mailer_from_url(url: str, sender: str, *, timeout: float = DEFAULT_TIMEOUT) -> Mailer:

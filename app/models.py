@@ -43,9 +43,8 @@ NAMING_CONVENTION = {
 
 ROLES = ("member", "admin")
 LIMIT_MODES = ("evict_oldest", "deny")
-#: what a mid-session change of IP or user-agent family does (see app.core.alerts)
+#: what a mid-session change of IP or user-agent family does (see app.core.request_rules)
 BINDING_ACTIONS = ("allow", "flag", "end")
-ALERT_SEVERITIES = ("low", "medium", "high")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 END_REASONS = (
     "logout",
@@ -124,7 +123,7 @@ class TenantScoped:
     tenant_id: Mapped[str] = mapped_column(String(40), ForeignKey("tenants.id"), index=True)
 
 
-# The hot path's one statement (app.core.sessions.SESSION_FACTS) joins a session with its
+# The hot path's one statement (app.core.session_check.SESSION_FACTS) joins a session with its
 # person, tenant and device by primary key. Each of those three tables has an index on
 # ``id`` followed by exactly the columns the statement reads from it, so SQLite answers
 # each join from the index alone: one B-tree descent where the primary key's index and
@@ -171,7 +170,7 @@ class Tenant(Base):
     limit_mode: Mapped[str] = mapped_column(String(20), default="evict_oldest")
     #: email the person when they sign in on a device not seen before
     notify_new_device: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Security monitoring (app.core.alerts, app.core.totp).
+    # Security monitoring (app.core.sign_in_rules, app.core.totp).
     #: a session's IP changes mid-session: allow, flag (alert) or end (reason suspicious)
     ip_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
     #: a session's browser or OS family changes mid-session: allow, flag or end
@@ -316,7 +315,7 @@ class UserSession(TenantScoped, Base):
     ended_at: Mapped[OptionalTimestamp]
     end_reason: Mapped[str | None] = mapped_column(String(30))
     #: when a request with this ended session's token was first refused: its device
-    #: finding out; later uses are replays (app.core.alerts)
+    #: finding out; later uses are replays (app.core.request_rules)
     token_refused_at: Mapped[OptionalTimestamp]
 
     user: Mapped[User] = relationship(lazy="raise")

@@ -34,6 +34,7 @@ request.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -41,7 +42,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
@@ -53,6 +54,7 @@ from sqlalchemy.orm import Session
 from app import signals
 from app.clock import utcnow
 from app.mail import Mailer, MailError, Message, compose
+from app.mail_templates import MailTemplates
 from app.models import OutboxMessage, WorkerHeartbeat, new_id
 from app.sealing import MAIL_BODY, Sealer, Unsealable
 
@@ -74,12 +76,14 @@ HEARTBEAT_EVERY = timedelta(seconds=5)
 
 
 class Outbox:
-    """What queueing and sending share: the sealer bodies are sealed with, the sender's
-    address (for Message-IDs), and who to tell when a commit queued mail."""
+    """What queueing and sending share: the mail templates, the sealer bodies are sealed
+    with, the sender's address (for Message-IDs), and who to tell when a commit queued
+    mail."""
 
-    def __init__(self, sealer: Sealer, sender: str) -> None:
+    def __init__(self, sealer: Sealer, sender: str, templates: MailTemplates | None = None) -> None:
         self._sealer = sealer
         self.sender = sender
+        self.templates = templates or MailTemplates()
         address = sender.rpartition("<")[2].rstrip(">").strip()
         self.domain = address.rpartition("@")[2] or "localhost"
         #: called after a commit that queued mail, with the messages this process claimed
@@ -89,16 +93,24 @@ class Outbox:
         #: claimed for it for this long (see the module docstring)
         self.claim_for: timedelta | None = None
 
-    def seal(self, row_id: str, text: str) -> bytes:
-        return self._sealer.seal(MAIL_BODY, text.encode(), row_id)
+    def seal(self, row_id: str, message: Message) -> bytes:
+        """Both parts of the body, sealed together (JSON: ``text`` and ``html``)."""
+        body = json.dumps({"text": message.text, "html": message.html})
+        return self._sealer.seal(MAIL_BODY, body.encode(), row_id)
 
-    def open(self, row: OutboxMessage) -> str | None:
-        """The row's body, or None when it cannot be opened (sealed under a secret key
-        that is no longer configured, not even as a fallback)."""
+    def open(self, row: OutboxMessage) -> Message | None:
+        """The row's message, or None when its body cannot be opened (sealed under a
+        secret key that is no longer configured, not even as a fallback). A body queued
+        before mail had an HTML part is the plain text alone."""
         try:
-            return self._sealer.open(MAIL_BODY, row.body_sealed or b"", row.id).decode()
+            plain = self._sealer.open(MAIL_BODY, row.body_sealed or b"", row.id).decode()
         except Unsealable:
             return None
+        text, html = plain, None
+        if plain.startswith('{"text": '):
+            body = json.loads(plain)
+            text, html = body["text"], body["html"]
+        return Message(to=row.to_address, subject=row.subject, text=text, html=html)
 
     def queued(self, claimed: list[Claimed]) -> None:
         for listener in self.listeners:
@@ -107,15 +119,34 @@ class Outbox:
 
 def queue_mail(
     db: Session,
-    message: Message,
-    *,
-    tenant_id: str,
     kind: str,
+    *,
+    to: str,
+    values: Mapping[str, Any],
+    tenant_id: str,
     now: datetime,
     give_up_at: datetime | None = None,
 ) -> OutboxMessage:
-    """Add ``message`` to the outbox in ``db``'s transaction; it is sent once that
-    commits. ``give_up_at``: never send it after then (a code's expiry)."""
+    """Add the ``kind`` mail to ``to`` (rendered from ``templates/mail/<kind>/`` with
+    ``values``, see app.mail_templates) to the outbox in ``db``'s transaction; it is sent
+    once that commits. ``give_up_at``: never send it after then (a code's expiry)."""
+    outbox: Outbox = db.info["outbox"]
+    message = outbox.templates.render(kind, to=to, values=values)
+    return queue_message(
+        db, message, kind=kind, tenant_id=tenant_id, now=now, give_up_at=give_up_at
+    )
+
+
+def queue_message(
+    db: Session,
+    message: Message,
+    *,
+    kind: str,
+    tenant_id: str,
+    now: datetime,
+    give_up_at: datetime | None = None,
+) -> OutboxMessage:
+    """Add a message already written to the outbox (:func:`queue_mail` renders one)."""
     outbox: Outbox = db.info["outbox"]
     row_id = new_id("msg")
     row = OutboxMessage(
@@ -124,7 +155,7 @@ def queue_mail(
         kind=kind,
         to_address=message.to,
         subject=message.subject[:300],
-        body_sealed=outbox.seal(row_id, message.text),
+        body_sealed=outbox.seal(row_id, message),
         message_id=make_msgid(domain=outbox.domain),
         status="pending",
         attempts=0,
@@ -220,15 +251,15 @@ def claim_due(
             last = f" (last error: {row.last_error})" if row.last_error else ""
             _close(row, "expired", f"expired before the relay took it{last}")
             continue
-        text = outbox.open(row)
-        if text is None:
+        message = outbox.open(row)
+        if message is None:
             _close(row, "failed", "the message cannot be opened (was the secret key changed?)")
             continue
         row.next_attempt_at = now + lease
         claimed.append(
             Claimed(
                 id=row.id,
-                message=Message(to=row.to_address, subject=row.subject, text=text),
+                message=message,
                 message_id=row.message_id,
                 date=format_datetime(row.created_at),
             )

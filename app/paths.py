@@ -1,7 +1,7 @@
 """Where Holdfast finds its files, in a checkout and in an installed wheel.
 
-The repository keeps the design card's layout: ``app/``, ``templates/``, ``static/``,
-``migrations/`` and ``deploy/`` side by side at its root. The wheel cannot put folders
+A checkout keeps ``app/``, ``templates/``, ``static/``, ``migrations/`` and ``deploy/``
+side by side at its root. The wheel cannot put folders
 beside the package in site-packages, so it carries the four inside it, as
 ``app/templates/``, ``app/static/``, ``app/migrations/`` and ``app/deploy/``
 (pyproject.toml maps them; ``make dist`` builds it). Each folder is looked for inside the

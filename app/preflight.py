@@ -30,7 +30,7 @@ from app.core import resealing
 from app.sealing import FIX, Sealer, Unsealable, key_id
 
 if TYPE_CHECKING:
-    from app import Services
+    from app.services import Services
 
 #: how each kind of stored secret is named in messages (one, many)
 NAMES = {

@@ -2,8 +2,8 @@
 
 A budget is a list of limits, each a number of uses in a fixed window
 (``"5 per 10 minutes;20 per hour"``). :func:`spend` counts one use against each limit
-and raises RateLimited, with the seconds until the window that refused it ends, when any
-is over.
+and answers the seconds until the window that refused it ends, when any is over. What
+asking for and checking codes may cost is the core's rule (app.core.budgets).
 
 Counters live in the database by default (table ``rate_counters``, one row per key and
 window, bumped by one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``: atomic on SQLite
@@ -30,7 +30,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import signals
-from app.core.errors import RateLimited
 from app.models import RateCounter
 
 log = logging.getLogger(__name__)
@@ -181,12 +180,9 @@ class Budget:
     limits: tuple[Limit, ...]
 
 
-def spend(
-    db: Session, counters: Counters, budget: Budget, key: str, *, now: datetime, message: str
-) -> None:
-    """Count one use of ``budget`` by ``key``. Raises RateLimited (``message``, and
-    ``retry_after`` seconds: until the latest window that refused ends) when any of its
-    limits is over."""
+def spend(db: Session, counters: Counters, budget: Budget, key: str, *, now: datetime) -> int:
+    """Count one use of ``budget`` by ``key``: 0 when every limit still holds, else the
+    seconds until the latest window that refused it ends (at least 1)."""
     wait = 0
     for limit in budget.limits:
         used = counters.hit(db, f"{budget.name}:{key}/{limit.seconds}", limit.seconds, now)
@@ -195,7 +191,7 @@ def spend(
             wait = max(wait, ends - int(now.timestamp()))
     if wait:
         signals.rate_limited.send(db.info.get("database"), budget=budget.name)
-        raise RateLimited(message, retry_after=max(1, wait))
+    return max(1, wait) if wait else 0
 
 
 def client_network(ip: str) -> str:
@@ -210,63 +206,3 @@ def client_network(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
-
-
-@dataclass(frozen=True)
-class CodeBudgets:
-    """The budgets every way of asking for a sign-in code draws on (the sign-in page, its
-    resend button, the fresh sign-in page, ``POST /api/auth/login``), and those every code
-    check draws on (an emailed code, an app's code, a recovery code): one each per
-    normalised address and per client network."""
-
-    counters: Counters
-    per_address: Budget
-    per_network: Budget
-    checks_per_address: Budget
-    checks_per_network: Budget
-
-    @classmethod
-    def from_config(cls, config: Any, counters: Counters) -> CodeBudgets:
-        """The budgets of HOLDFAST_RATELIMIT_*. Raises ValueError naming the setting."""
-
-        def budget(name: str, setting: str) -> Budget:
-            try:
-                return Budget(name, parse_limits(config[setting]))
-            except ValueError as error:
-                raise ValueError(f"HOLDFAST_{setting}: {error}") from error
-
-        return cls(
-            counters,
-            budget("codes:address", "RATELIMIT_CODES"),
-            budget("codes:network", "RATELIMIT_CODES_PER_IP"),
-            budget("checks:address", "RATELIMIT_CHECKS"),
-            budget("checks:network", "RATELIMIT_CHECKS_PER_IP"),
-        )
-
-    def spend_network(self, db: Session, ip: str, *, now: datetime) -> None:
-        spend(
-            db,
-            self.counters,
-            self.per_network,
-            client_network(ip),
-            now=now,
-            message="Too many codes were asked for from your network. Wait a little and try again.",
-        )
-
-    def spend_address(self, db: Session, address: str, *, now: datetime) -> None:
-        spend(
-            db,
-            self.counters,
-            self.per_address,
-            address,
-            now=now,
-            message="Too many codes were asked for this address. Wait a little and try again.",
-        )
-
-    def spend_check(self, db: Session, address: str, ip: str, *, now: datetime) -> None:
-        """One code check for ``address`` from ``ip`` (network first, then address)."""
-        message = "Too many codes were tried. Wait a little and try again."
-        spend(
-            db, self.counters, self.checks_per_network, client_network(ip), now=now, message=message
-        )
-        spend(db, self.counters, self.checks_per_address, address, now=now, message=message)

@@ -12,6 +12,9 @@ from blinker import Namespace
 
 _signals = Namespace()
 
+#: a transaction's audit events were sealed into their chains, just before it commits
+#: (``db``: the session, still open for more rows; ``events``: the Event rows)
+events_sealed = _signals.signal("events-sealed")
 #: a transaction that recorded audit events committed; ``events``: the Event rows
 events_committed = _signals.signal("events-committed")
 #: a sender tried a batch of queued mail; ``outcomes`` (app.outbox.Outcome) and

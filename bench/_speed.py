@@ -135,7 +135,7 @@ def seed(db: Database, *, stored: int, live: int, people: int = 10_000) -> list[
     """Make the bench tenant hold ``stored`` sessions in all, ``live`` of them alive and
     used by the benchmark (created first, so the rest are bulk history from
     ``holdfast demo``'s generator). Returns the live sessions' tokens."""
-    from app.cli import seed_bulk  # the same bulk generator as `holdfast demo --sessions`
+    from app.demo import seed_bulk  # the same bulk generator as `holdfast demo --sessions`
 
     tenant_id = bench_tenant(db)
     moment = now()

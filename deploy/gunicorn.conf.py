@@ -1,5 +1,5 @@
 """gunicorn settings for one Holdfast node: ``gunicorn -c deploy/gunicorn.conf.py wsgi:app``
-in a checkout, and what ``holdfast serve`` runs (app/serve.py; the wheel carries this file
+in a checkout, and what ``holdfast serve`` runs (app/cli/serve.py; the wheel carries this file
 as app/deploy/gunicorn.conf.py).
 
 Configure Holdfast itself with HOLDFAST_* environment variables (docs/deploy.md); flags on

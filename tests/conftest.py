@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from app import Services, create_app, migrate
 from app.clock import FrozenClock
 from app.core import accounts
 from app.db import Database, PlainConnections
+from app.mail import plain_text
 from app.models import Tenant, User
 from tests import databases
 from tests.cluster import REDIS_SERVER, Redis, Servers
@@ -112,21 +113,21 @@ class Mailbox:
     """Everything the SMTP test server received."""
 
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[EmailMessage] = []
         self._lock = threading.Lock()
         #: the apps of the running test, whose queued mail :meth:`count` waits for
         self.senders: list[Services] = []
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         with self._lock:
-            self.messages.append(message_from_bytes(envelope.content))
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 OK"
 
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
 
-    def to(self, address: str) -> list[Message]:
+    def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
             return [m for m in self.messages if m["To"] == address]
 
@@ -138,7 +139,7 @@ class Mailbox:
             outbox_drained(services)
         return len(self.to(address))
 
-    def wait_for(self, address: str, count: int = 1, timeout: float = 5.0) -> list[Message]:
+    def wait_for(self, address: str, count: int = 1, timeout: float = 5.0) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.to(address)
@@ -147,7 +148,7 @@ class Mailbox:
             time.sleep(0.02)
         raise AssertionError(f"no mail number {count} to {address} within {timeout}s")
 
-    def newest(self, address: str, subject_part: str, timeout: float = 5.0) -> Message:
+    def newest(self, address: str, subject_part: str, timeout: float = 5.0) -> EmailMessage:
         """The newest mail to ``address`` whose subject contains ``subject_part``, waiting
         for one to arrive."""
         deadline = time.monotonic() + timeout
@@ -167,7 +168,7 @@ class Mailbox:
         deadline = time.monotonic() + timeout
         while True:
             for mail in reversed(self.to(address)[count - 1 :]):
-                match = re.search(r"code is (\d{6})", mail.get_payload(decode=True).decode())
+                match = re.search(r"code is (\d{6})", plain_text(mail))
                 if match:
                     return match.group(1)
             if time.monotonic() > deadline:

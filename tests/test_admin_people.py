@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from app.mail import plain_text
 from app.models import Device, User
 from tests.conftest import START, UA_IPAD, csrf_from, outbox_drained, session_id_of
 from tests.test_admin_support import add_session, events_of, session_row, sign_in, user_row
@@ -83,7 +84,7 @@ def test_add_a_person_emails_an_invitation_they_can_use(
     [event] = events_of(services, "user.created", subject_id=added.id)
     assert event.actor_id == boss.id and event.details["role"] == "admin"
     [mail] = mailbox.wait_for("new.person@acme.test")
-    body = mail.get_payload(decode=True).decode()
+    body = plain_text(mail)
     assert "boss@acme.test added you to Acme" in body
     assert "http://localhost/login" in body
     assert "Added new.person@acme.test." in admin_client.get(answer.location).text

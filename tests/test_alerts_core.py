@@ -14,9 +14,11 @@ from netaddr import IPSet
 from sqlalchemy import select
 
 from app import geo
-from app.core import alerts, signin
+from app.core import codes, deployment, signin
 from app.core.errors import ChallengeLocked, InvalidCode, RateLimited
 from app.core.events import Origin
+from app.mail import plain_text
+from app.mail_templates import when
 from app.models import Alert, CodeSlowdown, Event, NotMeToken, UserSession
 from tests.conftest import UA_IPAD, UA_MAC_CHROME, outbox_drained
 
@@ -73,14 +75,17 @@ class Person:
 
     def configured(self, write: bool = True):
         db = self.services.session(write=write)
-        alerts.configure(
-            db, alerts.Deployment.from_config(base_url="https://holdfast.test", geoip_db=self.geoip)
+        deployment.configure(
+            db,
+            deployment.Deployment.from_config(
+                base_url="https://holdfast.test", geoip_db=self.geoip
+            ),
         )
         return db
 
     def ask(self, ip: str, ua: str = UA_MAC_CHROME) -> str:
         with self.configured() as db:
-            challenge = signin.request_code(
+            challenge = codes.request_code(
                 db,
                 self.services.hasher,
                 self.email,
@@ -138,7 +143,7 @@ def mails(services, mailbox, address: str, subject_part: str) -> list:
 
 
 def body(message) -> str:
-    return message.get_payload(decode=True).decode()
+    return plain_text(message)
 
 
 # --- GeoIP ------------------------------------------------------------------------------------
@@ -192,7 +197,7 @@ def test_new_device_raises_a_low_alert_and_mails_a_single_use_link(
     text = body(mail)
     assert "What:  Safari on iOS (tablet)" in text
     assert "Where: New York, United States (IP 198.51.100.20)" in text
-    assert f"When:  {clock.now():%d %b %Y, %H:%M} UTC" in text
+    assert f"When:  {when(clock.now())}" in text
     link = re.search(r"https://holdfast\.test/account/not-me/(\S+)", text)
     assert link, text
     raw = link.group(1)

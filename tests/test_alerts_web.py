@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.core import alerts
+from app.core import alert_inbox, alerts
 from app.db import scope_to_tenant
+from app.mail import plain_text
 from app.models import Alert, CodeSlowdown, Device, Event, NotMeToken, UserSession
 from tests.conftest import (
     UA_IPAD,
@@ -210,7 +211,7 @@ def test_admin_lists_acknowledges_and_resolves_alerts_with_htmx(
     assert page.text.count('class="alert-row') == 2
     assert "Finding number 1" in page.text and member.email in page.text
     assert "2 open alerts" in page.text
-    assert alerts.open_alert_count(services.session(), tenant.id) == 2
+    assert alert_inbox.open_alert_count(services.session(), tenant.id) == 2
 
     answer = client.post(
         f"/admin/alerts/{first}/acknowledge", headers={**HTMX, "X-CSRFToken": csrf_from(page.text)}
@@ -242,7 +243,7 @@ def test_admin_lists_acknowledges_and_resolves_alerts_with_htmx(
             ("alert.acknowledged", first, admin.id),
             ("alert.resolved", second, admin.id),
         ]
-    assert alerts.open_alert_count(services.session(), tenant.id) == 0
+    assert alert_inbox.open_alert_count(services.session(), tenant.id) == 0
 
     unresolved = get(client, "/admin/alerts")
     assert (
@@ -299,11 +300,11 @@ def test_alerts_are_for_admins_of_the_tenant_only(
     assert answer.status_code == 404
     with services.session() as db:  # the dashboard's count, on the admin's scoped session
         scope_to_tenant(db, tenant.id)
-        assert alerts.open_alert_count(db) == 1
+        assert alert_inbox.open_alert_count(db) == 1
         raise_some(services, other, stranger, clock, 2)
     with services.session() as db:
         scope_to_tenant(db, other.id)
-        assert alerts.open_alert_count(db) == 3
+        assert alert_inbox.open_alert_count(db) == 3
     with services.session() as db:
         assert db.get_one(Alert, theirs).status == "open"
 
@@ -316,7 +317,7 @@ def test_high_alerts_are_emailed_to_admins_when_the_policy_says_so(
     raise_some(services, tenant, member, clock, 1, kind="impossible_travel", severity="high")
     [mail] = mailbox.wait_for(admin.email)
     assert mail["Subject"] == "[Holdfast] High alert: Impossible travel (sam@acme.test)"
-    assert "Finding number 0" in mail.get_payload(decode=True).decode()
+    assert "Finding number 0" in plain_text(mail)
     outbox_drained(services)
     assert mailbox.to("off@acme.test") == [] and mailbox.to("bob@acme.test") == []
 
@@ -332,9 +333,7 @@ def test_high_alerts_are_emailed_to_admins_when_the_policy_says_so(
 
 def not_me_link(mailbox, email):
     mail = mailbox.newest(email, "New sign-in")
-    match = re.search(
-        r"http://localhost(/account/not-me/\S+)", mail.get_payload(decode=True).decode()
-    )
+    match = re.search(r"http://localhost(/account/not-me/\S+)", plain_text(mail))
     assert match
     return match.group(1)
 

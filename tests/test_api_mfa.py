@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.core import events, mfa, totp
+from app.mail import plain_text
 from app.models import Challenge, Event, MfaChallenge, User, UserSession
 from tests.test_api import api_sign_in, ask_code, assert_error, bearer, stored_session
 
@@ -111,7 +112,7 @@ def test_a_recovery_code_works_once_and_is_mailed(
     )
     assert answer.status_code == 201, answer.text
     mail = [m for m in mailbox.wait_for(member.email, 2) if "recovery code" in m["Subject"]]
-    assert mail and "9 unused recovery codes left" in mail[0].get_payload(decode=True).decode()
+    assert mail and "9 unused recovery codes left" in plain_text(mail[0])
     with services.session() as db:
         used = db.scalars(select(Event).where(Event.kind == "recovery_code.used")).one()
         assert used.details == {"left": 9}

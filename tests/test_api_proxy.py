@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from app.core.sessions import SESSION_FACTS, TOUCH
+from app.core.session_check import SESSION_FACTS, TOUCH
 from app.web.proxy import header_email
 from tests.conftest import session_id_of, statements_run, writes_in
 from tests.test_api import api_sign_in, bearer, stored_session

@@ -13,10 +13,11 @@ from alembic import command
 from flask import Flask
 from sqlalchemy import delete, func, insert, select, text, update
 
-from app import Services, migrate
+from app import migrate
 from app.clock import FrozenClock
 from app.core import audit, events
 from app.models import AuditHead, Event, Tenant, User, UserSession
+from app.services import Services
 from tests.conftest import Factory, Mailbox, login
 
 

@@ -16,10 +16,10 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import create_app
-from app.cli import seed_bulk
 from app.clock import FrozenClock
-from app.core import accounts, events, signin
-from app.mail import MemoryMailer
+from app.core import accounts, codes, events, signin
+from app.demo import seed_bulk
+from app.mail import MemoryMailer, plain_text
 from app.models import Event, Tenant, UserSession
 from tests.conftest import SECRET, START
 
@@ -33,7 +33,7 @@ class Inbox(MemoryMailer):
         self.codes: dict[str, list[str]] = {}
 
     def _keep_code(self, email: EmailMessage) -> None:
-        match = re.search(r"code is (\d{6})", email.get_content())
+        match = re.search(r"code is (\d{6})", plain_text(email))
         if match:
             with self.lock:
                 self.codes.setdefault(email["To"], []).append(match.group(1))
@@ -105,7 +105,7 @@ def test_a_backup_taken_under_write_load_restores_and_verifies(tmp_path):
             try:
                 while not stop.is_set():
                     with services.session(write=True) as db:
-                        challenge = signin.request_code(
+                        challenge = codes.request_code(
                             db,
                             services.hasher,
                             email,

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from app.core import events, mfa, totp
+from app.mail import plain_text
 from app.models import User, UserSession
 from tests.conftest import UA_MAC_CHROME
 
@@ -101,7 +102,7 @@ def test_sign_in_with_the_app_code_then_with_a_recovery_code(
     laptop.wait_for_url("**/devices")
     assert "Signed in with a recovery code" in laptop.content()
     mail = [m for m in mailbox.wait_for(sarah.email, 3) if "recovery code" in m["Subject"].lower()]
-    assert mail and "9 unused recovery codes left" in mail[0].get_payload(decode=True).decode()
+    assert mail and "9 unused recovery codes left" in plain_text(mail[0])
     laptop.goto(f"{live_server}/account/security")
     assert laptop.locator("#codes-left").inner_text() == "9 left"
     close(phone, laptop)

@@ -13,6 +13,7 @@ import pytest
 
 from app import create_app
 from app.clock import SystemClock
+from app.mail import plain_text
 from tests.conftest import UA_IPAD, UA_MAC_CHROME, Factory, browser_login, free_port, sending
 
 pytestmark = pytest.mark.browser
@@ -39,7 +40,7 @@ def site(app_config, tmp_path) -> Iterator[tuple[str, Factory]]:
 
 
 def new_sign_in_mail(mailbox, address: str) -> str:
-    return mailbox.newest(address, "New sign-in").get_payload(decode=True).decode()
+    return plain_text(mailbox.newest(address, "New sign-in"))
 
 
 def test_this_wasnt_me_from_the_email_signs_the_stranger_out(browser, site, mailbox):
@@ -86,7 +87,7 @@ def test_this_wasnt_me_from_the_email_signs_the_stranger_out(browser, site, mail
 
     # Admins got the high alert by email, and see it on /admin/alerts.
     admin_mail = mailbox.newest("ada@clinic.test", "High alert")
-    assert f"{base}/admin/alerts" in admin_mail.get_payload(decode=True).decode()
+    assert f"{base}/admin/alerts" in plain_text(admin_mail)
     console = browser.new_context(user_agent=UA_MAC_CHROME, viewport={"width": 1280, "height": 800})
     admin_page = console.new_page()
     browser_login(admin_page, base, mailbox, "ada@clinic.test")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
-from app.cli import DEMO_ADMIN, DEMO_MEMBER
+from app.demo import DEMO_ADMIN, DEMO_MEMBER
 from app.models import Event, SigningKey, Tenant, User
 from tests.conftest import SECRET
 

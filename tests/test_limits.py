@@ -9,6 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from app.mail import plain_text
 from app.models import Challenge, Event, UserSession
 from tests.conftest import UA_IPAD, UA_MAC_CHROME, csrf_from, login, request_code, session_id_of
 
@@ -85,9 +86,9 @@ def test_evict_oldest_ends_the_least_recently_active_session(
 
     # ... and the person is emailed about it.
     mail = mailbox.newest(person.email, "You were signed out on another device")
-    body = mail.get_payload(decode=True).decode()
+    body = plain_text(mail)
     assert "signed in on Safari on iOS" in body
-    assert "signed in at 2026-03-02 09:00 UTC" in body
+    assert "signed in at 2 Mar 2026, 09:00 UTC" in body
 
 
 def test_sessions_on_trusted_devices_are_evicted_last(app, mailbox, make, tenant, services, clock):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select, update
 
-from app.core import signin
+from app.core import codes, signin
 from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
@@ -34,11 +34,11 @@ def open_challenges(services, clock, mailbox, email, count):
     """``count`` challenges with their mailed codes, all usable at once. Asking for a code
     replaces the earlier ones, so they are reopened afterwards: each thread then holds a
     live challenge of its own, as if each browser had asked just before the others."""
-    challenges, codes = [], []
+    challenges, mailed = [], []
     for _ in range(count):
         before = mailbox.count(email)
         with services.session(write=True) as db:
-            challenge = signin.request_code(
+            challenge = codes.request_code(
                 db,
                 services.hasher,
                 email,
@@ -48,11 +48,11 @@ def open_challenges(services, clock, mailbox, email, count):
             )
             db.commit()
         challenges.append(challenge.id)
-        codes.append(mailbox.last_code(email, before + 1))
+        mailed.append(mailbox.last_code(email, before + 1))
     with services.session(write=True) as db:
         db.execute(update(Challenge).where(Challenge.id.in_(challenges)).values(consumed_at=None))
         db.commit()
-    return list(zip(challenges, codes, strict=True))
+    return list(zip(challenges, mailed, strict=True))
 
 
 def race(services, clock, pairs):
@@ -173,14 +173,14 @@ def test_parallel_wrong_codes_claim_exactly_the_allowed_tries(backend, clock, ma
     with ThreadPoolExecutor(max_workers=WRONG_GUESSES) as pool:
         outcomes = [f.result(timeout=120) for f in [pool.submit(guess, n) for n in range(24)]]
 
-    assert outcomes.count("invalid_code") == signin.MAX_ATTEMPTS - 1
-    assert outcomes.count("challenge_locked") == WRONG_GUESSES - signin.MAX_ATTEMPTS + 1
+    assert outcomes.count("invalid_code") == codes.MAX_ATTEMPTS - 1
+    assert outcomes.count("challenge_locked") == WRONG_GUESSES - codes.MAX_ATTEMPTS + 1
     with services.session() as db:
-        assert db.get_one(Challenge, challenge_id).attempts == signin.MAX_ATTEMPTS
+        assert db.get_one(Challenge, challenge_id).attempts == codes.MAX_ATTEMPTS
         failed = db.scalar(
             select(func.count()).select_from(Event).where(Event.kind == "code.failed")
         )
-        assert failed == signin.MAX_ATTEMPTS
+        assert failed == codes.MAX_ATTEMPTS
     # The right code no longer works either: the challenge is dead.
     with services.session(write=True) as db, pytest.raises(ChallengeLocked):
         signin.sign_in(

@@ -47,12 +47,12 @@ def test_the_mail_queue_is_in_the_metrics(app, services, clock, member, make):
 
     from app.mail import Message
     from app.models import OutboxMessage
-    from app.outbox import queue_mail
+    from app.outbox import queue_message
 
     services.sender.stop()  # nothing sends: the relay is "down"
     with services.session(write=True) as db:
         for number in range(3):
-            queue_mail(
+            queue_message(
                 db,
                 Message(member.email, f"Waiting {number}", "..."),
                 tenant_id=member.tenant_id,

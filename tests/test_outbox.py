@@ -285,12 +285,12 @@ def test_known_and_unknown_addresses_answer_alike(served):
 
 
 def test_mail_is_sealed_in_the_queue_and_wiped_once_sent(app, services, mailbox, member, clock):
-    from app.core import signin
+    from app.core import codes
     from app.core.events import Origin
 
     services.sender.stop()  # look at the queue before anything is sent
     with services.session(write=True) as db:
-        signin.request_code(
+        codes.request_code(
             db,
             services.hasher,
             member.email,
@@ -303,7 +303,7 @@ def test_mail_is_sealed_in_the_queue_and_wiped_once_sent(app, services, mailbox,
         [row] = db.scalars(select(OutboxMessage)).all()
         assert (row.kind, row.to_address, row.status) == ("sign_in_code", member.email, "pending")
         assert b"code is" not in row.body_sealed
-        assert row.give_up_at == clock.now() + signin.CODE_LIFETIME
+        assert row.give_up_at == clock.now() + codes.CODE_LIFETIME
         message_id = row.message_id
     from app.outbox import deliver_due
 
@@ -316,7 +316,7 @@ def test_mail_is_sealed_in_the_queue_and_wiped_once_sent(app, services, mailbox,
 
 
 def test_a_code_mail_is_given_up_once_the_code_expired(new_app, member, clock):
-    from app.core import signin
+    from app.core import codes
     from app.core.events import Origin
     from app.outbox import deliver_due
 
@@ -325,7 +325,7 @@ def test_a_code_mail_is_given_up_once_the_code_expired(new_app, member, clock):
     services = app.extensions["holdfast"]
     services.sender.stop()
     with services.session(write=True) as db:
-        signin.request_code(
+        codes.request_code(
             db,
             services.hasher,
             member.email,
@@ -351,7 +351,7 @@ def test_a_code_mail_is_given_up_once_the_code_expired(new_app, member, clock):
 
 def test_a_relay_refusing_for_good_fails_the_message_at_once(new_app, member, clock):
     from app.mail import Message
-    from app.outbox import deliver_due, queue_mail
+    from app.outbox import deliver_due, queue_message
 
     class Refusing:
         async def handle_RCPT(self, _server: Any, _session: Any, _envelope: Any, *_: Any) -> str:
@@ -365,7 +365,7 @@ def test_a_relay_refusing_for_good_fails_the_message_at_once(new_app, member, cl
         services = app.extensions["holdfast"]
         services.sender.stop()
         with services.session(write=True) as db:
-            queue_mail(
+            queue_message(
                 db,
                 Message(member.email, "Hello", "Body"),
                 tenant_id=member.tenant_id,
@@ -400,14 +400,14 @@ def test_mail_queued_by_another_process_is_found_by_polling(new_app, member, mai
     """A CLI command (or another node) starts no sender: a web process's sender, not woken
     by that commit, finds the message on its next look."""
     from app.mail import Message
-    from app.outbox import POLL_SECONDS, queue_mail
+    from app.outbox import POLL_SECONDS, queue_message
 
     web = new_app().extensions["holdfast"]
     assert web.sender.running
     elsewhere = new_app().extensions["holdfast"]
     elsewhere.sender.stop()
     with elsewhere.session(write=True) as db:
-        queue_mail(
+        queue_message(
             db,
             Message(member.email, "From the command line", "Hello"),
             tenant_id=member.tenant_id,
@@ -425,7 +425,7 @@ def test_admins_see_their_tenants_undelivered_mail(app, services, mailbox, make,
     from sqlalchemy import update
 
     from app.mail import Message
-    from app.outbox import queue_mail
+    from app.outbox import queue_message
     from tests.test_admin_support import sign_in
 
     acme = make.tenant("acme")
@@ -440,7 +440,7 @@ def test_admins_see_their_tenants_undelivered_mail(app, services, mailbox, make,
             (acme, "kim@acme.test", "new_device"),
             (globex, "gus@globex.test", "sign_in_code"),
         ):
-            queue_mail(
+            queue_message(
                 db,
                 Message(to, "Subject", "the secret body 424242"),
                 tenant_id=tenant.id,

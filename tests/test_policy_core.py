@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from app.core import policy, sessions, signin, trust
+from app.core import codes, policy, session_check, signin, trust
 from app.core.errors import SessionExpired, ValidationError
 from app.core.events import Origin
 from app.models import Device, Event, Tenant, UserSession
@@ -26,7 +26,7 @@ def start_session(services, clock, mailbox, email, **options):
     """Sign in through the core (a real code from the real mailbox); (SignIn, token)."""
     before = mailbox.count(email)
     with services.session(write=True) as db:
-        challenge = signin.request_code(
+        challenge = codes.request_code(
             db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
         )
         db.commit()
@@ -174,7 +174,7 @@ def test_stopping_trust_ends_nothing_then_the_ordinary_lifetime_applies(
     result, token = start_session(services, clock, mailbox, "ada@ward.test", trust_device=True)
     active_until(services, clock, token, clock.now() + 2 * DAY)
     with services.session(write=True) as db:
-        current = sessions.check_session(
+        current = session_check.check_session(
             db, services.keys.verify(token, clock.now()), now=clock.now()
         )
         trust.stop_trusting(db, current, result.device.id, now=clock.now(), origin=ORIGIN)

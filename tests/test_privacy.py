@@ -14,12 +14,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app import Services
 from app.clock import FrozenClock
 from app.core import admin as admin_core
 from app.core import alerts, audit
 from app.core.events import Origin
-from app.core.sessions import check_session
+from app.core.session_check import check_session
 from app.db import scope_to_tenant
 from app.models import (
     Alert,
@@ -31,6 +30,7 @@ from app.models import (
     User,
     UserSession,
 )
+from app.services import Services
 from tests.conftest import UA_IPAD, Factory, Mailbox, csrf_from, login
 
 SAM_IP, SAM_TABLET_IP, KIM_IP, ADA_IP = "203.0.113.5", "203.0.113.99", "198.51.100.7", "192.0.2.200"

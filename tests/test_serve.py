@@ -1,4 +1,4 @@
-"""`holdfast serve` (app/serve.py), the instance folder (HOLDFAST_DATA_DIR) and the one
+"""`holdfast serve` (app/cli/serve.py), the instance folder (HOLDFAST_DATA_DIR) and the one
 version, from the checkout. The installed wheel does the same in tests/test_release.py."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app import __version__, create_app, paths
-from app.serve import NotReady, preflight, wait_for_database
+from app.cli.readiness import NotReady, preflight, wait_for_database
 from tests.cluster import HOLDFAST, ROOT, Server, Servers, answers, call, free_port, port_open
 from tests.conftest import SECRET
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.dialects import sqlite
 
-from app.core import sessions, signin
+from app.core import codes, session_check, sessions, signin
 from app.core.errors import InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.db import scope_to_tenant
@@ -22,7 +22,7 @@ ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 @pytest.fixture
 def signed(services, clock, mailbox, member):
     with services.session(write=True) as db:
-        challenge = signin.request_code(
+        challenge = codes.request_code(
             db,
             services.hasher,
             member.email,
@@ -58,7 +58,7 @@ def check(services, clock, token, touch=True):
         claims = services.keys.verify(token, clock.now())
         scope_to_tenant(db, claims.tenant_id)
         try:
-            current = sessions.check_session(db, claims, now=clock.now(), touch=touch)
+            current = session_check.check_session(db, claims, now=clock.now(), touch=touch)
             assert current.session is not None  # load the objects in the request, as a page does
             return current
         finally:
@@ -73,12 +73,12 @@ def test_a_touch_leaves_a_session_ended_since_its_check_alone(services, clock, s
     with services.session() as db:  # a read-only request: the touch is a plain statement
         claims = services.keys.verify(token, clock.now())
         scope_to_tenant(db, claims.tenant_id)
-        current = sessions.check_session(db, claims, now=clock.now(), touch=False)
+        current = session_check.check_session(db, claims, now=clock.now(), touch=False)
         with services.session(write=True) as other:  # ended meanwhile, on another node
             ended = other.get_one(UserSession, result.session.id)
             sessions.end_session(other, ended, "revoked_by_user", now=clock.now())
             other.commit()
-        sessions._touch(db, current, clock.now())
+        session_check._touch(db, current, clock.now())
         db.commit()
     with services.session() as db:
         stored = db.get_one(UserSession, result.session.id)
@@ -130,7 +130,7 @@ def test_sliding_never_passes_the_absolute_deadline(services, clock, signed, mak
         check(services, clock, token)
     claims = Claims(result.user.id, result.tenant.id, result.session.id, 2**40)
     with services.session() as db, pytest.raises(SessionExpired):
-        sessions.check_session(db, claims, now=clock.now())
+        session_check.check_session(db, claims, now=clock.now())
 
 
 def test_tightening_the_policy_applies_on_the_next_request(services, clock, signed, make, tenant):
@@ -176,7 +176,7 @@ def test_writes_are_throttled(services, clock, signed):
 def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, signed):
     result, token = signed
     with services.session(write=True) as db:
-        challenge = signin.request_code(
+        challenge = codes.request_code(
             db,
             services.hasher,
             member.email,
@@ -198,7 +198,7 @@ def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, 
         db.commit()
     with services.session(write=True) as db:
         claims = services.keys.verify(token, clock.now())
-        current = sessions.check_session(db, claims, now=clock.now())
+        current = session_check.check_session(db, claims, now=clock.now())
         ended = sessions.end_other_sessions(db, current, now=clock.now(), origin=ORIGIN)
         db.commit()
     assert len(ended) == 1 and ended[0].id != result.session.id
@@ -230,7 +230,7 @@ def test_a_check_inside_a_transaction_sees_what_it_wrote(services, clock, signed
         row.end_reason = "revoked_by_user"
         db.flush()
         with pytest.raises(InvalidSession):
-            sessions.check_session(db, claims, now=clock.now())
+            session_check.check_session(db, claims, now=clock.now())
         db.rollback()
     assert check(services, clock, token).session.ended_at is None  # nothing was committed
 
@@ -264,7 +264,7 @@ def test_the_hot_path_joins_are_answered_from_indexes(services, signed):
     result, _token = signed
     database = services.database
     reads: dict[str, set[str]] = {}
-    for column in sessions.SESSION_FACTS.statement.selected_columns:
+    for column in session_check.SESSION_FACTS.statement.selected_columns:
         reads.setdefault(column.table.name, set()).add(column.name)
     inspector = inspect(database.engine)
     for table in ("users", "tenants", "devices"):
@@ -276,7 +276,7 @@ def test_the_hot_path_joins_are_answered_from_indexes(services, signed):
         assert covering, f"no index on {table} covers the columns the session check reads"
     if not database.is_sqlite:
         return
-    sql, encode, _decode = sessions.SESSION_FACTS.compiled(database.plain.dialect)
+    sql, encode, _decode = session_check.SESSION_FACTS.compiled(database.plain.dialect)
     with database.engine.connect() as connection:
         raw = connection.connection.driver_connection
         query = "EXPLAIN QUERY PLAN " + sql

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.core import signin
+from app.core import codes, signin
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
@@ -18,7 +18,7 @@ ORIGIN = Origin(ip="203.0.113.7", user_agent=UA_MAC_CHROME)
 
 def ask(services, clock, email):
     with services.session(write=True) as db:
-        challenge = signin.request_code(
+        challenge = codes.request_code(
             db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
         )
         db.commit()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app import create_app
 from app.core import events, mfa, totp
+from app.mail import plain_text
 from app.models import Event, MfaChallenge, RecoveryCode, User, UserSession
 from tests.conftest import UA_IPAD, csrf_from, login, second_step, session_id_of
 
@@ -211,7 +212,7 @@ def test_a_recovery_code_signs_in_once_and_is_mailed(
         for m in mailbox.wait_for(member.email, 3)
         if m["Subject"] == "A recovery code was used to sign in"
     ]
-    assert "You have 9 unused recovery codes left." in mail.get_payload(decode=True).decode()
+    assert "You have 9 unused recovery codes left." in plain_text(mail)
     with services.session() as db:
         used = db.scalars(select(Event).where(Event.kind == "recovery_code.used")).one()
         assert (used.subject_id, used.details) == (member.id, {"left": 9})

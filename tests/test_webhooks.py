@@ -25,10 +25,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import Services
+from app import webhook_transport
 from app.clock import FrozenClock
 from app.core import events, webhooks
 from app.models import Event, Tenant, User, WebhookDelivery, WebhookEndpoint
+from app.services import Services
 from app.worker import deliver_due
 from tests.conftest import SECRET, Factory, Mailbox, csrf_from, login
 
@@ -426,7 +427,7 @@ def test_public_addresses_pass_with_any_resolver() -> None:
         ("::ffff:0:7f00:1", False),  # IPv4-translated
         ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64
     ):
-        assert webhooks.is_public(address) is public, address
+        assert webhook_transport.is_public(address) is public, address
 
 
 def test_deleting_an_endpoint_drops_its_queue(
@@ -565,7 +566,7 @@ def test_a_slow_dns_lookup_times_out_and_holds_up_no_other_lookup() -> None:
     request (and its worker) for as long as the system retried. Each lookup now runs in
     a thread of its own with a short timeout; a hanging one answers "not reachable" in
     time, and another lookup at the same moment is not queued behind it."""
-    assert webhooks.DNS_TIMEOUT <= 2.0
+    assert webhook_transport.DNS_TIMEOUT <= 2.0
     release = threading.Event()
     started = threading.Event()
 

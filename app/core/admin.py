@@ -1,28 +1,17 @@
-"""A tenant admin's view of the tenant's sessions, and ending anyone's sessions.
-
-Every query here runs on a session scoped to the admin's tenant (app.db), so another
-tenant's rows are simply not there: looking one up by id answers NotFound.
-
-Lists use keyset pagination: the cursor is the sort key and id of the last row shown, so
-page 1,000 costs what page 1 costs (no OFFSET scans).
-"""
+"""A tenant admin's view of the tenant's sessions (the explorer), and ending anyone's
+sessions; audited as the admin's actions. Lookups of the tenant's rows and the SQL
+conditions shared with other admin pages: app.core.tenancy; cursors: app.core.paging."""
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     String,
     column,
-    func,
-    literal_column,
     or_,
     select,
     values,
@@ -33,9 +22,11 @@ from app.core import events
 from app.core.access import Actor, actor_details, actor_id
 from app.core.errors import NotFound, ValidationError
 from app.core.events import Origin
+from app.core.paging import check_limit, decode_cursor, encode_cursor
 from app.core.sessions import Current, deadlines, end_session
-from app.devices import DEVICE_KINDS
-from app.models import Device, Event, Tenant, User, UserSession
+from app.core.tenancy import escape_like, live_condition, selective, tenant_session, tenant_user
+from app.models import Device, Tenant, User, UserSession
+from app.user_agents import DEVICE_KINDS
 
 STATUSES = ("live", "ended", "all")
 SORTS = ("last_active", "signed_in")
@@ -85,24 +76,6 @@ class Page:
     next_cursor: str | None = None
 
 
-def encode_cursor(sort_value: datetime, row_id: str) -> str:
-    raw = json.dumps([sort_value.isoformat(), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValidationError for anything that is not a cursor this module made."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None or not isinstance(row_id, str):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValidationError("That page cursor is not valid.", field="cursor") from error
-    return moment, row_id
-
-
 def search_sessions(
     db: Session,
     filters: SessionFilters,
@@ -122,8 +95,7 @@ def search_sessions(
     sessions are read by index (one keyset query per side, merged), else the walk down the
     sort index filters as it goes (a broad match fills a page quickly)."""
     filters.validate()
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"limit is 1 to {MAX_PAGE}.", field="limit")
+    check_limit(limit, MAX_PAGE)
     sort_column = (
         UserSession.last_seen_at if filters.sort == "last_active" else UserSession.created_at
     )
@@ -159,7 +131,7 @@ def _text_search(  # type: ignore[type-arg]
 ) -> list[tuple[Any, ...]]:
     """The first ``wanted`` (id, sort value) rows of ``query`` (ordered, limited to
     ``wanted``) whose person's email or device's name contains ``text``."""
-    pattern = f"%{_escape_like(text.strip().lower())}%"
+    pattern = f"%{escape_like(text.strip().lower())}%"
     people = db.scalars(
         select(User.id).where(User.email.like(pattern, escape="\\")).limit(TEXT_LOOKUP_LIMIT + 1)
     ).all()
@@ -193,18 +165,6 @@ def _text_search(  # type: ignore[type-arg]
     return merged[:wanted]
 
 
-def selective(db: Session, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """``condition`` (one person's, or a few people's or devices' sessions), marked as
-    matching very few rows. SQLite without planner statistics believes ``tenant_id = ?``
-    is as selective as ``user_id = ?`` and would walk the whole tenant down its sort
-    index to save a sort of a handful of rows; ``likelihood()`` (a no-op otherwise) sends
-    it to the per-person index instead. Other databases keep their statistics."""
-    if db.get_bind().dialect.name == "sqlite":
-        # SQLite wants the probability as a constant in the SQL text, not a parameter.
-        return func.likelihood(condition, literal_column("0.000001"))  # type: ignore[no-any-return]
-    return condition
-
-
 def _aware(moment: datetime) -> datetime:
     """Column values read through a bare select keep the UTC type's zone; be sure."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -230,32 +190,12 @@ def _apply_filters(db: Session, query: Select, filters: SessionFilters, now: dat
     if filters.browser:
         query = query.where(Device.browser == filters.browser)
     if filters.ip_prefix:
-        query = query.where(UserSession.ip.like(f"{_escape_like(filters.ip_prefix)}%", escape="\\"))
+        query = query.where(UserSession.ip.like(f"{escape_like(filters.ip_prefix)}%", escape="\\"))
     if filters.signed_in_from:
         query = query.where(UserSession.created_at >= filters.signed_in_from)
     if filters.signed_in_to:
         query = query.where(UserSession.created_at < filters.signed_in_to)
     return query
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def tenant_session(db: Session, session_id: str) -> UserSession:
-    """A session of the admin's tenant, or NotFound (also for another tenant's)."""
-    session = db.get(UserSession, session_id) if isinstance(session_id, str) else None
-    if session is None:
-        raise NotFound("No such session")
-    return session
-
-
-def tenant_user(db: Session, user_id: str) -> User:
-    """A person of the admin's tenant, or NotFound (also for another tenant's)."""
-    user = db.get(User, user_id) if isinstance(user_id, str) else None
-    if user is None:
-        raise NotFound("No such person")
-    return user
 
 
 def end_session_as_admin(
@@ -321,26 +261,6 @@ def end_user_sessions(
 
 
 # --- shared by the explorer, the dashboard and the people pages -------------------------
-
-
-def live_condition(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """What "live" means in SQL: not ended, and neither stored deadline passed. (A
-    tightened policy shortens sessions further at their next request; see sessions.)"""
-    return (
-        UserSession.ended_at.is_(None),
-        UserSession.idle_deadline > now,
-        UserSession.absolute_deadline > now,
-    )
-
-
-def scoped_tenant_id(db: Session) -> str:
-    """The tenant ``db`` is scoped to. Rows that are not tenant-scoped by the query hook
-    (events) filter on this; an unscoped session fails closed instead of showing every
-    tenant's rows."""
-    tenant_id = db.info.get("tenant_id")
-    if not tenant_id:
-        raise RuntimeError("an admin query ran on a database session not scoped to a tenant")
-    return str(tenant_id)
 
 
 @dataclass(frozen=True)
@@ -416,106 +336,3 @@ def session_rows(db: Session, session_ids: list[str]) -> list[SessionRow]:
 
 
 # --- the audit log ------------------------------------------------------------------------------
-
-
-@dataclass
-class EventFilters:
-    """What the audit log filters by. ``kind`` ending in "." is a prefix ("session.")."""
-
-    kind: str | None = None
-    actor_id: str | None = None
-    subject_id: str | None = None
-    at_from: datetime | None = None
-    at_to: datetime | None = None
-
-    def validate(self) -> EventFilters:
-        for name in ("kind", "actor_id", "subject_id"):
-            value = getattr(self, name)
-            if value is not None and len(value) > 60:
-                raise ValidationError(f"{name} is at most 60 characters.", field=name)
-        if self.at_from and self.at_to and self.at_to <= self.at_from:
-            raise ValidationError("The end date is before the start date.", field="to")
-        return self
-
-
-@dataclass
-class EventPage:
-    rows: list[Event] = field(default_factory=list)
-    next_cursor: str | None = None
-
-
-def search_events(
-    db: Session, filters: EventFilters, *, cursor: str | None = None, limit: int = 50
-) -> EventPage:
-    """One page of the tenant's events, newest first. The cursor is the id of the last
-    event shown (events are append-only, so ids only grow)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"limit is 1 to {MAX_PAGE}.", field="limit")
-    query = _events_query(db, filters.validate())
-    if cursor:
-        query = query.where(Event.id < _event_cursor(cursor))
-    found = list(db.scalars(query.order_by(Event.id.desc()).limit(limit + 1)))
-    page = EventPage(rows=found[:limit])
-    if len(found) > limit:
-        page.next_cursor = str(page.rows[-1].id)
-    return page
-
-
-def iter_event_batches(
-    db: Session, filters: EventFilters, *, batch: int = 1000
-) -> Iterator[list[Event]]:
-    """Every event matching ``filters``, newest first, ``batch`` rows at a time (keyset),
-    so an export of millions of events never holds more than one batch."""
-    query = _events_query(db, filters.validate()).order_by(Event.id.desc()).limit(batch)
-    after: int | None = None
-    while True:
-        rows = list(db.scalars(query if after is None else query.where(Event.id < after)))
-        if rows:
-            yield rows
-        if len(rows) < batch:
-            return
-        after = rows[-1].id
-        for row in rows:  # written out by now: do not let the identity map grow
-            db.expunge(row)
-
-
-def tenant_event(db: Session, event_id: int) -> Event:
-    """An event of the admin's tenant, or NotFound (also for another tenant's)."""
-    event = db.scalars(
-        select(Event).where(Event.id == event_id, Event.tenant_id == scoped_tenant_id(db))
-    ).one_or_none()
-    if event is None:
-        raise NotFound("No such event")
-    return event
-
-
-def people_by_id(db: Session, ids: set[str | None]) -> dict[str, User]:
-    """The tenant's people among ``ids`` (to show emails beside ids); others are left out."""
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
-
-
-def _events_query(db: Session, filters: EventFilters) -> Select[Any]:
-    query = select(Event).where(Event.tenant_id == scoped_tenant_id(db))
-    if filters.kind:
-        if filters.kind.endswith("."):
-            query = query.where(Event.kind.like(f"{_escape_like(filters.kind)}%", escape="\\"))
-        else:
-            query = query.where(Event.kind == filters.kind)
-    if filters.actor_id:
-        query = query.where(Event.actor_id == filters.actor_id)
-    if filters.subject_id:
-        query = query.where(Event.subject_id == filters.subject_id)
-    if filters.at_from:
-        query = query.where(Event.at >= filters.at_from)
-    if filters.at_to:
-        query = query.where(Event.at < filters.at_to)
-    return query
-
-
-def _event_cursor(cursor: str) -> int:
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise ValidationError("That page cursor is not valid.", field="cursor")
-    return int(cursor)

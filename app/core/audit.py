@@ -110,10 +110,6 @@ def network(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def is_anonymised(ip: str) -> bool:
-    return not ip or "/" in ip
-
-
 def _masked(key: str, value: Any) -> Any:
     if isinstance(value, str):
         return pseudonym(key, value)

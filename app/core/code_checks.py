@@ -30,11 +30,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.core.alerts import raise_alert
+from app.core.budgets import CodeBudgets
 from app.core.errors import RateLimited
 from app.core.events import Origin
 from app.crypto import Hasher
 from app.models import Alert, CodeSlowdown, Device, Event, User
-from app.ratelimit import CodeBudgets
 
 BURST_COUNT = 10
 BURST_WINDOW = timedelta(minutes=15)
@@ -199,3 +199,27 @@ def forget_old(db: Session, now: datetime, limit: int) -> int:
     if keys:
         db.execute(delete(CodeSlowdown).where(CodeSlowdown.key.in_(keys)))
     return len(keys)
+
+
+def check_for_person(
+    db: Session,
+    hasher: Hasher,
+    budgets: CodeBudgets,
+    user: User,
+    device_cookie: str | None,
+    *,
+    origin: Origin,
+    now: datetime,
+) -> None:
+    """The check rules of :func:`before_check` for a code of ``user``'s (their own address,
+    their own trusted devices)."""
+    before_check(
+        db,
+        hasher,
+        budgets,
+        address=user.email,
+        accounts=[user],
+        device_cookie=device_cookie,
+        origin=origin,
+        now=now,
+    )

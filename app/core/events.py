@@ -1,10 +1,11 @@
 """The audit trail: one append-only row per thing that happened.
 
 :func:`record` adds the event to the caller's transaction. When that transaction
-commits, the before-commit hook below seals the transaction's events into their
-tenants' hash chains (:mod:`app.core.audit`) and queues a webhook delivery for every
-subscribed endpoint (:mod:`app.core.webhooks`), all in the same transaction: an event
-that is rolled back is neither chained nor announced.
+commits, :func:`before_commit` (registered by the database set-up) seals the
+transaction's events into their tenants' hash chains (:mod:`app.core.audit`) and
+announces them, so that webhooks queue a delivery for every subscribed endpoint
+(:mod:`app.core.webhooks` listens), all in the same transaction: an event that is rolled
+back is neither chained nor announced.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from app import signals
 from app.core import audit
 from app.models import Event
 
@@ -62,8 +63,10 @@ def record(
     return event
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _before_commit(db: Session) -> None:
+def before_commit(db: Session) -> None:
+    """Seal the transaction's events into their chains and announce them
+    (:data:`app.signals.events_sealed`: the webhooks queue their deliveries), in the same
+    transaction. The database set-up registers it on every session it makes."""
     if db.in_nested_transaction():
         return  # a savepoint's release: the outer commit seals
     if not db.info.get(audit.PENDING):
@@ -73,12 +76,11 @@ def _before_commit(db: Session) -> None:
     db.flush()
     if sealed:
         db.info.setdefault("committed_events", []).extend(sealed)
-        from app.core.webhooks import enqueue  # webhooks records events: import late
-
-        enqueue(db, sealed)
+        signals.events_sealed.send(db.info.get("database"), db=db, events=sealed)
 
 
-@sa_event.listens_for(Session, "after_rollback")
-def _after_rollback(db: Session) -> None:
+def after_rollback(db: Session) -> None:
+    """Forget the events of a transaction that was rolled back (registered like
+    :func:`before_commit`)."""
     if not db.in_transaction():
         audit.forget_pending(db)

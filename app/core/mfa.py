@@ -37,11 +37,11 @@ from sqlalchemy.orm import Session
 from app import otp
 from app.core import code_checks, events, totp
 from app.core.access import FreshSignInRequired, is_fresh
+from app.core.deployment import deployment
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
-from app.mail import Message
 from app.models import MfaChallenge, RecoveryCode, Tenant, User, UserSession
 from app.outbox import queue_mail
 
@@ -142,7 +142,7 @@ def check_second_factor(
     """Accept the app's code for now or one of the person's unused recovery codes
     (either, never both); returns which (``totp`` or ``recovery_code``). A wrong one is
     counted against the step (atomically: never more than MAX_ATTEMPTS), audited as
-    ``mfa.failed`` and counted for the account's wrong-code rules (app.core.alerts);
+    ``mfa.failed`` and counted for the account's wrong-code rules (app.core.sign_in_rules);
     then InvalidCode, or ChallengeLocked at the limit."""
     if code and recovery_code:
         raise ValidationError("Send the app's code or a recovery code, not both.", field="code")
@@ -318,22 +318,16 @@ def use_recovery_code(
     tenant = db.get_one(Tenant, user.tenant_id)
     queue_mail(
         db,
-        Message(
-            to=user.email,
-            subject="A recovery code was used to sign in",
-            text=(
-                f"One of your recovery codes was used to sign in to {tenant.name} at "
-                f"{now:%Y-%m-%d %H:%M} UTC from {origin.ip or 'an unknown address'}, "
-                "instead of your authenticator app's code.\n\n"
-                f"You have {left} unused recovery code{'s' if left != 1 else ''} left. "
-                "Make new ones on your account's security page when you run low.\n\n"
-                "If this was not you, someone has your recovery codes and can read your "
-                "email: sign in, end the sessions you do not recognise, make new recovery "
-                "codes and tell your administrator.\n"
-            ),
-        ),
+        "recovery_code_used",
+        to=user.email,
+        values={
+            "product": deployment(db).product,
+            "tenant_name": tenant.name,
+            "at": now,
+            "ip": origin.ip,
+            "left": left,
+        },
         tenant_id=user.tenant_id,
-        kind="recovery_code_used",
         now=now,
     )
     return True

@@ -28,17 +28,11 @@ from sqlalchemy.orm import Session
 
 from app.core import accounts
 from app.core.access import Actor, Operator
-from app.core.admin import (
-    end_user_sessions,
-    live_condition,
-    record_admin_action,
-    selective,
-    tenant_user,
-)
+from app.core.admin import end_user_sessions, record_admin_action
 from app.core.errors import ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, live_sessions
-from app.mail import Message
+from app.core.tenancy import live_condition, selective, tenant_user
 from app.models import ROLES, Device, Tenant, User, UserSession
 from app.outbox import queue_mail
 
@@ -203,18 +197,17 @@ def add_person(
     )
     queue_mail(
         db,
-        Message(
-            to=user.email,
-            subject=f"You have been added to {tenant.name} on {product}",
-            text=(
-                f"{admin.user.email} added you to {tenant.name} on {product}"
-                f"{' as an admin' if role == 'admin' else ''}.\n\n"
-                f"Sign in here with this email address ({user.email}):\n{sign_in_url}\n\n"
-                "There is no password: each time you sign in we email you a one-time code.\n"
-            ),
-        ),
+        "person_added",
+        to=user.email,
+        values={
+            "product": product,
+            "tenant_name": tenant.name,
+            "added_by": admin.user.email,
+            "as_admin": role == "admin",
+            "email": user.email,
+            "sign_in_url": sign_in_url,
+        },
         tenant_id=tenant.id,
-        kind="person_added",
         now=now,
     )
     return user

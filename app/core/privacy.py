@@ -32,10 +32,10 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core import audit, events
-from app.core.admin import tenant_user
 from app.core.errors import ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, end_session
+from app.core.tenancy import tenant_user
 from app.models import (
     Alert,
     Base,

@@ -8,7 +8,7 @@ sessions and at a million: index range scans (see the ``ix_sessions_live`` and
 Queries on sessions, devices and alerts run on the admin's tenant-scoped database
 session (app.db) and see only that tenant. Events are not tenant-scoped rows (a code
 asked for an unknown address belongs to no tenant), so their queries name the scoped
-tenant through :func:`app.core.admin.scoped_tenant_id`.
+tenant through :func:`app.core.tenancy.scoped_tenant_id`.
 
 Days and hours are UTC days and hours: the dashboard says so.
 """
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import models
-from app.core.admin import live_condition, scoped_tenant_id
+from app.core.tenancy import live_condition, scoped_tenant_id
 from app.models import Device, Event, UserSession
 
 #: the charts look back this far

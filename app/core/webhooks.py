@@ -23,24 +23,21 @@
   refusal says only that the address is not allowed or not reachable: never the address
   a name resolved to, nor whether it was private, missing from DNS or too slow to
   resolve, so registering URLs cannot map internal DNS. Each lookup has
-  :data:`DNS_TIMEOUT` seconds, in a thread of its own, so a dead resolver holds up
-  nothing but the one registration (or delivery) that asked.
+  ``DNS_TIMEOUT`` seconds, in a thread of its own, so a dead resolver holds up nothing
+  but the one registration (or delivery) that asked. The HTTP side of it:
+  app.webhook_transport.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import ipaddress
 import json
 import logging
 import re
 import secrets
 import socket
-import ssl
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,8 +51,10 @@ from app.core.errors import NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
+from app.dns import Resolver
 from app.models import Event, WebhookDelivery, WebhookEndpoint, new_id
 from app.sealing import WEBHOOK_SECRET, Unsealable
+from app.webhook_transport import DNS_TIMEOUT, SEND_TIMEOUT, Outcome, post, reachable
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +72,11 @@ MAX_URL = 2000
 MAX_ATTEMPTS = 10
 FIRST_DELAY = timedelta(minutes=1)
 LONGEST_DELAY = timedelta(hours=6)
-#: how long one attempt may take (connect, send, answer)
-SEND_TIMEOUT = 10.0
 #: a claimed delivery is due again after this if its worker died mid-attempt
 LEASE = timedelta(seconds=60)
 SIGNATURE_HEADER = "Holdfast-Signature"
 #: how old a signature timestamp a receiver should accept (see verify_signature)
 TOLERANCE = timedelta(minutes=5)
-USER_AGENT = "Holdfast-Webhooks/1.0"
-
-Resolver = Callable[..., list[Any]]
 
 #: the one answer for a host that does not resolve in time, or resolves to an address
 #: webhooks may not reach
@@ -90,11 +84,6 @@ UNREACHABLE = (
     "That address is not allowed or not reachable. Webhooks go only to hosts on the "
     "public internet that can be found by DNS."
 )
-#: how long a DNS lookup may take (seconds); a slower answer counts as not reachable
-DNS_TIMEOUT = 2.0
-#: lookups that may be waiting on DNS at once, process-wide; past this, not reachable
-MAX_LOOKUPS = 16
-_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
 
 
 # --- endpoints ----------------------------------------------------------------------------
@@ -105,32 +94,6 @@ class NewEndpoint:
     endpoint: WebhookEndpoint
     #: the signing secret, shown to the admin once
     secret: str
-
-
-_IPV6_WITH_IPV4_INSIDE = tuple(
-    ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
-)
-#: local-use NAT64 (RFC 8215): where it leads depends on the local gateway; never allowed
-_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
-
-
-def is_public(address: str) -> bool:
-    """Whether ``address`` is on the public internet (the only place webhooks may go
-    unless the deployment allows private addresses)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _LOCAL_NAT64:
-            return False
-        if any(ip in network for network in _IPV6_WITH_IPV4_INSIDE):
-            # IPv4-compatible, IPv4-translated and NAT64 forms reach an IPv4 host: judge it.
-            return is_public(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None:
-            return is_public(str(embedded))
-    return ip.is_global and not ip.is_multicast
 
 
 def check_url(
@@ -176,46 +139,11 @@ def check_url(
     if parts.fragment:
         raise ValidationError("A webhook URL cannot have a #fragment.", field="url")
     port = port or (443 if parts.scheme.lower() == "https" else 80)
-    addresses = _resolve(host, port, resolve, timeout)
-    if addresses is None or (not allow_private and not all(is_public(a) for a in addresses)):
+    if reachable(host, port, allow_private=allow_private, timeout=timeout, resolve=resolve) is None:
         # One answer for "not found", "too slow" and "private": telling them apart (and
         # naming the address) would let an admin map the internal network through DNS.
         raise ValidationError(UNREACHABLE, field="url")
     return url, host, port
-
-
-def _resolve(
-    host: str, port: int, resolve: Resolver, timeout: float = DNS_TIMEOUT
-) -> list[str] | None:
-    """The host's addresses, or None when it cannot be resolved within ``timeout``
-    seconds.
-
-    ``getaddrinfo`` has no timeout of its own and cannot be interrupted (a resolver that
-    does not answer holds it for the system's retries, often half a minute), so it runs
-    in a daemon thread of its own that the caller waits on for ``timeout`` at most and
-    then leaves behind. A thread per lookup rather than a pool: a pool's workers stuck on
-    a dead resolver would make every later lookup queue behind them. At most
-    MAX_LOOKUPS may be waiting at once, so a flood of hanging lookups cannot pile up
-    threads either; the request that asked for one past that gets None at once."""
-    if not _lookups.acquire(blocking=False):
-        return None
-    answers: list[list[Any]] = []
-
-    def lookup() -> None:
-        try:
-            answers.append(resolve(host, port, type=socket.SOCK_STREAM))
-        except Exception:  # noqa: S110 (any failure is "not found"; the waiter says so)
-            pass
-        finally:
-            _lookups.release()
-
-    thread = threading.Thread(target=lookup, name="holdfast-dns", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not answers:
-        return None
-    addresses = list(dict.fromkeys(info[4][0] for info in answers[0]))
-    return addresses or None
 
 
 def check_kinds(kinds: Iterable[str]) -> list[str]:
@@ -371,9 +299,15 @@ def recent_deliveries(
 # --- queueing -----------------------------------------------------------------------------
 
 
+def queue_deliveries(_database: object, *, db: Session, events: list[Event]) -> None:
+    """The listener of :data:`app.signals.events_sealed` (connected by the app factory):
+    queue the just-sealed events' deliveries in the committing transaction."""
+    enqueue(db, events)
+
+
 def enqueue(db: Session, sealed: list[Event]) -> list[WebhookDelivery]:
     """Queue a delivery of each just-sealed event for every endpoint of its tenant that
-    asked for its kind (run at commit by app.core.events)."""
+    asked for its kind."""
     wanted = [e for e in sealed if e.kind in KINDS and e.tenant_id is not None]
     if not wanted:
         return []
@@ -490,16 +424,6 @@ class Claimed:
     kind: str
 
 
-@dataclass
-class Outcome:
-    status: int | None = None
-    error: str | None = None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-
 def claim_next(db: Session, hasher: Hasher, *, now: datetime) -> Claimed | None:
     """Take the delivery that has been due longest, across tenants: on PostgreSQL with
     ``FOR UPDATE SKIP LOCKED`` (workers on several nodes never take the same one); on
@@ -529,28 +453,6 @@ def claim_next(db: Session, hasher: Hasher, *, now: datetime) -> Claimed | None:
     )
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
-    """Connects to the address that was checked, whatever DNS says by now."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        self.tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self.tls)
-        self.address = address
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
-
-
 def send(
     claimed: Claimed,
     *,
@@ -559,42 +461,20 @@ def send(
     timeout: float = SEND_TIMEOUT,
     resolve: Resolver = socket.getaddrinfo,
 ) -> Outcome:
-    """POST one delivery. Never raises: every failure is an Outcome with an error."""
+    """POST one delivery, signed (app.webhook_transport). Never raises: every failure is
+    an Outcome with an error."""
     if claimed.secret is None:
         return Outcome(error="the endpoint's secret cannot be read (was the secret key changed?)")
-    parts = urlsplit(claimed.url)
-    host = parts.hostname or ""
-    https = parts.scheme.lower() == "https"
-    try:
-        port = parts.port or (443 if https else 80)
-    except ValueError:
-        return Outcome(error="the URL's port is not valid")
-    addresses = _resolve(host, port, resolve)
-    if addresses is None or (not allow_private and not all(is_public(a) for a in addresses)):
-        # Shown to the tenant's admins: the same words whatever the reason (check_url).
-        return Outcome(error="refused: the address is not allowed or not reachable")
     body = claimed.body.encode()
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: sign(claimed.secret, int(now.timestamp()), body),
         "Holdfast-Delivery": claimed.delivery_id,
         "Holdfast-Event": claimed.kind,
     }
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    connection_class = _PinnedHTTPS if https else _PinnedHTTP
-    connection = connection_class(host, port, addresses[0], timeout)
-    try:
-        connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(64 * 1024)
-        return Outcome(status=response.status)
-    except (OSError, http.client.HTTPException) as error:
-        return Outcome(error=(str(error) or type(error).__name__)[:300])
-    finally:
-        connection.close()
+    return post(
+        claimed.url, body, headers, allow_private=allow_private, timeout=timeout, resolve=resolve
+    )
 
 
 def backoff(attempts: int) -> timedelta:

@@ -36,10 +36,10 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BuildError
 
 from app.cache import remembered
-from app.core import admin, stats
+from app.core import admin, stats, tenancy
 from app.core.access import FreshSignInRequired, require_admin
 from app.core.errors import Forbidden, ValidationError
-from app.devices import DEVICE_KINDS
+from app.user_agents import DEVICE_KINDS
 from app.web.access import admin_required
 from app.web.auth import safe_next
 from app.web.context import current, db, now, origin, services
@@ -291,7 +291,7 @@ def sessions() -> Response | str:
     try:
         filters = filters_from(args)
         if filters.user_id:
-            person = admin.tenant_user(db(), filters.user_id)
+            person = tenancy.tenant_user(db(), filters.user_id)
         page = admin.search_sessions(db(), filters, now=now(), cursor=args.get("cursor") or None)
     except ValidationError as problem:
         error = problem

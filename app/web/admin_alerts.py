@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from app.core import alerts
+from app.core import alert_inbox
 from app.core.errors import ValidationError
 from app.web.access import admin_required
 from app.web.context import current, db, now, origin
@@ -24,17 +24,17 @@ def alerts_page() -> str | tuple[str, int]:
     cursor = request.args.get("cursor") or None
     problem = None
     try:
-        page = alerts.list_alerts(db(), status=status, severity=severity, cursor=cursor)
+        page = alert_inbox.list_alerts(db(), status=status, severity=severity, cursor=cursor)
     except ValidationError as error:
         problem, status, severity = error.message, "unresolved", None
-        page = alerts.list_alerts(db(), status=status)
+        page = alert_inbox.list_alerts(db(), status=status)
     context = {"page": page, "status": status, "severity": severity, "action": ActionForm()}
     if cursor and is_htmx() and problem is None:
         return render_template("partials/_alert_rows.html", **context)
     html = render_template(
         "admin/alerts.html",
         me=current(),
-        open_count=alerts.open_alert_count(db()),
+        open_count=alert_inbox.open_alert_count(db()),
         problem=problem,
         **context,
     )
@@ -44,18 +44,18 @@ def alerts_page() -> str | tuple[str, int]:
 @bp.post("/alerts/<alert_id>/acknowledge")
 @admin_required
 def acknowledge(alert_id: str) -> Response | str:
-    row = alerts.acknowledge(db(), current(), alert_id, now=now(), origin=origin())
+    row = alert_inbox.acknowledge(db(), current(), alert_id, now=now(), origin=origin())
     return _row(row)
 
 
 @bp.post("/alerts/<alert_id>/resolve")
 @admin_required
 def resolve(alert_id: str) -> Response | str:
-    row = alerts.resolve(db(), current(), alert_id, now=now(), origin=origin())
+    row = alert_inbox.resolve(db(), current(), alert_id, now=now(), origin=origin())
     return _row(row)
 
 
-def _row(row: alerts.AlertRow) -> Response | str:
+def _row(row: alert_inbox.AlertRow) -> Response | str:
     if is_htmx():
         return render_template("partials/_alert_row.html", row=row, action=ActionForm())
     return redirect(url_for("admin_alerts.alerts"))  # type: ignore[return-value]

@@ -36,7 +36,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import admin, people
+from app.core import admin, audit_log, people, tenancy
 from app.core.errors import ValidationError
 from app.core.sessions import END_MESSAGES
 from app.web.access import admin_required
@@ -257,7 +257,7 @@ def _a(role: str) -> str:
 # --- audit log ----------------------------------------------------------------------------
 
 
-def audit_filters(args: MultiDict[str, str]) -> admin.EventFilters:
+def audit_filters(args: MultiDict[str, str]) -> audit_log.EventFilters:
     """The audit log's filters from its query string. Actor and subject take an email of
     the tenant or a person's id. ValidationError names a bad one."""
 
@@ -265,7 +265,7 @@ def audit_filters(args: MultiDict[str, str]) -> admin.EventFilters:
         value = (args.get(name) or "").strip()
         return value or None
 
-    return admin.EventFilters(
+    return audit_log.EventFilters(
         kind=text("kind"),
         actor_id=_person_id(text("actor"), "actor"),
         subject_id=_person_id(text("subject"), "subject"),
@@ -289,9 +289,9 @@ def audit() -> Response:
     args = request.args
     shown = {name: args.get(name, "") for name in AUDIT_PARAMS}
     error = None
-    page = admin.EventPage()
+    page = audit_log.EventPage()
     try:
-        page = admin.search_events(db(), audit_filters(args), cursor=args.get("cursor") or None)
+        page = audit_log.search_events(db(), audit_filters(args), cursor=args.get("cursor") or None)
     except ValidationError as problem:
         error = problem
     kept: dict[str, Any] = {k: v for k, v in shown.items() if v}
@@ -301,7 +301,7 @@ def audit() -> Response:
         page=page,
         shown=shown,
         error=error,
-        who=admin.people_by_id(db(), ids),
+        who=tenancy.people_by_id(db(), ids),
         kinds=KNOWN_KINDS,
         next_url=url_for("admin_people.audit", **kept, cursor=page.next_cursor)
         if page.next_cursor
@@ -326,8 +326,8 @@ def audit_csv() -> Response:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for batch in admin.iter_event_batches(session, filters):
-            who = admin.people_by_id(
+        for batch in audit_log.iter_event_batches(session, filters):
+            who = tenancy.people_by_id(
                 session, {e.actor_id for e in batch} | {e.subject_id for e in batch}
             )
             for event in batch:
@@ -366,10 +366,10 @@ def _csv_safe(value: Any) -> Any:
 @bp.get("/audit/<int:event_id>")
 @admin_required
 def event(event_id: int) -> str:
-    found = admin.tenant_event(db(), event_id)
+    found = audit_log.tenant_event(db(), event_id)
     return render_template(
         "admin/event.html",
         event=found,
-        who=admin.people_by_id(db(), {found.actor_id, found.subject_id}),
+        who=tenancy.people_by_id(db(), {found.actor_id, found.subject_id}),
         details=json.dumps(found.details, indent=2, sort_keys=True, default=str),
     )

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core import admin, policy, retention, sessions, signin
+from app.core import admin, codes, paging, policy, retention, sessions, signin
 from app.core.access import require_admin
 from app.core.errors import (
     Forbidden,
@@ -38,7 +38,6 @@ from app.core.errors import (
 )
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
-from app.extensions import csrf
 from app.models import Device, Tenant, UserSession
 from app.web import openapi
 from app.web.context import (
@@ -56,6 +55,7 @@ from app.web.context import (
     services,
     set_device_cookie,
 )
+from app.web.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(openapi.bp)
@@ -277,7 +277,7 @@ def _cursor() -> str | None:
     cannot be stored is a validation error, not a database error."""
     cursor = _query("cursor")
     if cursor is not None:
-        moment, _row_id = admin.decode_cursor(cursor)
+        moment, _row_id = paging.decode_cursor(cursor)
         try:
             _utc(moment)
         except OverflowError as error:
@@ -327,7 +327,7 @@ def login() -> tuple[Response, int]:
     """Send a one-time code. 202 for any well-formed address, known or not."""
     body = json_body()
     email = field(body, "email", str, required=True, max_length=320)
-    challenge = signin.request_code(
+    challenge = codes.request_code(
         db(),
         services().hasher,
         email,

@@ -19,8 +19,8 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from app.core import codes, reauth, signin
 from app.core import mfa as second_factor
-from app.core import signin
 from app.core.errors import (
     ChallengeLocked,
     InvalidCode,
@@ -88,7 +88,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     form = EmailForm()
     if form.validate_on_submit():
         try:
-            challenge = signin.request_code(
+            challenge = codes.request_code(
                 db(),
                 services().hasher,
                 form.email.data or "",
@@ -380,7 +380,7 @@ def resend() -> Response:
     form = ActionForm()
     if not flow or not form.validate_on_submit():
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
-    challenge = signin.request_code(
+    challenge = codes.request_code(
         db(),
         services().hasher,
         flow["email"],
@@ -419,7 +419,7 @@ def again() -> Response | str:
     form = CodeForm()
     send = ActionForm(prefix="send")
     if request.method == "POST" and "send-csrf_token" in request.form and send.validate_on_submit():
-        challenge = signin.request_code(
+        challenge = codes.request_code(
             db(),
             services().hasher,
             me.user.email,
@@ -435,7 +435,7 @@ def again() -> Response | str:
         return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
     if flow and form.validate_on_submit():
         try:
-            signin.reauthenticate(
+            reauth.reauthenticate(
                 db(),
                 services().hasher,
                 me,
@@ -470,7 +470,7 @@ def again_mfa() -> Response | str:
     form = SecondFactorForm()
     if form.validate_on_submit():
         try:
-            signin.complete_reauth(
+            reauth.complete_reauth(
                 db(),
                 services().hasher,
                 me,

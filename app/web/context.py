@@ -26,16 +26,17 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app import Services
 from app.core import sessions
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
 from app.core.events import Origin
-from app.core.sessions import END_MESSAGES, Current, check_session
+from app.core.session_check import check_session
+from app.core.sessions import END_MESSAGES, Current
 from app.db import SessionOnDemand, scope_to_tenant
-from app.extensions import client_ip, login_manager
 from app.models import User
 from app.sealing import Unsealable
+from app.services import Services
 from app.tokens import TokenError, TokenExpired
+from app.web.extensions import client_ip, login_manager
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +39,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from app import signals
 from app.core import stats_ops
+from app.version import __version__
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-
-
-def version() -> str:
-    try:
-        return metadata.version("holdfast")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def multiprocess_folder() -> str | None:
@@ -230,7 +223,7 @@ class _BuildInfo:
             "The Holdfast release and the Python it runs on (always 1)",
             labels=["version", "python"],
         )
-        info.add_metric([version(), platform.python_version()], 1)
+        info.add_metric([__version__, platform.python_version()], 1)
         yield info
 
 

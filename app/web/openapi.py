@@ -12,12 +12,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from app import __version__
 from app.core import admin, retention
 from app.core.policy import FIELDS
 from app.core.signin import MIN_EXPIRES_IN
-from app.devices import DEVICE_KINDS
 from app.models import END_REASONS, ROLES
+from app.user_agents import DEVICE_KINDS
+from app.version import __version__
 
 bp = Blueprint("openapi", __name__)
 

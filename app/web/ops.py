@@ -16,8 +16,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from app import migrate, preflight
 from app.core import stats_ops
-from app.extensions import csrf, is_loopback
 from app.web import metrics as holdfast_metrics
+from app.web.extensions import csrf, is_loopback
 
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)

@@ -29,9 +29,10 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import alerts, mfa, totp
+from app.core import alert_inbox, mfa, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import InvalidCode, NotFound, ValidationError
+from app.core.not_me import disown_sign_in, find_not_me
 from app.web.auth import safe_next
 from app.web.context import clear_session_cookie, current, db, now, origin, services
 from app.web.forms import ActionForm
@@ -70,7 +71,7 @@ def _again() -> Response:
 @login_required
 def index() -> str:
     me = current()
-    mine = alerts.list_alerts(db(), status="all", user_id=me.user.id, limit=10)
+    mine = alert_inbox.list_alerts(db(), status="all", user_id=me.user.id, limit=10)
     enabled = totp.is_enabled(me.user)
     return render_template(
         "security/index.html",
@@ -219,13 +220,13 @@ def not_me(token: str) -> Response | tuple[str, int] | str:
     hasher = services().hasher
     try:
         if request.method == "POST" and form.validate_on_submit():
-            report = alerts.disown_sign_in(db(), hasher, token, now=now(), origin=origin())
+            report = disown_sign_in(db(), hasher, token, now=now(), origin=origin())
             page = render_template("security/not_me.html", report=report, done=True)
             response = Response(page)
             if current_user.is_authenticated and current().session.id == report.session.id:
                 clear_session_cookie(response)
             return response
-        report = alerts.find_not_me(db(), hasher, token, now=now())
+        report = find_not_me(db(), hasher, token, now=now())
     except (NotFound, ValidationError) as error:
         return render_template("security/not_me.html", problem=error.message), error.status
     return render_template("security/not_me.html", report=report, form=form, done=False)

@@ -9,9 +9,9 @@ import segno
 from flask import Flask
 from markupsafe import Markup
 
-from app import __version__
 from app.core.totp import Enrolment
-from app.devices import describe
+from app.user_agents import describe
+from app.version import __version__
 from app.web.context import now
 
 # Outline icons drawn with a few SVG paths (no icon font, nothing inline to run).

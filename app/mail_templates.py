@@ -1,0 +1,67 @@
+"""The mails Holdfast sends, written as Jinja templates, one folder per kind of mail:
+``templates/mail/<kind>/subject.txt``, ``body.txt`` and ``body.html`` (which extends
+``templates/mail/_layout.html``). Each mail goes out with a plain-text part and an HTML
+part saying the same; the plain text is what a mail client without HTML shows and what
+the tests read.
+
+The core queues a mail by its kind and the facts it needs (app.outbox.queue_mail); it is
+rendered there, in the request's transaction, and sealed with the rest of the message.
+Times are UTC, written one way (``6 Dec 2026, 14:05 UTC``). The HTML part is escaped (a
+person's name or a device's name is text, never markup); the text part is not. Templates
+use no Flask: the worker and the CLI render them too. The i18n extension is on (with no
+translations yet), so a template may mark its words with ``{% trans %}`` and ``_()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from app import paths
+from app.mail import Message
+
+FOLDER = paths.TEMPLATES / "mail"
+
+
+def when(moment: datetime) -> str:
+    """A time as mails write it: ``6 Dec 2026, 14:05 UTC``."""
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+class MailTemplates:
+    """Renders a kind of mail into a :class:`Message`. A missing template or a value the
+    template names but was not given is an error (StrictUndefined): a mail with a blank
+    where a link belongs must fail in the tests, not reach a person."""
+
+    def __init__(self, folder: Path = FOLDER) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(folder),
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            extensions=["jinja2.ext.i18n"],
+        )
+        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+        self._env.filters["when"] = when
+        self._env.globals["plural"] = plural
+
+    def render(self, kind: str, *, to: str, values: Mapping[str, Any]) -> Message:
+        """The ``kind`` mail to ``to``; raises jinja2.TemplateError when a template or a
+        value it needs is missing."""
+        subject = self._env.get_template(f"{kind}/subject.txt").render(values)
+        return Message(
+            to=to,
+            subject=" ".join(subject.split()),
+            text=self._env.get_template(f"{kind}/body.txt").render(values),
+            html=self._env.get_template(f"{kind}/body.html").render(values),
+        )

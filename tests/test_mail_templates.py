@@ -1,0 +1,164 @@
+"""Mail bodies are Jinja templates (templates/mail/<kind>/), sent with a plain-text and
+an HTML part (app.mail_templates, app.outbox)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from jinja2 import TemplateError
+from sqlalchemy import select
+
+from app import paths
+from app.core import codes
+from app.core.events import Origin
+from app.mail import Message, plain_text
+from app.mail_templates import MailTemplates
+from app.models import OutboxMessage
+from app.outbox import deliver_due
+from app.sealing import MAIL_BODY
+
+AT = datetime(2026, 12, 6, 14, 5, tzinfo=UTC)
+
+#: every kind of mail with the values its caller gives (the core modules that queue it)
+KINDS = {
+    "sign_in_code": {
+        "product": "Holdfast",
+        "code": "123456",
+        "minutes": 10,
+        "ip": "203.0.113.9",
+        "asked_at": AT,
+    },
+    "high_alert": {
+        "product": "Holdfast",
+        "title": "Many wrong codes",
+        "summary": "Twelve wrong codes in a minute.",
+        "who": "sam@acme.test",
+        "at": AT,
+        "ip": None,
+        "link": "https://id.acme.test/admin/alerts",
+        "tenant_name": "Acme",
+    },
+    "recovery_code_used": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "at": AT,
+        "ip": "203.0.113.9",
+        "left": 1,
+    },
+    "person_added": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "added_by": "boss@acme.test",
+        "as_admin": True,
+        "email": "sam@acme.test",
+        "sign_in_url": "https://id.acme.test/login",
+    },
+    "session_evicted": {
+        "product": "Holdfast",
+        "reason": "You were signed out because you signed in on another device.",
+        "at": AT,
+        "device_name": "Sam's <iPad>",
+        "old_signed_in_at": AT,
+        "old_ip": "",
+    },
+    "new_device": {
+        "product": "Holdfast",
+        "device": "Safari on iPad (tablet)",
+        "place": "203.0.113.9",
+        "at": AT,
+        "link": "https://id.acme.test/account/not-me/abc",
+        "link_days": 7,
+    },
+}
+
+
+def test_every_kind_of_mail_has_a_template_and_nothing_else_does():
+    folders = {p.name for p in (paths.TEMPLATES / "mail").iterdir() if p.is_dir()}
+    assert folders == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_mail_has_a_subject_a_text_and_an_html_part(kind):
+    message = MailTemplates().render(kind, to="sam@acme.test", values=KINDS[kind])
+    assert message.to == "sam@acme.test"
+    assert message.subject and "\n" not in message.subject
+    assert message.html is not None and message.html.lstrip().startswith("<!doctype html>")
+    assert "6 Dec 2026, 14:05 UTC" in message.text or kind == "person_added"
+    for name, value in KINDS[kind].items():
+        # every fact the caller gave reaches the text part as written
+        if isinstance(value, str) and value and name != "product" and kind != "session_evicted":
+            assert value in message.subject + message.text, value
+
+
+def test_the_html_part_escapes_what_people_typed():
+    message = MailTemplates().render(
+        "session_evicted", to="sam@acme.test", values=KINDS["session_evicted"]
+    )
+    assert "Sam's <iPad>" in message.text  # text is text
+    assert message.html is not None
+    assert "<iPad>" not in message.html and "Sam&#39;s &lt;iPad&gt;" in message.html
+
+
+def test_a_value_the_template_needs_but_was_not_given_is_an_error():
+    values = dict(KINDS["new_device"])
+    del values["link"]
+    with pytest.raises(TemplateError):
+        MailTemplates().render("new_device", to="sam@acme.test", values=values)
+    with pytest.raises(TemplateError):
+        MailTemplates().render("no_such_mail", to="sam@acme.test", values={})
+
+
+def test_a_code_mail_arrives_with_both_parts_saying_the_same(services, mailbox, member, clock):
+    with services.session(write=True) as db:
+        codes.request_code(
+            db,
+            services.hasher,
+            member.email,
+            now=clock.now(),
+            origin=Origin("203.0.113.1", ""),
+            budgets=services.budgets,
+        )
+        db.commit()
+    [mail] = mailbox.wait_for(member.email)
+    assert mail.get_content_type() == "multipart/alternative"
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    code = plain_text(mail).split("code is ")[1][:6]
+    assert code.isdigit() and code in html.get_content()
+    assert "Asked for from 203.0.113.1" in plain_text(mail)
+
+
+def test_a_message_queued_before_mail_had_an_html_part_still_goes_out(
+    services, mailbox, member, clock
+):
+    """A release upgraded with mail in its queue: the plain-text body sealed alone."""
+    services.sender.stop()
+    with services.session(write=True) as db:
+        codes.request_code(
+            db,
+            services.hasher,
+            member.email,
+            now=clock.now(),
+            origin=Origin("203.0.113.1", ""),
+            budgets=services.budgets,
+        )
+        [row] = db.scalars(select(OutboxMessage)).all()
+        row.body_sealed = services.sealer.seal(MAIL_BODY, b"Your sign-in code is 654321\n", row.id)
+        db.commit()
+    assert deliver_due(services) == 1
+    [mail] = mailbox.wait_for(member.email)
+    assert not mail.is_multipart()
+    assert plain_text(mail).rstrip() == "Your sign-in code is 654321"
+
+
+def test_a_composed_message_without_html_is_plain_text():
+    from app.mail import compose
+
+    email = compose(
+        "Holdfast <no-reply@localhost>",
+        Message(to="sam@acme.test", subject="Hi", text="Hello\n"),
+        message_id="<1@localhost>",
+        date="Sun, 06 Dec 2026 14:05:00 +0000",
+    )
+    assert email.get_content_type() == "text/plain" and plain_text(email) == "Hello\n"
