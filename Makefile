@@ -35,6 +35,7 @@ lint: install-test assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/import_contract.py
 	$(BIN)/python tools/lint_openapi.py
 
 format: install-test
