@@ -228,7 +228,7 @@ def register_extensions(app: Flask) -> None:
     htmx.init_app(app)
     login_manager.init_app(app)
     # Flask-Login's after-request hook refreshes its remember-me cookie, which Holdfast
-    # never sets (it never calls login_user: the session token decides, app.web.context).
+    # never sets (it never calls login_user: the session token decides, app.web.principal).
     # Left in, it would read Flask's cookie session on every request and make every
     # answer vary by Cookie.
     app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
@@ -266,9 +266,24 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    from app.web import context, ops, templating
+    from app.web import (
+        authentication,
+        cookies,
+        ops,
+        principal,
+        security_headers,
+        templating,
+        unit_of_work,
+    )
 
-    context.init_app(app)
+    cookies.init_app(app)
+    principal.init_app(app)
+    # After-request hooks run in the reverse order of these lines: the commit first (a
+    # failed one turns the answer into a 503), then a refused token's cookie is cleared,
+    # then the security headers go on whatever the answer became.
+    security_headers.init_app(app)
+    authentication.init_app(app)
+    unit_of_work.init_app(app)
     templating.init_app(app)
     ops.init_app(app)
 

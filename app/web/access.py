@@ -11,8 +11,9 @@ from flask_login import login_required
 
 from app.core.access import FreshSignInRequired, require_admin
 from app.core.totp import TotpRequired, require_for_admin
-from app.web.context import current, now
+from app.web.authentication import current
 from app.web.errors import json_error, wants_json
+from app.web.unit_of_work import now
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -42,9 +42,10 @@ from app.core.errors import Forbidden, ValidationError
 from app.user_agents import DEVICE_KINDS
 from app.web.access import admin_required
 from app.web.auth import safe_next
-from app.web.context import current, db, now, origin, services
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.htmx import is_htmx
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

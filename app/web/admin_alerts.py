@@ -9,9 +9,10 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from app.core import alert_inbox
 from app.core.errors import ValidationError
 from app.web.access import admin_required
-from app.web.context import current, db, now, origin
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.htmx import is_htmx
+from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_alerts", __name__, url_prefix="/admin")
 

@@ -41,9 +41,10 @@ from app.core.errors import ValidationError
 from app.core.sessions import END_MESSAGES
 from app.web.access import admin_required
 from app.web.admin import ask_again_for_htmx, day_start, parse_day
-from app.web.context import current, db, now, origin
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.streaming import csv_download
+from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_people", __name__, url_prefix="/admin")
 bp.before_request(ask_again_for_htmx)

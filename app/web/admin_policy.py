@@ -20,7 +20,8 @@ from wtforms import BooleanField, RadioField, SelectChoice, SelectField, StringF
 from app.core import policy
 from app.core.errors import ValidationError
 from app.web.access import admin_required
-from app.web.context import current, db, now, origin
+from app.web.authentication import current, origin
+from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_policy", __name__, url_prefix="/admin")
 

@@ -40,22 +40,11 @@ from app.core.sessions import Current
 from app.core.totp import require_for_admin
 from app.models import Device, Tenant, UserSession
 from app.web import openapi
-from app.web.context import (
-    DEVICE_COOKIE,
-    SAFE_METHODS,
-    SESSION_COOKIE,
-    clear_session_cookie,
-    current,
-    db,
-    iso,
-    live_status,
-    now,
-    origin,
-    seconds_until,
-    services,
-    set_device_cookie,
-)
+from app.web.authentication import current, origin
+from app.web.cookies import DEVICE_COOKIE, SESSION_COOKIE, clear_session_cookie, set_device_cookie
 from app.web.extensions import csrf
+from app.web.session_status import iso, live_status, seconds_until
+from app.web.unit_of_work import SAFE_METHODS, db, now, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(openapi.bp)

@@ -11,7 +11,7 @@ node without nginx in front (the container image) serves them as well as nginx w
   them for every text asset, see setup.py; a checkout serves its files as they are).
 - ``/favicon.ico`` answers (``static/favicon.ico`` is ``static/favicon.svg`` drawn at 16,
   32 and 48 pixels), for what asks for it there; pages link the SVG.
-- Static answers carry the same security headers as pages (app.web.context), except
+- Static answers carry the same security headers as pages (app.web.security_headers), except
   ``Cache-Control: no-store``, which is for pages only.
 
 Under ``holdfast run`` (``HOLDFAST_STATIC_AUTOREFRESH``, set by the development server) the
@@ -31,7 +31,7 @@ from wsgiref.headers import Headers
 from flask import Flask
 from whitenoise import WhiteNoise
 
-from app.web.context import SECURITY_HEADERS
+from app.web.security_headers import SECURITY_HEADERS
 
 PREFIX = "/static/"
 #: seconds a browser keeps a file fetched by its plain name before asking again

@@ -32,19 +32,16 @@ from app.core.errors import (
     ValidationError,
 )
 from app.core.sessions import END_MESSAGES, end_session
-from app.web.context import (
+from app.web.authentication import current, origin
+from app.web.cookies import (
     DEVICE_COOKIE,
     clear_session_cookie,
-    current,
-    db,
-    now,
-    origin,
-    services,
     set_device_cookie,
     set_session_cookie,
 )
 from app.web.forms import ActionForm, CodeForm, EmailForm, EnrolForm, SecondFactorForm
 from app.web.templating import enrolment_page
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("auth", __name__)
 

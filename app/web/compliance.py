@@ -40,9 +40,10 @@ from wtforms.validators import Optional
 from app.core import mail_queue, privacy, reports, retention, webhooks
 from app.core.errors import ValidationError
 from app.web.access import admin_required
-from app.web.context import current, db, now, origin, services
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.streaming import csv_download
+from app.web.unit_of_work import db, now, services
 from app.worker import allow_private
 
 bp = Blueprint("compliance", __name__)

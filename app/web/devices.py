@@ -11,17 +11,12 @@ from app.core import sessions, trust
 from app.core.errors import InvalidSession, ValidationError
 from app.core.policy import describe_duration
 from app.core.sessions import END_MESSAGES
-from app.web.context import (
-    current,
-    db,
-    live_status,
-    now,
-    origin,
-    services,
-    set_session_cookie,
-)
+from app.web.authentication import current, origin
+from app.web.cookies import set_session_cookie
 from app.web.forms import ActionForm, RenameForm
 from app.web.htmx import is_htmx
+from app.web.session_status import live_status
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("devices", __name__)
 

@@ -24,7 +24,7 @@ def is_loopback(address: str) -> bool:
 
 login_manager = LoginManager()
 # Flask-Login's session protection guards an identity kept in Flask's cookie session;
-# Holdfast never keeps one there (app.web.context: the session token decides, and IP or
+# Holdfast never keeps one there (app.web.principal: the session token decides, and IP or
 # browser changes are the tenant's binding policy), so it is off.
 login_manager.session_protection = None
 csrf = CSRFProtect()

@@ -29,8 +29,10 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.core.errors import InvalidSession
 from app.web.auth import safe_next
-from app.web.context import authenticate, send_to_sign_in, services
+from app.web.authentication import authenticate
 from app.web.errors import json_error
+from app.web.sign_in_redirects import send_to_sign_in
+from app.web.unit_of_work import services
 
 bp = Blueprint("proxy", __name__)
 

@@ -34,9 +34,11 @@ from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import InvalidCode, NotFound, ValidationError
 from app.core.not_me import disown_sign_in, find_not_me
 from app.web.auth import safe_next
-from app.web.context import clear_session_cookie, current, db, now, origin, services
+from app.web.authentication import current, origin
+from app.web.cookies import clear_session_cookie
 from app.web.forms import ActionForm
 from app.web.templating import enrolment_page
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("security", __name__)
 

@@ -15,7 +15,7 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from app.db import scope_to_tenant
-from app.web.context import services
+from app.web.unit_of_work import services
 
 
 def csv_download(

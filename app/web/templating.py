@@ -12,7 +12,7 @@ from markupsafe import Markup
 from app.core.totp import Enrolment
 from app.user_agents import describe
 from app.version import __version__
-from app.web.context import now
+from app.web.unit_of_work import now
 
 # Outline icons drawn with a few SVG paths (no icon font, nothing inline to run).
 _SVG = (
