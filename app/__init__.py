@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
-from werkzeug.datastructures import Headers
+from flask import Flask, request
 
-from app import config, logs, paths, signals, version
+from app import config, internals, logs, paths, signals, version
 from app.cache import cache_from_url
 from app.clock import SystemClock
 from app.core import events, webhooks
@@ -33,33 +32,6 @@ from app.tokens import KeyRing, load_verifying_keys
 __version__ = version.__version__
 
 
-class HoldfastResponse(Response):
-    """Flask's response, sent without werkzeug's second pass over its headers. Werkzeug
-    copies every response's headers on the way out (``get_wsgi_headers``), checking each
-    value again for line breaks, so that it can correct Location and Content-Length in
-    the copy; each header was checked when it was set. When there is nothing to correct
-    (no Location or Content-Location, no 1xx/204/304 status, a length known or not
-    wanted) the headers go out as they are: 15 to 20 of them a response, about 6 µs.
-    A view may still return ``flask.Response``: Flask makes it this class on the way out
-    (``force_type``). tests/test_ops.py checks the wire headers match werkzeug's."""
-
-    def get_wsgi_headers(self, environ: dict[str, Any]) -> Headers:
-        status = self.status_code
-        if status < 200 or status in (204, 304):
-            return super().get_wsgi_headers(environ)
-        headers = self.headers
-        length = False
-        for key, _value in headers:
-            lowered = key.lower()
-            if lowered == "content-length":
-                length = True
-            elif lowered in ("location", "content-location"):
-                return super().get_wsgi_headers(environ)
-        if not length and self.automatically_set_content_length and self.is_sequence:
-            return super().get_wsgi_headers(environ)
-        return headers
-
-
 class Holdfast(Flask):
     """Flask for a WSGI app without coroutines. Flask asks of every view and request hook,
     on every call, whether it is a coroutine function (ten times a request, 3 to 6 µs in
@@ -67,7 +39,7 @@ class Holdfast(Flask):
     could not run one, so each is called as it is. :func:`refuse_coroutines` turns one
     into an error when the app is made, instead of a failing request."""
 
-    response_class = HoldfastResponse
+    response_class = internals.RESPONSE_CLASS
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         return func
@@ -84,6 +56,7 @@ def create_app(
     )
     config.load(app, overrides)
     logs.init_app(app)
+    internals.report_missing(app.logger)
     trust_proxies(app)
     register_services(app)
     register_mail_sender(app)
@@ -227,11 +200,9 @@ def register_extensions(app: Flask) -> None:
 
     htmx.init_app(app)
     login_manager.init_app(app)
-    # Flask-Login's after-request hook refreshes its remember-me cookie, which Holdfast
-    # never sets (it never calls login_user: the session token decides, app.web.principal).
-    # Left in, it would read Flask's cookie session on every request and make every
-    # answer vary by Cookie.
-    app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
+    # Holdfast never sets Flask-Login's remember-me cookie (it never calls login_user: the
+    # session token decides, app.web.principal): no need to refresh it on every request.
+    internals.drop_remember_cookie_refresh(app, login_manager)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -29,13 +29,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Select, Update, create_engine, event
-from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from app import outbox, signals
+from app.internals import SQLITE_COMPILER
 from app.models import TenantScoped
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class PlainQuery:
         found = self._compiled.get(key)
         if found is None:
             compiled: SQLCompiler = (
-                _SQLiteWithHints(dialect, self.statement)
+                SQLITE_COMPILER(dialect, self.statement)
                 if dialect.name == "sqlite"
                 else self.statement.compile(dialect=dialect)  # type: ignore[assignment]
             )
@@ -159,17 +159,6 @@ class PlainQuery:
                 ),
             )
         return found
-
-
-class _SQLiteWithHints(SQLiteCompiler):
-    """SQLite's compiler, writing the statement's SQLite index hints (see PlainQuery):
-    ``INDEXED BY`` and ``NOT INDEXED`` only, so a hint meant for every database (a
-    ``with_hint`` without a dialect name) never reaches SQLite as SQL."""
-
-    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
-        if text and text.startswith(("INDEXED BY ", "NOT INDEXED")):
-            return text
-        return None
 
 
 class PlainSQL(NamedTuple):

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
+from app.internals import current_globals
 from app.web.extensions import is_loopback
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -33,7 +34,7 @@ def new_request_id() -> str:
 class RequestContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
-            store = g._get_current_object()
+            store = current_globals()
             record.request_id = store.get("request_id")
             current = store.get("current")  # app.core.sessions.Current: its plain facts
             record.tenant = current.facts.tenant.id if current else None
@@ -139,7 +140,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _access_log(response: Response) -> Response:
-        store = g._get_current_object()
+        store = current_globals()
         response.headers.add("X-Request-ID", store.get("request_id", ""))  # no view sets one
         if log.isEnabledFor(logging.INFO) and request.endpoint != "static":
             started = store.get("request_started", time.perf_counter())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 from app import dns
+from app.internals import smtp_clients
 
 log = logging.getLogger(__name__)
 
@@ -207,25 +207,6 @@ class SmtpMailer:
                 smtp.close()
 
 
-class _LookupWithTimeout:
-    """smtplib's client, looking the relay's name up within the connection timeout
-    (:func:`resolve`) before connecting to the address found. It replaces
-    ``_get_socket``, smtplib's one place that opens the socket (the same method in
-    every Python since 3.3); TLS still checks the certificate against the name."""
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        address = resolve(host, port, timeout=timeout)
-        return super()._get_socket(address, port, timeout)  # type: ignore[misc,no-any-return]
-
-
-class _SMTP(_LookupWithTimeout, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_LookupWithTimeout, smtplib.SMTP_SSL):
-    pass
-
-
 def _mail_error(error: BaseException) -> MailError:
     """A relay's failure as a MailError: refused for good on a 5xx answer."""
     code = getattr(error, "smtp_code", None)
@@ -243,6 +224,10 @@ def resolve(host: str, port: int, *, timeout: float) -> str:
     if not found:
         raise MailError(f"{host} could not be found within {timeout:g} s")
     return found[0]
+
+
+#: smtplib's clients, looking the relay's name up within the timeout (app.internals)
+_SMTP, _SMTPS = smtp_clients(resolve)
 
 
 def mailer_from_url(url: str, sender: str, *, timeout: float = DEFAULT_TIMEOUT) -> Mailer:

@@ -29,15 +29,20 @@ so a client that stops halfway through sending a request, or stops reading a lar
 holds the worker until then (with gthread it held the one pool thread for good): the
 worker belongs behind nginx, which sends whole requests and reads answers at once.
 
-It builds on gthread's internals of gunicorn 27 (the poller callbacks, ``pending_conns``,
-``method_queue``), so pyproject.toml pins gunicorn to 27.x; tests/test_gunicorn_worker.py
-runs it. A module of its own beside the configuration, importing nothing of Holdfast, so
-that the benchmarks' Django peer runs under the same worker.
+It builds on gthread's internals of gunicorn 27 (:data:`GTHREAD_INTERNALS`: the poller
+callbacks, ``pending_conns``, ``method_queue``, ``_cap_keepalive``), so pyproject.toml pins
+gunicorn to 27.x. Each worker process checks at start-up that they are all still there;
+when one is missing (a newer gunicorn) it logs a warning naming it and runs as plain
+gthread. tests/test_gunicorn_worker.py runs it, ``make test-newest`` against the newest
+gunicorn too. A module of its own beside the configuration, importing nothing of Holdfast
+(app/internals.py lists it with the app's other uses of library internals), so that the
+benchmarks' Django peer runs under the same worker.
 """
 
 from __future__ import annotations
 
 import selectors
+import socket
 import time
 from concurrent.futures import Future
 from functools import partial
@@ -48,15 +53,71 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 #: seconds between two heartbeats sent while serving (the arbiter's timeout is 30 s)
 HEARTBEAT = 1.0
 
+#: What of gthread the worker uses beyond its documented settings: ThreadWorker's methods
+#: (the worker overrides or calls them), the attributes its ``__init__`` makes, and a
+#: connection's.
+GTHREAD_INTERNALS = {
+    "methods": (
+        "enqueue_req",
+        "finish_request",
+        "handle",
+        "on_pending_socket_readable",
+        "_cap_keepalive",
+        "notify",
+    ),
+    "attributes": ("method_queue", "pending_conns", "nr_conns", "alive", "poller"),
+    "connection": ("initialized", "data_ready", "timeout", "sock"),
+}
+
+
+def missing_internals(
+    gthread: object, worker: ThreadWorker, conn_class: type[TConn] = TConn
+) -> list[str]:
+    """The names of :data:`GTHREAD_INTERNALS` that are gone: ``gthread`` is where the
+    methods are looked up (ThreadWorker, or ``super()`` in a subclass that overrides
+    some), ``worker`` a worker made but not yet running, ``conn_class`` gthread's
+    connection. Empty on the gunicorn this was written for."""
+    missing = [f"ThreadWorker.{name}" for name in GTHREAD_INTERNALS["methods"]]
+    missing = [name for name in missing if not hasattr(gthread, name.split(".")[1])]
+    missing += [
+        f"ThreadWorker.{name}"
+        for name in GTHREAD_INTERNALS["attributes"]
+        if not hasattr(worker, name)
+    ]
+    if not hasattr(getattr(worker, "method_queue", None), "defer"):
+        missing.append("ThreadWorker.method_queue.defer")
+    with socket.socket() as sock:  # a connection's attributes exist once it is made
+        conn = conn_class(worker.cfg, sock, None, None)
+        missing += [
+            f"TConn.{name}" for name in GTHREAD_INTERNALS["connection"] if not hasattr(conn, name)
+        ]
+    return missing
+
 
 class OneThreadWorker(ThreadWorker):
     def init_process(self) -> None:
+        self.choose_mode()
+        super().init_process()
+
+    def choose_mode(self) -> None:
+        """Serve on the loop thread (``inline``) with one thread, no TLS and no HTTP/2,
+        if gthread's internals it relies on are all there; otherwise log which are
+        missing and be plain gthread."""
+        #: gthread's internals this worker relies on that are gone: then it is plain gthread
+        self.missing = missing_internals(super(), self)
+        if self.missing:
+            self.log.warning(
+                "OneThreadWorker: this gunicorn lacks %s; running as plain gthread",
+                ", ".join(self.missing),
+            )
         self.inline = (
-            self.cfg.threads == 1 and not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+            not self.missing
+            and self.cfg.threads == 1
+            and not self.cfg.is_ssl
+            and "h2" not in self.cfg.http_protocols
         )
         self.serving = False
         self.last_beat = 0.0
-        super().init_process()
 
     def enqueue_req(self, conn: TConn) -> None:
         if not self.inline:
@@ -104,5 +165,7 @@ class OneThreadWorker(ThreadWorker):
         """On stopping, connections yet to send a request linger no longer than kept-alive
         ones (one deadline for all keeps ``pending_conns`` in order)."""
         super()._cap_keepalive(deadline)
+        if self.missing:
+            return  # plain gthread
         for conn in self.pending_conns:
             conn.timeout = min(conn.timeout, deadline)

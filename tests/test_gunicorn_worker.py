@@ -8,15 +8,20 @@ until gunicorn's timeout restarts it: nginx sends whole requests)."""
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.workers.gthread import ThreadWorker
 
-from tests.cluster import DEPLOY, GUNICORN, Node, Servers
+from tests.cluster import DEPLOY, GUNICORN, Node, Servers, answers, node_env
 from tests.conftest import SECRET, require_tool
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -165,3 +170,121 @@ def test_one_thread_reports_alive_before_requests_at_most_once_a_second(
         worker.enqueue_req(FakeConn())
     assert served == [True] * 6
     assert beats == [100.0, 101.0, 102.0, 107.0]
+
+
+# --- without gthread's internals: plain gthread ------------------------------------------------
+
+
+@pytest.fixture
+def made_worker() -> Iterator[Callable[..., Any]]:
+    """Make a OneThreadWorker as the arbiter makes it, before it runs (closed after)."""
+    made: list[Any] = []
+
+    def make(module: Any, log: logging.Logger) -> Any:
+        cfg = Config()
+        cfg.set("threads", 1)
+        worker = module.OneThreadWorker(1, os.getpid(), [], None, 30, cfg, log)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.tmp.close()
+
+
+def test_the_installed_gunicorn_has_every_internal_the_worker_uses(made_worker, caplog) -> None:
+    module = load_worker_module()
+    worker = made_worker(module, logging.getLogger("test.worker"))
+    assert module.missing_internals(ThreadWorker, worker) == []
+    with caplog.at_level(logging.WARNING, logger="test.worker"):
+        worker.choose_mode()
+    assert worker.inline and worker.missing == [] and not caplog.records
+
+
+def test_a_gthread_without_an_internal_is_named(made_worker, monkeypatch) -> None:
+    """A copy of gthread's worker class without ``_cap_keepalive`` (as a release that
+    renamed it), and gthread itself without a method."""
+    module = load_worker_module()
+    worker = made_worker(module, logging.getLogger("test.worker"))
+    copy = type(
+        "ThreadWorker",
+        ThreadWorker.__bases__,
+        {k: v for k, v in vars(ThreadWorker).items() if k != "_cap_keepalive"},
+    )
+    assert module.missing_internals(copy, worker) == ["ThreadWorker._cap_keepalive"]
+
+    monkeypatch.delattr(ThreadWorker, "on_pending_socket_readable")
+    monkeypatch.delattr(worker, "pending_conns")
+    assert module.missing_internals(ThreadWorker, worker) == [
+        "ThreadWorker.on_pending_socket_readable",
+        "ThreadWorker.pending_conns",
+    ]
+
+
+def test_without_an_internal_the_worker_logs_it_and_is_plain_gthread(
+    made_worker, caplog, monkeypatch
+):
+    module = load_worker_module()
+    monkeypatch.delattr(ThreadWorker, "on_pending_socket_readable")
+    worker = made_worker(module, logging.getLogger("test.worker"))
+    with caplog.at_level(logging.WARNING, logger="test.worker"):
+        worker.choose_mode()
+    assert not worker.inline
+    assert [r.getMessage() for r in caplog.records] == [
+        "OneThreadWorker: this gunicorn lacks ThreadWorker.on_pending_socket_readable; "
+        "running as plain gthread"
+    ]
+    handed: list[Any] = []
+    monkeypatch.setattr(ThreadWorker, "enqueue_req", lambda self, conn: handed.append(conn))
+    conn = FakeConn()
+    worker.enqueue_req(conn)  # to gthread's pool, not served on the loop thread
+    assert handed == [conn]
+
+
+class NodeUnder(Node):
+    """A node whose gunicorn reads ``config`` (which then reads deploy/gunicorn.conf.py)."""
+
+    def __init__(self, folder: Path, settings: dict[str, str], config: Path) -> None:
+        super().__init__(folder, settings, label="node-plain-gthread")
+        self.config = config
+
+    def start(self) -> Node:
+        command = [str(GUNICORN), "--config", str(self.config), "--bind", self.address]
+        self._spawn(
+            [*command, "--workers", "1", "--threads", "1", self.app], node_env(self.settings)
+        )
+        self._wait_ready(lambda: answers(f"{self.url}/healthz"))
+        return self
+
+
+def threads_of(node: Node) -> int:
+    [pid] = node.worker_pids()
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_gunicorn_without_an_internal_runs_plain_gthread_and_says_so(
+    servers: Servers, node_settings: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text(
+        "import runpy\n"
+        "from gunicorn.workers import gthread\n"
+        "# as a gunicorn that renamed it would be\n"
+        "del gthread.ThreadWorker.on_pending_socket_readable\n"
+        f"settings = runpy.run_path({str(DEPLOY / 'gunicorn.conf.py')!r})\n"
+        "globals().update({k: v for k, v in settings.items() if not k.startswith('__')})\n"
+    )
+    settings = {**node_settings, "HOLDFAST_MAIL_SENDER": "worker"}  # no sender thread
+    ours = servers.node(settings, threads=1)
+    plain = servers.add(NodeUnder(servers.folder, settings, config)).start()
+    for node in (ours, plain):
+        with connect(node) as sock:
+            assert healthz_over(sock) == b"HTTP/1.1 200 OK"
+            assert healthz_over(sock) == b"HTTP/1.1 200 OK"  # kept alive
+    assert "running as plain gthread" not in ours.tail(200)
+    assert (
+        "OneThreadWorker: this gunicorn lacks ThreadWorker.on_pending_socket_readable; "
+        "running as plain gthread"
+    ) in plain.tail(200)
+    # gthread served the requests on a pool thread; the one-thread worker on its loop
+    assert threads_of(plain) == threads_of(ours) + 1

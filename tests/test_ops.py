@@ -9,7 +9,8 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
-from app import HoldfastResponse, refuse_coroutines
+from app import refuse_coroutines
+from app.internals import HoldfastResponse
 from tests.conftest import csrf_from
 
 

@@ -8,11 +8,15 @@ The modules fall into three layers:
   (INTERFACE below);
 * **core**: ``app.core``, the rules;
 * **store**: every other module of app/ (models, database, migrations, the outbox and
-  mail, sealing, keys, counters, caches): what the rules are kept in and sent with.
+  mail, sealing, keys, counters, caches): what the rules are kept in and sent with;
+* **library internals**: ``app.internals`` alone, under them all: every use of a
+  library's private names, which any layer may need (it names Flask's and SQLAlchemy's
+  alike), importing nothing of app/.
 
 The rules:
 
-1. an import goes down or sideways, never up: interface -> core -> store;
+1. an import goes down or sideways, never up: interface -> core -> store -> library
+   internals;
 2. the core and the store import no web framework (Flask, its extensions, werkzeug);
 3. no import cycle among the modules of app/.
 
@@ -30,10 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 #: modules outside app.web and app.cli that belong to the interface layer
 INTERFACE = {"app", "app.services", "app.config", "app.logs", "app.preflight", "app.worker"}
 WEB_FRAMEWORK = ("flask", "flask_login", "flask_wtf", "htmx_flask", "werkzeug", "wtforms")
-RANK = {"store": 0, "core": 1, "interface": 2}
+#: the module every layer may import, which imports nothing of app/ (app/internals.py)
+INTERNALS = "app.internals"
+RANK = {"internals": -1, "store": 0, "core": 1, "interface": 2}
 
 
 def layer(module: str) -> str:
+    if module == INTERNALS:
+        return "internals"
     if module in INTERFACE or module.split(".")[:2] in (["app", "web"], ["app", "cli"]):
         return "interface"
     if module == "app.core" or module.startswith("app.core."):
@@ -130,7 +138,7 @@ def breaches(package: Path) -> list[str]:
                         f"{where}:{line}: {layer(module)} module {module} imports "
                         f"{layer(target)} module {target}"
                     )
-            elif layer(module) != "interface" and target.split(".")[0] in WEB_FRAMEWORK:
+            elif layer(module) in ("core", "store") and target.split(".")[0] in WEB_FRAMEWORK:
                 problems.append(f"{where}:{line}: {layer(module)} module {module} imports {target}")
     for component in cycles(graph):
         problems.append(f"import cycle: {', '.join(component)}")

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import ScriptInfo, with_appcontext
 
 from app import paths
 from app.cli.readiness import preflight
+from app.internals import current_application
 
 
 def run_server(bind: str | None, make_app: Callable[[], Flask]) -> None:
@@ -75,7 +76,7 @@ def serve(ctx: click.Context, bind: str | None, migrate_first: bool) -> None:
         from app.cli.db import db_upgrade
 
         ctx.invoke(db_upgrade)
-    preflight(current_app._get_current_object())  # type: ignore[attr-defined]
+    preflight(current_application())
     sys.stdout.flush()
     script = ctx.find_object(ScriptInfo)
     if script is None or script.create_app is None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
-from flask.ctx import _AppCtxGlobals
-from flask.globals import request_ctx
 from flask_login import current_user
 
 from app.core.errors import HoldfastError, InvalidSession, SessionExpired
@@ -21,6 +19,7 @@ from app.core.events import Origin
 from app.core.session_check import check_session
 from app.core.sessions import Current
 from app.db import scope_to_tenant
+from app.internals import RequestGlobals, current_globals, request_ctx
 from app.tokens import TokenError, TokenExpired
 from app.web.cookies import SESSION_COOKIE, clear_session_cookie
 from app.web.extensions import client_ip
@@ -68,14 +67,14 @@ def authenticate() -> Current | None:
     directly, since it needs nothing else of Flask-Login. The check looks up Flask's
     context-locals (``g``, ``request``) once and passes them on: each lookup through the
     proxies costs about a microsecond, and it ran a dozen of them."""
-    store = g._get_current_object()
+    store = current_globals()
     checked = store.get("current", _UNCHECKED)
     if checked is _UNCHECKED:
         checked = store.current = _check(request_ctx.request, store)
     return checked  # type: ignore[no-any-return]
 
 
-def _check(req: Request, store: _AppCtxGlobals) -> Current | None:
+def _check(req: Request, store: RequestGlobals) -> Current | None:
     token = request_token(req)
     if token is None:
         return None

@@ -16,11 +16,11 @@ import logging
 from datetime import datetime
 
 from flask import Flask, Response, current_app, g, request
-from flask.ctx import _AppCtxGlobals
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import SessionOnDemand
+from app.internals import RequestGlobals, current_globals
 from app.sealing import Unsealable
 from app.services import Services
 from app.web.errors import secrets_unavailable, unavailable
@@ -36,10 +36,10 @@ def services() -> Services:
 
 def db() -> Session:
     """The request's database session (made on first use)."""
-    return unit_of(g._get_current_object(), request.method)()
+    return unit_of(current_globals(), request.method)()
 
 
-def unit_of(store: _AppCtxGlobals, method: str, found: Services | None = None) -> SessionOnDemand:
+def unit_of(store: RequestGlobals, method: str, found: Services | None = None) -> SessionOnDemand:
     """The request's database session, made when something first needs it: the hot path
     reads and touches without one (app.db.SessionOnDemand). ``store`` is the request's
     ``g`` (the object, not the proxy) and ``found`` its services, for a caller that
@@ -54,10 +54,10 @@ def unit_of(store: _AppCtxGlobals, method: str, found: Services | None = None) -
 
 def now() -> datetime:
     """The request's moment: read once, so every rule in a request agrees."""
-    return now_of(g._get_current_object())
+    return now_of(current_globals())
 
 
-def now_of(store: _AppCtxGlobals, found: Services | None = None) -> datetime:
+def now_of(store: RequestGlobals, found: Services | None = None) -> datetime:
     """:func:`now`, for a caller that already holds the request's ``g`` (and services)."""
     moment: datetime | None = store.get("now")
     if moment is None:
