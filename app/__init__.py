@@ -37,7 +37,8 @@ class Holdfast(Flask):
     on every call, whether it is a coroutine function (ten times a request, 3 to 6 µs in
     all); Holdfast has none, and without the asgiref package (Flask's ``async`` extra)
     could not run one, so each is called as it is. :func:`refuse_coroutines` turns one
-    into an error when the app is made, instead of a failing request."""
+    into an error when the app is made, instead of a failing request. Its answers are
+    app.internals.HoldfastResponse (Flask's own where werkzeug lacks what that relies on)."""
 
     response_class = internals.RESPONSE_CLASS
 
