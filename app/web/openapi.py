@@ -13,52 +13,39 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from app.core import admin, retention
+from app.core.errors import known_errors
 from app.core.policy import FIELDS
 from app.core.signin import MIN_EXPIRES_IN
 from app.models import END_REASONS, ROLES
 from app.user_agents import DEVICE_KINDS
 from app.version import __version__
+from app.web.errors import HTTP_CODES
 
 bp = Blueprint("openapi", __name__)
 
-ERROR_CODES = (
-    "bad_request",
-    "invalid_code",
-    "challenge_locked",
-    "invalid_session",
-    "session_expired",
-    "fresh_login_required",
-    "forbidden",
-    "totp_required",
-    "not_found",
-    "method_not_allowed",
-    "session_limit_reached",
-    "payload_too_large",
-    "unsupported_media_type",
-    "validation_error",
-    "rate_limited",
-    "unavailable",
-    "secrets_unavailable",
-    "tenant_choice_required",
-    "mfa_required",
-    "mfa_enrolment_required",
-)
 PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
 
 DATE_TIME = {"type": "string", "format": "date-time"}
-ERROR = {
+ERROR: dict[str, Any] = {
     "type": "object",
     "required": ["error", "code"],
     "properties": {
         "error": {"type": "string", "description": "A sentence a person can read."},
-        "code": {
-            "type": "string",
-            "description": "Stable code a client branches on.",
-            "examples": list(ERROR_CODES),
-        },
+        "code": {"type": "string", "description": "Stable code a client branches on."},
         "field": {"type": "string", "description": "The input at fault (validation_error)."},
     },
 }
+
+
+def error_codes() -> list[str]:
+    """Every code an error answer can carry, sorted: the error classes' (all imported by
+    the time the app serves) and plain HTTP errors'."""
+    return sorted({error.code for error in known_errors()} | set(HTTP_CODES.values()))
+
+
+def _error_schema() -> dict[str, Any]:
+    code = {**ERROR["properties"]["code"], "examples": error_codes()}
+    return {**ERROR, "properties": {**ERROR["properties"], "code": code}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -136,7 +123,7 @@ def _schemas() -> dict[str, Any]:
         ]
     }
     return {
-        "Error": ERROR,
+        "Error": _error_schema(),
         "SessionLimitError": {
             "allOf": [
                 _ref("Error"),
