@@ -1,37 +1,28 @@
 """The JSON API under /api: sign-in in two steps, the caller's own sessions, and the
-tenant-admin routes. Routes, camelCase fields and error codes follow the contract in
-DESIGN.md; ``app.web.openapi`` describes them as OpenAPI 3.1 and serves that document.
+tenant-admin routes, as thin views. ``app.web.openapi`` describes them as OpenAPI 3.1
+and serves that document; docs/api.md describes them for people.
 
 Authentication is ``Authorization: Bearer <token>`` or the ``holdfast_session`` cookie
-(``app.web.context`` loads either). The API does its own CSRF rule instead of Flask-WTF's
-form tokens: a write that rides on the session cookie (no bearer header) must declare a
-JSON content type (415 otherwise; a cross-site form cannot send one without a CORS
-preflight, which Holdfast never grants) and come from this origin by ``Sec-Fetch-Site`` or
-``Origin`` (403 otherwise). Bearer requests need neither: another site cannot make a
-browser attach that header.
-
-Every answer that is not a success is ``{"error", "code"}`` JSON with the matching
-status, for any input: bodies are parsed and type-checked here before the core sees them.
+(``app.web.context`` loads either); cookie writes obey the API's own CSRF rule
+(app.web.api_csrf). Fields are camelCase; every answer that is not a success is
+``{"error", "code"}`` JSON (with ``"field"`` for validation_error) and the status of the
+error class, for any input: bodies are parsed and type-checked (app.web.json_input)
+before the core sees them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user, login_required
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.core import admin, codes, paging, policy, retention, sessions, signin
 from app.core.access import require_admin
 from app.core.errors import (
-    Forbidden,
-    HoldfastError,
     InvalidSession,
     MfaRequired,
-    NotFound,
     SessionLimitReached,
     TenantChoiceRequired,
     ValidationError,
@@ -40,9 +31,9 @@ from app.core.sessions import Current
 from app.core.totp import require_for_admin
 from app.models import Device, Tenant, UserSession
 from app.web import openapi
+from app.web.api_csrf import guard, has_bearer
 from app.web.context import (
     DEVICE_COOKIE,
-    SAFE_METHODS,
     SESSION_COOKIE,
     clear_session_cookie,
     current,
@@ -56,11 +47,13 @@ from app.web.context import (
     set_device_cookie,
 )
 from app.web.extensions import csrf
+from app.web.json_input import check_text, json_body, public_id, query_text, query_time, utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(openapi.bp)
 csrf.exempt(bp)
 csrf.exempt(openapi.bp)
+guard(bp)
 
 #: the longest session any policy allows; a longer expiresIn means "as long as allowed"
 LONGEST_SESSION = 366 * 86400
@@ -76,122 +69,6 @@ FILTER_PARAMS = {
 }
 #: the API's sort names -> the core's
 SORTS = {"lastActive": "last_active", "createdAt": "signed_in"}
-
-
-class BadRequest(HoldfastError):
-    code, status, message = "bad_request", 400, "The request body is not valid JSON."
-
-
-class UnsupportedMediaType(HoldfastError):
-    code, status, message = (
-        "unsupported_media_type",
-        415,
-        "Send the body as JSON with Content-Type: application/json.",
-    )
-
-
-# --- the API's CSRF rule -------------------------------------------------------------------
-
-
-@bp.before_request
-def _refuse_huge_bodies() -> None:
-    """413 for any body over MAX_CONTENT_LENGTH, also on routes that would not read it."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge()
-
-
-@bp.before_request
-def _cookie_writes_come_from_this_origin() -> None:
-    """Writes authenticated by the session cookie must be JSON from this origin."""
-    if request.method in SAFE_METHODS or _has_bearer() or not request.cookies.get(SESSION_COOKIE):
-        return
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            "Requests signed in by cookie must send Content-Type: application/json."
-        )
-    if not _same_origin():
-        raise Forbidden("This request came from another site.")
-
-
-def _has_bearer() -> bool:
-    return request.headers.get("Authorization", "")[:7].lower() == "bearer "
-
-
-def _same_origin() -> bool:
-    """Sec-Fetch-Site when the browser sends it, else Origin against this host and the
-    configured base URL. A request with neither is refused: browsers send at least one
-    on every write, and other clients should use a bearer token."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None:
-        return site == "same-origin"
-    sent = request.headers.get("Origin")
-    if not sent:
-        return False
-    allowed = {_origin_of(request.host_url), _origin_of(current_app.config["BASE_URL"])}
-    return _origin_of(sent) in allowed - {None}
-
-
-def _origin_of(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. "http://[::1" is no origin at all
-        return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-# --- reading input ---------------------------------------------------------------------------
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object. Raises UnsupportedMediaType (not JSON), BadRequest
-    (malformed, or not an object); a body over MAX_CONTENT_LENGTH answers 413."""
-    if not request.is_json:
-        raise UnsupportedMediaType()
-    data = _parsed_json()
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object." if data is not None else None)
-    return data
-
-
-MAX_JSON_DEPTH = 32
-
-
-def _parsed_json() -> Any:
-    """The body parsed as JSON, or None when it is not JSON. Nesting deeper than
-    MAX_JSON_DEPTH counts as not JSON and is refused before parsing: letting the parser
-    hit RecursionError (64 KiB of "[") would be caught, but leaves CPython 3.11's
-    recursion bookkeeping damaged for later work in the same process."""
-    raw = request.get_data(cache=True)
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(raw):
-        return None
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:
-        return None
-
-
-def _too_deep(raw: bytes) -> bool:
-    """Whether brackets outside strings nest deeper than MAX_JSON_DEPTH."""
-    depth = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
 
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
@@ -219,67 +96,18 @@ def field(
     if not ok:
         raise ValidationError(f"{name} must be {_TYPE_NAMES[kind]}.", field=name)
     if kind is str:
-        _check_text(value, name, max_length)
+        check_text(value, name, max_length)
     return value
-
-
-def _check_text(value: str, name: str, max_length: int | None) -> None:
-    if max_length is not None and len(value) > max_length:
-        raise ValidationError(f"{name} is at most {max_length} characters.", field=name)
-    # NUL and lone surrogates are valid JSON but no database stores them.
-    if "\x00" in value or _unencodable(value):
-        raise ValidationError(f"{name} contains characters that cannot be stored.", field=name)
-
-
-def _unencodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def public_id(value: str) -> str:
-    """A public id from the path; anything that cannot be one is simply not found."""
-    if len(value) > 40 or "\x00" in value:
-        raise NotFound()
-    return value
-
-
-def _query(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    _check_text(value, name, 200)
-    return value
-
-
-def _query_time(name: str) -> datetime | None:
-    value = _query(name)
-    if value is None:
-        return None
-    try:
-        return _utc(datetime.fromisoformat(value))
-    except (ValueError, OverflowError) as error:
-        raise ValidationError(
-            f"{name} is a date and time like 2026-03-02T09:00:00Z.", field=name
-        ) from error
-
-
-def _utc(moment: datetime) -> datetime:
-    """In UTC (a time without zone is taken as UTC). Raises OverflowError at the ends of
-    the calendar, where a zone would move the time past year 1 or 9999."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _cursor() -> str | None:
     """The page cursor, checked before the query is built: a hand-made cursor whose time
     cannot be stored is a validation error, not a database error."""
-    cursor = _query("cursor")
+    cursor = query_text("cursor")
     if cursor is not None:
         moment, _row_id = paging.decode_cursor(cursor)
         try:
-            _utc(moment)
+            utc(moment)
         except OverflowError as error:
             raise ValidationError("That page cursor is not valid.", field="cursor") from error
     return cursor
@@ -314,7 +142,7 @@ def _no_content() -> Response:
 
 def _forget_cookie_if_used(response: Response) -> Response:
     """The caller ended its own session: a cookie client's cookie goes with it."""
-    if not _has_bearer() and request.cookies.get(SESSION_COOKIE):
+    if not has_bearer() and request.cookies.get(SESSION_COOKIE):
         clear_session_cookie(response)
     return response
 
@@ -582,18 +410,18 @@ def admin_sessions() -> Response:
     options: dict[str, Any] = {
         target: value
         for name, target in FILTER_PARAMS.items()
-        if (value := _query(name)) is not None
+        if (value := query_text(name)) is not None
     }
-    sort = _query("sort") or "lastActive"
+    sort = query_text("sort") or "lastActive"
     if sort not in SORTS:
         raise ValidationError(f"sort is one of {', '.join(SORTS)}.", field="sort")
     filters = admin.SessionFilters(
         **options,
         sort=SORTS[sort],
-        signed_in_from=_query_time("signedInFrom"),
-        signed_in_to=_query_time("signedInTo"),
+        signed_in_from=query_time("signedInFrom"),
+        signed_in_to=query_time("signedInTo"),
     )
-    raw_limit = _query("limit") or "50"
+    raw_limit = query_text("limit") or "50"
     if not raw_limit.isdecimal() or len(raw_limit) > 4:
         raise ValidationError(f"limit is 1 to {admin.MAX_PAGE}.", field="limit")
     page = admin.search_sessions(db(), filters, now=now(), cursor=_cursor(), limit=int(raw_limit))
