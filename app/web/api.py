@@ -1,24 +1,22 @@
 """The JSON API under /api: sign-in in two steps, the caller's own sessions, and the
-tenant-admin routes, as thin views. ``app.web.openapi`` describes them as OpenAPI 3.1
-and serves that document; docs/api.md describes them for people.
+tenant-admin routes, as thin views: read the input with its declaration
+(app.web.api_shapes), call the core, answer with the serialiser declared beside it.
+``app.web.openapi`` publishes the same declarations as OpenAPI 3.1.
 
 Authentication is ``Authorization: Bearer <token>`` or the ``holdfast_session`` cookie
 (``app.web.context`` loads either); cookie writes obey the API's own CSRF rule
 (app.web.api_csrf). Fields are camelCase; every answer that is not a success is
 ``{"error", "code"}`` JSON (with ``"field"`` for validation_error) and the status of the
-error class, for any input: bodies are parsed and type-checked (app.web.json_input)
-before the core sees them.
+error class, for any input: bodies are parsed and type-checked (app.web.json_input,
+app.web.api_fields) before the core sees them. docs/api.md describes the API for people.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user, login_required
 
-from app.core import admin, codes, paging, policy, retention, sessions, signin
+from app.core import admin, codes, policy, retention, sessions, signin
 from app.core.access import require_admin
 from app.core.errors import (
     InvalidSession,
@@ -29,9 +27,11 @@ from app.core.errors import (
 )
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
-from app.models import Device, Tenant, UserSession
+from app.models import Device, Tenant
+from app.web import api_shapes as shapes
 from app.web import openapi
 from app.web.api_csrf import guard, has_bearer
+from app.web.api_fields import read_query
 from app.web.context import (
     DEVICE_COOKIE,
     SESSION_COOKIE,
@@ -47,93 +47,13 @@ from app.web.context import (
     set_device_cookie,
 )
 from app.web.extensions import csrf
-from app.web.json_input import check_text, json_body, public_id, query_text, query_time, utc
+from app.web.json_input import public_id
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(openapi.bp)
 csrf.exempt(bp)
 csrf.exempt(openapi.bp)
 guard(bp)
-
-#: the longest session any policy allows; a longer expiresIn means "as long as allowed"
-LONGEST_SESSION = 366 * 86400
-#: admin list filters: query parameter -> SessionFilters field
-FILTER_PARAMS = {
-    "status": "status",
-    "userId": "user_id",
-    "q": "q",
-    "kind": "kind",
-    "os": "os",
-    "browser": "browser",
-    "ipPrefix": "ip_prefix",
-}
-#: the API's sort names -> the core's
-SORTS = {"lastActive": "last_active", "createdAt": "signed_in"}
-
-
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
-
-
-def field(
-    body: dict[str, Any],
-    name: str,
-    kind: type,
-    *,
-    required: bool = False,
-    max_length: int | None = None,
-) -> Any:
-    """``body[name]`` checked to be of ``kind``; a missing or null optional field is None.
-    Raises ValidationError naming the field."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValidationError(f"{name} is required.", field=name)
-        return None
-    if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ValidationError(f"{name} must be {_TYPE_NAMES[kind]}.", field=name)
-    if kind is str:
-        check_text(value, name, max_length)
-    return value
-
-
-def _cursor() -> str | None:
-    """The page cursor, checked before the query is built: a hand-made cursor whose time
-    cannot be stored is a validation error, not a database error."""
-    cursor = query_text("cursor")
-    if cursor is not None:
-        moment, _row_id = paging.decode_cursor(cursor)
-        try:
-            utc(moment)
-        except OverflowError as error:
-            raise ValidationError("That page cursor is not valid.", field="cursor") from error
-    return cursor
-
-
-# --- writing output --------------------------------------------------------------------------
-
-
-def session_item(
-    session: UserSession, device: Device, *, expires_at: datetime | None, me: Current | None = None
-) -> dict[str, Any]:
-    """One session as the API shows it (the caller's list, the admin list, the limit)."""
-    return {
-        "id": session.id,
-        "device": device.display_name,
-        "deviceType": device.kind,
-        "os": device.os,
-        "browser": device.browser,
-        "ip": session.ip,
-        "location": session.location,
-        "createdAt": iso(session.created_at),
-        "lastActive": iso(session.last_seen_at),
-        "expiresAt": iso(expires_at),
-        "current": me is not None and session.id == me.session.id,
-        "trusted": device.is_trusted(now()),
-    }
 
 
 def _no_content() -> Response:
@@ -153,12 +73,11 @@ def _forget_cookie_if_used(response: Response) -> Response:
 @bp.post("/auth/login")
 def login() -> tuple[Response, int]:
     """Send a one-time code. 202 for any well-formed address, known or not."""
-    body = json_body()
-    email = field(body, "email", str, required=True, max_length=320)
+    body = shapes.LOGIN.read()
     challenge = codes.request_code(
         db(),
         services().hasher,
-        email,
+        body["email"],
         now=now(),
         origin=origin(),
         budgets=services().budgets,
@@ -182,53 +101,36 @@ def verify() -> Response | tuple[Response, int]:
     with an ``mfaChallengeId`` to answer at ``POST /api/auth/verify/mfa`` (403
     ``mfa_enrolment_required`` for an admin who must first add an app, on the web).
     """
-    body = json_body()
-    challenge_id = field(body, "challengeId", str, required=True, max_length=64)
-    code = field(body, "code", str, required=True, max_length=32)
-    device_id = field(body, "deviceId", str, max_length=200)
-    device_name = field(body, "deviceName", str, max_length=100)
-    device_type = field(body, "deviceType", str, max_length=20)
-    expires_in = field(body, "expiresIn", int)
-    extend_on_activity = field(body, "extendOnActivity", bool)
-    end_session_id = field(body, "endSessionId", str, max_length=40)
-    tenant_id = field(body, "tenantId", str, max_length=40)
+    body = shapes.VERIFY.read()
+    expires_in = body["expiresIn"]
     if expires_in is not None:
-        expires_in = min(expires_in, LONGEST_SESSION)
-    moment = now()
+        expires_in = min(expires_in, shapes.LONGEST_SESSION)
     try:
         result = signin.sign_in(
             db(),
             services().hasher,
-            challenge_id,
-            code,
-            now=moment,
+            body["challengeId"],
+            body["code"],
+            now=now(),
             origin=origin(),
             budgets=services().budgets,
-            device_cookie=device_id or request.cookies.get(DEVICE_COOKIE),
-            device_name=device_name,
-            device_kind=device_type,
+            device_cookie=body["deviceId"] or request.cookies.get(DEVICE_COOKIE),
+            device_name=body["deviceName"],
+            device_kind=body["deviceType"],
             expires_in=expires_in,
-            extend_on_activity=extend_on_activity,
-            end_session_id=end_session_id,
-            tenant_id=tenant_id,
+            extend_on_activity=body["extendOnActivity"],
+            end_session_id=body["endSessionId"],
+            tenant_id=body["tenantId"],
         )
     except SessionLimitReached as error:
         return _limit_answer(error)
     except TenantChoiceRequired as error:
-        tenants = [{"id": t.id, "slug": t.slug, "name": t.name} for t in error.details["tenants"]]
-        return jsonify(error=error.message, code=error.code, tenants=tenants), error.status
+        return jsonify(shapes.tenant_choice_error(error)), error.status
     except MfaRequired as error:
-        step = error.details["step"]
-        answer = jsonify(
-            error=error.message,
-            code=error.code,
-            mfaChallengeId=step.id,
-            expiresAt=iso(step.expires_at),
-            methods=["totp", "recovery_code"],
-        )
+        answer = jsonify(shapes.mfa_required_error(error))
         answer.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
         return answer, error.status
-    return _signed_in(result, cookie_wanted=not device_id)
+    return _signed_in(result, cookie_wanted=not body["deviceId"])
 
 
 @bp.post("/auth/verify/mfa")
@@ -238,25 +140,21 @@ def verify_mfa() -> Response | tuple[Response, int]:
     ``code`` or a ``recoveryCode`` of theirs. 201 as POST /api/auth/verify,
     for the session and device the first step asked for. Wrong codes count (five end the
     step: sign in again); ``endSessionId`` as in deny mode."""
-    body = json_body()
-    step_id = field(body, "mfaChallengeId", str, required=True, max_length=64)
-    code = field(body, "code", str, max_length=32)
-    recovery_code = field(body, "recoveryCode", str, max_length=32)
-    end_session_id = field(body, "endSessionId", str, max_length=40)
-    if (code is None) == (recovery_code is None):
+    body = shapes.VERIFY_MFA.read()
+    if (body["code"] is None) == (body["recoveryCode"] is None):
         raise ValidationError("Send either code or recoveryCode.", field="code")
     try:
         result = signin.complete_mfa(
             db(),
             services().hasher,
-            step_id,
-            code=code,
-            recovery_code=recovery_code,
+            body["mfaChallengeId"],
+            code=body["code"],
+            recovery_code=body["recoveryCode"],
             now=now(),
             origin=origin(),
             budgets=services().budgets,
             device_cookie=request.cookies.get(DEVICE_COOKIE),
-            end_session_id=end_session_id,
+            end_session_id=body["endSessionId"],
         )
     except SessionLimitReached as error:
         return _limit_answer(error)
@@ -264,52 +162,21 @@ def verify_mfa() -> Response | tuple[Response, int]:
 
 
 def _limit_answer(error: SessionLimitReached) -> tuple[Response, int]:
-    live = [
-        session_item(
-            s,
-            db().get_one(Device, s.device_id),
-            expires_at=min(s.idle_deadline, s.absolute_deadline),
-        )
-        for s in error.details["sessions"]
-    ]
-    response = jsonify(
-        error=error.message,
-        code=error.code,
-        sessions=live,
-        alsoEnds=error.details.get("also_ends", 0),
-    )
-    return response, error.status
+    devices = {s.device_id: db().get_one(Device, s.device_id) for s in error.details["sessions"]}
+    return jsonify(shapes.session_limit_error(error, devices)), error.status
 
 
 def _signed_in(result: signin.SignIn, *, cookie_wanted: bool) -> Response:
     """201 with the new session, its token and its device (and ``deviceId`` when a new
     one was made; a browser also gets it as its device cookie when it sent none)."""
-    session, device = result.session, result.device
-    moment = now()
     token = services().keys.sign(
         user_id=result.user.id,
         tenant_id=result.tenant.id,
-        session_id=session.id,
-        now=moment,
-        expires_at=session.absolute_deadline,
+        session_id=result.session.id,
+        now=now(),
+        expires_at=result.session.absolute_deadline,
     )
-    answer: dict[str, Any] = {
-        "sessionId": session.id,
-        "token": token,
-        "expiresAt": iso(min(session.idle_deadline, session.absolute_deadline)),
-        "deviceInfo": {
-            "id": device.id,
-            "name": device.display_name,
-            "type": device.kind,
-            "os": device.os,
-            "browser": device.browser,
-            "trusted": device.is_trusted(moment),
-            "isNew": result.new_device,
-        },
-    }
-    if result.device_cookie:
-        answer["deviceId"] = result.device_cookie
-    response = jsonify(answer)
+    response = jsonify(shapes.signed_in(result, token))
     response.status_code = 201
     if result.device_cookie and cookie_wanted:
         set_device_cookie(response, result.device_cookie)
@@ -364,7 +231,7 @@ def own_sessions() -> Response:
     """The caller's live sessions, the current device first, then by recent activity."""
     me = current()
     items = [
-        session_item(session, view.device, expires_at=view.expires[session.id], me=me)
+        shapes.session_item(session, view.device, expires_at=view.expires[session.id], me=me)
         for view in sessions.devices_of(db(), me, now=now())
         for session in view.sessions
     ]
@@ -407,40 +274,11 @@ def _admin() -> Current:
 def admin_sessions() -> Response:
     """The tenant's sessions, filtered, newest first, a page at a time (keyset cursor)."""
     me = _admin()
-    options: dict[str, Any] = {
-        target: value
-        for name, target in FILTER_PARAMS.items()
-        if (value := query_text(name)) is not None
-    }
-    sort = query_text("sort") or "lastActive"
-    if sort not in SORTS:
-        raise ValidationError(f"sort is one of {', '.join(SORTS)}.", field="sort")
-    filters = admin.SessionFilters(
-        **options,
-        sort=SORTS[sort],
-        signed_in_from=query_time("signedInFrom"),
-        signed_in_to=query_time("signedInTo"),
-    )
-    raw_limit = query_text("limit") or "50"
-    if not raw_limit.isdecimal() or len(raw_limit) > 4:
-        raise ValidationError(f"limit is 1 to {admin.MAX_PAGE}.", field="limit")
-    page = admin.search_sessions(db(), filters, now=now(), cursor=_cursor(), limit=int(raw_limit))
-    items = []
-    for row in page.rows:
-        item = session_item(row.session, row.device, expires_at=None, me=me)
-        if row.session.ended_at is None:
-            item["expiresAt"] = iso(
-                min(sessions.deadlines(row.session, me.tenant, row.device, now()))
-            )
-        item["endedAt"] = iso(row.session.ended_at)
-        item["endReason"] = row.session.end_reason
-        item["user"] = {
-            "id": row.user.id,
-            "email": row.user.email,
-            "name": row.user.name,
-            "role": row.user.role,
-        }
-        items.append(item)
+    query = read_query(shapes.ADMIN_SESSIONS_QUERY)
+    cursor, limit = query.pop("cursor", None), query.pop("limit")
+    filters = admin.SessionFilters(**query)
+    page = admin.search_sessions(db(), filters, now=now(), cursor=cursor, limit=limit)
+    items = [shapes.admin_session_item(row, me) for row in page.rows]
     return jsonify(sessions=items, nextCursor=page.next_cursor)
 
 
@@ -478,25 +316,9 @@ def put_policy() -> Response:
     """Change any subset of the policy (all or nothing); answers the whole policy. An
     unknown or out-of-range field is 422 validation_error naming it."""
     me = _admin()
-    changes = _stored_names(json_body(), _POLICY_BY_API_NAME, "policy setting")
+    changes = shapes.POLICY.read()
     policy.update(db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin())
     return jsonify(policy.as_dict(me.tenant))
-
-
-_POLICY_BY_API_NAME = {api: setting.name for api, setting in policy.BY_API_NAME.items()}
-_RETENTION_BY_API_NAME = {api: name for name, api in retention.API_NAMES.items()}
-
-
-def _stored_names(body: dict[str, Any], names: dict[str, str], what: str) -> dict[str, Any]:
-    """A settings change's fields under the names they are stored by; an unknown field
-    is 422 validation_error naming it."""
-    changes: dict[str, Any] = {}
-    for name, value in body.items():
-        stored = names.get(name)
-        if stored is None:
-            raise ValidationError(f"Unknown {what} {name!r}.", field=name[:100])
-        changes[stored] = value
-    return changes
 
 
 def _retention_answer(tenant: Tenant) -> Response:
@@ -519,7 +341,7 @@ def put_retention() -> Response:
     ``holdfast purge`` applies them. An unknown or out-of-range field is 422
     validation_error naming it."""
     me = _admin()
-    changes = _stored_names(json_body(), _RETENTION_BY_API_NAME, "retention setting")
+    changes = shapes.RETENTION.read()
     try:
         retention.update_settings(
             db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin()
