@@ -910,7 +910,7 @@ def test_admin_api_honours_required_authenticator_app(client, mailbox, make, ten
 
 
 def test_nesting_is_measured_outside_strings_only():
-    from app.web.api import _too_deep
+    from app.web.json_input import _too_deep
 
     assert _too_deep(b"[" * 33)
     assert not _too_deep(b'{"a": "' + b"[" * 500 + b'"}')

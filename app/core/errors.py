@@ -1,4 +1,9 @@
-"""Errors a caller must be able to tell apart, each with its public code and HTTP status."""
+"""Errors a caller must be able to tell apart, each with its public code and HTTP status.
+
+Every error a person or client can be answered with is a subclass of HoldfastError, here
+or beside the rule that raises it (``app.core.access.FreshSignInRequired``,
+``app.web.errors.Unavailable``...): :func:`known_errors` finds them all, and the
+API's OpenAPI document lists their codes from it."""
 
 from __future__ import annotations
 
@@ -93,3 +98,17 @@ class MfaEnrolmentRequired(HoldfastError):
         "Your organisation requires admins to use an authenticator app, and you have not "
         "added one yet. Sign in on the web to add it; it is asked for every sign-in after.",
     )
+
+
+def known_errors() -> list[type[HoldfastError]]:
+    """Every concrete error class of the modules imported so far (subclasses at any depth,
+    each once, in the order they were defined). A running app has imported every module
+    that raises one; tests/test_api_contract.py imports all of ``app`` to check that."""
+    found: list[type[HoldfastError]] = []
+    pending = list(HoldfastError.__subclasses__())
+    while pending:
+        error = pending.pop(0)
+        if error not in found:
+            found.append(error)
+            pending.extend(error.__subclasses__())
+    return [error for error in found if error.code != HoldfastError.code]

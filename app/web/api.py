@@ -1,300 +1,49 @@
 """The JSON API under /api: sign-in in two steps, the caller's own sessions, and the
-tenant-admin routes. Routes, camelCase fields and error codes follow the contract in
-DESIGN.md; ``app.web.openapi`` describes them as OpenAPI 3.1 and serves that document.
+tenant-admin routes, as thin views: read the input with its declaration
+(app.web.api_shapes), call the core, answer with the serialiser declared beside it.
+``app.web.openapi`` publishes the same declarations as OpenAPI 3.1.
 
 Authentication is ``Authorization: Bearer <token>`` or the ``holdfast_session`` cookie
-(``app.web.context`` loads either). The API does its own CSRF rule instead of Flask-WTF's
-form tokens: a write that rides on the session cookie (no bearer header) must declare a
-JSON content type (415 otherwise; a cross-site form cannot send one without a CORS
-preflight, which Holdfast never grants) and come from this origin by ``Sec-Fetch-Site`` or
-``Origin`` (403 otherwise). Bearer requests need neither: another site cannot make a
-browser attach that header.
-
-Every answer that is not a success is ``{"error", "code"}`` JSON with the matching
-status, for any input: bodies are parsed and type-checked here before the core sees them.
+(``app.web.authentication`` reads either); cookie writes obey the API's own CSRF rule
+(app.web.api_csrf). Fields are camelCase; every answer that is not a success is
+``{"error", "code"}`` JSON (with ``"field"`` for validation_error) and the status of the
+error class, for any input: bodies are parsed and type-checked (app.web.json_input,
+app.web.api_fields) before the core sees them. docs/api.md describes the API for people.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlsplit
-
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user, login_required
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core import admin, codes, paging, policy, retention, sessions, signin
+from app.core import admin, codes, policy, retention, sessions, signin
 from app.core.access import require_admin
 from app.core.errors import (
-    Forbidden,
-    HoldfastError,
     InvalidSession,
     MfaRequired,
-    NotFound,
     SessionLimitReached,
     TenantChoiceRequired,
     ValidationError,
 )
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
-from app.models import Device, Tenant, UserSession
+from app.models import Device, Tenant
+from app.web import api_shapes as shapes
 from app.web import openapi
+from app.web.api_csrf import guard, has_bearer
+from app.web.api_fields import read_query
 from app.web.authentication import current, origin
 from app.web.cookies import DEVICE_COOKIE, SESSION_COOKIE, clear_session_cookie, set_device_cookie
 from app.web.extensions import csrf
+from app.web.json_input import public_id
 from app.web.session_status import iso, live_status, seconds_until
-from app.web.unit_of_work import SAFE_METHODS, db, now, services
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(openapi.bp)
 csrf.exempt(bp)
 csrf.exempt(openapi.bp)
-
-#: the longest session any policy allows; a longer expiresIn means "as long as allowed"
-LONGEST_SESSION = 366 * 86400
-#: admin list filters: query parameter -> SessionFilters field
-FILTER_PARAMS = {
-    "status": "status",
-    "userId": "user_id",
-    "q": "q",
-    "kind": "kind",
-    "os": "os",
-    "browser": "browser",
-    "ipPrefix": "ip_prefix",
-}
-#: the API's sort names -> the core's
-SORTS = {"lastActive": "last_active", "createdAt": "signed_in"}
-
-
-class BadRequest(HoldfastError):
-    code, status, message = "bad_request", 400, "The request body is not valid JSON."
-
-
-class UnsupportedMediaType(HoldfastError):
-    code, status, message = (
-        "unsupported_media_type",
-        415,
-        "Send the body as JSON with Content-Type: application/json.",
-    )
-
-
-# --- the API's CSRF rule -------------------------------------------------------------------
-
-
-@bp.before_request
-def _refuse_huge_bodies() -> None:
-    """413 for any body over MAX_CONTENT_LENGTH, also on routes that would not read it."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge()
-
-
-@bp.before_request
-def _cookie_writes_come_from_this_origin() -> None:
-    """Writes authenticated by the session cookie must be JSON from this origin."""
-    if request.method in SAFE_METHODS or _has_bearer() or not request.cookies.get(SESSION_COOKIE):
-        return
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            "Requests signed in by cookie must send Content-Type: application/json."
-        )
-    if not _same_origin():
-        raise Forbidden("This request came from another site.")
-
-
-def _has_bearer() -> bool:
-    return request.headers.get("Authorization", "")[:7].lower() == "bearer "
-
-
-def _same_origin() -> bool:
-    """Sec-Fetch-Site when the browser sends it, else Origin against this host and the
-    configured base URL. A request with neither is refused: browsers send at least one
-    on every write, and other clients should use a bearer token."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None:
-        return site == "same-origin"
-    sent = request.headers.get("Origin")
-    if not sent:
-        return False
-    allowed = {_origin_of(request.host_url), _origin_of(current_app.config["BASE_URL"])}
-    return _origin_of(sent) in allowed - {None}
-
-
-def _origin_of(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. "http://[::1" is no origin at all
-        return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-# --- reading input ---------------------------------------------------------------------------
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object. Raises UnsupportedMediaType (not JSON), BadRequest
-    (malformed, or not an object); a body over MAX_CONTENT_LENGTH answers 413."""
-    if not request.is_json:
-        raise UnsupportedMediaType()
-    data = _parsed_json()
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object." if data is not None else None)
-    return data
-
-
-MAX_JSON_DEPTH = 32
-
-
-def _parsed_json() -> Any:
-    """The body parsed as JSON, or None when it is not JSON. Nesting deeper than
-    MAX_JSON_DEPTH counts as not JSON and is refused before parsing: letting the parser
-    hit RecursionError (64 KiB of "[") would be caught, but leaves CPython 3.11's
-    recursion bookkeeping damaged for later work in the same process."""
-    raw = request.get_data(cache=True)
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(raw):
-        return None
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:
-        return None
-
-
-def _too_deep(raw: bytes) -> bool:
-    """Whether brackets outside strings nest deeper than MAX_JSON_DEPTH."""
-    depth = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
-
-
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
-
-
-def field(
-    body: dict[str, Any],
-    name: str,
-    kind: type,
-    *,
-    required: bool = False,
-    max_length: int | None = None,
-) -> Any:
-    """``body[name]`` checked to be of ``kind``; a missing or null optional field is None.
-    Raises ValidationError naming the field."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValidationError(f"{name} is required.", field=name)
-        return None
-    if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ValidationError(f"{name} must be {_TYPE_NAMES[kind]}.", field=name)
-    if kind is str:
-        _check_text(value, name, max_length)
-    return value
-
-
-def _check_text(value: str, name: str, max_length: int | None) -> None:
-    if max_length is not None and len(value) > max_length:
-        raise ValidationError(f"{name} is at most {max_length} characters.", field=name)
-    # NUL and lone surrogates are valid JSON but no database stores them.
-    if "\x00" in value or _unencodable(value):
-        raise ValidationError(f"{name} contains characters that cannot be stored.", field=name)
-
-
-def _unencodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def public_id(value: str) -> str:
-    """A public id from the path; anything that cannot be one is simply not found."""
-    if len(value) > 40 or "\x00" in value:
-        raise NotFound()
-    return value
-
-
-def _query(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    _check_text(value, name, 200)
-    return value
-
-
-def _query_time(name: str) -> datetime | None:
-    value = _query(name)
-    if value is None:
-        return None
-    try:
-        return _utc(datetime.fromisoformat(value))
-    except (ValueError, OverflowError) as error:
-        raise ValidationError(
-            f"{name} is a date and time like 2026-03-02T09:00:00Z.", field=name
-        ) from error
-
-
-def _utc(moment: datetime) -> datetime:
-    """In UTC (a time without zone is taken as UTC). Raises OverflowError at the ends of
-    the calendar, where a zone would move the time past year 1 or 9999."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _cursor() -> str | None:
-    """The page cursor, checked before the query is built: a hand-made cursor whose time
-    cannot be stored is a validation error, not a database error."""
-    cursor = _query("cursor")
-    if cursor is not None:
-        moment, _row_id = paging.decode_cursor(cursor)
-        try:
-            _utc(moment)
-        except OverflowError as error:
-            raise ValidationError("That page cursor is not valid.", field="cursor") from error
-    return cursor
-
-
-# --- writing output --------------------------------------------------------------------------
-
-
-def session_item(
-    session: UserSession, device: Device, *, expires_at: datetime | None, me: Current | None = None
-) -> dict[str, Any]:
-    """One session as the API shows it (the caller's list, the admin list, the limit)."""
-    return {
-        "id": session.id,
-        "device": device.display_name,
-        "deviceType": device.kind,
-        "os": device.os,
-        "browser": device.browser,
-        "ip": session.ip,
-        "location": session.location,
-        "createdAt": iso(session.created_at),
-        "lastActive": iso(session.last_seen_at),
-        "expiresAt": iso(expires_at),
-        "current": me is not None and session.id == me.session.id,
-        "trusted": device.is_trusted(now()),
-    }
+guard(bp)
 
 
 def _no_content() -> Response:
@@ -303,7 +52,7 @@ def _no_content() -> Response:
 
 def _forget_cookie_if_used(response: Response) -> Response:
     """The caller ended its own session: a cookie client's cookie goes with it."""
-    if not _has_bearer() and request.cookies.get(SESSION_COOKIE):
+    if not has_bearer() and request.cookies.get(SESSION_COOKIE):
         clear_session_cookie(response)
     return response
 
@@ -314,12 +63,11 @@ def _forget_cookie_if_used(response: Response) -> Response:
 @bp.post("/auth/login")
 def login() -> tuple[Response, int]:
     """Send a one-time code. 202 for any well-formed address, known or not."""
-    body = json_body()
-    email = field(body, "email", str, required=True, max_length=320)
+    body = shapes.LOGIN.read()
     challenge = codes.request_code(
         db(),
         services().hasher,
-        email,
+        body["email"],
         now=now(),
         origin=origin(),
         budgets=services().budgets,
@@ -343,53 +91,36 @@ def verify() -> Response | tuple[Response, int]:
     with an ``mfaChallengeId`` to answer at ``POST /api/auth/verify/mfa`` (403
     ``mfa_enrolment_required`` for an admin who must first add an app, on the web).
     """
-    body = json_body()
-    challenge_id = field(body, "challengeId", str, required=True, max_length=64)
-    code = field(body, "code", str, required=True, max_length=32)
-    device_id = field(body, "deviceId", str, max_length=200)
-    device_name = field(body, "deviceName", str, max_length=100)
-    device_type = field(body, "deviceType", str, max_length=20)
-    expires_in = field(body, "expiresIn", int)
-    extend_on_activity = field(body, "extendOnActivity", bool)
-    end_session_id = field(body, "endSessionId", str, max_length=40)
-    tenant_id = field(body, "tenantId", str, max_length=40)
+    body = shapes.VERIFY.read()
+    expires_in = body["expiresIn"]
     if expires_in is not None:
-        expires_in = min(expires_in, LONGEST_SESSION)
-    moment = now()
+        expires_in = min(expires_in, shapes.LONGEST_SESSION)
     try:
         result = signin.sign_in(
             db(),
             services().hasher,
-            challenge_id,
-            code,
-            now=moment,
+            body["challengeId"],
+            body["code"],
+            now=now(),
             origin=origin(),
             budgets=services().budgets,
-            device_cookie=device_id or request.cookies.get(DEVICE_COOKIE),
-            device_name=device_name,
-            device_kind=device_type,
+            device_cookie=body["deviceId"] or request.cookies.get(DEVICE_COOKIE),
+            device_name=body["deviceName"],
+            device_kind=body["deviceType"],
             expires_in=expires_in,
-            extend_on_activity=extend_on_activity,
-            end_session_id=end_session_id,
-            tenant_id=tenant_id,
+            extend_on_activity=body["extendOnActivity"],
+            end_session_id=body["endSessionId"],
+            tenant_id=body["tenantId"],
         )
     except SessionLimitReached as error:
         return _limit_answer(error)
     except TenantChoiceRequired as error:
-        tenants = [{"id": t.id, "slug": t.slug, "name": t.name} for t in error.details["tenants"]]
-        return jsonify(error=error.message, code=error.code, tenants=tenants), error.status
+        return jsonify(shapes.tenant_choice_error(error)), error.status
     except MfaRequired as error:
-        step = error.details["step"]
-        answer = jsonify(
-            error=error.message,
-            code=error.code,
-            mfaChallengeId=step.id,
-            expiresAt=iso(step.expires_at),
-            methods=["totp", "recovery_code"],
-        )
+        answer = jsonify(shapes.mfa_required_error(error))
         answer.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
         return answer, error.status
-    return _signed_in(result, cookie_wanted=not device_id)
+    return _signed_in(result, cookie_wanted=not body["deviceId"])
 
 
 @bp.post("/auth/verify/mfa")
@@ -399,25 +130,21 @@ def verify_mfa() -> Response | tuple[Response, int]:
     ``code`` or a ``recoveryCode`` of theirs. 201 as POST /api/auth/verify,
     for the session and device the first step asked for. Wrong codes count (five end the
     step: sign in again); ``endSessionId`` as in deny mode."""
-    body = json_body()
-    step_id = field(body, "mfaChallengeId", str, required=True, max_length=64)
-    code = field(body, "code", str, max_length=32)
-    recovery_code = field(body, "recoveryCode", str, max_length=32)
-    end_session_id = field(body, "endSessionId", str, max_length=40)
-    if (code is None) == (recovery_code is None):
+    body = shapes.VERIFY_MFA.read()
+    if (body["code"] is None) == (body["recoveryCode"] is None):
         raise ValidationError("Send either code or recoveryCode.", field="code")
     try:
         result = signin.complete_mfa(
             db(),
             services().hasher,
-            step_id,
-            code=code,
-            recovery_code=recovery_code,
+            body["mfaChallengeId"],
+            code=body["code"],
+            recovery_code=body["recoveryCode"],
             now=now(),
             origin=origin(),
             budgets=services().budgets,
             device_cookie=request.cookies.get(DEVICE_COOKIE),
-            end_session_id=end_session_id,
+            end_session_id=body["endSessionId"],
         )
     except SessionLimitReached as error:
         return _limit_answer(error)
@@ -425,52 +152,21 @@ def verify_mfa() -> Response | tuple[Response, int]:
 
 
 def _limit_answer(error: SessionLimitReached) -> tuple[Response, int]:
-    live = [
-        session_item(
-            s,
-            db().get_one(Device, s.device_id),
-            expires_at=min(s.idle_deadline, s.absolute_deadline),
-        )
-        for s in error.details["sessions"]
-    ]
-    response = jsonify(
-        error=error.message,
-        code=error.code,
-        sessions=live,
-        alsoEnds=error.details.get("also_ends", 0),
-    )
-    return response, error.status
+    devices = {s.device_id: db().get_one(Device, s.device_id) for s in error.details["sessions"]}
+    return jsonify(shapes.session_limit_error(error, devices)), error.status
 
 
 def _signed_in(result: signin.SignIn, *, cookie_wanted: bool) -> Response:
     """201 with the new session, its token and its device (and ``deviceId`` when a new
     one was made; a browser also gets it as its device cookie when it sent none)."""
-    session, device = result.session, result.device
-    moment = now()
     token = services().keys.sign(
         user_id=result.user.id,
         tenant_id=result.tenant.id,
-        session_id=session.id,
-        now=moment,
-        expires_at=session.absolute_deadline,
+        session_id=result.session.id,
+        now=now(),
+        expires_at=result.session.absolute_deadline,
     )
-    answer: dict[str, Any] = {
-        "sessionId": session.id,
-        "token": token,
-        "expiresAt": iso(min(session.idle_deadline, session.absolute_deadline)),
-        "deviceInfo": {
-            "id": device.id,
-            "name": device.display_name,
-            "type": device.kind,
-            "os": device.os,
-            "browser": device.browser,
-            "trusted": device.is_trusted(moment),
-            "isNew": result.new_device,
-        },
-    }
-    if result.device_cookie:
-        answer["deviceId"] = result.device_cookie
-    response = jsonify(answer)
+    response = jsonify(shapes.signed_in(result, token))
     response.status_code = 201
     if result.device_cookie and cookie_wanted:
         set_device_cookie(response, result.device_cookie)
@@ -483,7 +179,7 @@ def _signed_in(result: signin.SignIn, *, cookie_wanted: bool) -> Response:
 @bp.get("/auth/session")
 def session_status() -> Response | tuple[Response, int]:
     """Whether the caller's session is live and when it ends. A status check is not
-    activity (app.web.context.PASSIVE_ENDPOINTS): polling never keeps a session alive."""
+    activity (app.web.authentication.PASSIVE_ENDPOINTS): polling never keeps a session alive."""
     if not current_user.is_authenticated:
         error = g.get("auth_error") or InvalidSession("Sign in to continue", reason="signed_out")
         return jsonify(valid=False, error=error.message, code=error.code), 401
@@ -525,7 +221,7 @@ def own_sessions() -> Response:
     """The caller's live sessions, the current device first, then by recent activity."""
     me = current()
     items = [
-        session_item(session, view.device, expires_at=view.expires[session.id], me=me)
+        shapes.session_item(session, view.device, expires_at=view.expires[session.id], me=me)
         for view in sessions.devices_of(db(), me, now=now())
         for session in view.sessions
     ]
@@ -568,40 +264,11 @@ def _admin() -> Current:
 def admin_sessions() -> Response:
     """The tenant's sessions, filtered, newest first, a page at a time (keyset cursor)."""
     me = _admin()
-    options: dict[str, Any] = {
-        target: value
-        for name, target in FILTER_PARAMS.items()
-        if (value := _query(name)) is not None
-    }
-    sort = _query("sort") or "lastActive"
-    if sort not in SORTS:
-        raise ValidationError(f"sort is one of {', '.join(SORTS)}.", field="sort")
-    filters = admin.SessionFilters(
-        **options,
-        sort=SORTS[sort],
-        signed_in_from=_query_time("signedInFrom"),
-        signed_in_to=_query_time("signedInTo"),
-    )
-    raw_limit = _query("limit") or "50"
-    if not raw_limit.isdecimal() or len(raw_limit) > 4:
-        raise ValidationError(f"limit is 1 to {admin.MAX_PAGE}.", field="limit")
-    page = admin.search_sessions(db(), filters, now=now(), cursor=_cursor(), limit=int(raw_limit))
-    items = []
-    for row in page.rows:
-        item = session_item(row.session, row.device, expires_at=None, me=me)
-        if row.session.ended_at is None:
-            item["expiresAt"] = iso(
-                min(sessions.deadlines(row.session, me.tenant, row.device, now()))
-            )
-        item["endedAt"] = iso(row.session.ended_at)
-        item["endReason"] = row.session.end_reason
-        item["user"] = {
-            "id": row.user.id,
-            "email": row.user.email,
-            "name": row.user.name,
-            "role": row.user.role,
-        }
-        items.append(item)
+    query = read_query(shapes.ADMIN_SESSIONS_QUERY)
+    cursor, limit = query.pop("cursor", None), query.pop("limit")
+    filters = admin.SessionFilters(**query)
+    page = admin.search_sessions(db(), filters, now=now(), cursor=cursor, limit=limit)
+    items = [shapes.admin_session_item(row, me) for row in page.rows]
     return jsonify(sessions=items, nextCursor=page.next_cursor)
 
 
@@ -639,25 +306,9 @@ def put_policy() -> Response:
     """Change any subset of the policy (all or nothing); answers the whole policy. An
     unknown or out-of-range field is 422 validation_error naming it."""
     me = _admin()
-    changes = _stored_names(json_body(), _POLICY_BY_API_NAME, "policy setting")
+    changes = shapes.POLICY.read()
     policy.update(db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin())
     return jsonify(policy.as_dict(me.tenant))
-
-
-_POLICY_BY_API_NAME = {api: setting.name for api, setting in policy.BY_API_NAME.items()}
-_RETENTION_BY_API_NAME = {api: name for name, api in retention.API_NAMES.items()}
-
-
-def _stored_names(body: dict[str, Any], names: dict[str, str], what: str) -> dict[str, Any]:
-    """A settings change's fields under the names they are stored by; an unknown field
-    is 422 validation_error naming it."""
-    changes: dict[str, Any] = {}
-    for name, value in body.items():
-        stored = names.get(name)
-        if stored is None:
-            raise ValidationError(f"Unknown {what} {name!r}.", field=name[:100])
-        changes[stored] = value
-    return changes
 
 
 def _retention_answer(tenant: Tenant) -> Response:
@@ -680,7 +331,7 @@ def put_retention() -> Response:
     ``holdfast purge`` applies them. An unknown or out-of-range field is 422
     validation_error naming it."""
     me = _admin()
-    changes = _stored_names(json_body(), _RETENTION_BY_API_NAME, "retention setting")
+    changes = shapes.RETENTION.read()
     try:
         retention.update_settings(
             db(), me.tenant, changes, now=now(), actor_id=me.user.id, origin=origin()

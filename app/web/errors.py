@@ -30,6 +30,40 @@ HTTP_CODES = {
 }
 
 
+class Unavailable(HoldfastError):
+    code, status, message = (
+        "unavailable",
+        503,
+        "Holdfast cannot reach its database right now. Try again in a moment.",
+    )
+
+
+class SecretsUnavailable(HoldfastError):
+    code, status, message = (
+        "secrets_unavailable",
+        503,
+        "Holdfast cannot sign anyone in right now: its secret key does not match the one "
+        "its stored keys were sealed with. The server's operator has to fix its "
+        "configuration (the log and /readyz say how).",
+    )
+
+
+class CsrfFailed(HoldfastError):
+    code, status, message = (
+        "csrf_failed",
+        400,
+        "This form expired or came from another site. Reload the page and try again.",
+    )
+
+
+class InternalError(HoldfastError):
+    code, status, message = (
+        "internal_error",
+        500,
+        "Something went wrong on our side. It has been logged.",
+    )
+
+
 #: the heading of an error page, by error code (others: "Something is not right")
 PAGE_TITLES = {"rate_limited": "Slow down"}
 
@@ -55,10 +89,9 @@ def _page(status: int, title: str, message: str) -> Response:
 
 
 def unavailable() -> Response:
-    message = "Holdfast cannot reach its database right now. Try again in a moment."
+    message = Unavailable.message
     if wants_json():
-        response = jsonify({"error": message, "code": "unavailable"})
-        response.status_code = 503
+        response = json_error(Unavailable())
     else:
         response = Response(
             f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{message}</p>",
@@ -75,15 +108,10 @@ def secrets_unavailable(error: Unsealable) -> Response:
     /readyz); people are told it is on the server's side, not theirs."""
     log.error("stored secret cannot be opened: %s", error)
     g.rollback = True
-    message = (
-        "Holdfast cannot sign anyone in right now: its secret key does not match the one "
-        "its stored keys were sealed with. The server's operator has to fix its "
-        "configuration (the log and /readyz say how)."
-    )
     if wants_json():
-        response = _json(503, message, "secrets_unavailable")
+        response = json_error(SecretsUnavailable())
     else:
-        response = _page(503, "Holdfast is not configured correctly", message)
+        response = _page(503, "Holdfast is not configured correctly", SecretsUnavailable.message)
     response.headers["Retry-After"] = "60"
     return response
 
@@ -106,10 +134,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError) -> Response:
         g.rollback = True
-        message = "This form expired or came from another site. Reload the page and try again."
         if wants_json():
-            return _json(400, message, "csrf_failed")
-        return _page(400, "Please try again", message)
+            return json_error(CsrfFailed())
+        return _page(400, "Please try again", CsrfFailed.message)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
@@ -133,10 +160,9 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         log.exception("unexpected error")
         g.rollback = True
-        message = "Something went wrong on our side. It has been logged."
         if wants_json():
-            return _json(500, message, "internal_error")
-        return _page(500, "Something went wrong", message)
+            return json_error(InternalError())
+        return _page(500, "Something went wrong", InternalError.message)
 
 
 def _json(status: int, message: str, code: str) -> Response:
