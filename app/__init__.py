@@ -244,6 +244,7 @@ def register_blueprints(app: Flask) -> None:
         auth,
         compliance,
         devices,
+        oidc,
         ops,
         proxy,
         security,
@@ -261,6 +262,7 @@ def register_blueprints(app: Flask) -> None:
         security.bp,
         admin_alerts.bp,
         compliance.bp,
+        oidc.bp,
     ):
         app.register_blueprint(blueprint)
 
