@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -222,9 +224,16 @@ def test_not_signed_in_goes_to_the_sign_in_page_and_back(
     assert back_to.startswith("/oidc/acme/authorize?")
     signed = login(client, mailbox, member.email)
     assert signed.status_code == 302
-    # the sign-in flow remembers next only when /login was opened with it
+    assert back_to.endswith("&hf_signed_in=1")
+    # Straight after the sign-in form, the answer is a page that refreshes to the app
+    # (a redirect would be held to the sign-in page's CSP form-action 'self').
     page = client.get(back_to)
-    code_from(page)
+    assert page.status_code == 200
+    found = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', page.text)
+    assert found
+    target = html.unescape(found.group(1))
+    assert target.startswith(REDIRECT + "?code=")
+    assert parse_qs(urlsplit(target).query)["state"] == ["st-123"]
 
 
 def test_prompt_none_without_a_session_answers_login_required(
@@ -379,3 +388,11 @@ def test_userinfo_refuses_missing_and_made_up_tokens(client: FlaskClient, tenant
     assert client.get("/oidc/acme/userinfo").status_code == 401
     made_up = client.get("/oidc/acme/userinfo", headers={"Authorization": "Bearer abc"})
     assert made_up.status_code == 401 and "invalid_token" in made_up.headers["WWW-Authenticate"]
+
+
+def test_a_nonce_used_before_by_the_client_is_refused(
+    signed_in: FlaskClient, app_reg: Registered
+) -> None:
+    code_from(authorize(signed_in, app_reg, nonce="same"))
+    again = authorize(signed_in, app_reg, nonce="same")
+    assert parse_qs(urlsplit(again.location).query)["error"] == ["invalid_request"]

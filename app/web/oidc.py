@@ -69,6 +69,9 @@ ID_TOKEN_TYPE = "JWT"  # noqa: S105 (a JOSE typ, not a secret)
 #: the query parameter a re-authentication adds to the authorization request it returns
 #: to: the moment from which the sign-in counts as fresh (prompt=login, max_age)
 AUTH_AFTER = "hf_auth_after"
+#: the query parameter marking an authorization request that comes back from Holdfast's
+#: sign-in pages: its answer is a page that refreshes to the app (see :func:`_to_app`)
+AFTER_SIGN_IN = "hf_signed_in"
 
 
 # --- Holdfast's rows, as Authlib sees them ------------------------------------------------
@@ -600,7 +603,8 @@ def authorize() -> Response | tuple[str, int]:
                 message=error.description or error.error,
             ), 400
         error.state = params.get("state")
-        return server.handle_error_response(grant_request(), error)  # type: ignore[no-any-return]
+        answer = server.handle_error_response(grant_request(), error)
+        return _to_app(answer, "the app")
     if signed_in is None:
         if current_user.is_authenticated:
             return render_template(
@@ -614,7 +618,20 @@ def authorize() -> Response | tuple[str, int]:
         return redirect(url_for("auth.login", next=_come_back(fresh=False)))  # type: ignore[return-value]
     if fresh_needed:
         return redirect(url_for("auth.again", next=_come_back(fresh=True)))  # type: ignore[return-value]
-    return server.create_authorization_response(grant_user=person, grant=grant)  # type: ignore[no-any-return]
+    answer = server.create_authorization_response(grant_user=person, grant=grant)
+    return _to_app(answer, grant.client.row.name)
+
+
+def _to_app(answer: Response, app_name: str) -> Response:
+    """``answer`` (a redirect to the app), or, for a request that comes straight from
+    Holdfast's sign-in form, a page that refreshes to the same place: browsers hold the
+    whole redirect chain of a form submission to the form page's CSP ``form-action
+    'self'``, which would block the step to the app."""
+    location = answer.headers.get("Location")
+    if answer.status_code != 302 or not location or not request.args.get(AFTER_SIGN_IN):
+        return answer
+    page = render_template("oidc/continue.html", location=location, app_name=app_name)
+    return Response(page, 200, content_type="text/html; charset=utf-8")
 
 
 def grant_request() -> Any:
@@ -658,10 +675,14 @@ def _fresh_sign_in_needed(signed_in: LiveSession, params: Any) -> bool:
 def _come_back(*, fresh: bool) -> str:
     """This authorization request as a local URL to return to after signing in; after a
     fresh sign-in, ``prompt=login`` and ``max_age`` give way to :data:`AUTH_AFTER`."""
-    params: list[tuple[str, str]] = [(k, str(v)) for k, v in request.values.items(multi=True)]
+    params: list[tuple[str, str]] = [
+        (k, str(v))
+        for k, v in request.values.items(multi=True)
+        if k not in (AFTER_SIGN_IN, *((AUTH_AFTER, "prompt", "max_age") if fresh else ()))
+    ]
     if fresh:
-        params = [(k, v) for k, v in params if k not in ("prompt", "max_age", AUTH_AFTER)]
         params.append((AUTH_AFTER, str(int(now().timestamp()))))
+    params.append((AFTER_SIGN_IN, "1"))
     return f"{request.path}?{urlencode(params)}"
 
 

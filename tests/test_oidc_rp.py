@@ -1,0 +1,134 @@
+"""Real relying parties against a running Holdfast: Authlib's Flask client (in
+tests/oidc_rp/authlib_rp.py) signs in with Chromium through Holdfast's own pages, then
+refreshes, reads userinfo and revokes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.clock import SystemClock
+from app.core import oidc_clients
+from app.models import Tenant
+from app.services import Services
+from tests.conftest import Factory, Mailbox, free_port, sending
+from tests.oidc_rp.authlib_rp import make_rp
+
+
+@dataclass
+class Running:
+    url: str
+    app: Flask
+    make: Factory
+
+    @property
+    def services(self) -> Services:
+        return self.app.extensions["holdfast"]  # type: ignore[no-any-return]
+
+
+def serve(app: Flask, port: int) -> Iterator[None]:
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def holdfast(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Running]:
+    """Holdfast on the real clock, its BASE_URL the address it is served at (the
+    issuer a relying party checks)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    application = create_app({**app_config, "CLOCK": None, "BASE_URL": url}, instance_path=tmp_path)
+    with sending(application):
+        services = application.extensions["holdfast"]
+        yield from (
+            Running(url, application, Factory(services, SystemClock()))  # type: ignore[arg-type]
+            for _ in serve(application, port)
+        )
+
+
+def register(
+    running: Running, tenant: Tenant, redirect_uri: str, **options: Any
+) -> oidc_clients.NewClient:
+    with running.services.session(write=True) as db:
+        row = db.get_one(Tenant, tenant.id)
+        made = oidc_clients.add_client(
+            db,
+            running.services.hasher,
+            row,
+            name="Team app",
+            redirect_uris=[redirect_uri],
+            now=running.services.clock.now(),
+            **options,
+        )
+        db.commit()
+        return made
+
+
+def page_json(page: Any) -> dict[str, Any]:
+    return json.loads(page.inner_text("body"))  # type: ignore[no-any-return]
+
+
+def sign_in_through_holdfast(page: Any, mailbox: Mailbox, email: str, landing: str) -> None:
+    before = mailbox.count(email)
+    page.wait_for_url(lambda url: "/login?next=" in url)
+    page.fill("#email", email)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/login/code")
+    page.fill("#code", mailbox.last_code(email, before + 1))
+    page.click("form button[type=submit]")
+    page.wait_for_url(lambda url: landing in url)
+
+
+def test_authlib_flask_client_signs_in_with_chromium_refreshes_and_revokes(
+    holdfast: Running, page: Any, mailbox: Mailbox
+) -> None:
+    rp_port = free_port()
+    rp_url = f"http://127.0.0.1:{rp_port}"  # cookies differ by name (rp_session)
+    acme = holdfast.make.tenant("acme")
+    person = holdfast.make.user("sam@acme.test", acme)
+    made = register(holdfast, acme, f"{rp_url}/callback")
+    rp = make_rp(
+        issuer=f"{holdfast.url}/oidc/acme",
+        client_id=made.client.id,
+        client_secret=made.secret,
+        base_url=rp_url,
+    )
+    for _ in serve(rp, rp_port):
+        page.goto(f"{rp_url}/login")
+        sign_in_through_holdfast(page, mailbox, person.email, "/callback?")
+        seen = page_json(page)
+        claims = seen["id_token_claims"]
+        assert seen["signed_in"] is True
+        assert claims["iss"] == f"{holdfast.url}/oidc/acme"
+        assert claims["sub"] == person.id and claims["sid"].startswith("sess_")
+        assert claims["email"] == person.email and claims["amr"] == ["otp"]
+        assert seen["userinfo"]["sub"] == person.id
+        # a second sign-in of the same browser needs no pages: the Holdfast session
+        page.goto(f"{rp_url}/login")
+        page.wait_for_url(lambda url: "/callback?" in url)
+        assert page_json(page)["id_token_claims"]["sid"] == claims["sid"]
+
+        page.goto(f"{rp_url}/refresh")
+        assert page_json(page) == {"refreshed": True, "has_id_token": True}
+        page.goto(f"{rp_url}/me")
+        assert page_json(page)["status"] == 200
+
+        page.goto(f"{rp_url}/revoke")
+        assert page_json(page) == {"revoked": 200}
+        page.goto(f"{rp_url}/me")
+        assert page_json(page)["status"] == 401
