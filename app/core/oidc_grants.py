@@ -389,12 +389,14 @@ def revoke_token(
     db: Session, token: OidcToken, *, refresh_token: bool, now: datetime, origin: Origin
 ) -> None:
     """RFC 7009: revoking a refresh token ends its grant (every token of the sign-in);
-    revoking an access token ends that token alone."""
+    revoking an access token ends that access token alone."""
     grant = db.get(OidcGrant, token.grant_id)
     if refresh_token and grant is not None:
         end_grant(db, grant, "revoked", now=now)
-    elif token.revoked_at is None:
-        token.revoked_at = now
+    else:
+        # The pair shares a row: the access token ends by expiring now, so the refresh
+        # token keeps working (RFC 7009 §2.1 leaves that to the server).
+        token.expires_at = min(token.expires_at, now)
     if grant is not None:
         events.record(
             db,
