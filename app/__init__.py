@@ -19,7 +19,7 @@ from werkzeug.datastructures import Headers
 from app import config, logs, paths, signals, version
 from app.cache import cache_from_url
 from app.clock import SystemClock
-from app.core import events, webhooks
+from app.core import backchannel, events, webhooks
 from app.core.budgets import CodeBudgets
 from app.core.deployment import Deployment
 from app.crypto import Hasher
@@ -190,6 +190,8 @@ def register_audit_hooks(database: Database) -> None:
     database.listen("before_commit", events.before_commit)
     database.listen("after_rollback", events.after_rollback)
     signals.events_sealed.connect(webhooks.queue_deliveries, sender=database)
+    # Apps signed in through a session that ended are signed out (back-channel logout).
+    signals.events_sealed.connect(backchannel.apps_signed_out, sender=database)
 
 
 def register_mail_sender(app: Flask) -> None:

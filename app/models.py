@@ -733,3 +733,28 @@ class OidcToken(TenantScoped, Base):
     revoked_at: Mapped[OptionalTimestamp]
     #: the refresh token was exchanged for a new pair (using it again ends the grant)
     refreshed_at: Mapped[OptionalTimestamp]
+
+
+class OidcLogoutDelivery(TenantScoped, Base):
+    """A back-channel logout token on its way to an app (app.core.backchannel): queued in
+    the transaction that ended the session, signed and POSTed by the worker, retried."""
+
+    __tablename__ = "oidc_logout_deliveries"
+    __table_args__ = (Index("ix_oidc_logout_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("bcl"))
+    client_id: Mapped[str] = mapped_column(String(40), ForeignKey("oidc_clients.id"), index=True)
+    #: the Holdfast session that ended (the token's ``sid``) and its person (``sub``)
+    session_id: Mapped[str] = mapped_column(String(40), index=True)
+    user_id: Mapped[str] = mapped_column(String(40))
+    #: the token's ``jti``: the same on every attempt, so the app can drop repeats
+    jti: Mapped[str] = mapped_column(String(40))
+    #: pending, delivered or failed (gave up)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[Timestamp]
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[OptionalTimestamp]
+    delivered_at: Mapped[OptionalTimestamp]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))

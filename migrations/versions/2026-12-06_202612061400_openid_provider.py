@@ -3,7 +3,8 @@
 Holdfast as the OpenID Provider of a tenant's apps (docs/oidc.md): ``oidc_clients``
 (the apps, secrets as keyed hashes), ``oidc_codes`` (single-use authorization codes),
 ``oidc_grants`` (an app signed in through one Holdfast session) and ``oidc_tokens``
-(access and refresh tokens, keyed hashes only). Additive: no existing table changes.
+(access and refresh tokens, keyed hashes only) and ``oidc_logout_deliveries``
+(back-channel logout tokens on their way out). Additive: no existing table changes.
 
 Revision ID: 202612061400
 Revises: 202612061100
@@ -136,8 +137,43 @@ def upgrade() -> None:
     op.create_index("ix_oidc_tokens_tenant_id", "oidc_tokens", ["tenant_id"])
     op.create_index("ix_oidc_tokens_grant_id", "oidc_tokens", ["grant_id"])
 
+    op.create_table(
+        "oidc_logout_deliveries",
+        sa.Column("id", sa.String(40), nullable=False),
+        _tenant("oidc_logout_deliveries"),
+        sa.Column(
+            "client_id",
+            sa.String(40),
+            sa.ForeignKey(
+                "oidc_clients.id", name="fk_oidc_logout_deliveries_client_id_oidc_clients"
+            ),
+            nullable=False,
+        ),
+        sa.Column("session_id", sa.String(40), nullable=False),
+        sa.Column("user_id", sa.String(40), nullable=False),
+        sa.Column("jti", sa.String(40), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("response_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(300), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_oidc_logout_deliveries"),
+    )
+    op.create_index("ix_oidc_logout_deliveries_tenant_id", "oidc_logout_deliveries", ["tenant_id"])
+    op.create_index("ix_oidc_logout_deliveries_client_id", "oidc_logout_deliveries", ["client_id"])
+    op.create_index(
+        "ix_oidc_logout_deliveries_session_id", "oidc_logout_deliveries", ["session_id"]
+    )
+    op.create_index(
+        "ix_oidc_logout_deliveries_due", "oidc_logout_deliveries", ["status", "next_attempt_at"]
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("oidc_logout_deliveries")
     op.drop_table("oidc_tokens")
     op.drop_table("oidc_grants")
     op.drop_table("oidc_codes")
