@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, grants
@@ -52,13 +53,18 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from app.core import oidc_clients, oidc_grants
 from app.core.oidc_grants import LiveSession, TokenFacts
+from app.core.sessions import end_session
 from app.models import OidcClient, OidcCode, OidcToken, Tenant
-from app.web.context import db, now, origin, services
+from app.web.context import clear_session_cookie, current, db, now, origin, services
 from app.web.extensions import csrf
+from app.web.forms import ActionForm
 
 bp = Blueprint("oidc", __name__, url_prefix="/oidc/<tenant_slug>")
 csrf.exempt(bp)  # clients authenticate with secrets or PKCE, never with a cookie
@@ -560,6 +566,10 @@ def discovery() -> Response:
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": False,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "end_session_endpoint": f"{base}/logout",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
     }
     response = jsonify(metadata)
     response.cache_control.public = True
@@ -719,3 +729,106 @@ def userinfo() -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return _public(response)
     return _public(jsonify(user_claims(facts.signed_in, facts.token.scope)))
+
+
+# --- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) -------------------------
+
+LOGOUT_PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
+
+
+class LogoutRequest:
+    """A checked logout request: the app it comes from (if it said) and where to go after."""
+
+    def __init__(self, client: OidcClient | None, target: str | None) -> None:
+        self.client = client
+        self.target = target
+
+
+def _logout_request(params: Any) -> LogoutRequest:
+    """The app and the return address of a logout request. Raises ValueError (shown on an
+    error page, never followed) for a hint that is not ours, a client that does not
+    match it, or a post-logout URI the app did not register exactly."""
+    tenant = g.oidc_tenant
+    client_id = params.get("client_id") or None
+    hint = params.get("id_token_hint")
+    if hint:
+        keys = KeySet.import_key_set(services().keys.jwks())  # type: ignore[arg-type]
+        try:
+            claims = jose_jwt.decode(hint, keys, algorithms=["ES256"]).claims
+        except (JoseError, ValueError) as error:
+            raise ValueError("The id_token_hint is not a token of this issuer.") from error
+        if claims.get("iss") != issuer(tenant):
+            raise ValueError("The id_token_hint is not a token of this issuer.")
+        audience = claims.get("aud")
+        if client_id is not None and client_id != audience:
+            raise ValueError("client_id does not match the id_token_hint.")
+        client_id = audience if isinstance(audience, str) else None
+    client = oidc_clients.find_client(db(), tenant.id, client_id) if client_id else None
+    if client_id and client is None:
+        raise ValueError("Unknown app.")
+    target = params.get("post_logout_redirect_uri") or None
+    if target is not None:
+        if client is None:
+            raise ValueError(
+                "A post_logout_redirect_uri needs the app's client_id or an id_token_hint."
+            )
+        if target not in client.post_logout_redirect_uris:  # exact match: no open redirect
+            raise ValueError("That post_logout_redirect_uri is not registered for the app.")
+        state = params.get("state")
+        if state:
+            target = add_params_to_uri(target, [("state", state)])
+    return LogoutRequest(client, target)
+
+
+def _logout_error(error: ValueError) -> tuple[str, int]:
+    return render_template(
+        "error.html", title="This sign-out link is not valid", message=str(error)
+    ), 400
+
+
+def _after_logout(found: LogoutRequest) -> Response:
+    if found.target is None:
+        return redirect(url_for("auth.login", reason="logout"))  # type: ignore[return-value]
+    # A page, not a redirect: after the confirmation form, CSP form-action 'self' would
+    # refuse a redirect to the app (see _to_app).
+    name = found.client.name if found.client else "the app"
+    page = render_template("oidc/continue.html", location=found.target, app_name=name)
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+@bp.get("/logout")
+def end_session_page() -> Response | tuple[str, int]:
+    """The end_session_endpoint: asks the person to confirm (signing out is never a GET),
+    or, with no session of this tenant to end, goes straight back to the app."""
+    try:
+        found = _logout_request(request.args)
+    except ValueError as error:
+        return _logout_error(error)
+    if _signed_in_here() is None:
+        return _after_logout(found)
+    params = [(name, request.args[name]) for name in LOGOUT_PARAMS if request.args.get(name)]
+    page = render_template(
+        "oidc/logout.html",
+        form=ActionForm(),
+        params=params,
+        app_name=found.client.name if found.client else None,
+    )
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+@bp.post("/logout")
+def end_session_confirmed() -> Response | tuple[str, int]:
+    """The confirmation: end the Holdfast session (its apps are signed out through the
+    back channel) and return to the app's registered post-logout URI."""
+    try:
+        found = _logout_request(request.form)
+    except ValueError as error:
+        return _logout_error(error)
+    if not ActionForm().validate_on_submit():
+        return _logout_error(ValueError("The form expired. Go back to the app and try again."))
+    if _signed_in_here() is not None:
+        me = current()
+        end_session(db(), me.session, "logout", now=now(), actor_id=me.user.id, origin=origin())
+    response = _after_logout(found)
+    clear_session_cookie(response)
+    return response
