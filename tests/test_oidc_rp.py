@@ -5,6 +5,7 @@ refreshes, reads userinfo and revokes."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from app.clock import SystemClock
 from app.core import oidc_clients
 from app.models import Tenant
 from app.services import Services
-from tests.conftest import Factory, Mailbox, free_port, sending
+from tests.conftest import Factory, Mailbox, free_port, require_tool, sending
 from tests.oidc_rp.authlib_rp import make_rp
 
 
@@ -132,3 +133,64 @@ def test_authlib_flask_client_signs_in_with_chromium_refreshes_and_revokes(
         assert page_json(page) == {"revoked": 200}
         page.goto(f"{rp_url}/me")
         assert page_json(page)["status"] == 401
+
+
+NODE_RP = Path(__file__).parent / "oidc_rp" / "openid_client_rp.mjs"
+
+
+def test_openid_client_node_signs_in_with_chromium_refreshes_and_revokes(
+    holdfast: Running, page: Any, mailbox: Mailbox
+) -> None:
+    node = require_tool("node", "the openid-client relying party runs on Node")
+    if not (Path(__file__).parent.parent / "node_modules" / "openid-client").exists():
+        require_tool("node_modules/openid-client", "npm ci installs openid-client")
+    callback_port = free_port()
+    redirect_uri = f"http://127.0.0.1:{callback_port}/cb"
+    acme = holdfast.make.tenant("acme")
+    person = holdfast.make.user("kim@acme.test", acme)
+    made = register(holdfast, acme, redirect_uri)
+    assert made.secret is not None
+    command = [
+        node,
+        str(NODE_RP),
+        f"{holdfast.url}/oidc/acme",
+        made.client.id,
+        made.secret,
+        redirect_uri,
+    ]
+    landed: list[str] = []
+
+    def catch(route: Any) -> None:  # the app's callback: note where the browser went
+        landed.append(route.request.url)
+        route.fulfill(status=200, body="ok")
+
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    ) as rp:
+        assert rp.stdout is not None and rp.stdin is not None
+        first = json.loads(rp.stdout.readline())
+        assert "authorize" in first, first
+        page.route(f"{redirect_uri}*", catch)
+        page.goto(first["authorize"])
+        sign_in_through_holdfast(page, mailbox, person.email, "/cb?")
+        assert landed, "the browser never reached the app's redirect URI"
+        rp.stdin.write(landed[-1] + "\n")
+        rp.stdin.flush()
+        result = json.loads(rp.stdout.readline())
+        rp.stdin.close()
+        rp.wait(timeout=30)
+    assert "error" not in result, result
+    claims = result["claims"]
+    assert claims["iss"] == f"{holdfast.url}/oidc/acme" and claims["aud"] == made.client.id
+    assert claims["sub"] == person.id and claims["sid"].startswith("sess_")
+    assert result["userinfo"]["email"] == person.email
+    assert result["refreshedHasIdToken"] is True
+    assert result["introspection"]["active"] is True
+    assert result["introspection"]["sid"] == claims["sid"]
+    assert result["oldRefreshRefused"] is True
+    # the replayed refresh token ended the sign-in; revoking it again changes nothing
+    assert result["afterRevoke"] == {"active": False}
