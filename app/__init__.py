@@ -250,6 +250,7 @@ def register_blueprints(app: Flask) -> None:
         ops,
         proxy,
         security,
+        session_apps,
     )
 
     for blueprint in (
@@ -265,6 +266,7 @@ def register_blueprints(app: Flask) -> None:
         admin_alerts.bp,
         compliance.bp,
         oidc.bp,
+        session_apps.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -5,6 +5,7 @@ refreshes, reads userinfo and revokes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from app.models import Tenant
 from app.services import Services
 from tests.conftest import Factory, Mailbox, free_port, require_tool, sending
 from tests.oidc_rp.authlib_rp import make_rp
+
+SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
 
 
 @dataclass
@@ -123,6 +126,13 @@ def test_authlib_flask_client_signs_in_with_chromium_refreshes_and_revokes(
         page.goto(f"{rp_url}/login")
         page.wait_for_url(lambda url: "/callback?" in url)
         assert page_json(page)["id_token_claims"]["sid"] == claims["sid"]
+
+        # The device page shows the app on this session's card.
+        page.goto(f"{holdfast.url}/devices")
+        app_line = page.locator(".session-app")
+        assert app_line.inner_text().startswith("Team app")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "devices-apps.png"), full_page=True)
 
         page.goto(f"{rp_url}/refresh")
         assert page_json(page) == {"refreshed": True, "has_id_token": True}

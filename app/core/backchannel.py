@@ -32,7 +32,9 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core import oidc_grants
+from app.core import events, oidc_grants
+from app.core.errors import NotFound
+from app.core.events import Origin
 from app.core.sessions import deadlines, end_session
 from app.core.webhooks import LEASE, MAX_ATTEMPTS, backoff
 from app.dns import Resolver
@@ -223,3 +225,50 @@ def settle(
             delivery.next_attempt_at = now + backoff(delivery.attempts)
     db.flush()
     return delivery
+
+
+# --- what the device page shows and does ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedInApp:
+    grant_id: str
+    client_id: str
+    name: str
+    since: datetime
+
+
+def apps_of_session(db: Session, session_id: str) -> list[SignedInApp]:
+    """The apps signed in through ``session_id`` now, oldest first (one line per app)."""
+    found: dict[str, SignedInApp] = {}
+    for grant in oidc_grants.grants_of_session(db, session_id):
+        client = db.get(OidcClient, grant.client_id)
+        if client is None or client.removed_at is not None or client.id in found:
+            continue
+        found[client.id] = SignedInApp(grant.id, client.id, client.name, grant.created_at)
+    return list(found.values())
+
+
+def sign_out_of_app(
+    db: Session, user_id: str, grant_id: str, *, now: datetime, actor_id: str, origin: Origin
+) -> OidcGrant:
+    """The person (or an admin, ``actor_id``) signs ``user_id`` out of one app on one
+    session: that app's sign-ins through the session end and it gets its logout token;
+    the Holdfast session and its other apps stay. Raises NotFound for a grant that is not
+    the person's or has ended."""
+    grant = db.get(OidcGrant, grant_id) if isinstance(grant_id, str) else None
+    if grant is None or grant.user_id != user_id or grant.ended_at is not None:
+        raise NotFound("No such app sign-in")
+    sign_out_apps(db, grant.session_id, now=now, client_id=grant.client_id)
+    events.record(
+        db,
+        "oidc.signed_out",
+        now=now,
+        tenant_id=grant.tenant_id,
+        origin=origin,
+        actor_id=actor_id,
+        subject_id=grant.user_id,
+        session_id=grant.session_id,
+        client_id=grant.client_id,
+    )
+    return grant
