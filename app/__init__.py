@@ -240,6 +240,7 @@ def register_blueprints(app: Flask) -> None:
     from app.web import (
         admin,
         admin_alerts,
+        admin_apps,
         admin_people,
         admin_policy,
         api,
@@ -267,6 +268,7 @@ def register_blueprints(app: Flask) -> None:
         compliance.bp,
         oidc.bp,
         session_apps.bp,
+        admin_apps.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -45,6 +45,7 @@ from app.models import (
     OidcGrant,
     OidcLogoutDelivery,
     Tenant,
+    User,
     UserSession,
     new_id,
 )
@@ -272,3 +273,45 @@ def sign_out_of_app(
         client_id=grant.client_id,
     )
     return grant
+
+
+@dataclass(frozen=True)
+class ActiveSignIn:
+    grant_id: str
+    user_id: str
+    email: str
+    session_id: str
+    since: datetime
+
+
+def active_sign_ins(db: Session, client: OidcClient, *, limit: int = 200) -> list[ActiveSignIn]:
+    """The app's live sign-ins (one per grant), newest first, for its admin page."""
+    rows = db.execute(
+        select(OidcGrant, User.email)
+        .join(User, User.id == OidcGrant.user_id)
+        .where(OidcGrant.client_id == client.id, OidcGrant.ended_at.is_(None))
+        .order_by(OidcGrant.created_at.desc())
+        .limit(limit)
+        .execution_options(all_tenants=True)
+    ).all()
+    return [
+        ActiveSignIn(grant.id, grant.user_id, email, grant.session_id, grant.created_at)
+        for grant, email in rows
+    ]
+
+
+def end_sign_in_as_admin(
+    db: Session,
+    client: OidcClient,
+    grant_id: str,
+    *,
+    now: datetime,
+    admin_id: str,
+    origin: Origin,
+) -> OidcGrant:
+    """A tenant admin ends one person's sign-in to ``client`` (as :func:`sign_out_of_app`).
+    Raises NotFound for a grant of another app or tenant, or one that has ended."""
+    grant = db.get(OidcGrant, grant_id) if isinstance(grant_id, str) else None
+    if grant is None or grant.client_id != client.id or grant.tenant_id != client.tenant_id:
+        raise NotFound("No such app sign-in")
+    return sign_out_of_app(db, grant.user_id, grant.id, now=now, actor_id=admin_id, origin=origin)
