@@ -61,6 +61,7 @@ from sqlalchemy import select
 from app.core import oidc_clients, oidc_grants
 from app.core.oidc_grants import LiveSession, TokenFacts
 from app.core.sessions import end_session
+from app.db import SessionOnDemand
 from app.models import OidcClient, OidcCode, OidcToken, Tenant
 from app.web.context import clear_session_cookie, current, db, now, origin, services
 from app.web.extensions import csrf
@@ -465,8 +466,18 @@ def provider() -> Provider:
 # --- the tenant of each request -------------------------------------------------------------
 
 
+#: GET endpoints that write (authorize stores the code): their unit of work takes the
+#: write lock from its start, as a POST's does (app.web.context), so on SQLite a write
+#: committed by another connection meanwhile cannot make the upgrade fail ("database
+#: is locked" at once, without waiting)
+WRITING_GETS = frozenset({"oidc.authorize"})
+
+
 @bp.url_value_preprocessor
-def _tenant(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+def _tenant(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if endpoint in WRITING_GETS and g.get("db") is None:
+        found = services()
+        g.db = SessionOnDemand(found.database, write=True, make=found.session)
     slug = (values or {}).pop("tenant_slug", None)
     tenant = None
     if isinstance(slug, str) and len(slug) <= 64:
