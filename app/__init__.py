@@ -18,7 +18,7 @@ from flask import Flask, request
 from app import config, internals, logs, paths, signals, version
 from app.cache import cache_from_url
 from app.clock import SystemClock
-from app.core import events, webhooks
+from app.core import backchannel, events, webhooks
 from app.core.budgets import CodeBudgets
 from app.core.deployment import Deployment
 from app.crypto import Hasher
@@ -164,6 +164,8 @@ def register_audit_hooks(database: Database) -> None:
     database.listen("before_commit", events.before_commit)
     database.listen("after_rollback", events.after_rollback)
     signals.events_sealed.connect(webhooks.queue_deliveries, sender=database)
+    # Apps signed in through a session that ended are signed out (back-channel logout).
+    signals.events_sealed.connect(backchannel.apps_signed_out, sender=database)
 
 
 def register_mail_sender(app: Flask) -> None:
@@ -210,15 +212,18 @@ def register_blueprints(app: Flask) -> None:
     from app.web import (
         admin,
         admin_alerts,
+        admin_apps,
         admin_people,
         admin_policy,
         api,
         auth,
         compliance,
         devices,
+        oidc,
         ops,
         proxy,
         security,
+        session_apps,
     )
 
     for blueprint in (
@@ -233,6 +238,9 @@ def register_blueprints(app: Flask) -> None:
         security.bp,
         admin_alerts.bp,
         compliance.bp,
+        oidc.bp,
+        session_apps.bp,
+        admin_apps.bp,
     ):
         app.register_blueprint(blueprint)
 

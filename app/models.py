@@ -637,3 +637,124 @@ class CodeSlowdown(Base):
     checks_after: Mapped[OptionalTimestamp]
     #: the last wrong code: a run left alone for a day is forgotten
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+# --- Holdfast as an OpenID Provider (app.core.oidc_clients, app.core.oidc_grants) ----------
+
+
+class OidcClient(TenantScoped, Base):
+    """An app a tenant admin registered to sign its people in through OpenID Connect.
+    Its id is the ``client_id``; a confidential client's secret is stored only as a
+    keyed hash (shown once). Redirect and post-logout URIs are matched exactly."""
+
+    __tablename__ = "oidc_clients"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("app"))
+    name: Mapped[str] = mapped_column(String(100))
+    #: keyed hash of the client secret (app.crypto.Hasher); None: a public client (PKCE)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    #: the exact redirect URIs an authorization request may name
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: the exact URIs RP-initiated logout may return to
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: where logout tokens are POSTed when a session it signed in through ends
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[Timestamp]
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    #: a removed app: no sign-ins, its tokens refused (rows kept for the audit trail)
+    removed_at: Mapped[OptionalTimestamp]
+
+    @property
+    def is_public(self) -> bool:
+        return self.secret_hash is None
+
+
+class OidcCode(TenantScoped, Base):
+    """An authorization code: single use, short-lived, tied to the Holdfast session that
+    approved it. Only a keyed hash of the code is stored."""
+
+    __tablename__ = "oidc_codes"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("oac"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(40), ForeignKey("oidc_clients.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"))
+    #: the Holdfast session the person was signed in with (the OP session, ``sid``)
+    session_id: Mapped[str] = mapped_column(String(40), index=True)
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    scope: Mapped[str] = mapped_column(String(500), default="")
+    nonce: Mapped[str | None] = mapped_column(String(500))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    #: when the person last proved who they are (the session's authenticated_at)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the ID token's amr and acr, decided when the code was issued (app.core.oidc_grants)
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    acr: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: when it was exchanged; a second exchange revokes what the first issued
+    used_at: Mapped[OptionalTimestamp]
+
+
+class OidcGrant(TenantScoped, Base):
+    """An app signed in through one Holdfast session: what the device page lists, what a
+    back-channel logout is sent for, and what every token of the sign-in hangs on."""
+
+    __tablename__ = "oidc_grants"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("oag"))
+    client_id: Mapped[str] = mapped_column(String(40), ForeignKey("oidc_clients.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"))
+    session_id: Mapped[str] = mapped_column(String(40), index=True)
+    #: the code that started it (a replayed code ends the grant)
+    code_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    scope: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[Timestamp]
+    ended_at: Mapped[OptionalTimestamp]
+    #: session_ended, revoked, code_replayed, signed_out (of this app), app_removed
+    end_reason: Mapped[str | None] = mapped_column(String(30))
+
+
+class OidcToken(TenantScoped, Base):
+    """An access token and its refresh token (keyed hashes only). Every use checks the
+    grant and the Holdfast session behind it, so they die with the session."""
+
+    __tablename__ = "oidc_tokens"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("oat"))
+    grant_id: Mapped[str] = mapped_column(String(40), ForeignKey("oidc_grants.id"), index=True)
+    access_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(500), default="")
+    issued_at: Mapped[Timestamp]
+    #: the access token's end; the refresh token lives as long as the session
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[OptionalTimestamp]
+    #: the refresh token was exchanged for a new pair (using it again ends the grant)
+    refreshed_at: Mapped[OptionalTimestamp]
+
+
+class OidcLogoutDelivery(TenantScoped, Base):
+    """A back-channel logout token on its way to an app (app.core.backchannel): queued in
+    the transaction that ended the session, signed and POSTed by the worker, retried."""
+
+    __tablename__ = "oidc_logout_deliveries"
+    __table_args__ = (Index("ix_oidc_logout_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("bcl"))
+    client_id: Mapped[str] = mapped_column(String(40), ForeignKey("oidc_clients.id"), index=True)
+    #: the Holdfast session that ended (the token's ``sid``) and its person (``sub``)
+    session_id: Mapped[str] = mapped_column(String(40), index=True)
+    user_id: Mapped[str] = mapped_column(String(40))
+    #: the token's ``jti``: the same on every attempt, so the app can drop repeats
+    jti: Mapped[str] = mapped_column(String(40))
+    #: pending, delivered or failed (gave up)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[Timestamp]
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[OptionalTimestamp]
+    delivered_at: Mapped[OptionalTimestamp]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))

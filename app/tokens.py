@@ -199,15 +199,7 @@ class KeyRing:
     def sign(
         self, *, user_id: str, tenant_id: str, session_id: str, now: datetime, expires_at: datetime
     ) -> str:
-        self._fresh()
-        signing = self.signing_key(now)
-        if signing is None:
-            self.reload()
-            signing = self.signing_key(now)
-        if signing is None:
-            if self.problem is not None:
-                raise self.problem
-            raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
+        signing = self._signer(now)
         claims = {
             "iss": self.issuer,
             "aud": AUDIENCE,
@@ -223,6 +215,30 @@ class KeyRing:
             signing.private,
             algorithm=ALGORITHM,
             headers={"kid": signing.kid, "typ": TOKEN_TYPE},
+        )
+
+    def _signer(self, now: datetime) -> _Key:
+        self._fresh()
+        signing = self.signing_key(now)
+        if signing is None:
+            self.reload()
+            signing = self.signing_key(now)
+        if signing is None:
+            if self.problem is not None:
+                raise self.problem
+            raise RuntimeError("no signing key: run `holdfast db upgrade` (it creates one)")
+        return signing
+
+    def sign_claims(self, claims: dict[str, Any], *, typ: str, now: datetime) -> str:
+        """``claims`` signed as they are, with the key that signs at ``now`` (its ``kid``
+        in the header, so the JWKS verifies it): the tokens Holdfast issues as an OpenID
+        Provider (ID and logout tokens, app.web.oidc). Their ``typ`` differs from
+        :data:`TOKEN_TYPE`, so :meth:`verify` never takes one for a session token."""
+        if typ == TOKEN_TYPE:
+            raise ValueError("session tokens are made by sign()")
+        signing = self._signer(now)
+        return jwt.encode(
+            claims, signing.private, algorithm=ALGORITHM, headers={"kid": signing.kid, "typ": typ}
         )
 
     def verify(self, token: str, now: datetime) -> Claims:

@@ -1,5 +1,6 @@
-"""The ``holdfast worker``: sends queued mail (app.outbox) and webhook deliveries
-(app.core.webhooks), off every request path.
+"""The ``holdfast worker``: sends queued mail (app.outbox), webhook deliveries
+(app.core.webhooks) and back-channel logout tokens (app.core.backchannel), off every
+request path.
 
 While it runs it reports a heartbeat, and the web processes leave the mail queue to it
 (without a worker they send it themselves). Each webhook delivery takes three steps,
@@ -22,7 +23,7 @@ from typing import Any
 
 from app import outbox
 from app.clock import utcnow
-from app.core import webhooks
+from app.core import backchannel, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,51 @@ def deliver_due(
     return attempted
 
 
+def deliver_logouts(
+    services: Any,
+    *,
+    private_ok: bool,
+    timeout: float = webhooks.SEND_TIMEOUT,
+    stop: threading.Event | None = None,
+) -> int:
+    """End the expired sessions that still have apps signed in, then send every
+    back-channel logout token due now (app.core.backchannel), one at a time, as webhook
+    deliveries go; returns how many were attempted."""
+    with services.session(write=True) as db:
+        backchannel.end_expired_sessions(db, now=services.clock.now())
+        db.commit()
+    base_url = services.deployment.base_url
+
+    def sign(claims: dict[str, Any], now: Any) -> str:
+        return services.keys.sign_claims(  # type: ignore[no-any-return]
+            claims, typ=backchannel.LOGOUT_TOKEN_TYPE, now=now
+        )
+
+    attempted = 0
+    while stop is None or not stop.is_set():
+        with services.session(write=True) as db:
+            claimed = backchannel.claim_next(db, now=services.clock.now(), base_url=base_url)
+            db.commit()
+        if claimed is None:
+            break
+        outcome = backchannel.send(
+            claimed, sign, now=services.clock.now(), allow_private=private_ok, timeout=timeout
+        )
+        with services.session(write=True) as db:
+            delivery = backchannel.settle(db, claimed, outcome, now=services.clock.now())
+            db.commit()
+        attempted += 1
+        if delivery is not None and delivery.status != "delivered":
+            log.warning(
+                "back-channel logout %s to %s failed (attempt %s): %s",
+                claimed.delivery_id,
+                claimed.url,
+                delivery.attempts,
+                delivery.last_error,
+            )
+    return attempted
+
+
 def report(services: Any, name: str) -> None:
     """Say this worker is running (the web processes then leave the mail to it)."""
     with services.session(write=True) as db:
@@ -97,6 +143,7 @@ def run(services: Any, *, private_ok: bool, interval: float = 2.0) -> None:
                 reported = utcnow()
             outbox.deliver_due(services, stop=stop)
             deliver_due(services, private_ok=private_ok, stop=stop)
+            deliver_logouts(services, private_ok=private_ok, stop=stop)
         except Exception:  # a database outage: keep the worker alive and try again
             log.exception("worker pass failed")
         stop.wait(interval)

@@ -12,7 +12,7 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Add every ``holdfast`` command to ``app.cli``."""
-    from app.cli import db, demo, keys, operations, people
+    from app.cli import db, demo, keys, oidc, operations, people
 
     for command in (
         db.db_group,
@@ -25,5 +25,6 @@ def register(app: Flask) -> None:
         operations.purge,
         operations.worker,
         operations.backup,
+        oidc.oidc_group,
     ):
         app.cli.add_command(command)

@@ -100,7 +100,11 @@ def worker(once: bool, interval: float) -> None:
     if once:
         mailed = outbox.deliver_due(services())
         sent = runner.deliver_due(services(), private_ok=private_ok)
-        click.echo(f"Attempted {mailed} mail deliveries and {sent} webhook deliveries.")
+        logouts = runner.deliver_logouts(services(), private_ok=private_ok)
+        click.echo(
+            f"Attempted {mailed} mail deliveries and {sent} webhook deliveries"
+            f" ({logouts} back-channel logouts)."
+        )
         return
     runner.run(services(), private_ok=private_ok, interval=interval)
 

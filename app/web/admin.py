@@ -61,6 +61,7 @@ ADMIN_NAV = (
     ("admin_alerts.alerts", "Alerts", ("admin_alerts.alerts",)),
     ("admin_policy.policy", "Policy", ("admin_policy.policy",)),
     ("compliance.webhooks_page", "Webhooks", ("compliance.webhooks_page",)),
+    ("admin_apps.apps", "Apps", ("admin_apps.apps",)),
     ("compliance.mail_page", "Mail", ("compliance.mail_page",)),
     ("compliance.reports_page", "Reports", ("compliance.reports_page",)),
 )

@@ -1,0 +1,111 @@
+"""``holdfast oidc client …``: the apps that sign people in through Holdfast (OpenID
+Connect; app.core.oidc_clients), registered as an operator. Audited like the admin
+console's registrations (with no actor)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from app.cli.unit import CLI, fail, services, transaction
+from app.core import oidc_clients
+from app.core.errors import HoldfastError
+from app.models import Tenant
+
+
+@click.group("oidc")
+def oidc_group() -> None:
+    """Holdfast as the OpenID Provider of a tenant's apps."""
+
+
+@oidc_group.group("client")
+def client_group() -> None:
+    """Registered apps (OpenID Connect clients)."""
+
+
+def _issuer(slug: str) -> str:
+    from flask import current_app
+
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/oidc/{slug}"
+
+
+@client_group.command("add")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant the app belongs to.")
+@click.option("--name", required=True, help="The app's name, as people see it.")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, required=True, help="Exact; repeatable."
+)
+@click.option("--public", is_flag=True, help="No secret (a browser or native app): PKCE S256.")
+@click.option("--post-logout-uri", "post_logout_uris", multiple=True, help="Exact; repeatable.")
+@click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def client_add(
+    slug: str,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    post_logout_uris: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Register an app; prints its client id and (confidential apps) its secret, once."""
+    now = services().clock.now()
+    try:
+        with transaction() as db:
+            tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+            if tenant is None:
+                raise click.ClickException(f"No tenant {slug!r}.")
+            made = oidc_clients.add_client(
+                db,
+                services().hasher,
+                tenant,
+                name=name,
+                redirect_uris=redirect_uris,
+                public=public,
+                post_logout_redirect_uris=post_logout_uris,
+                backchannel_logout_uri=backchannel_logout_uri,
+                now=now,
+                origin=CLI,
+            )
+            client_id = made.client.id
+    except HoldfastError as error:
+        fail(error)
+    issuer = _issuer(slug)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "client_id": client_id,
+                    "client_secret": made.secret,
+                    "issuer": issuer,
+                    "discovery": f"{issuer}/.well-known/openid-configuration",
+                }
+            )
+        )
+        return
+    click.echo(f"Registered {name} in {slug}.")
+    click.echo(f"Issuer:        {issuer}")
+    click.echo(f"Client id:     {client_id}")
+    if made.secret:
+        click.echo(f"Client secret: {made.secret}")
+        click.echo("The secret is shown only now: keep it in the app's configuration.")
+    else:
+        click.echo("Public client: no secret; it must use PKCE (S256).")
+
+
+@client_group.command("list")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant.")
+@with_appcontext
+def client_list(slug: str) -> None:
+    """The tenant's apps: client id, kind, name, redirect URIs."""
+    with services().session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+        if tenant is None:
+            raise click.ClickException(f"No tenant {slug!r}.")
+        for client in oidc_clients.clients_of(db, tenant.id):
+            kind = "public" if client.is_public else "confidential"
+            click.echo(f"{client.id}\t{kind}\t{client.name}\t{' '.join(client.redirect_uris)}")

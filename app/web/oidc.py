@@ -1,0 +1,845 @@
+"""Holdfast as an OpenID Provider: one issuer per tenant, ``{BASE_URL}/oidc/{slug}``.
+
+The protocol is Authlib's (``authlib.oauth2`` and ``authlib.oidc.core``): its
+AuthorizationServer, authorization-code grant with the OpenID Connect and PKCE
+extensions, refresh-token grant, and RFC 7009 / RFC 7662 endpoints, each hook wired to
+Holdfast's core (app.core.oidc_clients, app.core.oidc_grants). What this module adds is
+the glue, and Holdfast's own rules:
+
+* the Holdfast session is the OP session: ``authorize`` signs in through the ordinary
+  pages (``/login``, ``/login/again`` for ``prompt=login`` and ``max_age``), every code
+  and token hangs on that session (``sid``) and dies with it;
+* PKCE S256 only, and required of public clients already at the authorization request;
+* ID tokens are signed by Holdfast's key ring (ES256, the JWKS) on Holdfast's clock;
+* request objects (``request``, ``request_uri``) are not supported and refused;
+* every app is first party (registered by the tenant's admin): no consent screen.
+
+Endpoints: discovery, ``jwks``, ``authorize``, ``token``, ``userinfo``, ``revoke``,
+``introspect``. See docs/oidc.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.common.urls import add_params_to_uri
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, grants
+from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import OpenIDCode, OpenIDToken
+from authlib.oidc.core.errors import (
+    LoginRequiredError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+from authlib.oidc.core.grants.util import create_half_hash
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from app.core import oidc_clients, oidc_grants
+from app.core.oidc_grants import LiveSession, TokenFacts
+from app.core.sessions import end_session
+from app.db import SessionOnDemand
+from app.models import OidcClient, OidcCode, OidcToken, Tenant
+from app.web.context import clear_session_cookie, current, db, now, origin, services
+from app.web.extensions import csrf
+from app.web.forms import ActionForm
+
+bp = Blueprint("oidc", __name__, url_prefix="/oidc/<tenant_slug>")
+csrf.exempt(bp)  # clients authenticate with secrets or PKCE, never with a cookie
+
+SCOPES = ("openid", "profile", "email", "offline_access")
+ID_TOKEN_LIFETIME = timedelta(minutes=5)
+ID_TOKEN_TYPE = "JWT"  # noqa: S105 (a JOSE typ, not a secret)
+#: the query parameter a re-authentication adds to the authorization request it returns
+#: to: the moment from which the sign-in counts as fresh (prompt=login, max_age)
+AUTH_AFTER = "hf_auth_after"
+#: the query parameter marking an authorization request that comes back from Holdfast's
+#: sign-in pages: its answer is a page that refreshes to the app (see :func:`_to_app`)
+AFTER_SIGN_IN = "hf_signed_in"
+
+
+# --- Holdfast's rows, as Authlib sees them ------------------------------------------------
+
+
+class App(ClientMixin):
+    """A registered app (app.models.OidcClient) as Authlib's client."""
+
+    def __init__(self, row: OidcClient) -> None:
+        self.row = row
+
+    def get_client_id(self) -> str:
+        return self.row.id
+
+    def get_default_redirect_uri(self) -> None:
+        return None  # OpenID Connect requires redirect_uri in every request
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return " ".join(s for s in scope_to_list(scope or "") or [] if s in SCOPES)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.row.redirect_uris  # exact string match
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return oidc_clients.secret_matches(services().hasher, self.row, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.row.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in ("authorization_code", "refresh_token")
+
+
+class Person:
+    """Who a code or token is for: the person and the Holdfast session (``sid``), with
+    the facts of the sign-in the ID token states."""
+
+    def __init__(
+        self,
+        signed_in: LiveSession,
+        *,
+        auth_time: datetime,
+        amr: list[str],
+        acr: str | None,
+        nonce: str | None = None,
+    ) -> None:
+        self.signed_in = signed_in
+        self.auth_time = auth_time
+        self.amr = amr
+        self.acr = acr
+        self.nonce = nonce
+
+    @classmethod
+    def of_session(cls, signed_in: LiveSession) -> Person:
+        amr, acr = oidc_grants.session_amr(signed_in.user, signed_in.tenant)
+        return cls(signed_in, auth_time=signed_in.session.authenticated_at, amr=amr, acr=acr)
+
+
+class Code:
+    """An authorization code row as Authlib's (OAuth 2, OpenID Connect and PKCE)."""
+
+    def __init__(self, row: OidcCode) -> None:
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.row.auth_time.timestamp())
+
+    def get_acr(self) -> str | None:
+        return self.row.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.row.amr)
+
+
+class Token:
+    """A stored token as Authlib's (refresh grant, revocation, introspection)."""
+
+    def __init__(
+        self, row: OidcToken, facts: TokenFacts | None, *, client: App, is_refresh: bool
+    ) -> None:
+        self.row = row
+        self.facts = facts  # None: not alive now
+        self.client = client
+        self.is_refresh = is_refresh
+
+    def check_client(self, client: App) -> bool:
+        return bool(client.get_client_id() == self.client.get_client_id())
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, int((self.row.expires_at - now()).total_seconds()))
+
+    def is_expired(self) -> bool:
+        return not self.is_refresh and self.row.expires_at <= now()
+
+    def is_revoked(self) -> bool:
+        return self.facts is None
+
+
+# --- Authlib's grants and endpoints, wired to the core ------------------------------------
+
+
+class AuthorizationCode(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        person: Person = request.user
+        payload = request.payload
+        oidc_grants.issue_code(
+            db(),
+            services().hasher,
+            request.client.row,
+            person.signed_in,
+            code=code,
+            redirect_uri=payload.redirect_uri,
+            scope=request.client.get_allowed_scope(payload.scope),
+            nonce=payload.data.get("nonce"),
+            code_challenge=payload.data.get("code_challenge"),
+            code_challenge_method=payload.data.get("code_challenge_method"),
+            now=now(),
+        )
+
+    def query_authorization_code(self, code: str, client: App) -> Code | None:
+        row = oidc_grants.find_code(
+            db(), services().hasher, client.row, code, now=now(), origin=origin()
+        )
+        return None if row is None else Code(row)
+
+    def delete_authorization_code(self, authorization_code: Code) -> None:
+        authorization_code.row.used_at = authorization_code.row.used_at or now()
+
+    def authenticate_user(self, authorization_code: Code) -> Person | None:
+        row = authorization_code.row
+        signed_in = oidc_grants.live_session(db(), row.session_id, now())
+        if signed_in is None or signed_in.user.id != row.user_id:
+            row.used_at = now()  # a code of an ended session is spent too
+            return None
+        return Person(
+            signed_in, auth_time=row.auth_time, amr=list(row.amr), acr=row.acr, nonce=row.nonce
+        )
+
+
+class RefreshToken(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotated on every use (RFC 9700 §4.14.2)
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        client: App = self.request.client
+        facts = oidc_grants.refresh_token_facts(
+            db(), services().hasher, client.row, refresh_token, now=now(), origin=origin()
+        )
+        if facts is None:
+            return None
+        return Token(facts.token, facts, client=client, is_refresh=True)
+
+    def authenticate_user(self, refresh_token: Token) -> Person | None:
+        assert refresh_token.facts is not None
+        return Person.of_session(refresh_token.facts.signed_in)
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        """Done by the rotation itself (app.core.oidc_grants.rotate_refresh)."""
+
+
+class S256Only(CodeChallenge):
+    """PKCE with S256 only (``plain`` protects nothing a code thief could not read), and
+    required of public clients at the authorization request, not only at the token
+    endpoint, so a public client never gets a code it could not prove it asked for."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        challenge = data.get("code_challenge")
+        if challenge and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError(
+                "code_challenge_method must be S256.", redirect_uri=redirect_uri
+            )
+        if not challenge and grant.request.client.row.is_public:
+            raise InvalidRequestError(
+                "A public client must send a PKCE code_challenge (S256).",
+                redirect_uri=redirect_uri,
+            )
+        try:
+            super().validate_code_challenge(grant, redirect_uri)
+        except OAuth2Error as error:
+            error.redirect_uri = redirect_uri
+            raise
+
+
+def _id_token(token: dict[str, Any], request: Any) -> str:
+    """The ID token for ``token``, signed by the key ring on Holdfast's clock."""
+    person: Person = request.user
+    client: App = request.client
+    moment = now()
+    claims: dict[str, Any] = {
+        "iss": issuer(g.oidc_tenant),
+        "aud": client.get_client_id(),
+        "azp": client.get_client_id(),
+        "iat": int(moment.timestamp()),
+        "exp": int((moment + ID_TOKEN_LIFETIME).timestamp()),
+        "auth_time": int(person.auth_time.timestamp()),
+        "sid": person.signed_in.session.id,
+        "amr": person.amr,
+    }
+    if person.acr:
+        claims["acr"] = person.acr
+    if person.nonce and request.authorization_code is not None:
+        claims["nonce"] = person.nonce
+    access = token.get("access_token")
+    if access:
+        claims["at_hash"] = create_half_hash(access, "ES256").decode()
+    claims.update(user_claims(person.signed_in, token["scope"]))
+    return services().keys.sign_claims(claims, typ=ID_TOKEN_TYPE, now=moment)
+
+
+class IdTokenOnCode(OpenIDCode):
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        """A nonce already used by this client is refused (a replayed request)."""
+        return (
+            db().scalar(
+                select(OidcCode.id)
+                .where(OidcCode.client_id == request.client.row.id, OidcCode.nonce == nonce)
+                .limit(1)
+                .execution_options(all_tenants=True)
+            )
+            is not None
+        )
+
+    def generate_user_info(self, user: Person, scope: str) -> dict[str, Any]:
+        return user_claims(user.signed_in, scope)
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        return _id_token(token, request)
+
+
+class IdTokenOnRefresh(OpenIDToken):
+    def generate_user_info(self, user: Person, scope: str) -> dict[str, Any]:
+        return user_claims(user.signed_in, scope)
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        return _id_token(token, request)
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return _query_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request: Any) -> None:
+        oidc_grants.revoke_token(
+            db(), token.row, refresh_token=token.is_refresh, now=now(), origin=origin()
+        )
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        return _query_token(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client: App, request: Any) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: Token) -> dict[str, Any]:
+        facts = token.facts
+        assert facts is not None
+        expires = facts.signed_in.session.absolute_deadline if token.is_refresh else None
+        return {
+            "active": True,
+            "client_id": facts.grant.client_id,
+            "scope": token.row.scope,
+            "sub": facts.grant.user_id,
+            "sid": facts.grant.session_id,
+            "token_type": "refresh_token" if token.is_refresh else "Bearer",
+            "iat": int(token.row.issued_at.timestamp()),
+            "exp": int((expires or token.row.expires_at).timestamp()),
+            "iss": issuer(g.oidc_tenant),
+            "aud": facts.grant.client_id,
+        }
+
+
+def _query_token(value: str, hint: str | None) -> Token | None:
+    """The token ``value`` if it was issued to the client that authenticated this
+    request (Authlib asks after authenticating it: :meth:`Provider.query_client`)."""
+    client: App | None = g.get("oidc_client")
+    if client is None:
+        return None
+    found = oidc_grants.find_token_of_client(db(), services().hasher, client.row, value, hint)
+    if found is None:
+        return None
+    row, is_refresh = found
+    facts = oidc_grants.token_alive(db(), row, is_refresh=is_refresh, now=now())
+    return Token(row, facts, client=client, is_refresh=is_refresh)
+
+
+class Provider(AuthorizationServer):
+    """Authlib's server, answering for the tenant of the request (``g.oidc_tenant``)."""
+
+    def query_client(self, client_id: str) -> App | None:
+        row = oidc_clients.find_client(db(), g.oidc_tenant.id, client_id)
+        if row is None:
+            return None
+        g.oidc_client = App(row)  # for _query_token
+        return g.oidc_client  # type: ignore[no-any-return]
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        hasher = services().hasher
+        if request.authorization_code is not None:
+            oidc_grants.start_grant(
+                db(),
+                hasher,
+                request.authorization_code.row,
+                access_token=token["access_token"],
+                refresh_token=token.get("refresh_token"),
+                expires_in=int(token["expires_in"]),
+                now=now(),
+                origin=origin(),
+            )
+        else:
+            old: Token = request.refresh_token
+            assert old.facts is not None
+            oidc_grants.rotate_refresh(
+                db(),
+                hasher,
+                old.facts,
+                access_token=token["access_token"],
+                refresh_token=token["refresh_token"],
+                expires_in=int(token["expires_in"]),
+                now=now(),
+            )
+
+
+def make_provider(app: Flask) -> Provider:
+    server = Provider()
+    server.init_app(app)
+    lifetime = int(oidc_grants.ACCESS_LIFETIME.total_seconds())
+    server.register_token_generator(
+        "default",
+        BearerTokenGenerator(
+            access_token_generator=_random_token,
+            refresh_token_generator=_random_token,
+            expires_generator=lambda _client, _grant_type: lifetime,
+        ),
+    )
+    server.register_grant(AuthorizationCode, [S256Only(required=True), IdTokenOnCode()])
+    server.register_grant(RefreshToken, [IdTokenOnRefresh()])
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    return server
+
+
+def _random_token(*_args: Any, **_kwargs: Any) -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
+def provider() -> Provider:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    server = app.extensions.get("holdfast_oidc")
+    if server is None:
+        server = app.extensions["holdfast_oidc"] = make_provider(app)
+    return server  # type: ignore[no-any-return]
+
+
+# --- the tenant of each request -------------------------------------------------------------
+
+
+#: GET endpoints that write (authorize stores the code): their unit of work takes the
+#: write lock from its start, as a POST's does (app.web.context), so on SQLite a write
+#: committed by another connection meanwhile cannot make the upgrade fail ("database
+#: is locked" at once, without waiting)
+WRITING_GETS = frozenset({"oidc.authorize"})
+
+
+@bp.url_value_preprocessor
+def _tenant(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if endpoint in WRITING_GETS and g.get("db") is None:
+        found = services()
+        g.db = SessionOnDemand(found.database, write=True, make=found.session)
+    slug = (values or {}).pop("tenant_slug", None)
+    tenant = None
+    if isinstance(slug, str) and len(slug) <= 64:
+        tenant = db().scalar(select(Tenant).where(Tenant.slug == slug))
+    g.oidc_tenant = tenant
+
+
+@bp.url_defaults
+def _slug(_endpoint: str, values: dict[str, Any]) -> None:
+    if "tenant_slug" not in values and g.get("oidc_tenant") is not None:
+        values["tenant_slug"] = g.oidc_tenant.slug
+
+
+@bp.before_request
+def _known_tenant() -> Response | None:
+    if g.oidc_tenant is None:
+        return _json_error("not_found", "No such issuer.", 404)
+    return None
+
+
+def issuer(tenant: Tenant) -> str:
+    """The tenant's issuer identifier: ``{HOLDFAST_BASE_URL}/oidc/{slug}``."""
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/oidc/{tenant.slug}"
+
+
+def user_claims(signed_in: LiveSession, scope: str) -> dict[str, Any]:
+    """The person's claims a token of ``scope`` may see (``sub`` always)."""
+    scopes = scope_to_list(scope or "") or []
+    user = signed_in.user
+    claims: dict[str, Any] = {"sub": user.id}
+    if "email" in scopes:
+        claims["email"] = user.email
+        claims["email_verified"] = True  # every sign-in proves the address (an emailed code)
+    if "profile" in scopes:
+        claims["name"] = user.name or user.email
+        claims["preferred_username"] = user.email
+    return claims
+
+
+def _json_error(code: str, description: str, status: int) -> Response:
+    response = jsonify({"error": code, "error_description": description, "code": code})
+    response.status_code = status
+    return response
+
+
+def _public(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> Response:
+    """The OpenID Provider Metadata of the tenant's issuer (OpenID Connect Discovery 1.0)."""
+    base = issuer(g.oidc_tenant)
+    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    metadata = {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "userinfo_endpoint": f"{base}/userinfo",
+        "jwks_uri": f"{base}/jwks",
+        "revocation_endpoint": f"{base}/revoke",
+        "introspection_endpoint": f"{base}/introspect",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "azp",
+            "sid",
+            "at_hash",
+            "email",
+            "email_verified",
+            "name",
+            "preferred_username",
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": False,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "end_session_endpoint": f"{base}/logout",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+    }
+    response = jsonify(metadata)
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    return _public(response)
+
+
+@bp.get("/jwks")
+def jwks() -> Response:
+    """The keys that verify ID tokens: the same key ring as ``/.well-known/jwks.json``."""
+    response = jsonify(services().keys.jwks())
+    response.cache_control.public = True
+    response.cache_control.max_age = int(current_app.config["JWKS_MAX_AGE"])
+    return _public(response)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response | tuple[str, int]:
+    """The authorization endpoint (code flow). Signs in through Holdfast's own pages when
+    there is no live session of this tenant, or a fresh one is asked for."""
+    server = provider()
+    params = request.values
+    signed_in = _signed_in_here()
+    person = None if signed_in is None else Person.of_session(signed_in)
+    try:
+        grant = server.get_consent_grant(end_user=person)
+        redirect_uri = grant.request.payload.redirect_uri
+        if "request" in params:
+            raise RequestNotSupportedError(redirect_uri=redirect_uri)
+        if "request_uri" in params:
+            raise RequestURINotSupportedError(redirect_uri=redirect_uri)
+        fresh_needed = signed_in is not None and _fresh_sign_in_needed(signed_in, params)
+        if fresh_needed and "none" in (params.get("prompt") or "").split():
+            raise LoginRequiredError(redirect_uri=redirect_uri)
+    except OAuth2Error as error:
+        if not error.redirect_uri:
+            # No client or redirect URI we may send the person back to: never redirect.
+            return render_template(
+                "error.html",
+                title="This sign-in link is not valid",
+                message=error.description or error.error,
+            ), 400
+        error.state = params.get("state")
+        answer = server.handle_error_response(grant_request(), error)
+        return _to_app(answer, "the app")
+    if signed_in is None:
+        if current_user.is_authenticated:
+            return render_template(
+                "error.html",
+                title="Signed in to another organisation",
+                message=(
+                    f"You are signed in to another organisation. Sign out, then sign in "
+                    f"to {g.oidc_tenant.name} to continue to this app."
+                ),
+            ), 403
+        return redirect(url_for("auth.login", next=_come_back(fresh=False)))  # type: ignore[return-value]
+    if fresh_needed:
+        return redirect(url_for("auth.again", next=_come_back(fresh=True)))  # type: ignore[return-value]
+    answer = server.create_authorization_response(grant_user=person, grant=grant)
+    return _to_app(answer, grant.client.row.name)
+
+
+def _to_app(answer: Response, app_name: str) -> Response:
+    """``answer`` (a redirect to the app), or, for a request that comes straight from
+    Holdfast's sign-in form, a page that refreshes to the same place: browsers hold the
+    whole redirect chain of a form submission to the form page's CSP ``form-action
+    'self'``, which would block the step to the app."""
+    location = answer.headers.get("Location")
+    if answer.status_code != 302 or not location or not request.args.get(AFTER_SIGN_IN):
+        return answer
+    page = render_template("oidc/continue.html", location=location, app_name=app_name)
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+def grant_request() -> Any:
+    return provider().create_oauth2_request(request)
+
+
+def _signed_in_here() -> LiveSession | None:
+    """The request's live Holdfast session, if it belongs to this issuer's tenant."""
+    if not current_user.is_authenticated:
+        return None
+    facts = current_user.current.facts
+    if facts.session.tenant_id != g.oidc_tenant.id:
+        return None
+    return oidc_grants.live_session(db(), facts.session.id, now())
+
+
+def _fresh_sign_in_needed(signed_in: LiveSession, params: Any) -> bool:
+    """Whether ``prompt=login`` or ``max_age`` asks for a sign-in newer than the
+    session's last one. After re-authenticating, the request comes back with
+    :data:`AUTH_AFTER` in place of ``prompt=login`` (a sign-in from that moment on is
+    fresh enough)."""
+    authenticated = signed_in.session.authenticated_at
+    after = params.get(AUTH_AFTER)
+    if after is not None:
+        try:
+            return authenticated.timestamp() < int(after)
+        except ValueError:
+            return True
+    if "login" in (params.get("prompt") or "").split():
+        return True
+    max_age = params.get("max_age")
+    if max_age is not None:
+        try:
+            seconds = int(max_age)
+        except ValueError:
+            return True
+        return (now() - authenticated).total_seconds() > max(0, seconds)
+    return False
+
+
+def _come_back(*, fresh: bool) -> str:
+    """This authorization request as a local URL to return to after signing in; after a
+    fresh sign-in, ``prompt=login`` and ``max_age`` give way to :data:`AUTH_AFTER`."""
+    params: list[tuple[str, str]] = [
+        (k, str(v))
+        for k, v in request.values.items(multi=True)
+        if k not in (AFTER_SIGN_IN, *((AUTH_AFTER, "prompt", "max_age") if fresh else ()))
+    ]
+    if fresh:
+        params.append((AUTH_AFTER, str(int(now().timestamp()))))
+    params.append((AFTER_SIGN_IN, "1"))
+    return f"{request.path}?{urlencode(params)}"
+
+
+@bp.post("/token")
+def token() -> Response:
+    """The token endpoint: authorization_code (PKCE) and refresh_token grants."""
+    return _public(provider().create_token_response())
+
+
+@bp.post("/revoke")
+def revoke() -> Response:
+    """RFC 7009: revoking a refresh token ends the app's sign-in; unknown tokens: 200."""
+    return _public(provider().create_endpoint_response(Revocation.ENDPOINT_NAME))
+
+
+@bp.post("/introspect")
+def introspect() -> Response:
+    """RFC 7662, for the client the token was issued to."""
+    return provider().create_endpoint_response(Introspection.ENDPOINT_NAME)  # type: ignore[no-any-return]
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    """The person's claims for a live access token (``Authorization: Bearer``)."""
+    header = request.headers.get("Authorization", "")
+    value = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    facts = (
+        oidc_grants.access_token_facts(db(), services().hasher, g.oidc_tenant.id, value, now())
+        if value
+        else None
+    )
+    if facts is None:
+        response = _json_error("invalid_token", "The access token is not valid.", 401)
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return _public(response)
+    return _public(jsonify(user_claims(facts.signed_in, facts.token.scope)))
+
+
+# --- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) -------------------------
+
+LOGOUT_PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
+
+
+class LogoutRequest:
+    """A checked logout request: the app it comes from (if it said) and where to go after."""
+
+    def __init__(self, client: OidcClient | None, target: str | None) -> None:
+        self.client = client
+        self.target = target
+
+
+def _logout_request(params: Any) -> LogoutRequest:
+    """The app and the return address of a logout request. Raises ValueError (shown on an
+    error page, never followed) for a hint that is not ours, a client that does not
+    match it, or a post-logout URI the app did not register exactly."""
+    tenant = g.oidc_tenant
+    client_id = params.get("client_id") or None
+    hint = params.get("id_token_hint")
+    if hint:
+        keys = KeySet.import_key_set(services().keys.jwks())  # type: ignore[arg-type]
+        try:
+            claims = jose_jwt.decode(hint, keys, algorithms=["ES256"]).claims
+        except (JoseError, ValueError) as error:
+            raise ValueError("The id_token_hint is not a token of this issuer.") from error
+        if claims.get("iss") != issuer(tenant):
+            raise ValueError("The id_token_hint is not a token of this issuer.")
+        audience = claims.get("aud")
+        if client_id is not None and client_id != audience:
+            raise ValueError("client_id does not match the id_token_hint.")
+        client_id = audience if isinstance(audience, str) else None
+    client = oidc_clients.find_client(db(), tenant.id, client_id) if client_id else None
+    if client_id and client is None:
+        raise ValueError("Unknown app.")
+    target = params.get("post_logout_redirect_uri") or None
+    if target is not None:
+        if client is None:
+            raise ValueError(
+                "A post_logout_redirect_uri needs the app's client_id or an id_token_hint."
+            )
+        if target not in client.post_logout_redirect_uris:  # exact match: no open redirect
+            raise ValueError("That post_logout_redirect_uri is not registered for the app.")
+        state = params.get("state")
+        if state:
+            target = add_params_to_uri(target, [("state", state)])
+    return LogoutRequest(client, target)
+
+
+def _logout_error(error: ValueError) -> tuple[str, int]:
+    return render_template(
+        "error.html", title="This sign-out link is not valid", message=str(error)
+    ), 400
+
+
+def _after_logout(found: LogoutRequest) -> Response:
+    if found.target is None:
+        return redirect(url_for("auth.login", reason="logout"))  # type: ignore[return-value]
+    # A page, not a redirect: after the confirmation form, CSP form-action 'self' would
+    # refuse a redirect to the app (see _to_app).
+    name = found.client.name if found.client else "the app"
+    page = render_template("oidc/continue.html", location=found.target, app_name=name)
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+@bp.get("/logout")
+def end_session_page() -> Response | tuple[str, int]:
+    """The end_session_endpoint: asks the person to confirm (signing out is never a GET),
+    or, with no session of this tenant to end, goes straight back to the app."""
+    try:
+        found = _logout_request(request.args)
+    except ValueError as error:
+        return _logout_error(error)
+    if _signed_in_here() is None:
+        return _after_logout(found)
+    params = [(name, request.args[name]) for name in LOGOUT_PARAMS if request.args.get(name)]
+    page = render_template(
+        "oidc/logout.html",
+        form=ActionForm(),
+        params=params,
+        app_name=found.client.name if found.client else None,
+    )
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+@bp.post("/logout")
+def end_session_confirmed() -> Response | tuple[str, int]:
+    """The confirmation: end the Holdfast session (its apps are signed out through the
+    back channel) and return to the app's registered post-logout URI."""
+    try:
+        found = _logout_request(request.form)
+    except ValueError as error:
+        return _logout_error(error)
+    if not ActionForm().validate_on_submit():
+        return _logout_error(ValueError("The form expired. Go back to the app and try again."))
+    if _signed_in_here() is not None:
+        me = current()
+        end_session(db(), me.session, "logout", now=now(), actor_id=me.user.id, origin=origin())
+    response = _after_logout(found)
+    clear_session_cookie(response)
+    return response
