@@ -9,8 +9,9 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from app.core import backchannel, oidc_clients
 from app.core.errors import ValidationError
 from app.web.access import admin_required
-from app.web.context import current, db, now, origin, services
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
+from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("admin_apps", __name__)
 

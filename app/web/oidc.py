@@ -61,11 +61,12 @@ from sqlalchemy import select
 from app.core import oidc_clients, oidc_grants
 from app.core.oidc_grants import LiveSession, TokenFacts
 from app.core.sessions import end_session
-from app.db import SessionOnDemand
 from app.models import OidcClient, OidcCode, OidcToken, Tenant
-from app.web.context import clear_session_cookie, current, db, now, origin, services
+from app.web.authentication import current, origin
+from app.web.cookies import clear_session_cookie
 from app.web.extensions import csrf
 from app.web.forms import ActionForm
+from app.web.unit_of_work import db, now, services, writing_unit
 
 bp = Blueprint("oidc", __name__, url_prefix="/oidc/<tenant_slug>")
 csrf.exempt(bp)  # clients authenticate with secrets or PKCE, never with a cookie
@@ -467,17 +468,14 @@ def provider() -> Provider:
 
 
 #: GET endpoints that write (authorize stores the code): their unit of work takes the
-#: write lock from its start, as a POST's does (app.web.context), so on SQLite a write
-#: committed by another connection meanwhile cannot make the upgrade fail ("database
-#: is locked" at once, without waiting)
+#: write lock from its start, as a POST's does (app.web.unit_of_work.writing_unit)
 WRITING_GETS = frozenset({"oidc.authorize"})
 
 
 @bp.url_value_preprocessor
 def _tenant(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    if endpoint in WRITING_GETS and g.get("db") is None:
-        found = services()
-        g.db = SessionOnDemand(found.database, write=True, make=found.session)
+    if endpoint in WRITING_GETS:
+        writing_unit()
     slug = (values or {}).pop("tenant_slug", None)
     tenant = None
     if isinstance(slug, str) and len(slug) <= 64:

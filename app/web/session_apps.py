@@ -10,8 +10,9 @@ from flask_login import login_required
 
 from app.core import backchannel
 from app.core.backchannel import SignedInApp
-from app.web.context import current, db, now, origin
+from app.web.authentication import current, origin
 from app.web.forms import ActionForm
+from app.web.unit_of_work import db, now
 
 bp = Blueprint("session_apps", __name__)
 

@@ -39,6 +39,14 @@ def db() -> Session:
     return unit_of(current_globals(), request.method)()
 
 
+def writing_unit() -> None:
+    """Make the request's unit of work take the write lock from its start, as a POST's
+    does, for a GET that writes (OIDC's authorize stores its code): on SQLite a write
+    committed by another connection meanwhile would otherwise make the upgrade from a
+    read fail at once ("database is locked"). Does nothing once the unit exists."""
+    unit_of(current_globals(), "POST")
+
+
 def unit_of(store: RequestGlobals, method: str, found: Services | None = None) -> SessionOnDemand:
     """The request's database session, made when something first needs it: the hot path
     reads and touches without one (app.db.SessionOnDemand). ``store`` is the request's
