@@ -168,7 +168,7 @@ def code() -> Response | str:
             return render_template(
                 "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
             )
-        except InvalidCode as error:
+        except (InvalidCode, ValidationError) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             return _signed_in(result, flow)
@@ -449,7 +449,7 @@ def again() -> Response | str:
         except MfaRequired as error:
             session["reauth"] = {**flow, "mfa": error.details["step"].id}
             return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
-        except (InvalidCode, ChallengeLocked) as error:
+        except (InvalidCode, ChallengeLocked, ValidationError) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             session.pop("reauth", None)

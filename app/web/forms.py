@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, StringField
+from wtforms import BooleanField, EmailField, Field, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
+from wtforms.validators import ValidationError as FieldError
+
+from app import otp
+from app.core.codes import NOT_A_CODE
+
+
+def emailed_code(_form: FlaskForm, field: Field) -> None:
+    """Refuse, before any check, what cannot be an emailed code (wrong length, letters):
+    it costs none of the code's tries (app.core.codes.require_code_shape)."""
+    if field.data and otp.code_digits(field.data) is None:
+        raise FieldError(NOT_A_CODE)
 
 
 class EmailForm(FlaskForm):
@@ -15,7 +26,12 @@ class EmailForm(FlaskForm):
 
 class CodeForm(FlaskForm):
     code = StringField(
-        "Code", validators=[DataRequired("Enter the 6-digit code from the email."), Length(max=20)]
+        "Code",
+        validators=[
+            DataRequired("Enter the 6-digit code from the email."),
+            Length(max=20),
+            emailed_code,
+        ],
     )
     trust_device = BooleanField("Trust this device")
     #: deny mode: the live session the person chose to end in exchange for this one
