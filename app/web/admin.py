@@ -178,7 +178,9 @@ def dashboard() -> str:
 def figures() -> str:
     """The figures alone: the dashboard polls this every 10 s."""
     return render_template(
-        "admin/_figures.html", figures=stats.figures(db(), now=now()), links=_figure_links(now())
+        "partials/admin/_figures.html",
+        figures=stats.figures(db(), now=now()),
+        links=_figure_links(now()),
     )
 
 
@@ -346,7 +348,7 @@ def end_session(session_id: str) -> Response | str:
     if is_htmx():
         rows = admin.session_rows(db(), [ended.id])
         return render_template(
-            "admin/_session_row.html",
+            "partials/admin/_session_row.html",
             item=_row_views(rows)[0],
             action=ActionForm(),
         )
@@ -369,7 +371,9 @@ def end_selected() -> Response | str:
     except ValidationError as problem:
         if is_htmx():
             return Response(
-                render_template("admin/_notice.html", message=problem.message, warning=True),
+                render_template(
+                    "partials/admin/_notice.html", message=problem.message, warning=True
+                ),
                 status=422,
             )
         flash(problem.message)
@@ -381,7 +385,7 @@ def end_selected() -> Response | str:
     if is_htmx():
         rows = admin.session_rows(db(), [s.id for s in ended])
         return render_template(
-            "admin/_ended.html",
+            "partials/admin/_ended.html",
             message=message,
             items=_row_views(rows),
             action=ActionForm(),
