@@ -27,15 +27,29 @@ bp = Blueprint("devices", __name__)
 
 
 def _page(**extra: object) -> str:
-    views = sessions.devices_of(db(), current(), now=now())
-    return render_template(
-        "devices/index.html",
-        views=views,
-        me=current(),
-        action=ActionForm(),
-        trusted_for=describe_duration(current().tenant.trusted_lifetime),
-        **extra,
-    )
+    return render_template("devices/index.html", **_lists_context(), **extra)
+
+
+def _lists_context() -> dict[str, object]:
+    """What the device lists need: every device with its live sessions, the caller, the
+    action form, the trusted lifetime in words, and whether any session but the
+    caller's is live (the "Sign out all other sessions" button shows only then)."""
+    me = current()
+    views = sessions.devices_of(db(), me, now=now())
+    return {
+        "views": views,
+        "me": me,
+        "action": ActionForm(),
+        "trusted_for": describe_duration(me.tenant.trusted_lifetime),
+        "others_live": any(s.id != me.session.id for view in views for s in view.sessions),
+    }
+
+
+def _lists(status: int = 200, **extra: object) -> Response:
+    """htmx: both device lists and the toolbar as they are now, so no part of the page
+    is left stale after an action (a trusted device's "signed in" included)."""
+    body = render_template("partials/_device_lists.html", **_lists_context(), **extra)
+    return Response(body, status=status)
 
 
 @bp.get("/devices")
@@ -44,20 +58,9 @@ def index() -> str:
     return _page()
 
 
-def _device_fragment(device_id: str) -> str:
-    """The device's card as it is now; empty when it has nothing left to show."""
-    view = next(
-        (v for v in sessions.devices_of(db(), current(), now=now()) if v.device.id == device_id),
-        None,
-    )
-    if view is None:
-        return ""
-    return render_template("partials/_device.html", view=view, me=current(), action=ActionForm())
-
-
 @bp.post("/sessions/<session_id>/end")
 @login_required
-def end_one(session_id: str) -> Response | str:
+def end_one(session_id: str) -> Response:
     me = current()
     ended = sessions.end_own_session(db(), me, session_id, now=now(), origin=origin())
     if ended.id == me.session.id:
@@ -66,23 +69,19 @@ def end_one(session_id: str) -> Response | str:
             return htmx_response(redirect=target)  # type: ignore[no-any-return]
         return redirect(target)  # type: ignore[return-value]
     if is_htmx():
-        return _device_fragment(ended.device_id)
+        return _lists()
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
 @bp.post("/sessions/end-others")
 @login_required
-def end_others() -> Response | str:
+def end_others() -> Response:
     ended = sessions.end_other_sessions(db(), current(), now=now(), origin=origin())
+    count = len(ended)
+    notice = f"Ended {count} other session{'' if count == 1 else 's'}."
     if is_htmx():
-        views = sessions.devices_of(db(), current(), now=now())
-        return render_template(
-            "partials/_devices.html",
-            views=views,
-            me=current(),
-            action=ActionForm(),
-            ended=len(ended),
-        )
+        return _lists(notice=notice)
+    flash(notice)
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
@@ -101,29 +100,20 @@ def rename(device_id: str) -> Response | str:
     else:
         error = "; ".join(form.name.errors) or "Could not rename the device."
     if is_htmx():
-        fragment = _device_fragment(device_id)
+        # 422 is swapped (base.html's htmx-config): the card says what was wrong.
         if error:
-            return Response(fragment, status=422)  # type: ignore[return-value]
-        return fragment
+            return _lists(status=422, rename_error=error, rename_device=device_id)
+        return _lists()
     if error:
         return _page(rename_error=error), 422  # type: ignore[return-value]
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
 def _after_trust_change(notice: str) -> Response:
-    """htmx: both device lists as they are now, with the notice; otherwise back to the
+    """htmx: the device lists as they are now, with the notice; otherwise back to the
     page with the notice flashed."""
     if is_htmx():
-        return Response(
-            render_template(
-                "partials/_device_lists.html",
-                views=sessions.devices_of(db(), current(), now=now()),
-                me=current(),
-                action=ActionForm(),
-                trusted_for=describe_duration(current().tenant.trusted_lifetime),
-                notice=notice,
-            )
-        )
+        return _lists(notice=notice)
     flash(notice)
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
