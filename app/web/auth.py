@@ -209,9 +209,10 @@ def _signed_in(result: signin.SignIn, flow: dict[str, Any]) -> Response:
     if result.replaced is not None:
         flash("Signed in. The session you chose was ended.")
     elif result.evicted:
+        limit = result.tenant.max_sessions_per_user
         flash(
             "Signed in. You were at your organisation's limit of "
-            f"{result.tenant.max_sessions_per_user} sessions, so your least recently "
+            f"{limit} session{'' if limit == 1 else 's'}, so your least recently "
             "active one was signed out."
         )
     if result.second_factor == "recovery_code":

@@ -31,7 +31,31 @@ HTTP_CODES = {
 
 
 #: the heading of an error page, by error code (others: "Something is not right")
-PAGE_TITLES = {"rate_limited": "Slow down"}
+PAGE_TITLES = {
+    "rate_limited": "Slow down",
+    "forbidden": "You cannot do that here",
+    "not_found": "Not found",
+    "invalid_session": "Please sign in again",
+    "session_expired": "Please sign in again",
+    "validation_error": "Please check what you entered",
+}
+
+#: a page's heading and words for an HTTP status that no Holdfast error explains
+STATUS_PAGES = {
+    400: ("Please try again", "The request did not make sense to Holdfast. Go back and try again."),
+    401: ("Please sign in", "Sign in to see this page."),
+    403: ("You cannot do that here", "Your account is not allowed to open this page."),
+    404: (
+        "Page not found",
+        "There is no page at this address. It may have moved, or the link may be mistyped.",
+    ),
+    405: (
+        "This page cannot do that",
+        "This address does not take that kind of request. Use the page's own buttons and links.",
+    ),
+    413: ("Too large", "What was sent is larger than Holdfast accepts."),
+    429: ("Slow down", "Too many requests. Wait a moment, then try again."),
+}
 
 
 def wants_json() -> bool:
@@ -51,7 +75,10 @@ def json_error(error: HoldfastError, status: int | None = None) -> Response:
 
 
 def _page(status: int, title: str, message: str) -> Response:
-    return Response(render_template("error.html", title=title, message=message), status)
+    """The one error page (templates/error.html), styled like every page, for any status."""
+    return Response(
+        render_template("error.html", title=title, message=message, status=status), status
+    )
 
 
 def unavailable() -> Response:
@@ -117,7 +144,8 @@ def init_app(app: Flask) -> None:
         if wants_json():
             response = _json(status, error.name, HTTP_CODES.get(status, "error"))
         else:
-            response = _page(status, error.name, error.description or error.name)
+            title, message = STATUS_PAGES.get(status, (error.name, error.description or ""))
+            response = _page(status, title, message)
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
