@@ -5,7 +5,9 @@ of a member or an admin causes a CSP violation or a console error."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from tests.conftest import (
 from tests.test_admin_support import add_session
 
 pytestmark = pytest.mark.browser
+SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
 
 #: every CSP violation a page meets, in the order met (installed before any page script)
 CSP_WATCH = """
@@ -69,6 +72,9 @@ def test_ending_a_session_shows_progress_and_says_failures_with_a_retry(
     held = []
     a.route("**/sessions/*/end", lambda route: held.append(route))
     end.click()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    a.locator("#confirm-dialog[open]").wait_for()
+    a.screenshot(path=str(SHOTS / "devices-confirm-1200.png"))
     assert "End the session on Safari on iOS?" in confirm_in_page(a)
     wait_until(a, "document.querySelector('button.end-session[aria-busy=true]') !== null")
     assert a.evaluate("document.querySelector('button.end-session[aria-busy=true]').disabled")
@@ -93,6 +99,7 @@ def test_ending_a_session_shows_progress_and_says_failures_with_a_retry(
     error.wait_for(state="visible")
     assert "“Sign out all other sessions” did not go through" in error.inner_text()
     assert "could not be reached" in error.inner_text()
+    a.screenshot(path=str(SHOTS / "devices-offline-1200.png"))
     assert card.is_visible()  # nothing pretends the other device was signed out
     assert a.locator("#end-others").is_enabled()
 

@@ -191,6 +191,41 @@
     });
   }
 
+  // --- phones: stacked table rows name their column; filters fold away ----------------
+
+  // Each cell gets its column's name (data-label), which the phone layout shows before
+  // it (static/css/app.css), since the table's head is not shown there.
+  function labelCells(root) {
+    (root || document).querySelectorAll("main table").forEach(function (table) {
+      var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.querySelector(".visually-hidden") ? "" : th.textContent.replace(/\s+/g, " ").trim();
+      });
+      if (!names.length) return;
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.prototype.forEach.call(row.children, function (cell, index) {
+          if (!cell.hasAttribute("data-label") && names[index] !== undefined) cell.dataset.label = names[index];
+        });
+      });
+    });
+  }
+
+  // <details class="fold" open>: open on a wide screen; on a phone it starts folded
+  // unless it holds something the person must see (data-keep-open, e.g. a filter error).
+  function foldOnPhones() {
+    if (!window.matchMedia || !window.matchMedia("(max-width: 640px)").matches) return;
+    document.querySelectorAll("details.fold[open]:not([data-keep-open])").forEach(function (details) {
+      details.open = false;
+    });
+  }
+
+  document.addEventListener("htmx:afterSettle", function () { labelCells(); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { labelCells(); foldOnPhones(); });
+  } else {
+    labelCells();
+    foldOnPhones();
+  }
+
   document.addEventListener("change", refreshSelections);
   document.addEventListener("htmx:afterSettle", refreshSelections);
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", refreshSelections);
