@@ -124,3 +124,15 @@ def test_limit_messages_count_in_the_right_number(app, mailbox, make, tenant, me
     assert answer.status_code == 409
     assert "You already have 1 active session, the most your organisation allows." in answer.text
     assert "1 active sessions" not in answer.text
+
+
+def test_times_are_time_elements_the_browser_rewrites(signed_in):
+    """Each printed time is a <time> with its UTC instant for static/js/times.js, and
+    reads in UTC without JavaScript."""
+    page = signed_in.get("/devices").text
+    relative = re.findall(
+        r'<time datetime="([^"]+Z)" data-format="relative" title="([^"]+)">', page
+    )
+    assert relative and all(title.endswith(" UTC") for _iso, title in relative)
+    assert 'id="time-zone" hidden' in page  # shown by the script, which knows the zone
+    assert "js/times." in page
