@@ -124,6 +124,7 @@ def request_code(
             tenant_id=accounts[0].tenant_id,
             now=now,
             give_up_at=challenge.expires_at,
+            language=accounts[0].language,
         )
     db.flush()
     return challenge

@@ -3,7 +3,11 @@ trusting, remove a device, and the session status the page polls."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, url_for
+from flask_babel import format_timedelta, get_locale, ngettext
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from htmx_flask import make_response as htmx_response
 
@@ -40,9 +44,16 @@ def _lists_context() -> dict[str, object]:
         "views": views,
         "me": me,
         "action": ActionForm(),
-        "trusted_for": describe_duration(me.tenant.trusted_lifetime),
+        "trusted_for": _duration(me.tenant.trusted_lifetime),
         "others_live": any(s.id != me.session.id for view in views for s in view.sessions),
     }
+
+
+def _duration(seconds: int) -> str:
+    """A policy duration in the page's language ("30 days", "30 Tage")."""
+    if str(get_locale() or "en") == "en":
+        return describe_duration(seconds)
+    return str(format_timedelta(timedelta(seconds=seconds), threshold=1.5))
 
 
 def _lists(status: int = 200, **extra: object) -> Response:
@@ -78,7 +89,7 @@ def end_one(session_id: str) -> Response:
 def end_others() -> Response:
     ended = sessions.end_other_sessions(db(), current(), now=now(), origin=origin())
     count = len(ended)
-    notice = f"Ended {count} other session{'' if count == 1 else 's'}."
+    notice = ngettext("Ended %(num)d other session.", "Ended %(num)d other sessions.", count)
     if is_htmx():
         return _lists(notice=notice)
     flash(notice)
@@ -128,7 +139,10 @@ def trust_this(device_id: str) -> Response:
     until = device.trusted_until
     assert until is not None
     response = _after_trust_change(
-        f"This device is trusted until {until:%d %b %Y}. You stay signed in here longer."
+        _(
+            "This device is trusted until %(day)s. You stay signed in here longer.",
+            day=f"{until.day} {until:%b %Y}",
+        )
     )
     deadline = me.session.absolute_deadline
     token = services().keys.sign(
@@ -147,7 +161,10 @@ def trust_this(device_id: str) -> Response:
 def stop_trusting(device_id: str) -> Response:
     device = trust.stop_trusting(db(), current(), device_id, now=now(), origin=origin())
     return _after_trust_change(
-        f"{device.display_name} is no longer trusted. Its sessions keep running for now."
+        _(
+            "%(device)s is no longer trusted. Its sessions keep running for now.",
+            device=device.display_name,
+        )
     )
 
 
@@ -164,7 +181,11 @@ def remove(device_id: str) -> Response:
         return redirect(target)  # type: ignore[return-value]
     count = len(ended)
     return _after_trust_change(
-        f"Device removed: {count} session{'' if count == 1 else 's'} ended, trust ended."
+        ngettext(
+            "Device removed: %(num)d session ended, trust ended.",
+            "Device removed: %(num)d sessions ended, trust ended.",
+            count,
+        )
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -41,20 +43,26 @@ PAGE_TITLES = {
 }
 
 #: a page's heading and words for an HTTP status that no Holdfast error explains
+#: (translated when the page is drawn)
 STATUS_PAGES = {
-    400: ("Please try again", "The request did not make sense to Holdfast. Go back and try again."),
-    401: ("Please sign in", "Sign in to see this page."),
-    403: ("You cannot do that here", "Your account is not allowed to open this page."),
+    400: (
+        _l("Please try again"),
+        _l("The request did not make sense to Holdfast. Go back and try again."),
+    ),
+    401: (_l("Please sign in"), _l("Sign in to see this page.")),
+    403: (_l("You cannot do that here"), _l("Your account is not allowed to open this page.")),
     404: (
-        "Page not found",
-        "There is no page at this address. It may have moved, or the link may be mistyped.",
+        _l("Page not found"),
+        _l("There is no page at this address. It may have moved, or the link may be mistyped."),
     ),
     405: (
-        "This page cannot do that",
-        "This address does not take that kind of request. Use the page's own buttons and links.",
+        _l("This page cannot do that"),
+        _l(
+            "This address does not take that kind of request. Use the page's own buttons and links."
+        ),
     ),
-    413: ("Too large", "What was sent is larger than Holdfast accepts."),
-    429: ("Slow down", "Too many requests. Wait a moment, then try again."),
+    413: (_l("Too large"), _l("What was sent is larger than Holdfast accepts.")),
+    429: (_l("Slow down"), _l("Too many requests. Wait a moment, then try again.")),
 }
 
 
@@ -145,7 +153,7 @@ def init_app(app: Flask) -> None:
             response = _json(status, error.name, HTTP_CODES.get(status, "error"))
         else:
             title, message = STATUS_PAGES.get(status, (error.name, error.description or ""))
-            response = _page(status, title, message)
+            response = _page(status, str(title), str(message))
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
@@ -164,7 +172,11 @@ def init_app(app: Flask) -> None:
         message = "Something went wrong on our side. It has been logged."
         if wants_json():
             return _json(500, message, "internal_error")
-        return _page(500, "Something went wrong", message)
+        return _page(
+            500,
+            _("Something went wrong"),
+            _("Something went wrong on our side. It has been logged."),
+        )
 
 
 def _json(status: int, message: str, code: str) -> Response:
