@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core import alerts
 from tests.conftest import UA_IPAD, browser_login, wait_until
 from tests.test_admin_support import add_session
 
@@ -83,6 +84,17 @@ def test_every_page_fits_a_phone(browser, live_server, live_make, live_app, mail
             ip=f"2001:db8:85a3::8a2e:370:{7334 + n}",
             location="Lisbon, PT",
         )
+    with services.session(write=True) as db:  # an alert row, with its two buttons
+        alerts.raise_alert(
+            db,
+            "code_burst",
+            "high",
+            tenant_id=tenant.id,
+            now=now,
+            summary="Eleven wrong codes for samantha.example-person@ward.test in ten minutes",
+            user_id=sam.id,
+        )
+        db.commit()
     context = browser.new_context(user_agent=UA_IPAD, viewport={"width": 390, "height": 844})
     page = context.new_page()
     browser_login(page, live_server, mailbox, "ada.longname-of-the-admin@ward.test")

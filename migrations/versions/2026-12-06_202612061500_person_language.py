@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
+    # ALTER TABLE … DROP COLUMN in place: recreating users would trip its foreign keys
+    with op.batch_alter_table("users", recreate="never") as batch:
         batch.drop_column("language")

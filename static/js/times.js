@@ -43,8 +43,8 @@
     };
   }
 
-  var UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
-               ["hour", 3600], ["minute", 60]];
+  // Days at most, as the server writes them: "in 29 days" says more than "in 4 weeks".
+  var UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
 
   function relative(format, moment) {
     var seconds = Math.round((moment.getTime() - Date.now()) / 1000);
