@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test test-newest test-release lint format bench install install-test assets dist clean
+.PHONY: run test test-newest test-release lint format bench install install-test assets dist clean messages
 
 run: install assets ## install, migrate, seed the demo tenant, serve on http://127.0.0.1:5000
 	$(BIN)/holdfast db upgrade
@@ -54,6 +54,15 @@ lint: install-test assets
 	$(BIN)/mypy
 	$(BIN)/python tools/import_contract.py
 	$(BIN)/python tools/lint_openapi.py
+
+# Translations (app/i18n.py): extract the marked words of pages, mails and flash messages,
+# merge them into each language's .po (translate the new ones there), and compile the
+# .mo files, which are committed (tests/test_i18n.py checks they match their .po).
+messages: install-test
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header \
+	  -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --no-location
+	$(BIN)/pybabel compile -d app/translations --statistics
 
 format: install-test
 	$(BIN)/ruff format .

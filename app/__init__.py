@@ -186,6 +186,7 @@ def register_mail_sender(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from app.web import i18n
     from app.web.extensions import csrf, htmx, login_manager
 
     # Flask-WTF's own before-request check looks up the view's exemptions before the
@@ -202,6 +203,7 @@ def register_extensions(app: Flask) -> None:
             csrf.protect(apply_exemptions=True)
 
     htmx.init_app(app)
+    i18n.init_app(app)
     login_manager.init_app(app)
     # Holdfast never sets Flask-Login's remember-me cookie (it never calls login_user: the
     # session token decides, app.web.principal): no need to refresh it on every request.

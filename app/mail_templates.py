@@ -8,8 +8,9 @@ The core queues a mail by its kind and the facts it needs (app.outbox.queue_mail
 rendered there, in the request's transaction, and sealed with the rest of the message.
 Times are UTC, written one way (``6 Dec 2026, 14:05 UTC``). The HTML part is escaped (a
 person's name or a device's name is text, never markup); the text part is not. Templates
-use no Flask: the worker and the CLI render them too. The i18n extension is on (with no
-translations yet), so a template may mark its words with ``{% trans %}`` and ``_()``.
+use no Flask: the worker and the CLI render them too. The i18n extension is on with the
+recipient's catalog (app.i18n; the person's language setting), so a template marks its
+words with ``{% trans %}`` and ``_()``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from app import paths
+from app import i18n, paths
 from app.mail import Message
 
 FOLDER = paths.TEMPLATES / "mail"
@@ -42,7 +43,17 @@ class MailTemplates:
     where a link belongs must fail in the tests, not reach a person."""
 
     def __init__(self, folder: Path = FOLDER) -> None:
-        self._env = Environment(
+        # One environment per language, its catalog installed (app.i18n): a shared one
+        # would swap catalogs under a render running in another thread. All are made
+        # now, so that no request (a known address's first code) pays for one.
+        self._envs = {language: self._environment(folder, language) for language in i18n.LANGUAGES}
+
+    def _env_for(self, language: str | None) -> Environment:
+        return self._envs[i18n.supported(language) or "en"]
+
+    @staticmethod
+    def _environment(folder: Path, language: str) -> Environment:
+        env = Environment(
             loader=FileSystemLoader(folder),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             undefined=StrictUndefined,
@@ -51,17 +62,24 @@ class MailTemplates:
             lstrip_blocks=True,
             extensions=["jinja2.ext.i18n"],
         )
-        self._env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-        self._env.filters["when"] = when
-        self._env.globals["plural"] = plural
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            i18n.translations(language), newstyle=True
+        )
+        env.filters["when"] = when
+        env.globals["plural"] = plural
+        return env
 
-    def render(self, kind: str, *, to: str, values: Mapping[str, Any]) -> Message:
-        """The ``kind`` mail to ``to``; raises jinja2.TemplateError when a template or a
-        value it needs is missing."""
-        subject = self._env.get_template(f"{kind}/subject.txt").render(values)
+    def render(
+        self, kind: str, *, to: str, values: Mapping[str, Any], language: str | None = None
+    ) -> Message:
+        """The ``kind`` mail to ``to``, in ``language`` (English when None or not
+        spoken); raises jinja2.TemplateError when a template or a value it needs is
+        missing."""
+        env = self._env_for(language)
+        subject = env.get_template(f"{kind}/subject.txt").render(values)
         return Message(
             to=to,
             subject=" ".join(subject.split()),
-            text=self._env.get_template(f"{kind}/body.txt").render(values),
-            html=self._env.get_template(f"{kind}/body.html").render(values),
+            text=env.get_template(f"{kind}/body.txt").render(values),
+            html=env.get_template(f"{kind}/body.html").render(values),
         )

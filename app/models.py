@@ -215,6 +215,9 @@ class User(TenantScoped, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[Timestamp]
     last_sign_in_at: Mapped[OptionalTimestamp]
+    #: the language of this person's pages and mails (app.i18n.LANGUAGES); None: the
+    #: browser's Accept-Language decides (and English for mail)
+    language: Mapped[str | None] = mapped_column(String(16))
     #: the authenticator app's TOTP secret, AES-GCM encrypted (app.core.totp); set but
     #: not enabled while an enrolment waits for its first code
     totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)

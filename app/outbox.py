@@ -126,12 +126,14 @@ def queue_mail(
     tenant_id: str,
     now: datetime,
     give_up_at: datetime | None = None,
+    language: str | None = None,
 ) -> OutboxMessage:
     """Add the ``kind`` mail to ``to`` (rendered from ``templates/mail/<kind>/`` with
-    ``values``, see app.mail_templates) to the outbox in ``db``'s transaction; it is sent
-    once that commits. ``give_up_at``: never send it after then (a code's expiry)."""
+    ``values`` in ``language``, see app.mail_templates) to the outbox in ``db``'s
+    transaction; it is sent once that commits. ``give_up_at``: never send it after then
+    (a code's expiry)."""
     outbox: Outbox = db.info["outbox"]
-    message = outbox.templates.render(kind, to=to, values=values)
+    message = outbox.templates.render(kind, to=to, values=values, language=language)
     return queue_message(
         db, message, kind=kind, tenant_id=tenant_id, now=now, give_up_at=give_up_at
     )

@@ -548,6 +548,27 @@ def browser_login(page: Any, base_url: str, mailbox: Mailbox, email: str) -> Non
     page.wait_for_url("**/devices")
 
 
+def confirm_in_page(page: Any) -> str:
+    """Answer the page's own confirmation (the <dialog> static/js/actions.js opens for
+    hx-confirm, never window.confirm) with its confirming button; the question asked."""
+    dialog = page.locator("#confirm-dialog[open]")
+    dialog.wait_for()
+    question = str(dialog.locator(".confirm-question").inner_text())
+    dialog.locator("[data-confirm]").click()
+    page.locator("#confirm-dialog:not([open])").wait_for(state="attached")
+    return question
+
+
+def no_native_dialogs(page: Any, problems: list[str]) -> None:
+    """A native alert/confirm is a failure: it is dismissed and noted in ``problems``."""
+
+    def refuse(dialog: Any) -> None:
+        problems.append(f"native {dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
+
+
 def wait_until(page: Any, expression: str, timeout: float = 15.0) -> None:
     """Poll a JavaScript expression from Python until it is truthy. Playwright's own
     wait_for_function evaluates a string inside the page, which the CSP (no

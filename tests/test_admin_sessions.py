@@ -115,7 +115,8 @@ def test_explorer_shows_live_sessions_most_recently_active_first(admin_client, c
         "192.0.2.10",
         "Lisbon, PT",
         "Live",
-        "End</button>",
+        # the button's name says whose session on which device it ends
+        "> the session of sam@acme.test on Sam&#39;s iPhone</span></button>",
     ):
         assert text in row, text
 

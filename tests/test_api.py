@@ -237,6 +237,20 @@ def test_verify_refuses_wrong_types_naming_the_field(
     assert ok.status_code == 201, ok.text
 
 
+@pytest.mark.parametrize("typed", ["12", "abcdef", "\uff11\uff12\uff13\uff14\uff15\uff16"])
+def test_verify_refuses_what_cannot_be_a_code_without_counting_it(
+    client, mailbox, member, services, typed
+):
+    challenge, code = ask_code(client, mailbox, member.email)
+    for _ in range(6):  # more than the five tries a code has
+        answer = client.post("/api/auth/verify", json={"challengeId": challenge, "code": typed})
+        body = assert_error(answer, 422, "validation_error")
+        assert body["field"] == "code" and "6 digits" in body["error"]
+    assert events_of(services, "code.failed") == []
+    ok = client.post("/api/auth/verify", json={"challengeId": challenge, "code": code})
+    assert ok.status_code == 201, ok.text
+
+
 def test_verify_wrong_codes_then_locked(client, mailbox, member, services):
     challenge, code = ask_code(client, mailbox, member.email)
     for _ in range(4):

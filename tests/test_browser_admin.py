@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UA_IPAD, browser_login, wait_until
+from tests.conftest import UA_IPAD, browser_login, confirm_in_page, no_native_dialogs, wait_until
 from tests.test_admin_support import add_session, session_row
 
 pytestmark = pytest.mark.browser
@@ -167,7 +167,7 @@ def test_end_sessions_from_the_explorer_with_htmx(
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     problems = watch_console(page)
-    page.on("dialog", lambda dialog: dialog.accept())
+    no_native_dialogs(page, problems)
     browser_login(page, live_server, mailbox, "ada@ward.test")
     page.goto(f"{live_server}/admin/sessions?user={sam.id}")
     assert page.locator("tr.session-row.live").count() == 4
@@ -177,14 +177,18 @@ def test_end_sessions_from_the_explorer_with_htmx(
 
     # End one: its row changes in place.
     first = page.locator(f"#row-{ids[0]}")
-    first.get_by_role("button", name="End").click()
+    first.get_by_role("button", name="End the session of sam@ward.test on").click()
+    assert "sam@ward.test" in confirm_in_page(page)
     page.locator(f"#row-{ids[0]}.ended").wait_for()
     assert "Ended by an admin" in page.locator(f"#row-{ids[0]}").inner_text()
 
     # Select the rest with "select all" and end them together.
+    assert page.locator("#end-selected").is_disabled()  # nothing chosen yet
     page.check("#select-all")
     assert page.locator("input.pick:checked").count() == 3
+    assert page.locator("#end-selected").is_enabled()
     page.click("#end-selected")
+    confirm_in_page(page)
     page.locator("#explorer-notice", has_text="Ended 3 sessions.").wait_for()
     for session_id in ids[1:]:
         page.locator(f"#row-{session_id}.ended").wait_for()
@@ -201,6 +205,7 @@ def test_end_sessions_from_the_explorer_with_htmx(
     page.wait_for_url(f"**/admin/users/{sam.id}")
     assert page.locator("#history-" + ids[0]).count() == 1
     page.click("#disable")
+    assert "Disable sam@ward.test?" in confirm_in_page(page)
     page.locator(".notice", has_text="Disabled. 0 sessions ended").wait_for()
     assert page.locator("#disabled-badge").is_visible()
     page.screenshot(path=str(SHOTS / "admin-person.png"), full_page=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, browser_login
+from tests.conftest import UA_IPAD, UA_MAC_CHROME, browser_login, confirm_in_page
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
@@ -45,8 +45,8 @@ def test_end_another_browser_session_live(browser, live_server, live_make, mailb
 
     # End the iPad's session with the htmx button: the card goes, the page does not reload.
     a.evaluate("window.__sameDocument = true")
-    a.once("dialog", lambda dialog: dialog.accept())
-    ipad_card.get_by_role("button", name="End session").click()
+    ipad_card.get_by_role("button", name="End session on Safari on iOS").click()
+    assert "Safari on iOS" in confirm_in_page(a)
     ipad_card.wait_for(state="detached")
     assert a.evaluate("window.__sameDocument") is True
     assert a.locator("article.device").count() == 1
@@ -70,8 +70,8 @@ def test_signed_out_tab_learns_by_itself(browser, live_server, live_make, mailbo
     browser_login(a, live_server, mailbox, "ade@ward.test")
     browser_login(b, live_server, mailbox, "ade@ward.test")
     a.reload()
-    a.once("dialog", lambda dialog: dialog.accept())
     a.get_by_role("button", name="Sign out all other sessions").click()
+    confirm_in_page(a)
     a.locator("article.device").nth(1).wait_for(state="detached")
     # The polling script (every 15 s) takes the idle tab to /login.
     b.wait_for_url("**/login?reason=revoked_by_user**", timeout=25_000)

@@ -219,7 +219,10 @@ def test_deny_with_a_wrong_code_counts_the_try(app, mailbox, services, clock, at
     person, _desk, _ipad = at_the_limit
     phone = app.test_client()
     page = enter_code(phone, mailbox, person.email).text
-    tampered = page.replace('name="code" value="', 'name="code" value="9')
+    # A well-shaped wrong code (one digit changed): a 7-digit one would cost no try.
+    code = re.search(r'name="code" value="(\d{6})"', page).group(1)
+    wrong = str((int(code[0]) + 1) % 10) + code[1:]
+    tampered = page.replace(f'name="code" value="{code}"', f'name="code" value="{wrong}"')
     response = choose(phone, tampered, choices(page)[0])
     assert response.status_code == 200
     assert "That code is not right" in response.text

@@ -163,3 +163,30 @@ def test_same_device_cookie_is_recognised_and_bound_to_the_person(
         device_cookie=first.device_cookie,
     )
     assert theirs.device.id != first.device.id  # the cookie is worthless for another person
+
+
+@pytest.mark.parametrize("typed", ["12", "abcdef", "1234567", "12345a", "١٢٣٤٥٦", "", "12 34 5"])
+def test_input_that_cannot_be_a_code_costs_no_try(services, clock, mailbox, member, typed):
+    """A typing slip is refused with what a code looks like: no try is counted, nothing
+    is audited, and the right code still works afterwards."""
+    challenge_id = ask(services, clock, member.email)
+    code = mailbox.last_code(member.email)
+    for _ in range(codes.MAX_ATTEMPTS + 1):  # more slips than there are tries
+        with pytest.raises(ValidationError, match="A code is 6 digits") as refused:
+            enter(services, clock, challenge_id, typed)
+        assert refused.value.details.get("field") == "code" or refused.value.field == "code"
+    with services.session() as db:
+        assert db.get_one(Challenge, challenge_id).attempts == 0
+        assert db.scalar(select(func.count()).where(Event.kind == "code.failed")) == 0
+    spaced = f"{code[:3]} {code[3:]}"  # the way the email prints it is fine
+    assert enter(services, clock, challenge_id, spaced).session.id.startswith("sess_")
+
+
+def test_a_well_shaped_wrong_code_still_costs_a_try(services, clock, mailbox, member):
+    challenge_id = ask(services, clock, member.email)
+    code = mailbox.last_code(member.email)
+    wrong = "000-000" if code != "000000" else "111-111"
+    with pytest.raises(InvalidCode, match="4 tries left"):
+        enter(services, clock, challenge_id, wrong)
+    with services.session() as db:
+        assert db.get_one(Challenge, challenge_id).attempts == 1

@@ -70,7 +70,7 @@ def test_trust_this_device_on_the_devices_page(client, mailbox, member, services
 
     response = post(client, f"/devices/{before.device_id}/trust", **HTMX)
     assert response.status_code == 200
-    assert "is trusted until 01 Apr 2026" in response.text
+    assert "is trusted until 1 Apr 2026" in response.text
     assert 'id="trusted"' in response.text and "Stop trusting" in response.text
 
     after = my_session(client, services, clock)

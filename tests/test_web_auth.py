@@ -72,6 +72,28 @@ def test_wrong_code_is_explained_counted_and_audited(client, mailbox, member, se
         assert db.scalar(select(Challenge.attempts)) == 1
 
 
+@pytest.mark.parametrize("typed", ["12", "abcdef", "12345678"])
+def test_input_that_cannot_be_a_code_is_refused_without_costing_a_try(
+    client, mailbox, member, services, typed
+):
+    request_code(client, member.email)
+    code = mailbox.last_code(member.email)
+    page = client.get("/login/code")
+    for _ in range(6):  # more than the five tries a code has
+        response = client.post(
+            "/login/code", data={"code": typed, "csrf_token": csrf_from(page.text)}
+        )
+        assert response.status_code == 200
+        assert "A code is 6 digits, like 123 456." in response.text
+        assert "tries left" not in response.text
+    assert events_of(services, "code.failed") == []
+    with services.session() as db:
+        assert db.scalar(select(Challenge.attempts)) == 0
+    signed = client.post("/login/code", data={"code": code, "csrf_token": csrf_from(page.text)})
+    assert signed.status_code == 302
+    assert client.get_cookie("holdfast_session") is not None
+
+
 def test_forms_need_a_csrf_token(client, member):
     response = client.post("/login", data={"email": member.email})
     assert response.status_code == 400

@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import i18n
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
@@ -129,3 +130,27 @@ def add_user(
 
 def tenant_by_slug(db: Session, slug: str) -> Tenant | None:
     return db.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
+
+
+def set_language(db: Session, user: User, language: str, *, now: datetime, origin: Origin) -> None:
+    """Set the language of ``user``'s pages and mails: one of app.i18n.LANGUAGES, or ""
+    for the browser's choice (stored as None). Audited as ``user.language_changed``.
+    Raises ValidationError for a language Holdfast does not speak."""
+    chosen = language or None
+    if chosen is not None and i18n.supported(chosen) is None:
+        raise ValidationError(f"Choose one of: {', '.join(i18n.LANGUAGES)}.", field="language")
+    if user.language == chosen:
+        return
+    events.record(
+        db,
+        "user.language_changed",
+        now=now,
+        tenant_id=user.tenant_id,
+        origin=origin,
+        actor_id=user.id,
+        subject_id=user.id,
+        old=user.language,
+        new=chosen,
+    )
+    user.language = chosen
+    db.flush()

@@ -25,7 +25,7 @@ from app import otp
 from app.core import code_checks, events
 from app.core.accounts import accounts_of, normalise_email
 from app.core.budgets import CodeBudgets
-from app.core.errors import ChallengeLocked, InvalidCode
+from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
 from app.models import Challenge, User
@@ -34,6 +34,20 @@ from app.outbox import queue_mail
 CODE_LIFETIME = timedelta(minutes=10)
 
 MAX_ATTEMPTS = 5
+
+#: what a typed "code" that cannot be one is told; it costs no try
+NOT_A_CODE = "A code is 6 digits, like 123 456. Check the email and type it again."
+
+
+def require_code_shape(code: object) -> str:
+    """The code's 6 digits. Raises ValidationError (field ``code``) when the input cannot
+    be a code at all (wrong length, letters): such a typing slip is refused before any
+    check, so it neither costs one of the challenge's tries nor draws on the check
+    budgets, and nothing is audited."""
+    digits = otp.code_digits(code)
+    if digits is None:
+        raise ValidationError(NOT_A_CODE, field="code")
+    return digits
 
 
 def request_code(
@@ -110,6 +124,7 @@ def request_code(
             tenant_id=accounts[0].tenant_id,
             now=now,
             give_up_at=challenge.expires_at,
+            language=accounts[0].language,
         )
     db.flush()
     return challenge
@@ -156,19 +171,15 @@ def check_code(
     none for an unknown address, whose code never matches). A wrong code is claimed
     against the challenge, audited as ``code.failed`` in each account's tenant and
     counted for each account's wrong-code rules (app.core.sign_in_rules). Raises InvalidCode or
-    ChallengeLocked."""
+    ChallengeLocked; ValidationError (no try counted) for input that cannot be a code."""
     if challenge.consumed_at is not None:
         raise InvalidCode("That code was used already or replaced. Ask for a new code.")
     if challenge.attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked()
     if now >= challenge.expires_at:
         raise InvalidCode("That code has expired. Ask for a new code.")
-    digits = otp.normalise_code(code if isinstance(code, str) else "")
-    if (
-        accounts
-        and len(digits) == otp.CODE_DIGITS
-        and hasher.matches(challenge.code_hash, challenge.id, digits)
-    ):
+    digits = require_code_shape(code)
+    if accounts and hasher.matches(challenge.code_hash, challenge.id, digits):
         return
     attempts = claim_attempt(db, challenge)
     audited: list[User | None] = [*accounts] or [None]

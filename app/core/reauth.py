@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core import code_checks, events, mfa, totp
 from app.core.budgets import CodeBudgets
-from app.core.codes import check_code, consume
+from app.core.codes import check_code, consume, require_code_shape
 from app.core.errors import InvalidCode, MfaRequired
 from app.core.events import Origin
 from app.core.sessions import Current
@@ -40,6 +40,7 @@ def reauthenticate(
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None or challenge.user_id != current.user.id:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+    require_code_shape(code)  # a typing slip costs no try and no budget
     code_checks.check_for_person(
         db, hasher, budgets, current.user, device_cookie, origin=origin, now=now
     )

@@ -41,17 +41,17 @@ def limit_reached(db: Session, live: list[UserSession], limit: int) -> SessionLi
     recently active of the others (untrusted devices first, as evict_oldest picks), and
     the answer says so (``also_ends``) before anything ends."""
     also_ends = len(live) - limit
+    held = f"{len(live)} active session{'' if len(live) == 1 else 's'}"
     if also_ends:
         message = (
-            f"You have {len(live)} active sessions and your organisation now allows "
+            f"You have {held} and your organisation now allows "
             f"{limit}. Choose one to end: ending it also ends your {also_ends} least "
             f"recently active other session{'s' if also_ends != 1 else ''} (untrusted "
             "devices first), so that you are within the limit after signing in here."
         )
     else:
-        message = (
-            f"You already have {len(live)} active sessions, the most your organisation "
-            "allows. End one of them to sign in here."
+        message = f"You already have {held}, the most your organisation allows. " + (
+            "End it to sign in here." if len(live) == 1 else "End one of them to sign in here."
         )
     return SessionLimitReached(
         message,

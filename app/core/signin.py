@@ -128,7 +128,8 @@ def sign_in(
     (app.core.code_checks).
 
     Raises InvalidCode (wrong, expired, used or replaced code; the wrong try is counted),
-    ChallengeLocked (too many wrong tries), ValidationError (bad options),
+    ChallengeLocked (too many wrong tries), ValidationError (bad options, or input
+    that cannot be a code: nothing counted),
     TenantChoiceRequired (the address has accounts in several tenants and ``tenant_id``
     names none of them: ``details["tenants"]``; the code is not used up),
     SessionLimitReached (``deny`` mode, with the live sessions in ``details["sessions"]``;
@@ -137,6 +138,7 @@ def sign_in(
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+    codes.require_code_shape(code)  # a typing slip costs no try and no budget
     accounts = codes.accounts_for(db, challenge)
     code_checks.before_check(
         db,

@@ -165,7 +165,7 @@ def code() -> Response | str:
             return render_template(
                 "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
             )
-        except InvalidCode as error:
+        except (InvalidCode, ValidationError) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             return _signed_in(result, flow)
@@ -206,9 +206,10 @@ def _signed_in(result: signin.SignIn, flow: dict[str, Any]) -> Response:
     if result.replaced is not None:
         flash("Signed in. The session you chose was ended.")
     elif result.evicted:
+        limit = result.tenant.max_sessions_per_user
         flash(
             "Signed in. You were at your organisation's limit of "
-            f"{result.tenant.max_sessions_per_user} sessions, so your least recently "
+            f"{limit} session{'' if limit == 1 else 's'}, so your least recently "
             "active one was signed out."
         )
     if result.second_factor == "recovery_code":
@@ -446,7 +447,7 @@ def again() -> Response | str:
         except MfaRequired as error:
             session["reauth"] = {**flow, "mfa": error.details["step"].id}
             return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
-        except (InvalidCode, ChallengeLocked) as error:
+        except (InvalidCode, ChallengeLocked, ValidationError) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             session.pop("reauth", None)

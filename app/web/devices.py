@@ -3,7 +3,11 @@ trusting, remove a device, and the session status the page polls."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, url_for
+from flask_babel import format_timedelta, get_locale, ngettext
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from htmx_flask import make_response as htmx_response
 
@@ -22,15 +26,36 @@ bp = Blueprint("devices", __name__)
 
 
 def _page(**extra: object) -> str:
-    views = sessions.devices_of(db(), current(), now=now())
-    return render_template(
-        "devices/index.html",
-        views=views,
-        me=current(),
-        action=ActionForm(),
-        trusted_for=describe_duration(current().tenant.trusted_lifetime),
-        **extra,
-    )
+    return render_template("devices/index.html", **_lists_context(), **extra)
+
+
+def _lists_context() -> dict[str, object]:
+    """What the device lists need: every device with its live sessions, the caller, the
+    action form, the trusted lifetime in words, and whether any session but the
+    caller's is live (the "Sign out all other sessions" button shows only then)."""
+    me = current()
+    views = sessions.devices_of(db(), me, now=now())
+    return {
+        "views": views,
+        "me": me,
+        "action": ActionForm(),
+        "trusted_for": _duration(me.tenant.trusted_lifetime),
+        "others_live": any(s.id != me.session.id for view in views for s in view.sessions),
+    }
+
+
+def _duration(seconds: int) -> str:
+    """A policy duration in the page's language ("30 days", "30 Tage")."""
+    if str(get_locale() or "en") == "en":
+        return describe_duration(seconds)
+    return str(format_timedelta(timedelta(seconds=seconds), threshold=1.5))
+
+
+def _lists(status: int = 200, **extra: object) -> Response:
+    """htmx: both device lists and the toolbar as they are now, so no part of the page
+    is left stale after an action (a trusted device's "signed in" included)."""
+    body = render_template("partials/_device_lists.html", **_lists_context(), **extra)
+    return Response(body, status=status)
 
 
 @bp.get("/devices")
@@ -39,20 +64,9 @@ def index() -> str:
     return _page()
 
 
-def _device_fragment(device_id: str) -> str:
-    """The device's card as it is now; empty when it has nothing left to show."""
-    view = next(
-        (v for v in sessions.devices_of(db(), current(), now=now()) if v.device.id == device_id),
-        None,
-    )
-    if view is None:
-        return ""
-    return render_template("partials/_device.html", view=view, me=current(), action=ActionForm())
-
-
 @bp.post("/sessions/<session_id>/end")
 @login_required
-def end_one(session_id: str) -> Response | str:
+def end_one(session_id: str) -> Response:
     me = current()
     ended = sessions.end_own_session(db(), me, session_id, now=now(), origin=origin())
     if ended.id == me.session.id:
@@ -61,23 +75,19 @@ def end_one(session_id: str) -> Response | str:
             return htmx_response(redirect=target)  # type: ignore[no-any-return]
         return redirect(target)  # type: ignore[return-value]
     if is_htmx():
-        return _device_fragment(ended.device_id)
+        return _lists()
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
 @bp.post("/sessions/end-others")
 @login_required
-def end_others() -> Response | str:
+def end_others() -> Response:
     ended = sessions.end_other_sessions(db(), current(), now=now(), origin=origin())
+    count = len(ended)
+    notice = ngettext("Ended %(num)d other session.", "Ended %(num)d other sessions.", count)
     if is_htmx():
-        views = sessions.devices_of(db(), current(), now=now())
-        return render_template(
-            "partials/_devices.html",
-            views=views,
-            me=current(),
-            action=ActionForm(),
-            ended=len(ended),
-        )
+        return _lists(notice=notice)
+    flash(notice)
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
@@ -96,29 +106,20 @@ def rename(device_id: str) -> Response | str:
     else:
         error = "; ".join(form.name.errors) or "Could not rename the device."
     if is_htmx():
-        fragment = _device_fragment(device_id)
+        # 422 is swapped (base.html's htmx-config): the card says what was wrong.
         if error:
-            return Response(fragment, status=422)  # type: ignore[return-value]
-        return fragment
+            return _lists(status=422, rename_error=error, rename_device=device_id)
+        return _lists()
     if error:
         return _page(rename_error=error), 422  # type: ignore[return-value]
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
 
 def _after_trust_change(notice: str) -> Response:
-    """htmx: both device lists as they are now, with the notice; otherwise back to the
+    """htmx: the device lists as they are now, with the notice; otherwise back to the
     page with the notice flashed."""
     if is_htmx():
-        return Response(
-            render_template(
-                "partials/_device_lists.html",
-                views=sessions.devices_of(db(), current(), now=now()),
-                me=current(),
-                action=ActionForm(),
-                trusted_for=describe_duration(current().tenant.trusted_lifetime),
-                notice=notice,
-            )
-        )
+        return _lists(notice=notice)
     flash(notice)
     return redirect(url_for("devices.index"))  # type: ignore[return-value]
 
@@ -133,7 +134,10 @@ def trust_this(device_id: str) -> Response:
     until = device.trusted_until
     assert until is not None
     response = _after_trust_change(
-        f"This device is trusted until {until:%d %b %Y}. You stay signed in here longer."
+        _(
+            "This device is trusted until %(day)s. You stay signed in here longer.",
+            day=f"{until.day} {until:%b %Y}",
+        )
     )
     deadline = me.session.absolute_deadline
     token = services().keys.sign(
@@ -152,7 +156,10 @@ def trust_this(device_id: str) -> Response:
 def stop_trusting(device_id: str) -> Response:
     device = trust.stop_trusting(db(), current(), device_id, now=now(), origin=origin())
     return _after_trust_change(
-        f"{device.display_name} is no longer trusted. Its sessions keep running for now."
+        _(
+            "%(device)s is no longer trusted. Its sessions keep running for now.",
+            device=device.display_name,
+        )
     )
 
 
@@ -169,7 +176,11 @@ def remove(device_id: str) -> Response:
         return redirect(target)  # type: ignore[return-value]
     count = len(ended)
     return _after_trust_change(
-        f"Device removed: {count} session{'' if count == 1 else 's'} ended, trust ended."
+        ngettext(
+            "Device removed: %(num)d session ended, trust ended.",
+            "Device removed: %(num)d sessions ended, trust ended.",
+            count,
+        )
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -65,7 +67,37 @@ class InternalError(HoldfastError):
 
 
 #: the heading of an error page, by error code (others: "Something is not right")
-PAGE_TITLES = {"rate_limited": "Slow down"}
+PAGE_TITLES = {
+    "rate_limited": "Slow down",
+    "forbidden": "You cannot do that here",
+    "not_found": "Not found",
+    "invalid_session": "Please sign in again",
+    "session_expired": "Please sign in again",
+    "validation_error": "Please check what you entered",
+}
+
+#: a page's heading and words for an HTTP status that no Holdfast error explains
+#: (translated when the page is drawn)
+STATUS_PAGES = {
+    400: (
+        _l("Please try again"),
+        _l("The request did not make sense to Holdfast. Go back and try again."),
+    ),
+    401: (_l("Please sign in"), _l("Sign in to see this page.")),
+    403: (_l("You cannot do that here"), _l("Your account is not allowed to open this page.")),
+    404: (
+        _l("Page not found"),
+        _l("There is no page at this address. It may have moved, or the link may be mistyped."),
+    ),
+    405: (
+        _l("This page cannot do that"),
+        _l(
+            "This address does not take that kind of request. Use the page's own buttons and links."
+        ),
+    ),
+    413: (_l("Too large"), _l("What was sent is larger than Holdfast accepts.")),
+    429: (_l("Slow down"), _l("Too many requests. Wait a moment, then try again.")),
+}
 
 
 def wants_json() -> bool:
@@ -85,7 +117,10 @@ def json_error(error: HoldfastError, status: int | None = None) -> Response:
 
 
 def _page(status: int, title: str, message: str) -> Response:
-    return Response(render_template("error.html", title=title, message=message), status)
+    """The one error page (templates/error.html), styled like every page, for any status."""
+    return Response(
+        render_template("error.html", title=title, message=message, status=status), status
+    )
 
 
 def unavailable() -> Response:
@@ -144,7 +179,8 @@ def init_app(app: Flask) -> None:
         if wants_json():
             response = _json(status, error.name, HTTP_CODES.get(status, "error"))
         else:
-            response = _page(status, error.name, error.description or error.name)
+            title, message = STATUS_PAGES.get(status, (error.name, error.description or ""))
+            response = _page(status, str(title), str(message))
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
@@ -162,7 +198,11 @@ def init_app(app: Flask) -> None:
         g.rollback = True
         if wants_json():
             return json_error(InternalError())
-        return _page(500, "Something went wrong", InternalError.message)
+        return _page(
+            500,
+            _("Something went wrong"),
+            _("Something went wrong on our side. It has been logged."),
+        )
 
 
 def _json(status: int, message: str, code: str) -> Response:

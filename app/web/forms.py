@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, StringField
+from wtforms import BooleanField, EmailField, Field, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
+from wtforms.validators import ValidationError as FieldError
+
+from app import otp
+
+
+def emailed_code(_form: FlaskForm, field: Field) -> None:
+    """Refuse, before any check, what cannot be an emailed code (wrong length, letters):
+    it costs none of the code's tries (app.core.codes.require_code_shape)."""
+    if field.data and otp.code_digits(field.data) is None:
+        # the core's NOT_A_CODE, in the page's language
+        raise FieldError(_("A code is 6 digits, like 123 456. Check the email and type it again."))
 
 
 class EmailForm(FlaskForm):
     email = EmailField(
-        "Email", validators=[DataRequired("Enter your email address."), Length(max=320)]
+        "Email", validators=[DataRequired(_l("Enter your email address.")), Length(max=320)]
     )
 
 
 class CodeForm(FlaskForm):
     code = StringField(
-        "Code", validators=[DataRequired("Enter the 6-digit code from the email."), Length(max=20)]
+        "Code",
+        validators=[
+            DataRequired(_l("Enter the 6-digit code from the email.")),
+            Length(max=20),
+            emailed_code,
+        ],
     )
     trust_device = BooleanField("Trust this device")
     #: deny mode: the live session the person chose to end in exchange for this one

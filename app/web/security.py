@@ -24,12 +24,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import refresh
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import alert_inbox, mfa, totp
+from app.core import accounts, alert_inbox, mfa, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import InvalidCode, NotFound, ValidationError
 from app.core.not_me import disown_sign_in, find_not_me
@@ -69,6 +71,33 @@ def _again() -> Response:
     return redirect(url_for("auth.again", next=url_for("security.index", next=_next())))  # type: ignore[return-value]
 
 
+class LanguageForm(FlaskForm):
+    """A person's language: one Holdfast speaks, or "" for the browser's choice (the
+    core refuses any other)."""
+
+    language = StringField(validators=[Length(max=16)])
+
+
+@bp.post("/account/language")
+@login_required
+def language() -> Response:
+    """Keep the person's language (pages and mails); back to the security page."""
+    form = LanguageForm()
+    if form.validate_on_submit():
+        try:
+            accounts.set_language(
+                db(), current().user, form.language.data or "", now=now(), origin=origin()
+            )
+        except ValidationError as problem:
+            flash(problem.message)
+        else:
+            refresh()  # the words below in the language just chosen
+            flash(_("Language saved."))
+    else:
+        flash("; ".join(form.language.errors) or "Choose a language.")
+    return redirect(url_for("security.index"))  # type: ignore[return-value]
+
+
 @bp.get("/account/security")
 @login_required
 def index() -> str:
@@ -87,6 +116,7 @@ def index() -> str:
         codes_left=mfa.recovery_codes_left(db(), me.user) if enabled else 0,
         alerts=mine.rows,
         next=_next(),
+        language=LanguageForm(),
     )
 
 

@@ -62,12 +62,35 @@ def ago(moment: datetime | None) -> str:
     return "in under a minute" if future else "just now"
 
 
-def moment(value: datetime | None) -> Markup:
-    """A <time> element: relative words, the exact UTC time on hover."""
-    if value is None:
-        return Markup("—")
+def day(value: datetime | None) -> str:
+    """A date as pages print it without JavaScript: ``6 Dec 2026`` (UTC)."""
+    return "—" if value is None else f"{value.day} {value:%b %Y}"
+
+
+def _time(value: datetime, kind: str, text: str) -> Markup:
+    """A <time> element static/js/times.js rewrites in the viewer's time zone and
+    language (``kind``: relative, datetime or date); ``text`` is what shows without
+    JavaScript, in UTC, and the exact UTC time is on hover either way."""
     iso = value.isoformat().replace("+00:00", "Z")
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, when(value), ago(value))
+    return Markup('<time datetime="{}" data-format="{}" title="{}">{}</time>').format(
+        iso, kind, when(value), text
+    )
+
+
+def moment(value: datetime | None) -> Markup:
+    """A time in relative words ("5 minutes ago"), refreshed in the page as time passes;
+    the exact time on hover."""
+    return Markup("—") if value is None else _time(value, "relative", ago(value))
+
+
+def at(value: datetime | None) -> Markup:
+    """A date and time ("6 Dec 2026, 15:05 CET" in the viewer's zone)."""
+    return Markup("—") if value is None else _time(value, "datetime", when(value))
+
+
+def on_day(value: datetime | None) -> Markup:
+    """A date ("6 Dec 2026" in the viewer's zone)."""
+    return Markup("—") if value is None else _time(value, "date", day(value))
 
 
 def device_label(user_agent: str) -> str:
@@ -81,6 +104,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(when)
     app.add_template_filter(ago)
     app.add_template_filter(moment)
+    app.add_template_filter(at)
+    app.add_template_filter(on_day)
     app.add_template_filter(device_label)
     app.add_template_filter(kind_icon)
     app.add_template_global(now)

@@ -1,0 +1,43 @@
+"""The language of a page: the signed-in person's own setting (users.language), else the
+browser's Accept-Language among the languages Holdfast speaks (app.i18n), else English.
+
+Flask-Babel translates the templates (``{{ _("...") }}``), flash messages and the words
+the page scripts show, which the templates hand them in data-* attributes. The page's
+``<html lang>`` says the language chosen. The core's own messages (errors it raises)
+are English for now (README: Languages)."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, after_this_request, request
+from flask_babel import Babel, get_locale
+from flask_login import current_user
+
+from app import i18n
+
+babel = Babel()
+
+
+def select_locale() -> str:
+    """The page's language (see the module docstring). Reading a person's setting loads
+    their row, once per page that shows translated words; the hot path never asks."""
+    if current_user.is_authenticated:
+        own = i18n.supported(current_user.user.language)
+        if own:
+            return own
+
+    @after_this_request
+    def _vary(response: Response) -> Response:
+        response.vary.add("Accept-Language")  # a cache keeps one page per language
+        return response
+
+    return request.accept_languages.best_match(i18n.LANGUAGES, default="en") or "en"
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(i18n.FOLDER),
+    )
+    app.jinja_env.globals["page_language"] = lambda: str(get_locale() or "en")
+    app.jinja_env.globals["language_names"] = i18n.NAMES

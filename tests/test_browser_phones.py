@@ -1,0 +1,122 @@
+"""Every member and admin page fits a phone: at 360 and 390 px wide nothing runs past
+the edge (tables become stacked rows, filters fold away), so no page scrolls sideways."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.core import alerts
+from tests.conftest import UA_IPAD, browser_login, wait_until
+from tests.test_admin_support import add_session
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
+
+#: what runs past the right edge: the widest elements, to say which one broke a page
+OVERFLOW = """() => {
+  const width = window.innerWidth;
+  return [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > width + 0.5 && e.getClientRects().length)
+    .filter((e) => !e.closest('.visually-hidden, dialog:not([open]), [hidden]'))
+    .slice(0, 5)
+    .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${[...e.classList].join('.')} `
+                + `${Math.round(e.getBoundingClientRect().right)}`);
+}"""
+
+
+#: the pages pictured in docs/screenshots (HOLDFAST_SCREENSHOTS=docs/screenshots)
+PICTURED = {
+    "/devices": "devices",
+    "/admin/sessions": "admin-sessions",
+    "/admin/users": "admin-people",
+    "/admin/alerts": "admin-alerts",
+    "/no-such-page": "error-404",
+}
+
+
+def pages(sam_id):
+    return [
+        "/devices",
+        "/account/security",
+        "/account/data",
+        "/admin",
+        "/admin/sessions",
+        "/admin/sessions?status=all",
+        "/admin/users",
+        f"/admin/users/{sam_id}",
+        "/admin/alerts",
+        "/admin/audit",
+        "/admin/policy",
+        "/admin/mail",
+        "/admin/reports",
+        "/admin/webhooks",
+        f"/admin/users/{sam_id}/erase",
+        "/api/docs",
+        "/no-such-page",
+    ]
+
+
+def test_every_page_fits_a_phone(browser, live_server, live_make, live_app, mailbox):
+    services = live_app.extensions["holdfast"]
+    tenant = live_make.tenant("ward")
+    live_make.user("ada.longname-of-the-admin@ward.test", tenant, role="admin")
+    sam = live_make.user("samantha.example-person@ward.test", tenant)
+    now = datetime.now(UTC)
+    for n, (kind, os_name, name) in enumerate(
+        [("phone", "iOS", "Safari"), ("desktop", "Windows", "Edge"), ("tablet", "iPadOS", "Safari")]
+    ):
+        add_session(
+            services,
+            tenant,
+            sam,
+            created=now - timedelta(hours=n + 1),
+            last_seen=now - timedelta(minutes=n + 1),
+            ended=now - timedelta(minutes=5) if n == 2 else None,
+            reason="revoked_by_admin" if n == 2 else None,
+            kind=kind,
+            os=os_name,
+            browser=name,
+            device_name="Samantha's very long device name here" if n == 1 else None,
+            ip=f"2001:db8:85a3::8a2e:370:{7334 + n}",
+            location="Lisbon, PT",
+        )
+    with services.session(write=True) as db:  # an alert row, with its two buttons
+        alerts.raise_alert(
+            db,
+            "code_burst",
+            "high",
+            tenant_id=tenant.id,
+            now=now,
+            summary="Eleven wrong codes for samantha.example-person@ward.test in ten minutes",
+            user_id=sam.id,
+        )
+        db.commit()
+    context = browser.new_context(user_agent=UA_IPAD, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    browser_login(page, live_server, mailbox, "ada.longname-of-the-admin@ward.test")
+    too_wide = {}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for path in pages(sam.id):
+        for width in (360, 390):
+            page.set_viewport_size({"width": width, "height": 844})
+            page.goto(f"{live_server}{path}")
+            wait_until(page, "document.readyState === 'complete'")
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            inner = page.evaluate("window.innerWidth")
+            if scroll > inner:
+                too_wide[f"{path} @{width}"] = (scroll, page.evaluate(OVERFLOW))
+            if width == 390 and path in PICTURED:
+                page.screenshot(path=str(SHOTS / f"{PICTURED[path]}-390.png"), full_page=True)
+        if path in PICTURED:
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.goto(f"{live_server}{path}")
+            wait_until(page, "document.readyState === 'complete'")
+            page.screenshot(path=str(SHOTS / f"{PICTURED[path]}-1280.png"), full_page=True)
+            if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
+                too_wide[f"{path} @1280"] = (0, page.evaluate(OVERFLOW))
+    assert not too_wide, "\n".join(f"{where}: {what}" for where, what in too_wide.items())
+    context.close()
