@@ -245,6 +245,7 @@ def register_blueprints(app: Flask) -> None:
         compliance,
         devices,
         ops,
+        passkeys,
         proxy,
         security,
     )
@@ -261,6 +262,7 @@ def register_blueprints(app: Flask) -> None:
         security.bp,
         admin_alerts.bp,
         compliance.bp,
+        *(passkeys.bp, passkeys.api_bp),
     ):
         app.register_blueprint(blueprint)
 

@@ -46,6 +46,20 @@ KINDS = {
         "ip": "203.0.113.9",
         "left": 1,
     },
+    "passkey_added": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "name": "Chrome on <Linux>",
+        "at": AT,
+        "ip": "203.0.113.9",
+    },
+    "passkey_removed": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "name": "Chrome on <Linux>",
+        "at": AT,
+        "ip": "",
+    },
     "person_added": {
         "product": "Holdfast",
         "tenant_name": "Acme",

@@ -174,7 +174,18 @@ def sign_in(
             device_hash=device_hash,
         )
         raise MfaRequired(step=step) if enrolled else MfaEnrolmentRequired(step=step)
-    return _start(db, hasher, user, tenant, options, chosen, device_hash, now=now, origin=origin)
+    return _start(
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        device_hash,
+        now=now,
+        origin=origin,
+        method="code",
+    )
 
 
 def complete_mfa(
@@ -211,7 +222,16 @@ def complete_mfa(
     )
     mfa.consume(db, step, now)
     result = _start(
-        db, hasher, user, tenant, options, chosen, step.device_hash, now=now, origin=origin
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        step.device_hash,
+        now=now,
+        origin=origin,
+        method="app" if how == "totp" else "recovery",
     )
     result.second_factor = how
     return result
@@ -277,10 +297,53 @@ def complete_enrolment(
     codes = mfa.make_recovery_codes(db, hasher, user, now=now, origin=origin)
     mfa.consume(db, step, now)
     result = _start(
-        db, hasher, user, tenant, options, chosen, step.device_hash, now=now, origin=origin
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        step.device_hash,
+        now=now,
+        origin=origin,
+        method="app",
     )
     result.second_factor = "enrolled"
     return result, codes
+
+
+def start_without_code(
+    db: Session,
+    hasher: Hasher,
+    user_id: str,
+    options: Options,
+    *,
+    method: str,
+    device_cookie: str | None,
+    now: datetime,
+    origin: Origin,
+) -> SignIn:
+    """Start a session for a person who proved who they are another way (a passkey, a
+    sign-in link: ``method``), with no second step: the rest is as a code sign-in's (the
+    person's row locked, the session limit, the device, the security rules). Raises
+    InvalidSession (account gone or disabled), ValidationError (bad options) or
+    SessionLimitReached (deny mode)."""
+    _check_options(options.expires_in, options.device_kind)
+    user, tenant = _lock_account(db, user_id)
+    chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    device_hash = devices.device_hash(db, hasher, user, device_cookie)
+    return _start(
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        device_hash,
+        now=now,
+        origin=origin,
+        method=method,
+    )
 
 
 def _pick_account(db: Session, accounts: list[User], tenant_id: str | None) -> User:
@@ -327,6 +390,7 @@ def _start(
     *,
     now: datetime,
     origin: Origin,
+    method: str,
 ) -> SignIn:
     """Start the session (the person's row is locked, the limit checked): the device,
     trust, the session chosen or evicted to make room, the new session and its rules."""
@@ -374,6 +438,7 @@ def _start(
         origin=origin,
         expires_in=options.expires_in,
         extend_on_activity=options.extend_on_activity,
+        method=method,
     )
     user.last_sign_in_at = now
     code_checks.right_code(db, hasher, user.email)  # the address's run of wrong codes ends
@@ -412,6 +477,7 @@ def _start_session(
     origin: Origin,
     expires_in: int | None,
     extend_on_activity: bool | None,
+    method: str,
 ) -> UserSession:
     span = lifetime(tenant, device, now)
     if expires_in is not None:
@@ -431,6 +497,7 @@ def _start_session(
         ),
         ip=origin.ip[:45],
         user_agent=origin.user_agent[:512],
+        sign_in_method=method,
     )
     db.add(session)
     db.flush()
@@ -445,5 +512,6 @@ def _start_session(
         session_id=session.id,
         device_id=device.id,
         expires_at=absolute.isoformat(),
+        method=method,
     )
     return session
