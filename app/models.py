@@ -415,7 +415,7 @@ class Passkey(TenantScoped, Base):
 
     __tablename__ = "passkeys"
 
-    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("pk"))
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("pkey"))
     user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), index=True)
     #: the authenticator's credential id, base64url without padding (unique everywhere)
     credential_id: Mapped[str] = mapped_column(String(1400), unique=True)

@@ -42,6 +42,7 @@ ERROR_CODES = (
     "tenant_choice_required",
     "mfa_required",
     "mfa_enrolment_required",
+    "invalid_passkey",
 )
 PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
 
@@ -915,6 +916,199 @@ def _paths() -> dict[str, Any]:
     }
 
 
+# --- passkeys (issue 24): one block, for the lead to port -----------------------------------
+
+
+def _passkey_paths() -> dict[str, Any]:
+    """The passkey operations (app.web.passkeys). Options are in the WebAuthn JSON form
+    (what PublicKeyCredential.parseCreationOptionsFromJSON / parseRequestOptionsFromJSON
+    take); credentials in the form PublicKeyCredential.toJSON() gives."""
+    options = {
+        "type": "object",
+        "required": ["challengeId", "publicKey"],
+        "properties": {
+            "challengeId": {"type": "string"},
+            "publicKey": {
+                "type": "object",
+                "description": "WebAuthn options in JSON form (challenge base64url, rpId, "
+                "timeout, userVerification, allowCredentials or user/excludeCredentials).",
+            },
+        },
+    }
+    credential = {
+        "type": "object",
+        "description": "The browser's answer: PublicKeyCredential.toJSON().",
+        "properties": {"id": {"type": "string"}, "rawId": {"type": "string"}},
+    }
+    passkey = {
+        "type": "object",
+        "required": ["id", "name", "createdAt", "lastUsedAt"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "createdAt": DATE_TIME,
+            "lastUsedAt": {**DATE_TIME, "type": ["string", "null"]},
+            "createdOn": {"type": ["string", "null"], "description": "Device it was added on."},
+            "lastUsedOn": {"type": ["string", "null"], "description": "Device last used on."},
+            "synced": {"type": "boolean", "description": "May sync to other devices."},
+        },
+    }
+    refused = _error(
+        "invalid_passkey: the challenge is unknown, used or expired, or the passkey is "
+        "unknown, removed, of another tenant, failed verification or looks cloned; or "
+        "bad_request."
+    )
+    return {
+        "/api/auth/passkey/options": {
+            "post": {
+                "operationId": "passkeySignInOptions",
+                "tags": ["Sign-in"],
+                "security": PUBLIC,
+                "summary": "Request options for a passkey sign-in",
+                "description": "A single-use challenge (5 minutes) for any discoverable "
+                "passkey of this site (allowCredentials empty). tenant (a slug) limits the "
+                "sign-in to that tenant's accounts.",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "tenant": {"type": ["string", "null"], "maxLength": 64}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(options, "Request options."),
+                    **BODY_ERRORS,
+                },
+            }
+        },
+        "/api/auth/passkey/verify": {
+            "post": {
+                "operationId": "passkeySignIn",
+                "tags": ["Sign-in"],
+                "security": PUBLIC,
+                "summary": "Exchange a passkey answer for a session and its token",
+                "description": "No emailed code and no second step: a passkey with user "
+                "verification is both factors. Answers as POST /api/auth/verify; in deny "
+                "mode at the limit 409 with the sessions (run a new ceremony with "
+                "endSessionId).",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["challengeId", "credential"],
+                        "properties": {
+                            "challengeId": {"type": "string", "maxLength": 64},
+                            "credential": credential,
+                            "deviceId": {"type": ["string", "null"], "maxLength": 200},
+                            "deviceName": {"type": ["string", "null"], "maxLength": 100},
+                            "deviceType": {
+                                "type": ["string", "null"],
+                                "enum": [*DEVICE_KINDS, None],
+                            },
+                            "expiresIn": {"type": ["integer", "null"], "minimum": MIN_EXPIRES_IN},
+                            "extendOnActivity": {"type": ["boolean", "null"]},
+                            "endSessionId": {"type": ["string", "null"], "maxLength": 40},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(_ref("SignedIn"), "Signed in."),
+                    **BODY_ERRORS,
+                    "400": refused,
+                    "401": _error("invalid_session: the account is disabled."),
+                    "403": _error("forbidden: the person's tenant does not allow passkeys."),
+                    "409": _error("session_limit_reached (deny mode)."),
+                },
+            }
+        },
+        "/api/account/passkeys/options": {
+            "post": {
+                "operationId": "passkeyCreationOptions",
+                "tags": ["Your sessions"],
+                "security": SIGNED_IN,
+                "summary": "Creation options for a new passkey",
+                "description": "Needs a sign-in from the last 15 minutes. A discoverable "
+                "credential (residentKey required), user verification required, attestation "
+                "none, the caller's passkeys excluded.",
+                "responses": {
+                    "200": _json(options, "Creation options."),
+                    "401": _error("No live session, or fresh_login_required."),
+                    "403": _error("forbidden: the tenant does not allow passkeys."),
+                    "422": _error("validation_error: too many passkeys."),
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+        "/api/account/passkeys": {
+            "get": {
+                "operationId": "listPasskeys",
+                "tags": ["Your sessions"],
+                "security": SIGNED_IN,
+                "summary": "The caller's passkeys",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["passkeys"],
+                            "properties": {"passkeys": {"type": "array", "items": passkey}},
+                        },
+                        "The caller's passkeys, oldest first.",
+                    ),
+                    "401": UNAUTHORIZED,
+                },
+            },
+            "post": {
+                "operationId": "addPasskey",
+                "tags": ["Your sessions"],
+                "security": SIGNED_IN,
+                "summary": "Store a new passkey",
+                "description": "Audited and mailed to the person. name defaults to the "
+                "device's name.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["challengeId", "credential"],
+                        "properties": {
+                            "challengeId": {"type": "string", "maxLength": 64},
+                            "credential": credential,
+                            "name": {"type": ["string", "null"], "maxLength": 100},
+                        },
+                    }
+                ),
+                "responses": {
+                    "201": _json(passkey, "Added."),
+                    **BODY_ERRORS,
+                    **COOKIE_WRITE,
+                    "400": refused,
+                    "401": _error("No live session, or fresh_login_required."),
+                    "403": _error("forbidden: the tenant does not allow passkeys."),
+                },
+            },
+        },
+        "/api/account/passkeys/{passkeyId}": {
+            "delete": {
+                "operationId": "removePasskey",
+                "tags": ["Your sessions"],
+                "security": SIGNED_IN,
+                "summary": "Remove one of the caller's passkeys",
+                "description": "Needs a sign-in from the last 15 minutes. Audited and mailed.",
+                "parameters": [_path_id("passkeyId", "One of the caller's passkey ids.")],
+                "responses": {
+                    "204": {"description": "Removed."},
+                    "401": _error("No live session, or fresh_login_required."),
+                    "404": _error("not_found: no such passkey of the caller's."),
+                    **COOKIE_WRITE,
+                },
+            }
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API as this server runs it."""
     return {
@@ -949,7 +1143,7 @@ def document() -> dict[str, Any]:
                 "public keys that verify tokens offline.",
             },
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **_passkey_paths()},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
