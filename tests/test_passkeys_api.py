@@ -1,0 +1,206 @@
+"""The passkey API and page routes (app.web.passkeys), with the software authenticator of
+test_passkeys_core.py: answers, audit events, stored state, mail."""
+
+from __future__ import annotations
+
+import pyotp
+from sqlalchemy import select
+
+from app.core import events, mfa, totp
+from app.models import Event, User, UserSession
+from tests.conftest import csrf_from, login, second_step
+from tests.test_api import assert_error, bearer, token_for
+from tests.test_passkeys_core import SoftAuthenticator, b64, register
+
+
+def passkey_sign_in(client, device: SoftAuthenticator, **body):
+    options = client.post("/api/auth/passkey/options", json={})
+    assert options.status_code == 200, options.text
+    return client.post(
+        "/api/auth/passkey/verify",
+        json={
+            "challengeId": options.json["challengeId"],
+            "credential": device.get(options.json["publicKey"]),
+            **body,
+        },
+    )
+
+
+def test_add_list_rename_and_remove_passkeys(client, mailbox, member, db, clock):
+    token = token_for(client, mailbox, member.email)
+    device = SoftAuthenticator()
+    added = register(client, token, device, name="  Sam's   phone ")
+    assert added.status_code == 201, added.text
+    assert added.json["name"] == "Sam's phone"
+    assert added.json["lastUsedAt"] is None and added.json["createdAt"].endswith("Z")
+    assert added.json["id"].startswith("pkey_")
+    assert mailbox.newest(member.email, "A passkey was added")
+    listed = client.get("/api/account/passkeys", headers=bearer(token)).json["passkeys"]
+    assert [p["id"] for p in listed] == [added.json["id"]]
+    event = db.scalars(select(Event).where(Event.kind == "passkey.added")).one()
+    assert event.subject_id == member.id and event.details["passkey_id"] == added.json["id"]
+    db.rollback()  # (the test's session takes the write lock: let the app write)
+
+    # The same authenticator again: excluded in the options, refused if sent anyway.
+    options = client.post("/api/account/passkeys/options", headers=bearer(token)).json
+    excluded = options["publicKey"]["excludeCredentials"]
+    assert [c["id"] for c in excluded] == [b64(device.credential_id)]
+    again = client.post(
+        "/api/account/passkeys",
+        json={
+            "challengeId": options["challengeId"],
+            "credential": device.create(options["publicKey"]),
+        },
+        headers=bearer(token),
+    )
+    assert_error(again, 422, "validation_error")
+
+    removed = client.delete(f"/api/account/passkeys/{added.json['id']}", headers=bearer(token))
+    assert removed.status_code == 204
+    assert client.get("/api/account/passkeys", headers=bearer(token)).json == {"passkeys": []}
+    assert mailbox.newest(member.email, "A passkey was removed")
+    gone = client.delete(f"/api/account/passkeys/{added.json['id']}", headers=bearer(token))
+    assert_error(gone, 404, "not_found")
+
+
+def test_creation_options_ask_for_a_discoverable_verified_credential(client, mailbox, member):
+    token = token_for(client, mailbox, member.email)
+    answer = client.post("/api/account/passkeys/options", headers=bearer(token))
+    options = answer.json["publicKey"]
+    assert options["rp"] == {"name": "Holdfast", "id": "localhost"}
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    assert options["authenticatorSelection"]["userVerification"] == "required"
+    assert options["attestation"] == "none" and options["user"]["name"] == member.email
+
+
+def test_adding_or_removing_needs_a_recent_sign_in(client, mailbox, member, clock):
+    token = token_for(client, mailbox, member.email)
+    added = register(client, token, SoftAuthenticator())
+    clock.advance(minutes=16)
+    stale = client.post("/api/account/passkeys/options", headers=bearer(token))
+    assert_error(stale, 401, "fresh_login_required")
+    kept = client.delete(f"/api/account/passkeys/{added.json['id']}", headers=bearer(token))
+    assert_error(kept, 401, "fresh_login_required")
+
+
+def test_someone_elses_passkey_is_not_found(client, mailbox, member, make, tenant):
+    other = make.user("kim@acme.test", tenant)
+    mine = register(client, token_for(client, mailbox, member.email), SoftAuthenticator())
+    theirs = token_for(client, mailbox, other.email)
+    answer = client.delete(f"/api/account/passkeys/{mine.json['id']}", headers=bearer(theirs))
+    assert_error(answer, 404, "not_found")
+
+
+def test_sign_in_with_a_passkey_gives_a_session_like_a_code(client, mailbox, member, db):
+    device = SoftAuthenticator()
+    register(client, token_for(client, mailbox, member.email), device)
+    mails = mailbox.count(member.email)
+    answer = passkey_sign_in(client, device, deviceName="Sam's laptop")
+    assert answer.status_code == 201, answer.text
+    assert answer.json["token"] and answer.json["deviceInfo"]["name"] == "Sam's laptop"
+    session = db.get_one(UserSession, answer.json["sessionId"])
+    assert session.sign_in_method == "passkey" and session.user_id == member.id
+    assert client.get("/api/auth/session", headers=bearer(answer.json["token"])).json["valid"]
+    assert mailbox.count(member.email) == mails  # no code mail
+    used = db.scalars(select(Event).where(Event.kind == "passkey.used")).one()
+    assert used.session_id == session.id
+
+
+def test_a_passkey_needs_no_second_factor_even_with_an_app(client, mailbox, member, services, db):
+    device = SoftAuthenticator()
+    register(client, token_for(client, mailbox, member.email), device)
+    with services.session(write=True) as s:
+        user = s.get_one(User, member.id)
+        user.totp_secret = totp._seal(services.hasher, user.id, pyotp.random_base32())
+        user.totp_enabled_at = services.clock.now()
+        s.commit()
+    answer = passkey_sign_in(client, device)
+    assert answer.status_code == 201, answer.text
+
+
+def test_bad_passkey_input_is_a_clear_error(client, mailbox, member):
+    assert_error(
+        client.post("/api/auth/passkey/options", json={"tenant": "nope"}), 422, "validation_error"
+    )
+    assert_error(
+        client.post("/api/auth/passkey/options", json={"tenant": 3}), 422, "validation_error"
+    )
+    options = client.post("/api/auth/passkey/options", json={}).json
+    not_object = client.post(
+        "/api/auth/passkey/verify", json={"challengeId": options["challengeId"], "credential": "x"}
+    )
+    assert_error(not_object, 422, "validation_error")
+    garbage = client.post(
+        "/api/auth/passkey/verify",
+        json={"challengeId": options["challengeId"], "credential": {"id": 1, "response": []}},
+    )
+    assert_error(garbage, 400, "invalid_passkey")
+    unknown = client.post(
+        "/api/auth/passkey/verify", json={"challengeId": "pkc_nope", "credential": {}}
+    )
+    assert_error(unknown, 400, "invalid_passkey")
+
+
+def test_a_disabled_account_cannot_sign_in_with_its_passkey(
+    client, mailbox, member, make, tenant, services
+):
+    device = SoftAuthenticator()
+    register(client, token_for(client, mailbox, member.email), device)
+    with services.session(write=True) as s:
+        s.get_one(User, member.id).disabled = True
+        s.commit()
+    assert_error(passkey_sign_in(client, device), 401, "invalid_session")
+
+
+def test_the_sign_in_page_route_sets_the_cookie_and_needs_the_csrf_token(
+    client, mailbox, member, db
+):
+    device = SoftAuthenticator()
+    register(client, token_for(client, mailbox, member.email), device)
+    page = client.get("/login?next=/account/security")
+    token = csrf_from(page.text)
+    options = client.post("/api/auth/passkey/options", json={}).json
+    body = {
+        "challengeId": options["challengeId"],
+        "credential": device.get(options["publicKey"]),
+        "next": "/account/security",
+    }
+    refused = client.post("/login/passkey", json=body, headers={"Accept": "application/json"})
+    assert refused.status_code == 400 and refused.json["code"] == "csrf_failed"
+    assert client.get_cookie("holdfast_session") is None
+    options = client.post("/api/auth/passkey/options", json={}).json
+    body.update(challengeId=options["challengeId"], credential=device.get(options["publicKey"]))
+    answer = client.post(
+        "/login/passkey", json=body, headers={"X-CSRFToken": token, "Accept": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json == {"redirect": "/account/security"}
+    assert client.get_cookie("holdfast_session") is not None
+    assert client.get("/account/security").status_code == 200
+
+
+def test_every_session_says_how_it_was_signed_in(client, mailbox, member, services, db):
+    assert login(client, mailbox, member.email).status_code == 302
+    secret = pyotp.random_base32()
+    with services.session(write=True) as s:
+        user = s.get_one(User, member.id)
+        user.totp_secret = totp._seal(services.hasher, user.id, secret)
+        user.totp_enabled_at = services.clock.now()
+        codes = mfa.make_recovery_codes(
+            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
+        )
+        s.commit()
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/devices").text)})
+    login(client, mailbox, member.email)
+    assert second_step(client, pyotp.TOTP(secret).at(services.clock.now())).status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/devices").text)})
+    services.clock.advance(seconds=31)
+    login(client, mailbox, member.email)
+    assert second_step(client, codes[0]).status_code == 302
+    methods = [
+        s.sign_in_method
+        for s in db.scalars(select(UserSession).order_by(UserSession.created_at, UserSession.id))
+    ]
+    assert methods == ["code", "app", "recovery"]
+    created = db.scalars(select(Event).where(Event.kind == "session.created").order_by(Event.id))
+    assert [e.details["method"] for e in created] == methods
