@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -266,3 +267,57 @@ def test_a_passkey_of_another_tenant_is_refused(localhost_app, site, people, mai
     assert own_status == 201  # the same passkey in its own tenant
     live = [s for s in rows(services, UserSession, UserSession.user_id == sam.id) if not s.ended_at]
     assert [s.id for s in live if s.sign_in_method == "passkey"] == [own["sessionId"]]
+
+
+def test_the_email_fields_autofill_signs_in_with_a_passkey(
+    localhost_app, site, people, mailbox, page
+):
+    """Conditional mediation: the sign-in page asks for passkeys in the email field's
+    autofill as it loads; Chromium's virtual authenticator picks the passkey at once,
+    as a person choosing it from the autofill list would."""
+    services = localhost_app[0].extensions["holdfast"]
+    sam = people.user("sam@acme.test", people.tenant("acme"))
+    authenticator(page, autofill=True)
+    browser_login(page, site, mailbox, sam.email)
+    add_passkey(page, site)
+    sign_out(page)
+    assert page.get_attribute("#email", "autocomplete") == "username webauthn"
+    page.wait_for_url("**/devices")  # nothing clicked, nothing typed
+    newest = max(
+        rows(services, UserSession, UserSession.user_id == sam.id), key=lambda s: s.created_at
+    )
+    assert newest.sign_in_method == "passkey"
+
+
+def test_a_passkey_is_a_fresh_sign_in(localhost_app, site, people, mailbox, page):
+    """Removing a passkey needs a recent sign-in: a passkey gives it, with no code."""
+    services = localhost_app[0].extensions["holdfast"]
+    sam = people.user("sam@acme.test", people.tenant("acme"))
+    authenticator(page)
+    browser_login(page, site, mailbox, sam.email)
+    add_passkey(page, site)
+    with services.session(write=True) as db:
+        (session,) = [
+            s for s in db.scalars(select(UserSession).where(UserSession.user_id == sam.id))
+        ]
+        session.authenticated_at -= timedelta(minutes=20)
+        db.commit()
+    mails = mailbox.count(sam.email)
+    page.goto(f"{site}/account/security")
+    page.click("#passkeys details summary")
+    page.click(".remove-passkey")
+    page.wait_for_url("**/login/again**")
+    wait_until(page, "document.body.dataset.passkeys === 'ready'")
+    page.click("#passkey-again")
+    page.wait_for_url(lambda url: url.startswith(f"{site}/account/security"))
+    with services.session() as db:
+        fresh = db.get_one(UserSession, session.id)
+        assert datetime.now(UTC) - fresh.authenticated_at < timedelta(minutes=1)
+    assert rows(
+        services, Event, Event.kind == "session.reauthenticated", Event.session_id == session.id
+    )
+    page.click("#passkeys details summary")
+    page.click(".remove-passkey")
+    page.wait_for_selector("text=removed. It no longer signs you in")
+    assert rows(services, Passkey, Passkey.user_id == sam.id) == []
+    assert mailbox.count(sam.email) == mails + 1  # the removal notice; no code was sent
