@@ -175,17 +175,13 @@ class Tenant(Base):
     ip_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
     #: a session's browser or OS family changes mid-session: allow, flag or end
     ua_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
-    #: admins must add an authenticator app before any admin page
+    #: admins must have a passkey or an authenticator app before any admin page
     require_totp_for_admins: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
     # Passkeys (app.core.passkeys).
     #: people may add passkeys and sign in with them
     allow_passkeys: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    #: admins must sign in with a passkey or an authenticator app (a second factor)
-    require_strong_admins: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
     #: everyone signs in with a passkey; codes only enrol a first passkey on a device
     require_passkeys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: email the tenant's admins about every high-severity alert

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.models import Event, User, UserSession
 from tests.conftest import csrf_from, login, second_step
-from tests.test_api import assert_error, bearer, token_for
+from tests.test_api import api_sign_in, ask_code, assert_error, bearer, token_for
 from tests.test_passkeys_core import SoftAuthenticator, b64, register
 
 
@@ -204,3 +204,87 @@ def test_every_session_says_how_it_was_signed_in(client, mailbox, member, servic
     assert methods == ["code", "app", "recovery"]
     created = db.scalars(select(Event).where(Event.kind == "session.created").order_by(Event.id))
     assert [e.details["method"] for e in created] == methods
+
+
+def give_app(services, user_id):
+    """An authenticator app and recovery codes for the person: (secret, codes)."""
+    secret = pyotp.random_base32()
+    with services.session(write=True) as s:
+        user = s.get_one(User, user_id)
+        user.totp_secret = totp._seal(services.hasher, user.id, secret)
+        user.totp_enabled_at = services.clock.now()
+        codes = mfa.make_recovery_codes(
+            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
+        )
+        s.commit()
+    return secret, codes
+
+
+def test_an_admins_passkey_meets_the_second_factor_rule(client, mailbox, make, tenant):
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    device = SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, admin.email), device).status_code == 201
+    make.policy(tenant, require_totp_for_admins=True)
+    # The emailed code alone no longer signs this admin in (and is not used up)...
+    challenge_id, code = ask_code(client, mailbox, admin.email)
+    refused = client.post("/api/auth/verify", json={"challengeId": challenge_id, "code": code})
+    assert_error(refused, 403, "passkey_required")
+    # ...the passkey does, straight to the admin API, with no app.
+    answer = passkey_sign_in(client, device)
+    assert answer.status_code == 201, answer.text
+    policy = client.get("/api/admin/policy", headers=bearer(answer.json["token"]))
+    assert policy.status_code == 200 and policy.json["requireTotpForAdmins"] is True
+    assert policy.json["allowPasskeys"] is True and policy.json["requirePasskeys"] is False
+
+
+def test_an_admin_with_neither_still_adds_an_app(client, mailbox, make, tenant):
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    make.policy(tenant, require_totp_for_admins=True)
+    challenge_id, code = ask_code(client, mailbox, admin.email)
+    answer = client.post("/api/auth/verify", json={"challengeId": challenge_id, "code": code})
+    assert_error(answer, 403, "mfa_enrolment_required")
+
+
+def test_required_passkeys_leave_the_code_to_people_without_one(
+    client, mailbox, make, tenant, member, services
+):
+    kim = make.user("kim@acme.test", tenant)
+    lee = make.user("lee@acme.test", tenant)
+    device, lees = SoftAuthenticator(), SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, member.email), device).status_code == 201
+    assert register(client, token_for(client, mailbox, lee.email), lees).status_code == 201
+    secret, codes = give_app(services, lee.id)
+    make.policy(tenant, require_passkeys=True)
+
+    challenge_id, code = ask_code(client, mailbox, member.email)
+    refused = client.post("/api/auth/verify", json={"challengeId": challenge_id, "code": code})
+    assert_error(refused, 403, "passkey_required")
+    assert passkey_sign_in(client, device).status_code == 201
+    # Kim has no passkey yet: the code signs her in, to add her first.
+    assert api_sign_in(client, mailbox, kim.email).status_code == 201
+    # Lee has a passkey and an app: the code leads to a recovery code, never the app's.
+    step = api_sign_in(client, mailbox, lee.email)
+    assert step.status_code == 401 and step.json["code"] == "mfa_required"
+    app_code = pyotp.TOTP(secret).at(services.clock.now())
+    with_app = client.post(
+        "/api/auth/verify/mfa",
+        json={"mfaChallengeId": step.json["mfaChallengeId"], "code": app_code},
+    )
+    assert_error(with_app, 400, "invalid_code")
+    with_recovery = client.post(
+        "/api/auth/verify/mfa",
+        json={"mfaChallengeId": step.json["mfaChallengeId"], "recoveryCode": codes[0]},
+    )
+    assert with_recovery.status_code == 201, with_recovery.text
+
+
+def test_the_policy_api_turns_passkeys_off(client, mailbox, make, tenant, member):
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    admin_token = token_for(client, mailbox, admin.email)
+    device = SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, member.email), device).status_code == 201
+    changed = client.put(
+        "/api/admin/policy", json={"allowPasskeys": False}, headers=bearer(admin_token)
+    )
+    assert changed.status_code == 200 and changed.json["allowPasskeys"] is False
+    assert_error(passkey_sign_in(client, device), 403, "forbidden")

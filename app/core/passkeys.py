@@ -545,15 +545,6 @@ def list_passkeys(db: Session, user: User) -> list[Passkey]:
     )
 
 
-def has_passkey(db: Session, user: User) -> bool:
-    return (
-        db.scalar(
-            select(Passkey.id).where(Passkey.user_id == user.id).execution_options(all_tenants=True)
-        )
-        is not None
-    )
-
-
 def device_names(db: Session, passkeys: list[Passkey]) -> dict[str, str]:
     """The display names of the devices the passkeys were added and last used on."""
     ids = {p.created_device_id for p in passkeys} | {p.last_device_id for p in passkeys}

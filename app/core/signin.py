@@ -38,7 +38,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core import code_checks, codes, devices, events, mfa, session_limit, sign_in_rules, totp
+from app.core import (
+    code_checks,
+    codes,
+    devices,
+    events,
+    mfa,
+    passkey_rules,
+    session_limit,
+    sign_in_rules,
+    totp,
+)
 from app.core.budgets import CodeBudgets
 from app.core.errors import (
     ChallengeLocked,
@@ -160,9 +170,14 @@ def sign_in(
     )
     user, tenant = _lock_account(db, _pick_account(db, accounts, tenant_id).id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    # The passkey policy may refuse the code (PasskeyRequired, nothing used up) or leave
+    # it only the way to a recovery code.
+    recovery_only = passkey_rules.check_code_sign_in(
+        db, user, tenant, has_app=totp.is_enabled(user)
+    )
     codes.consume(db, challenge, now)
     device_hash = devices.device_hash(db, hasher, user, device_cookie)
-    if mfa.required(user, tenant):
+    if mfa.required(user, tenant) or recovery_only:
         enrolled = totp.is_enabled(user)
         step = mfa.new_step(
             db,
@@ -170,7 +185,7 @@ def sign_in(
             "sign_in" if enrolled else "enrol",
             now=now,
             origin=origin,
-            options=options.as_json(),
+            options={**options.as_json(), **({"recovery_only": True} if recovery_only else {})},
             device_hash=device_hash,
         )
         raise MfaRequired(step=step) if enrolled else MfaEnrolmentRequired(step=step)
@@ -217,6 +232,11 @@ def complete_mfa(
     if end_session_id:
         options = replace(options, end_session_id=end_session_id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    if step.options.get("recovery_only") and recovery_code is None:
+        raise InvalidCode(
+            "Your organisation requires passkeys: sign in with your passkey, or enter one "
+            "of your recovery codes here."
+        )
     how = mfa.check_second_factor(
         db, hasher, step, user, code=code, recovery_code=recovery_code, now=now, origin=origin
     )

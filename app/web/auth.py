@@ -31,6 +31,7 @@ from app.core.errors import (
     TenantChoiceRequired,
     ValidationError,
 )
+from app.core.passkey_rules import PasskeyRequired
 from app.core.sessions import END_MESSAGES, end_session
 from app.web.context import (
     DEVICE_COOKIE,
@@ -168,7 +169,7 @@ def code() -> Response | str:
             return render_template(
                 "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
             )
-        except InvalidCode as error:
+        except (InvalidCode, PasskeyRequired) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             return _signed_in(result, flow)

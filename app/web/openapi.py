@@ -43,6 +43,7 @@ ERROR_CODES = (
     "mfa_required",
     "mfa_enrolment_required",
     "invalid_passkey",
+    "passkey_required",
 )
 PUBLIC_ID = "^[a-z]{3,4}_[A-Za-z0-9_-]{1,36}$"
 

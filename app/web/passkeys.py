@@ -306,6 +306,7 @@ def security_card(me: Current) -> dict[str, Any]:
         "passkeys": mine,
         "passkey_devices": passkeys.device_names(db(), mine),
         "passkeys_allowed": me.tenant.allow_passkeys,
+        "passkeys_required": me.tenant.allow_passkeys and me.tenant.require_passkeys,
         "rename_form": RenameForm(),
         "remove_form": ActionForm(),
     }

@@ -5,7 +5,7 @@
 * ``sessions.sign_in_method``: how each session was signed in (code, app, recovery,
   passkey, link); None for sessions from before this revision.
 * ``challenges.link_hash``: the sign-in link sent beside the code.
-* ``tenants.allow_passkeys`` (on), ``require_strong_admins``, ``require_passkeys`` (off).
+* ``tenants.allow_passkeys`` (on) and ``require_passkeys`` (off).
 
 All additive: the previous release runs on this schema.
 
@@ -83,11 +83,6 @@ def upgrade() -> None:
             sa.Column("allow_passkeys", sa.Boolean(), server_default=sa.true(), nullable=False)
         )
         batch.add_column(
-            sa.Column(
-                "require_strong_admins", sa.Boolean(), server_default=sa.false(), nullable=False
-            )
-        )
-        batch.add_column(
             sa.Column("require_passkeys", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
 
@@ -95,7 +90,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("tenants", recreate="never") as batch:
         batch.drop_column("require_passkeys")
-        batch.drop_column("require_strong_admins")
         batch.drop_column("allow_passkeys")
     with op.batch_alter_table("challenges", recreate="never") as batch:
         batch.drop_column("link_hash")
