@@ -248,6 +248,7 @@ def register_blueprints(app: Flask) -> None:
         passkeys,
         proxy,
         security,
+        sign_in_links,
     )
 
     for blueprint in (
@@ -262,7 +263,7 @@ def register_blueprints(app: Flask) -> None:
         security.bp,
         admin_alerts.bp,
         compliance.bp,
-        *(passkeys.bp, passkeys.api_bp),
+        *(passkeys.bp, passkeys.api_bp, sign_in_links.bp),
     ):
         app.register_blueprint(blueprint)
 

@@ -28,6 +28,7 @@ KINDS = {
         "minutes": 10,
         "ip": "203.0.113.9",
         "asked_at": AT,
+        "link": "https://id.acme.test/login/link/chl_1/secret",
     },
     "high_alert": {
         "product": "Holdfast",

@@ -132,10 +132,12 @@ def sign_in(
     end_session_id: str | None = None,
     tenant_id: str | None = None,
     budgets: CodeBudgets,
+    link_secret: str | None = None,
 ) -> SignIn:
     """Check the emailed code and start a new session on the caller's device, or hand
     over the second step. The check draws on ``budgets`` and the address's slow-down
-    (app.core.code_checks).
+    (app.core.code_checks). With ``link_secret`` the mail's sign-in link stands in for
+    the code (app.core.sign_in_links checks the browser first).
 
     Raises InvalidCode (wrong, expired, used or replaced code; the wrong try is counted),
     ChallengeLocked (too many wrong tries), ValidationError (bad options),
@@ -158,7 +160,10 @@ def sign_in(
         origin=origin,
         now=now,
     )
-    codes.check_code(db, hasher, challenge, code, accounts, now=now, origin=origin)
+    if link_secret is None:
+        codes.check_code(db, hasher, challenge, code, accounts, now=now, origin=origin)
+    else:
+        codes.check_link(hasher, challenge, link_secret, accounts, now=now)
     _check_options(expires_in, device_kind)
     options = Options(
         device_name=device_name,
@@ -199,7 +204,7 @@ def sign_in(
         device_hash,
         now=now,
         origin=origin,
-        method="code",
+        method="code" if link_secret is None else "link",
     )
 
 
