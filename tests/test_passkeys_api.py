@@ -288,3 +288,24 @@ def test_the_policy_api_turns_passkeys_off(client, mailbox, make, tenant, member
     )
     assert changed.status_code == 200 and changed.json["allowPasskeys"] is False
     assert_error(passkey_sign_in(client, device), 403, "forbidden")
+
+
+def test_admins_see_how_each_session_was_signed_in(client, mailbox, make, tenant, member):
+    device = SoftAuthenticator()
+    register(client, token_for(client, mailbox, member.email), device)  # a code sign-in
+    assert passkey_sign_in(client, device).status_code == 201
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    assert login(client, mailbox, admin.email).status_code == 302  # a third, by code
+    person = client.get(f"/admin/users/{member.id}")
+    assert person.status_code == 200, person.text
+    assert person.text.count('class="sign-in-method method-passkey"') == 1
+    assert person.text.count('class="sign-in-method method-code"') == 1
+    explorer = client.get("/admin/sessions")
+    assert (
+        explorer.text.count("with passkey") == 1 and explorer.text.count("with emailed code") == 2
+    )
+    figures = client.get("/admin/figures")
+    # one of today's three sign-ins used a passkey
+    assert 'id="figure-passkey-share"' in figures.text
+    share = figures.text.split('id="figure-passkey-share"')[1]
+    assert '<span class="figure-value">33</span>' in share

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -68,7 +68,7 @@ from app.core.errors import Forbidden, HoldfastError, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
-from app.models import Device, Passkey, PasskeyChallenge, Tenant, User
+from app.models import Device, Passkey, PasskeyChallenge, Tenant, User, UserSession
 from app.outbox import queue_mail
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
@@ -543,6 +543,18 @@ def list_passkeys(db: Session, user: User) -> list[Passkey]:
             .execution_options(all_tenants=True)
         )
     )
+
+
+def passkey_share(db: Session, tenant_id: str, since: datetime) -> int:
+    """The percentage (rounded down) of the tenant's sign-ins since ``since`` that used a
+    passkey; 0 when there were none."""
+    total, by_passkey = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((UserSession.sign_in_method == "passkey", 1), else_=0)), 0),
+        ).where(UserSession.tenant_id == tenant_id, UserSession.created_at >= since)
+    ).one()
+    return int(by_passkey) * 100 // int(total) if total else 0
 
 
 def device_names(db: Session, passkeys: list[Passkey]) -> dict[str, str]:

@@ -35,6 +35,7 @@ from flask import (
 )
 from flask_login import login_required
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
@@ -317,3 +318,30 @@ def passkey_card() -> dict[str, Any]:
     """The security page's passkeys card, for templates/security/_passkeys.html (and
     whether to offer a passkey on the fresh sign-in page)."""
     return security_card(current())
+
+
+#: how a session was signed in (sessions.sign_in_method), in an admin's words
+SIGN_IN_METHOD_LABELS = {
+    "code": "emailed code",
+    "app": "code + authenticator app",
+    "recovery": "code + recovery code",
+    "passkey": "passkey",
+    "link": "emailed link",
+}
+
+
+@bp.app_template_filter("sign_in_method")
+def sign_in_method_label(method: str | None) -> Markup:
+    """The admin pages' "Signed in" cell's second line: how (nothing for old sessions)."""
+    if not method:
+        return Markup("")
+    label = SIGN_IN_METHOD_LABELS.get(method, method)
+    return Markup('<small class="sign-in-method method-{}">with {}</small>').format(method, label)
+
+
+@bp.app_template_global()
+def passkey_share() -> int:
+    """The dashboard's figure: the share of today's (UTC) sign-ins that used a passkey."""
+    moment = now()
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return passkeys.passkey_share(db(), current().facts.session.tenant_id, midnight)
