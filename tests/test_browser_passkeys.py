@@ -5,9 +5,11 @@ IP address as relying-party id."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -321,3 +323,35 @@ def test_a_passkey_is_a_fresh_sign_in(localhost_app, site, people, mailbox, page
     page.wait_for_selector("text=removed. It no longer signs you in")
     assert rows(services, Passkey, Passkey.user_id == sam.id) == []
     assert mailbox.count(sam.email) == mails + 1  # the removal notice; no code was sent
+
+
+SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
+
+
+def test_sign_in_and_security_pages_at_desktop_and_phone_widths(
+    localhost_app, site, people, mailbox, browser
+):
+    """The passkey parts of both pages fit a phone (no sideways scrolling) and a desktop;
+    screenshots go to HOLDFAST_SCREENSHOTS (docs/screenshots/ holds the committed ones)."""
+    sam = people.user("sam@acme.test", people.tenant("acme"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, height, suffix in ((1280, 900, ""), (390, 844, "-phone")):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        authenticator(page)
+        page.goto(f"{site}/login")
+        wait_until(page, "document.body.dataset.passkeys === 'ready'")
+        assert page.is_visible("#passkey-sign-in")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"sign-in-passkey{suffix}.png"), full_page=True)
+        browser_login(page, site, mailbox, sam.email)
+        if not suffix:
+            add_passkey(page, site)
+        page.goto(f"{site}/account/security")
+        page.click("#passkeys details summary")
+        name_field = page.locator("#passkeys .passkey-rename input[name=name]")
+        name_field.wait_for(state="visible", timeout=5000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"security-passkeys{suffix}.png"), full_page=True)
+        page.wait_for_load_state("networkidle")
+        context.close()
