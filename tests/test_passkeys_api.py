@@ -309,3 +309,13 @@ def test_admins_see_how_each_session_was_signed_in(client, mailbox, make, tenant
     assert 'id="figure-passkey-share"' in figures.text
     share = figures.text.split('id="figure-passkey-share"')[1]
     assert '<span class="figure-value">33</span>' in share
+
+
+def test_passkey_challenges_draw_on_the_networks_budget(new_app):
+    app = new_app(RATELIMIT_CHECKS_PER_IP="3 per minute")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/api/auth/passkey/options", json={}).status_code == 200
+    limited = client.post("/api/auth/passkey/options", json={})
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) > 0

@@ -985,6 +985,7 @@ def _passkey_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(options, "Request options."),
                     **BODY_ERRORS,
+                    "429": _error("rate_limited: too many from this network; see Retry-After."),
                 },
             }
         },

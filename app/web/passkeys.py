@@ -111,6 +111,7 @@ def sign_in_options() -> Response:
     slug, limits it to one tenant's accounts)."""
     body = api.json_body() if request.get_data(cache=True) else {}
     tenant_id = _tenant_id(body.get("tenant"))
+    services().budgets.spend_passkey_request(db(), origin().ip, now=now())
     challenge, options = passkeys.sign_in_options(
         db(), relying_party(), now=now(), tenant_id=tenant_id
     )
