@@ -223,9 +223,11 @@ def register_blueprints(app: Flask) -> None:
         devices,
         oidc,
         ops,
+        passkeys,
         proxy,
         security,
         session_apps,
+        sign_in_links,
     )
 
     for blueprint in (
@@ -243,6 +245,9 @@ def register_blueprints(app: Flask) -> None:
         oidc.bp,
         session_apps.bp,
         admin_apps.bp,
+        passkeys.bp,
+        passkeys.api_bp,
+        sign_in_links.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -175,10 +175,15 @@ class Tenant(Base):
     ip_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
     #: a session's browser or OS family changes mid-session: allow, flag or end
     ua_change: Mapped[str] = mapped_column(String(10), default="allow", server_default="allow")
-    #: admins must add an authenticator app before any admin page
+    #: admins must have a passkey or an authenticator app before any admin page
     require_totp_for_admins: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Passkeys (app.core.passkeys).
+    #: people may add passkeys and sign in with them
+    allow_passkeys: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    #: everyone signs in with a passkey; codes only enrol a first passkey on a device
+    require_passkeys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: email the tenant's admins about every high-severity alert
     notify_high_alerts: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Retention (app.core.retention, run by `holdfast purge`), in days.
@@ -317,6 +322,9 @@ class UserSession(TenantScoped, Base):
     location: Mapped[str | None] = mapped_column(String(200))
     ended_at: Mapped[OptionalTimestamp]
     end_reason: Mapped[str | None] = mapped_column(String(30))
+    #: how the session was signed in: code, app, recovery, passkey or link (None: before
+    #: this was recorded); OpenID ID tokens derive ``amr`` from it
+    sign_in_method: Mapped[str | None] = mapped_column(String(20))
     #: when a request with this ended session's token was first refused: its device
     #: finding out; later uses are replays (app.core.request_rules)
     token_refused_at: Mapped[OptionalTimestamp]
@@ -347,6 +355,8 @@ class Challenge(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     consumed_at: Mapped[OptionalTimestamp]
     ip: Mapped[str] = mapped_column(String(45), default="")
+    #: keyed hash of the sign-in link's secret sent with the code (app.core.sign_in_links)
+    link_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 MFA_PURPOSES = ("sign_in", "reauth", "enrol")
@@ -393,6 +403,66 @@ class RecoveryCode(TenantScoped, Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[Timestamp]
     used_at: Mapped[OptionalTimestamp]
+
+
+SIGN_IN_METHODS = ("code", "app", "recovery", "passkey", "link")
+
+
+class Passkey(TenantScoped, Base):
+    """A person's WebAuthn credential (app.core.passkeys): a discoverable key pair whose
+    private half never leaves their authenticator. Only the public key is stored."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("pkey"))
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), index=True)
+    #: the authenticator's credential id, base64url without padding (unique everywhere)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    #: the COSE public key as the authenticator gave it
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    #: the authenticator's signature counter at the last use; one going back is a clone
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: the person's name for it ("Chrome on macOS" until renamed)
+    name: Mapped[str] = mapped_column(String(100))
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    #: transports the browser reported (usb, internal, hybrid...)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: may be synced to other devices (BE flag); fixed for a credential's life
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: is backed up / synced now (BS flag), as of the last use
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[Timestamp]
+    #: the device it was added on, and the one it was last used on
+    created_device_id: Mapped[str | None] = mapped_column(String(40))
+    last_used_at: Mapped[OptionalTimestamp]
+    last_device_id: Mapped[str | None] = mapped_column(String(40))
+
+
+PASSKEY_PURPOSES = ("register", "sign_in", "reauth")
+
+
+class PasskeyChallenge(Base):
+    """One WebAuthn ceremony's challenge: single use, 5 minutes, bound to the relying
+    party id and origin it was made for (app.core.passkeys)."""
+
+    __tablename__ = "passkey_challenges"
+
+    id: Mapped[PublicId] = mapped_column(default=lambda: new_id("pkc"))
+    #: register, sign_in or reauth
+    purpose: Mapped[str] = mapped_column(String(10))
+    #: the random challenge the authenticator signs
+    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    rp_id: Mapped[str] = mapped_column(String(253))
+    origin: Mapped[str] = mapped_column(String(300))
+    #: the tenant a sign-in is limited to (None: any); the person's tenant otherwise
+    tenant_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("tenants.id"))
+    #: the person registering or signing in again (None for a sign-in)
+    user_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("users.id"))
+    #: the session a registration or fresh sign-in belongs to
+    session_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    consumed_at: Mapped[OptionalTimestamp]
 
 
 class Event(Base):

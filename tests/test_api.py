@@ -863,6 +863,13 @@ CONTRACT = {
     ("get", "/auth/verify"),
     ("get", "/auth/sign-in"),
     ("get", "/.well-known/jwks.json"),
+    # passkeys (issue 24)
+    ("post", "/api/auth/passkey/options"),
+    ("post", "/api/auth/passkey/verify"),
+    ("post", "/api/account/passkeys/options"),
+    ("get", "/api/account/passkeys"),
+    ("post", "/api/account/passkeys"),
+    ("delete", "/api/account/passkeys/{passkeyId}"),
 }
 
 
@@ -875,7 +882,12 @@ def test_openapi_describes_every_route_of_the_contract(client, app):
     assert described == CONTRACT
     # ...and every described route exists in the app with that method.
     rules = {
-        (m.lower(), r.rule.replace("<session_id>", "{sessionId}").replace("<user_id>", "{userId}"))
+        (
+            m.lower(),
+            r.rule.replace("<session_id>", "{sessionId}")
+            .replace("<user_id>", "{userId}")
+            .replace("<passkey_id>", "{passkeyId}"),
+        )
         for r in app.url_map.iter_rules()
         for m in r.methods
     }

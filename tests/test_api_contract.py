@@ -23,7 +23,15 @@ from app.web.errors import HTTP_CODES
 from tests.test_api import bearer, token_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-PUBLIC = {"login", "verify", "verifyMfa", "proxySignIn", "jwks"}
+PUBLIC = {
+    "login",
+    "verify",
+    "verifyMfa",
+    "proxySignIn",
+    "jwks",
+    "passkeySignInOptions",
+    "passkeySignIn",
+}
 
 
 def documented_policy_fields() -> list[str]:
@@ -80,6 +88,7 @@ def test_openapi_marks_public_operations_and_carries_the_licence(client):
         if name in PUBLIC:
             continue
         url = path.replace("{sessionId}", "sess_unknown").replace("{userId}", "usr_unknown")
+        url = url.replace("{passkeyId}", "pkey_unknown")
         answer = client.open(url, method=method.upper(), json={} if method != "get" else None)
         assert answer.status_code == 401, (name, answer.status_code)
     # ...and the public ones need none.

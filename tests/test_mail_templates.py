@@ -28,6 +28,7 @@ KINDS = {
         "minutes": 10,
         "ip": "203.0.113.9",
         "asked_at": AT,
+        "link": "https://id.acme.test/login/link/chl_1/secret",
     },
     "high_alert": {
         "product": "Holdfast",
@@ -45,6 +46,20 @@ KINDS = {
         "at": AT,
         "ip": "203.0.113.9",
         "left": 1,
+    },
+    "passkey_added": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "name": "Chrome on <Linux>",
+        "at": AT,
+        "ip": "203.0.113.9",
+    },
+    "passkey_removed": {
+        "product": "Holdfast",
+        "tenant_name": "Acme",
+        "name": "Chrome on <Linux>",
+        "at": AT,
+        "ip": "",
     },
     "person_added": {
         "product": "Holdfast",

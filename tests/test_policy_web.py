@@ -27,6 +27,7 @@ DEFAULTS = {
     "limit_mode": "evict_oldest",
     "notify_new_device": "y",
     "notify_high_alerts": "y",
+    "allow_passkeys": "y",
     "ip_change": "allow",
     "ua_change": "allow",
 }

@@ -61,6 +61,7 @@ TITLES = {
     "ip_changed": "Session IP address changed",
     "ua_changed": "Session browser changed",
     "sign_in_disowned": "Person reported a sign-in that was not them",
+    "passkey_cloned": "Copied passkey used",
 }
 ADMIN_ALERTS_PATH = "/admin/alerts"
 

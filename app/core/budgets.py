@@ -72,6 +72,12 @@ class CodeBudgets:
         self._spend(db, self.checks_per_network, client_network(ip), now, message)
         self._spend(db, self.checks_per_address, address, now, message)
 
+    def spend_passkey_request(self, db: Session, ip: str, *, now: datetime) -> None:
+        """One passkey sign-in challenge asked for from ``ip``'s network, on the network's
+        code-check budget (each challenge is a row, and a try). Raises RateLimited."""
+        message = "Too many sign-in attempts from your network. Wait a little and try again."
+        self._spend(db, self.checks_per_network, client_network(ip), now, message)
+
     def _spend(self, db: Session, budget: Budget, key: str, now: datetime, message: str) -> None:
         wait = spend(db, self.counters, budget, key, now=now)
         if wait:

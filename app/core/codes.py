@@ -25,6 +25,7 @@ from app import otp
 from app.core import code_checks, events
 from app.core.accounts import accounts_of, normalise_email
 from app.core.budgets import CodeBudgets
+from app.core.deployment import deployment
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
@@ -32,6 +33,8 @@ from app.models import Challenge, User
 from app.outbox import queue_mail
 
 CODE_LIFETIME = timedelta(minutes=10)
+#: the sign-in link mailed with a code (app.core.sign_in_links): challenge id, secret
+LINK_PATH = "/login/link/{challenge_id}/{secret}"
 
 MAX_ATTEMPTS = 5
 
@@ -96,6 +99,10 @@ def request_code(
         attempts=0,
     )
     challenge.code_hash = hasher.hash(challenge.id, code)
+    # A sign-in (not a fresh sign-in) also gets a link, good where the code is.
+    link_secret = secrets.token_urlsafe(24) if account is None else None
+    if link_secret is not None:
+        challenge.link_hash = hasher.hash("sign-in link", challenge.id, link_secret)
     db.add(challenge)
     audited_accounts: list[User | None] = [*accounts] or [None]
     for audited in audited_accounts:
@@ -120,6 +127,11 @@ def request_code(
                 "minutes": int(CODE_LIFETIME.total_seconds() // 60),
                 "ip": origin.ip,
                 "asked_at": now,
+                "link": None
+                if link_secret is None
+                else deployment(db).link(
+                    LINK_PATH.format(challenge_id=challenge.id, secret=link_secret)
+                ),
             },
             tenant_id=accounts[0].tenant_id,
             now=now,
@@ -155,6 +167,28 @@ def consume(db: Session, challenge: Challenge, now: datetime) -> None:
     ).rowcount  # type: ignore[attr-defined]
     if consumed != 1:
         raise InvalidCode("That code was used already. Ask for a new code.")
+
+
+def check_link(
+    hasher: Hasher, challenge: Challenge, secret: str, accounts: list[User], *, now: datetime
+) -> None:
+    """Accept the sign-in link of ``challenge`` in place of its code: the same expiry,
+    the same single use (the caller consumes the challenge), dead once the code is
+    locked. A wrong link is not counted (its secret has 192 bits). Raises InvalidCode or
+    ChallengeLocked."""
+    if challenge.consumed_at is not None:
+        raise InvalidCode("That sign-in link was used already or replaced. Ask for a new code.")
+    if challenge.attempts >= MAX_ATTEMPTS:
+        raise ChallengeLocked()
+    if now >= challenge.expires_at:
+        raise InvalidCode("That sign-in link has expired. Ask for a new code.")
+    if not (
+        accounts
+        and challenge.link_hash
+        and isinstance(secret, str)
+        and hasher.matches(challenge.link_hash, "sign-in link", challenge.id, secret)
+    ):
+        raise InvalidCode("That sign-in link is not valid. Ask for a new code.")
 
 
 def check_code(

@@ -21,6 +21,8 @@ KIND_LABELS = {
     "person_added": "Added to the organisation",
     "high_alert": "High alert to admins",
     "recovery_code_used": "Recovery code used",
+    "passkey_added": "Passkey added",
+    "passkey_removed": "Passkey removed",
 }
 #: how far back given-up mail is listed
 GIVEN_UP_DAYS = 7

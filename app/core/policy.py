@@ -139,11 +139,28 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "require_totp_for_admins",
         "requireTotpForAdmins",
-        "Admins must use an authenticator app",
+        "Admins must use a passkey or an authenticator app",
         bool,
-        help="Admins sign in with the emailed code and then their app's code (or a "
-        "recovery code). An admin without an app adds one right after the emailed code; "
-        "one signed in before this was turned on adds it before any admin page.",
+        help="Admins sign in with a passkey, or with the emailed code and then their app's "
+        "code (or a recovery code). An admin with neither adds an app right after the "
+        "emailed code; one signed in before this was turned on adds one before any admin "
+        "page.",
+    ),
+    Field(
+        "allow_passkeys",
+        "allowPasskeys",
+        "Allow passkeys",
+        bool,
+        help="People may add passkeys and sign in with them, with no emailed code.",
+    ),
+    Field(
+        "require_passkeys",
+        "requirePasskeys",
+        "Require passkeys for everyone",
+        bool,
+        help="Someone with a passkey must sign in with it (or, with an authenticator app, "
+        "use a recovery code); the emailed code then only lets people add their first "
+        "passkey.",
     ),
     Field(
         "notify_high_alerts",

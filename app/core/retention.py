@@ -45,6 +45,7 @@ from app.models import (
     Event,
     MfaChallenge,
     OutboxMessage,
+    PasskeyChallenge,
     RateCounter,
     Tenant,
     UserSession,
@@ -294,7 +295,7 @@ def purge_challenges(db: Session, now: datetime, limit: int) -> int:
     """Delete up to ``limit`` sign-in challenges, emailed codes' and second steps'
     (app.core.mfa), that expired over CHALLENGE_GRACE ago."""
     done = 0
-    for model in (Challenge, MfaChallenge):
+    for model in (Challenge, MfaChallenge, PasskeyChallenge):
         ids = list(
             db.scalars(
                 select(model.id)

@@ -38,7 +38,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core import code_checks, codes, devices, events, mfa, session_limit, sign_in_rules, totp
+from app.core import (
+    code_checks,
+    codes,
+    devices,
+    events,
+    mfa,
+    passkey_rules,
+    session_limit,
+    sign_in_rules,
+    totp,
+)
 from app.core.budgets import CodeBudgets
 from app.core.errors import (
     ChallengeLocked,
@@ -122,10 +132,12 @@ def sign_in(
     end_session_id: str | None = None,
     tenant_id: str | None = None,
     budgets: CodeBudgets,
+    link_secret: str | None = None,
 ) -> SignIn:
     """Check the emailed code and start a new session on the caller's device, or hand
     over the second step. The check draws on ``budgets`` and the address's slow-down
-    (app.core.code_checks).
+    (app.core.code_checks). With ``link_secret`` the mail's sign-in link stands in for
+    the code (app.core.sign_in_links checks the browser first).
 
     Raises InvalidCode (wrong, expired, used or replaced code; the wrong try is counted),
     ChallengeLocked (too many wrong tries), ValidationError (bad options, or input
@@ -150,7 +162,10 @@ def sign_in(
         origin=origin,
         now=now,
     )
-    codes.check_code(db, hasher, challenge, code, accounts, now=now, origin=origin)
+    if link_secret is None:
+        codes.check_code(db, hasher, challenge, code, accounts, now=now, origin=origin)
+    else:
+        codes.check_link(hasher, challenge, link_secret, accounts, now=now)
     _check_options(expires_in, device_kind)
     options = Options(
         device_name=device_name,
@@ -162,9 +177,14 @@ def sign_in(
     )
     user, tenant = _lock_account(db, _pick_account(db, accounts, tenant_id).id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    # The passkey policy may refuse the code (PasskeyRequired, nothing used up) or leave
+    # it only the way to a recovery code.
+    recovery_only = passkey_rules.check_code_sign_in(
+        db, user, tenant, has_app=totp.is_enabled(user)
+    )
     codes.consume(db, challenge, now)
     device_hash = devices.device_hash(db, hasher, user, device_cookie)
-    if mfa.required(user, tenant):
+    if mfa.required(user, tenant) or recovery_only:
         enrolled = totp.is_enabled(user)
         step = mfa.new_step(
             db,
@@ -172,11 +192,22 @@ def sign_in(
             "sign_in" if enrolled else "enrol",
             now=now,
             origin=origin,
-            options=options.as_json(),
+            options={**options.as_json(), **({"recovery_only": True} if recovery_only else {})},
             device_hash=device_hash,
         )
         raise MfaRequired(step=step) if enrolled else MfaEnrolmentRequired(step=step)
-    return _start(db, hasher, user, tenant, options, chosen, device_hash, now=now, origin=origin)
+    return _start(
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        device_hash,
+        now=now,
+        origin=origin,
+        method="code" if link_secret is None else "link",
+    )
 
 
 def complete_mfa(
@@ -208,12 +239,26 @@ def complete_mfa(
     if end_session_id:
         options = replace(options, end_session_id=end_session_id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    if step.options.get("recovery_only") and recovery_code is None:
+        raise InvalidCode(
+            "Your organisation requires passkeys: sign in with your passkey, or enter one "
+            "of your recovery codes here."
+        )
     how = mfa.check_second_factor(
         db, hasher, step, user, code=code, recovery_code=recovery_code, now=now, origin=origin
     )
     mfa.consume(db, step, now)
     result = _start(
-        db, hasher, user, tenant, options, chosen, step.device_hash, now=now, origin=origin
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        step.device_hash,
+        now=now,
+        origin=origin,
+        method="app" if how == "totp" else "recovery",
     )
     result.second_factor = how
     return result
@@ -279,10 +324,53 @@ def complete_enrolment(
     codes = mfa.make_recovery_codes(db, hasher, user, now=now, origin=origin)
     mfa.consume(db, step, now)
     result = _start(
-        db, hasher, user, tenant, options, chosen, step.device_hash, now=now, origin=origin
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        step.device_hash,
+        now=now,
+        origin=origin,
+        method="app",
     )
     result.second_factor = "enrolled"
     return result, codes
+
+
+def start_without_code(
+    db: Session,
+    hasher: Hasher,
+    user_id: str,
+    options: Options,
+    *,
+    method: str,
+    device_cookie: str | None,
+    now: datetime,
+    origin: Origin,
+) -> SignIn:
+    """Start a session for a person who proved who they are another way (a passkey, a
+    sign-in link: ``method``), with no second step: the rest is as a code sign-in's (the
+    person's row locked, the session limit, the device, the security rules). Raises
+    InvalidSession (account gone or disabled), ValidationError (bad options) or
+    SessionLimitReached (deny mode)."""
+    _check_options(options.expires_in, options.device_kind)
+    user, tenant = _lock_account(db, user_id)
+    chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
+    device_hash = devices.device_hash(db, hasher, user, device_cookie)
+    return _start(
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        device_hash,
+        now=now,
+        origin=origin,
+        method=method,
+    )
 
 
 def _pick_account(db: Session, accounts: list[User], tenant_id: str | None) -> User:
@@ -329,6 +417,7 @@ def _start(
     *,
     now: datetime,
     origin: Origin,
+    method: str,
 ) -> SignIn:
     """Start the session (the person's row is locked, the limit checked): the device,
     trust, the session chosen or evicted to make room, the new session and its rules."""
@@ -376,6 +465,7 @@ def _start(
         origin=origin,
         expires_in=options.expires_in,
         extend_on_activity=options.extend_on_activity,
+        method=method,
     )
     user.last_sign_in_at = now
     code_checks.right_code(db, hasher, user.email)  # the address's run of wrong codes ends
@@ -414,6 +504,7 @@ def _start_session(
     origin: Origin,
     expires_in: int | None,
     extend_on_activity: bool | None,
+    method: str,
 ) -> UserSession:
     span = lifetime(tenant, device, now)
     if expires_in is not None:
@@ -433,6 +524,7 @@ def _start_session(
         ),
         ip=origin.ip[:45],
         user_agent=origin.user_agent[:512],
+        sign_in_method=method,
     )
     db.add(session)
     db.flush()
@@ -447,5 +539,6 @@ def _start_session(
         session_id=session.id,
         device_id=device.id,
         expires_at=absolute.isoformat(),
+        method=method,
     )
     return session

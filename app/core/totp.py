@@ -30,12 +30,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import otp
-from app.core import events
+from app.core import events, passkey_rules
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import HoldfastError, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, end_other_sessions
 from app.crypto import Hasher
+from app.db import opened
 from app.models import RecoveryCode, User, UserSession
 from app.sealing import TOTP_SECRET, Unsealable
 
@@ -72,12 +73,16 @@ def step_at(now: datetime) -> int:
 
 
 def require_for_admin(current: Current) -> None:
-    """Raises TotpRequired when the tenant requires an authenticator app of admins and
-    this admin has none yet."""
+    """Raises TotpRequired when the tenant requires a passkey or an authenticator app of
+    admins and this admin has neither yet (app.core.passkey_rules)."""
     if (
         current.tenant.require_totp_for_admins
         and current.user.role == "admin"
         and not is_enabled(current.user)
+        and not (
+            passkey_rules.passkey_counts(current.tenant)
+            and passkey_rules.has_passkey(opened(current.db), current.user)
+        )
     ):
         raise TotpRequired()
 

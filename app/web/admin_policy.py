@@ -35,6 +35,7 @@ GROUPS = (
     ("Concurrent sessions", ("max_sessions_per_user", "limit_mode")),
     ("Notifications", ("notify_new_device", "notify_high_alerts")),
     ("Security", ("ip_change", "ua_change", "require_totp_for_admins")),
+    ("Passkeys", ("allow_passkeys", "require_passkeys")),
 )
 LEGENDS = {"limit_mode": "At the limit: when someone signs in past the limit"}
 CHOICE_HELP = {"limit_mode": "Applies only when a limit is set above."}

@@ -31,6 +31,7 @@ from app.core.errors import (
     TenantChoiceRequired,
     ValidationError,
 )
+from app.core.passkey_rules import PasskeyRequired
 from app.core.sessions import END_MESSAGES, end_session
 from app.web.authentication import current, origin
 from app.web.cookies import (
@@ -165,7 +166,7 @@ def code() -> Response | str:
             return render_template(
                 "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
             )
-        except (InvalidCode, ValidationError) as error:
+        except (InvalidCode, ValidationError, PasskeyRequired) as error:
             form.code.errors = [*form.code.errors, error.message]
         else:
             return _signed_in(result, flow)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "202612061400"
-down_revision = "202612061100"
+down_revision = "202612061300"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,689 @@
+"""Passkeys: WebAuthn credentials a person adds on the security page and signs in with,
+with no email typed (discoverable credentials) and no emailed code.
+
+The ceremonies run over py_webauthn (the ``webauthn`` package): it parses the browser's
+JSON, the CBOR attestation and the COSE keys, and checks challenge, origin, relying-party
+id hash, flags and signature. What this module adds:
+
+* **Challenges** (:class:`~app.models.PasskeyChallenge`): 32 random bytes, single use
+  (one conditional UPDATE claims it, so of two answers to one challenge exactly one can
+  pass), dead after :data:`CHALLENGE_LIFETIME`, bound to the purpose they were made for,
+  to the relying party (the host of ``HOLDFAST_BASE_URL``) and origin, and for a
+  registration or fresh sign-in to the session that asked.
+* **Verification** asks for user verification (a PIN or biometric) on every ceremony:
+  a passkey sign-in is then two factors at once (the device and the person), which is
+  why it needs no emailed code and counts as an admin's second factor, as Keycloak's
+  "passwordless" WebAuthn policy does. Attestation ``none`` is accepted (we do not
+  restrict makers of authenticators).
+* **Sign counters.** An authenticator that counts (most security keys; synced passkeys
+  send 0) must count up: a signature whose counter is not above the stored one, with the
+  signature itself valid, means the private key exists twice: a cloned authenticator.
+  That sign-in is refused, audited (``passkey.cloned``) and raised as a high alert. The
+  counter check runs only after the signature is verified, so a forged answer cannot raise
+  alerts about someone's passkey.
+* **Backup flags.** Backup eligibility (BE) is fixed for a credential's life: an answer
+  that changes it is refused. Backup state (BS) may change and is stored.
+* **Tenants.** Credentials are unique across the deployment; a sign-in may be limited to
+  one tenant (``tenant_id`` on the options), and then a passkey of an account in any
+  other tenant is refused. A fresh sign-in takes only the signed-in person's passkeys.
+* **Policy.** A tenant that turns ``allow_passkeys`` off refuses new passkeys and passkey
+  sign-ins of its people; existing passkeys stay listed so they can be removed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+from webauthn import (
+    generate_authentication_options,
+    generate_registration_options,
+    verify_authentication_response,
+    verify_registration_response,
+)
+from webauthn.helpers import (
+    bytes_to_base64url,
+    options_to_json_dict,
+    parse_authentication_credential_json,
+    parse_registration_credential_json,
+)
+from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    CredentialDeviceType,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from app.core import alerts, events, reauth, signin
+from app.core.access import FreshSignInRequired, is_fresh
+from app.core.deployment import deployment
+from app.core.errors import Forbidden, HoldfastError, NotFound, ValidationError
+from app.core.events import Origin
+from app.core.sessions import Current
+from app.crypto import Hasher
+from app.models import Device, Passkey, PasskeyChallenge, Tenant, User, UserSession
+from app.outbox import queue_mail
+
+CHALLENGE_LIFETIME = timedelta(minutes=5)
+#: what the browser is told to wait, in milliseconds (the challenge lives a little longer)
+TIMEOUT_MS = 4 * 60 * 1000
+MAX_NAME = 100
+MAX_PASSKEYS = 20
+
+
+class PasskeyRefused(HoldfastError):
+    """The passkey answer was not accepted (unknown or removed passkey, wrong challenge,
+    origin or signature, a cloned authenticator...)."""
+
+    code, status, message = (
+        "invalid_passkey",
+        400,
+        "That passkey was not accepted. Try again, or sign in with an emailed code.",
+    )
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """Who the passkeys are for: ``id`` is the host of HOLDFAST_BASE_URL (no port, no
+    IP address: browsers refuse those), ``origin`` the scheme, host and port the pages are
+    served from, ``name`` what authenticators show."""
+
+    id: str
+    origin: str
+    name: str
+
+    @classmethod
+    def from_base_url(cls, base_url: str, name: str) -> RelyingParty:
+        parts = urlsplit(base_url)
+        if not parts.hostname or parts.scheme not in ("http", "https"):
+            raise ValueError(f"HOLDFAST_BASE_URL {base_url!r} has no host for passkeys")
+        return cls(id=parts.hostname, origin=f"{parts.scheme}://{parts.netloc}".lower(), name=name)
+
+
+@dataclass
+class Verified:
+    """A passkey answer that passed: the passkey and its person."""
+
+    passkey: Passkey
+    user: User
+
+
+# --- challenges ---------------------------------------------------------------------------
+
+
+def _new_challenge(
+    db: Session,
+    rp: RelyingParty,
+    purpose: str,
+    *,
+    now: datetime,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+) -> PasskeyChallenge:
+    row = PasskeyChallenge(
+        purpose=purpose,
+        challenge=secrets.token_bytes(32),
+        rp_id=rp.id,
+        origin=rp.origin,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        session_id=session_id,
+        created_at=now,
+        expires_at=now + CHALLENGE_LIFETIME,
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def _claim_challenge(
+    db: Session, rp: RelyingParty, challenge_id: Any, purpose: str, *, now: datetime
+) -> PasskeyChallenge:
+    """The live challenge ``challenge_id`` of ``purpose``, used up here: of parallel
+    answers exactly one gets it. Raises PasskeyRefused (unknown, used, expired, another
+    purpose or relying party)."""
+    if not isinstance(challenge_id, str) or len(challenge_id) > 40:
+        raise PasskeyRefused("That passkey request has ended. Try again.")
+    claimed = db.execute(
+        update(PasskeyChallenge)
+        .where(
+            PasskeyChallenge.id == challenge_id,
+            PasskeyChallenge.purpose == purpose,
+            PasskeyChallenge.consumed_at.is_(None),
+            PasskeyChallenge.expires_at > now,
+            PasskeyChallenge.rp_id == rp.id,
+            PasskeyChallenge.origin == rp.origin,
+        )
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        raise PasskeyRefused("That passkey request has ended or was used already. Try again.")
+    return db.get_one(PasskeyChallenge, challenge_id, populate_existing=True)
+
+
+def _options(options: Any) -> dict[str, Any]:
+    """The options in the WebAuthn JSON form (``parse…OptionsFromJSON`` takes it)."""
+    return options_to_json_dict(options)
+
+
+# --- adding a passkey ---------------------------------------------------------------------
+
+
+def registration_options(
+    db: Session, rp: RelyingParty, current: Current, *, now: datetime
+) -> tuple[PasskeyChallenge, dict[str, Any]]:
+    """Creation options for a new passkey of the signed-in person: a discoverable
+    credential (residentKey required), user verification required, attestation none, the
+    person's passkeys excluded. Raises FreshSignInRequired (sign-in older than 15
+    minutes), Forbidden (the tenant does not allow passkeys) or ValidationError (too many)."""
+    _check_allowed(current.tenant)
+    if not is_fresh(current, now):
+        raise FreshSignInRequired(
+            "Confirm it's you first: adding a passkey needs a recent sign-in."
+        )
+    mine = list_passkeys(db, current.user)
+    if len(mine) >= MAX_PASSKEYS:
+        raise ValidationError(f"You have {MAX_PASSKEYS} passkeys: remove one first.")
+    row = _new_challenge(
+        db,
+        rp,
+        "register",
+        now=now,
+        tenant_id=current.tenant.id,
+        user_id=current.user.id,
+        session_id=current.session.id,
+    )
+    options = generate_registration_options(
+        rp_id=rp.id,
+        rp_name=rp.name,
+        user_id=current.user.id.encode(),
+        user_name=current.user.email,
+        user_display_name=current.user.name or current.user.email,
+        challenge=row.challenge,
+        timeout=TIMEOUT_MS,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
+        ),
+        exclude_credentials=[_descriptor(p) for p in mine],
+    )
+    return row, _options(options)
+
+
+def register(
+    db: Session,
+    rp: RelyingParty,
+    current: Current,
+    challenge_id: Any,
+    credential: Any,
+    *,
+    name: str | None,
+    now: datetime,
+    origin: Origin,
+) -> Passkey:
+    """Store the new passkey from the browser's ``credential`` (``toJSON()`` form) for
+    the signed-in person; audited as ``passkey.added`` and mailed to them. Raises
+    PasskeyRefused (bad challenge or answer), ValidationError (bad name, or the passkey
+    is stored already), FreshSignInRequired or Forbidden as the options do."""
+    _check_allowed(current.tenant)
+    if not is_fresh(current, now):
+        raise FreshSignInRequired(
+            "Confirm it's you first: adding a passkey needs a recent sign-in."
+        )
+    clean_name = _clean_name(name) if name is not None else None
+    challenge = _claim_challenge(db, rp, challenge_id, "register", now=now)
+    if challenge.user_id != current.user.id or challenge.session_id != current.session.id:
+        raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
+    try:
+        parsed = parse_registration_credential_json(_as_dict(credential))
+        verified = verify_registration_response(
+            credential=parsed,
+            expected_challenge=challenge.challenge,
+            expected_rp_id=rp.id,
+            expected_origin=rp.origin,
+            require_user_verification=True,
+        )
+    except (WebAuthnException, ValueError, TypeError, KeyError) as error:
+        raise PasskeyRefused(f"That passkey could not be added: {error}") from error
+    credential_id = bytes_to_base64url(verified.credential_id)
+    if db.scalar(
+        select(Passkey.id)
+        .where(Passkey.credential_id == credential_id)
+        .execution_options(all_tenants=True)
+    ):
+        raise ValidationError("That passkey is added already.")
+    device = current.device
+    passkey = Passkey(
+        tenant_id=current.tenant.id,
+        user_id=current.user.id,
+        credential_id=credential_id,
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+        name=clean_name or _default_name(device),
+        aaguid=str(verified.aaguid),
+        transports=[str(t.value) for t in (parsed.response.transports or [])],
+        backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+        backed_up=verified.credential_backed_up,
+        created_at=now,
+        created_device_id=device.id,
+    )
+    db.add(passkey)
+    db.flush()
+    events.record(
+        db,
+        "passkey.added",
+        now=now,
+        tenant_id=current.tenant.id,
+        origin=origin,
+        actor_id=current.user.id,
+        subject_id=current.user.id,
+        session_id=current.session.id,
+        passkey_id=passkey.id,
+        name=passkey.name,
+        synced=passkey.backup_eligible,
+    )
+    _mail(db, "passkey_added", current.user, current.tenant, passkey, now=now, origin=origin)
+    return passkey
+
+
+# --- using a passkey ----------------------------------------------------------------------
+
+
+def sign_in_options(
+    db: Session, rp: RelyingParty, *, now: datetime, tenant_id: str | None = None
+) -> tuple[PasskeyChallenge, dict[str, Any]]:
+    """Request options for signing in with any discoverable passkey (allowCredentials
+    empty: the browser offers the person's passkeys for this site), optionally limited to
+    one tenant. userVerification is "preferred" in the options, as browsers show autofill
+    for; the answer must still carry it (see the module docstring)."""
+    row = _new_challenge(db, rp, "sign_in", now=now, tenant_id=tenant_id)
+    options = generate_authentication_options(
+        rp_id=rp.id,
+        challenge=row.challenge,
+        timeout=TIMEOUT_MS,
+        allow_credentials=[],
+        user_verification=UserVerificationRequirement.PREFERRED,
+    )
+    return row, _options(options)
+
+
+def reauth_options(
+    db: Session, rp: RelyingParty, current: Current, *, now: datetime
+) -> tuple[PasskeyChallenge, dict[str, Any]]:
+    """Request options for a fresh sign-in of the current session with one of the
+    person's own passkeys. Raises ValidationError when they have none."""
+    _check_allowed(current.tenant)
+    mine = list_passkeys(db, current.user)
+    if not mine:
+        raise ValidationError("You have no passkey yet: use an emailed code.")
+    row = _new_challenge(
+        db,
+        rp,
+        "reauth",
+        now=now,
+        tenant_id=current.tenant.id,
+        user_id=current.user.id,
+        session_id=current.session.id,
+    )
+    options = generate_authentication_options(
+        rp_id=rp.id,
+        challenge=row.challenge,
+        timeout=TIMEOUT_MS,
+        allow_credentials=[_descriptor(p) for p in mine],
+        user_verification=UserVerificationRequirement.PREFERRED,
+    )
+    return row, _options(options)
+
+
+def verify(
+    db: Session,
+    rp: RelyingParty,
+    challenge_id: Any,
+    credential: Any,
+    *,
+    purpose: str,
+    now: datetime,
+    origin: Origin,
+    device_id: str | None = None,
+    current: Current | None = None,
+) -> Verified:
+    """Check a sign-in (or, with ``current``, a fresh sign-in) answer: the challenge is
+    used up, the passkey must exist, belong to the tenant the challenge names and to
+    ``current``'s person, verify with user verification, keep its backup eligibility and
+    count up. The passkey's counter, backup state and last use are then updated.
+
+    Raises PasskeyRefused for any of those (a counter going back is also audited as
+    ``passkey.cloned`` and raised as a high alert; the refusal commits those), or Forbidden
+    (the person's tenant does not allow passkeys)."""
+    challenge = _claim_challenge(db, rp, challenge_id, purpose, now=now)
+    if current is not None and challenge.session_id != current.session.id:
+        raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
+    try:
+        parsed = parse_authentication_credential_json(_as_dict(credential))
+    except (WebAuthnException, ValueError, TypeError, KeyError) as error:
+        raise PasskeyRefused() from error
+    credential_id = bytes_to_base64url(parsed.raw_id)
+    passkey = db.scalars(
+        select(Passkey)
+        .where(Passkey.credential_id == credential_id)
+        .with_for_update()
+        .execution_options(all_tenants=True, populate_existing=True)
+    ).one_or_none()
+    if passkey is None:
+        raise PasskeyRefused(
+            "That passkey is not (or no longer) on any account here. Remove it from your "
+            "device, or sign in with an emailed code."
+        )
+    if challenge.tenant_id is not None and passkey.tenant_id != challenge.tenant_id:
+        raise PasskeyRefused("That passkey belongs to an account in another organisation.")
+    if current is not None and passkey.user_id != current.user.id:
+        raise PasskeyRefused("That passkey belongs to another account.")
+    handle = parsed.response.user_handle
+    if handle is not None and handle != passkey.user_id.encode():
+        raise PasskeyRefused()
+    user = db.scalars(
+        select(User).where(User.id == passkey.user_id).execution_options(all_tenants=True)
+    ).one()
+    tenant = db.get_one(Tenant, user.tenant_id)
+    _check_allowed(tenant)
+    try:
+        checked = verify_authentication_response(
+            credential=parsed,
+            expected_challenge=challenge.challenge,
+            expected_rp_id=rp.id,
+            expected_origin=rp.origin,
+            credential_public_key=passkey.public_key,
+            # The counter is checked below, once the signature is known to be good.
+            credential_current_sign_count=0,
+            require_user_verification=True,
+        )
+    except (WebAuthnException, ValueError, TypeError, KeyError) as error:
+        raise PasskeyRefused() from error
+    eligible = checked.credential_device_type == CredentialDeviceType.MULTI_DEVICE
+    if eligible != passkey.backup_eligible:
+        raise PasskeyRefused("That passkey's answer does not match the passkey added.")
+    counted = checked.new_sign_count
+    if (counted or passkey.sign_count) and counted <= passkey.sign_count:
+        _cloned(db, passkey, user, counted, now=now, origin=origin)
+        raise PasskeyRefused(
+            "That passkey was refused: its authenticator looks copied. Your administrator "
+            "has been told; sign in with an emailed code."
+        )
+    passkey.sign_count = counted
+    passkey.backed_up = checked.credential_backed_up
+    passkey.last_used_at = now
+    if device_id is not None:
+        passkey.last_device_id = device_id
+    db.flush()
+    return Verified(passkey, user)
+
+
+def sign_in(
+    db: Session,
+    hasher: Hasher,
+    rp: RelyingParty,
+    challenge_id: Any,
+    credential: Any,
+    options: signin.Options,
+    *,
+    device_cookie: str | None,
+    now: datetime,
+    origin: Origin,
+) -> signin.SignIn:
+    """Sign in with a passkey: :func:`verify`, then a session as a code sign-in starts
+    one (session limit, device, security rules; ``sign_in_method`` ``passkey``), with no
+    second step: the passkey with user verification is two factors. Raises like
+    :func:`verify` and app.core.signin.start_without_code (SessionLimitReached in deny
+    mode: the challenge is used up, so the caller runs a new ceremony with
+    ``end_session_id``)."""
+    verified = verify(db, rp, challenge_id, credential, purpose="sign_in", now=now, origin=origin)
+    result = signin.start_without_code(
+        db,
+        hasher,
+        verified.user.id,
+        options,
+        method="passkey",
+        device_cookie=device_cookie,
+        now=now,
+        origin=origin,
+    )
+    verified.passkey.last_device_id = result.device.id
+    result.second_factor = "passkey"
+    events.record(
+        db,
+        "passkey.used",
+        now=now,
+        tenant_id=result.tenant.id,
+        origin=origin,
+        actor_id=result.user.id,
+        subject_id=result.user.id,
+        session_id=result.session.id,
+        passkey_id=verified.passkey.id,
+    )
+    db.flush()
+    return result
+
+
+def reauthenticate(
+    db: Session,
+    hasher: Hasher,
+    rp: RelyingParty,
+    current: Current,
+    challenge_id: Any,
+    credential: Any,
+    *,
+    now: datetime,
+    origin: Origin,
+) -> None:
+    """A fresh sign-in with one of the person's passkeys: the current session's sign-in
+    time moves to now (and it counts as the second factor). Raises like :func:`verify`."""
+    verify(
+        db,
+        rp,
+        challenge_id,
+        credential,
+        purpose="reauth",
+        now=now,
+        origin=origin,
+        device_id=current.device.id,
+        current=current,
+    )
+    reauth.mark_fresh(db, hasher, current, now=now, origin=origin, second_factor=True)
+
+
+def _cloned(
+    db: Session, passkey: Passkey, user: User, counted: int, *, now: datetime, origin: Origin
+) -> None:
+    details: dict[str, Any] = {
+        "passkey_id": passkey.id,
+        "stored_count": passkey.sign_count,
+        "sent_count": counted,
+    }
+    events.record(
+        db,
+        "passkey.cloned",
+        now=now,
+        tenant_id=passkey.tenant_id,
+        origin=origin,
+        subject_id=user.id,
+        **details,
+    )
+    alerts.raise_alert(
+        db,
+        "passkey_cloned",
+        "high",
+        tenant_id=passkey.tenant_id,
+        now=now,
+        summary=f'A copy of {user.email}\'s passkey "{passkey.name}" was used: its '
+        f"signature counter went back ({counted} after {passkey.sign_count}).",
+        user_id=user.id,
+        origin=origin,
+        **details,
+    )
+
+
+# --- the person's passkeys ----------------------------------------------------------------
+
+
+def list_passkeys(db: Session, user: User) -> list[Passkey]:
+    return list(
+        db.scalars(
+            select(Passkey)
+            .where(Passkey.user_id == user.id)
+            .order_by(Passkey.created_at, Passkey.id)
+            .execution_options(all_tenants=True)
+        )
+    )
+
+
+def passkey_share(db: Session, tenant_id: str, since: datetime) -> int:
+    """The percentage (rounded down) of the tenant's sign-ins since ``since`` that used a
+    passkey; 0 when there were none."""
+    total, by_passkey = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((UserSession.sign_in_method == "passkey", 1), else_=0)), 0),
+        ).where(UserSession.tenant_id == tenant_id, UserSession.created_at >= since)
+    ).one()
+    return int(by_passkey) * 100 // int(total) if total else 0
+
+
+def device_names(db: Session, passkeys: list[Passkey]) -> dict[str, str]:
+    """The display names of the devices the passkeys were added and last used on."""
+    ids = {p.created_device_id for p in passkeys} | {p.last_device_id for p in passkeys}
+    ids.discard(None)
+    if not ids:
+        return {}
+    rows = db.scalars(select(Device).where(Device.id.in_(ids)).execution_options(all_tenants=True))
+    return {row.id: row.display_name for row in rows}
+
+
+def _mine(db: Session, current: Current, passkey_id: Any) -> Passkey:
+    passkey = db.get(Passkey, passkey_id) if isinstance(passkey_id, str) else None
+    if passkey is None or passkey.user_id != current.user.id:
+        raise NotFound("No such passkey.")
+    return passkey
+
+
+def rename(
+    db: Session, current: Current, passkey_id: Any, name: Any, *, now: datetime, origin: Origin
+) -> Passkey:
+    """Give one of the person's passkeys a new name. Raises NotFound or ValidationError."""
+    passkey = _mine(db, current, passkey_id)
+    passkey.name = _clean_name(name)
+    events.record(
+        db,
+        "passkey.renamed",
+        now=now,
+        tenant_id=current.tenant.id,
+        origin=origin,
+        actor_id=current.user.id,
+        subject_id=current.user.id,
+        session_id=current.session.id,
+        passkey_id=passkey.id,
+        name=passkey.name,
+    )
+    db.flush()
+    return passkey
+
+
+def remove(
+    db: Session, current: Current, passkey_id: Any, *, now: datetime, origin: Origin
+) -> Passkey:
+    """Remove one of the person's passkeys (it signs in nowhere from now on); audited as
+    ``passkey.removed`` and mailed. Raises NotFound, or FreshSignInRequired (a stale
+    sign-in: whoever holds an unlocked session should not quietly remove a way in)."""
+    passkey = _mine(db, current, passkey_id)
+    if not is_fresh(current, now):
+        raise FreshSignInRequired(
+            "Confirm it's you first: removing a passkey needs a recent sign-in."
+        )
+    db.delete(passkey)
+    events.record(
+        db,
+        "passkey.removed",
+        now=now,
+        tenant_id=current.tenant.id,
+        origin=origin,
+        actor_id=current.user.id,
+        subject_id=current.user.id,
+        session_id=current.session.id,
+        passkey_id=passkey.id,
+        name=passkey.name,
+    )
+    db.flush()
+    _mail(db, "passkey_removed", current.user, current.tenant, passkey, now=now, origin=origin)
+    return passkey
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _check_allowed(tenant: Tenant) -> None:
+    if not tenant.allow_passkeys:
+        raise Forbidden("Your organisation does not allow passkeys.")
+
+
+def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
+    from webauthn.helpers import base64url_to_bytes
+    from webauthn.helpers.structs import AuthenticatorTransport
+
+    known = {t.value for t in AuthenticatorTransport}
+    return PublicKeyCredentialDescriptor(
+        id=base64url_to_bytes(passkey.credential_id),
+        transports=[AuthenticatorTransport(t) for t in passkey.transports if t in known] or None,
+    )
+
+
+def _as_dict(credential: Any) -> dict[str, Any]:
+    if not isinstance(credential, dict):
+        raise ValueError("credential must be an object")
+    return credential
+
+
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("Give the passkey a name.", field="name")
+    clean = " ".join(name.split())
+    if len(clean) > MAX_NAME or "\x00" in clean:
+        raise ValidationError(f"A passkey's name is at most {MAX_NAME} characters.", field="name")
+    return clean
+
+
+def _default_name(device: Device) -> str:
+    return device.display_name[:MAX_NAME]
+
+
+def _mail(
+    db: Session,
+    kind: str,
+    user: User,
+    tenant: Tenant,
+    passkey: Passkey,
+    *,
+    now: datetime,
+    origin: Origin,
+) -> None:
+    queue_mail(
+        db,
+        kind,
+        to=user.email,
+        values={
+            "product": deployment(db).product,
+            "tenant_name": tenant.name,
+            "name": passkey.name,
+            "at": now,
+            "ip": origin.ip,
+        },
+        tenant_id=user.tenant_id,
+        now=now,
+    )

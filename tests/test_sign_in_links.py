@@ -1,0 +1,110 @@
+"""The sign-in link in every code mail (issue 24): it signs in the browser that asked for
+the code (its flow cookie), does nothing elsewhere but say so, and works once, for as long
+as the code."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+from sqlalchemy import select
+
+from app.core import events, mfa, totp
+from app.mail import plain_text
+from app.models import User, UserSession
+from tests.conftest import csrf_from, request_code
+
+LINK = re.compile(r"(http://localhost)(/login/link/\S+)")
+
+
+def ask(client, mailbox, email):
+    """Ask for a code on the sign-in page; the path of the mail's sign-in link."""
+    before = mailbox.count(email)
+    assert request_code(client, email).status_code == 302
+    mailbox.last_code(email, before + 1)
+    match = LINK.search(plain_text(mailbox.to(email)[-1]))
+    assert match, "no sign-in link in the mail"
+    assert match.group(2) in mailbox.to(email)[-1].get_body(("html",)).get_content()
+    return match.group(2)
+
+
+def follow(client, link):
+    """Open the link and press Continue (or only open it, where there is no button)."""
+    page = client.get(link)
+    if page.status_code != 200:
+        return page
+    return client.post(link, data={"csrf_token": csrf_from(page.text)})
+
+
+def sessions_of(db, user):
+    return list(db.scalars(select(UserSession).where(UserSession.user_id == user.id)))
+
+
+def test_the_link_signs_in_the_browser_that_asked_once(client, mailbox, member, db):
+    link = ask(client, mailbox, member.email)
+    answer = follow(client, link)
+    assert answer.status_code == 302 and answer.location == "/devices"
+    assert client.get_cookie("holdfast_session") is not None
+    (session,) = sessions_of(db, member)
+    assert session.sign_in_method == "link"
+    db.rollback()
+    client.delete_cookie("holdfast_session")
+    again = follow(client, link)  # the flow was cleared at sign-in: this browser no longer asked
+    assert again.status_code == 409
+    assert len(sessions_of(db, member)) == 1
+
+
+def test_the_link_does_nothing_in_another_browser(app, client, mailbox, member, db):
+    link = ask(client, mailbox, member.email)
+    elsewhere = app.test_client()
+    answer = follow(elsewhere, link)
+    assert answer.status_code == 409
+    assert "works only in the browser where the code was asked for" in answer.text
+    assert elsewhere.get_cookie("holdfast_session") is None
+    assert sessions_of(db, member) == []
+    db.rollback()
+    # ...and it still works where it belongs.
+    assert follow(client, link).location == "/devices"
+
+
+def test_a_link_dies_with_its_code(client, mailbox, member, clock, db):
+    link = ask(client, mailbox, member.email)
+    clock.advance(minutes=10, seconds=1)
+    expired = follow(client, link)
+    assert expired.status_code == 302 and expired.location == "/login/code"
+    assert "expired" in client.get("/login/code").text
+    # A code entered first uses the link up too.
+    link = ask(client, mailbox, member.email)
+    page = client.get("/login/code")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    code = mailbox.last_code(member.email, mailbox.count(member.email))
+    assert client.post("/login/code", data={"code": code, "csrf_token": token}).status_code == 302
+    client.delete_cookie("holdfast_session")
+    assert follow(client, link).status_code == 409  # the flow ended with the sign-in
+    assert len(sessions_of(db, member)) == 1
+
+
+def test_a_wrong_secret_is_refused(client, mailbox, member, db):
+    link = ask(client, mailbox, member.email)
+    forged = link[: link.rindex("/") + 1] + "x" * 32
+    answer = follow(client, forged)
+    assert answer.location == "/login/code"
+    assert "not valid" in client.get("/login/code").text
+    assert sessions_of(db, member) == []
+    db.rollback()
+    assert follow(client, link).location == "/devices"
+
+
+def test_the_link_leads_to_the_second_step_like_the_code(client, mailbox, member, services):
+    with services.session(write=True) as s:
+        user = s.get_one(User, member.id)
+        user.totp_secret = totp._seal(services.hasher, user.id, pyotp.random_base32())
+        user.totp_enabled_at = services.clock.now()
+        mfa.make_recovery_codes(
+            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
+        )
+        s.commit()
+    link = ask(client, mailbox, member.email)
+    answer = follow(client, link)
+    assert answer.location == "/login/mfa"
+    assert client.get_cookie("holdfast_session") is None
