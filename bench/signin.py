@@ -23,8 +23,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from bench import _speed as speed
-from tests import databases
-from tests.cluster import Servers, call, free_port
+from testkit import databases
+from testkit.cluster import Servers, call, free_port
 from tests.conftest import Mailbox
 
 PEOPLE_PER_CLIENT = 50

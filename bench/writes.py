@@ -23,7 +23,7 @@ from app.clock import FrozenClock
 from app.core import accounts
 from app.mail import MemoryMailer, plain_text
 from bench import _speed as speed
-from tests import databases
+from testkit import databases
 from tests.conftest import statements_run, writes_in
 
 GOAL = Fraction(1, 60)

@@ -35,9 +35,9 @@ from app.core import accounts
 from app.db import Database, PlainConnections
 from app.mail import plain_text
 from app.models import Tenant, User
-from tests import databases
-from tests.cluster import REDIS_SERVER, Redis, Servers
-from tests.databases import PostgresCluster
+from testkit import databases
+from testkit.cluster import REDIS_SERVER, Redis, Servers
+from testkit.databases import PostgresCluster
 
 SECRET = "test-secret-" + "x" * 40
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
@@ -561,7 +561,7 @@ def wait_until(page: Any, expression: str, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-# --- servers started for a test (tests/cluster.py) ------------------------------------------
+# --- servers started for a test (testkit/cluster.py) ------------------------------------------
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from flask import Flask
 
 from app import Services, create_app, migrate
 from app.clock import FrozenClock
-from tests import databases
+from testkit import databases
+from testkit.databases import PostgresCluster
 from tests.conftest import SECRET, START, Factory, require_tool, sending
-from tests.databases import PostgresCluster
 
 TEMPLATE = "holdfast_pg_template"
 

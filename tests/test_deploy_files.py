@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import HOLDFAST, ROOT
+from testkit.cluster import HOLDFAST, ROOT
 from tests.conftest import require_tool
 
 UNITS = ROOT / "deploy" / "systemd"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import databases
+from testkit import databases
+from testkit.databases import PostgresCluster
 from tests.conftest import Factory, _migrate, csrf_from, login, require_tool
-from tests.databases import PostgresCluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import DEPLOY, GUNICORN, Node, Servers
+from testkit.cluster import DEPLOY, GUNICORN, Node, Servers
 from tests.conftest import SECRET, require_tool
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

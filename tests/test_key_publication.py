@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from tests.cluster import GUNICORN, Servers, call, holdfast
+from testkit.cluster import GUNICORN, Servers, call, holdfast
 from tests.conftest import SECRET, require_tool
 
 RELOAD_SECONDS = 2

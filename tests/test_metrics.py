@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.core import sessions
 from app.models import UserSession
-from tests.cluster import GUNICORN, Servers, call, holdfast, wait_until
+from testkit.cluster import GUNICORN, Servers, call, holdfast, wait_until
 from tests.conftest import SECRET, START, require_tool
 
 REQUESTS = 40

@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from app import create_app
 from app.clock import SystemClock
 from app.models import Challenge, Device, Event, User, UserSession
-from tests import databases
-from tests.cluster import (
+from testkit import databases
+from testkit.cluster import (
     GUNICORN,
     NGINX,
     REDIS_SERVER,
@@ -40,8 +40,8 @@ from tests.cluster import (
     call,
     holdfast,
 )
+from testkit.databases import PostgresCluster
 from tests.conftest import SECRET, Factory, Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
 
 
 @dataclass

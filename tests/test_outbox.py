@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 
 from app.clock import SystemClock
 from app.models import OutboxMessage
-from tests.cluster import HOLDFAST, call, node_env
+from testkit.cluster import HOLDFAST, call, node_env
 from tests.conftest import SECRET, Factory, Mailbox, free_port, sending
 
 CODES = 8

@@ -24,10 +24,10 @@ from sqlalchemy import select
 from app import create_app
 from app.clock import SystemClock
 from app.models import Event, UserSession
-from tests import databases
-from tests.cluster import GUNICORN, Browser, Node, Servers, call, holdfast
+from testkit import databases
+from testkit.cluster import GUNICORN, Browser, Node, Servers, call, holdfast
+from testkit.databases import PostgresCluster
 from tests.conftest import SECRET, Factory, Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
 
 HAMMERS = 3
 API_SIGN_INS = 2

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.models import OutboxMessage
 from app.ratelimit import Limit, client_network, parse_limits
-from tests.cluster import GUNICORN, Servers, call
+from testkit.cluster import GUNICORN, Servers, call
 from tests.conftest import SECRET, request_code, require_tool
 
 #: one address written seven ways the account lookup takes as the same: case, spaces,

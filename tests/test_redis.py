@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.models import RateCounter
-from tests.cluster import GUNICORN, Servers, call
+from testkit.cluster import GUNICORN, Servers, call
 from tests.conftest import SECRET, require_tool
 
 

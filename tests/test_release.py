@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from app.mail import plain_text
-from tests.cluster import ROOT, Browser, Server, Servers, answers, call
+from testkit.cluster import ROOT, Browser, Server, Servers, answers, call
+from testkit.databases import PostgresCluster
 from tests.conftest import Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 #: a year: what a fingerprinted file may be cached for, at the least

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from app.clock import SystemClock
 from app.models import Event
-from tests.cluster import Browser
+from testkit.cluster import Browser
 from tests.conftest import Factory, sending
 
 EXPORTS = 200
