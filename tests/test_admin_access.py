@@ -18,16 +18,9 @@ import pytest
 from flask import Flask
 
 from app import models
-from tests.conftest import START, csrf_from
-from tests.test_admin_support import (
-    HTMX,
-    add_session,
-    events_of,
-    session_row,
-    sign_in,
-    token_from,
-    user_row,
-)
+from testkit.rows import add_session, events_of, session_row, user_row
+from testkit.values import START
+from testkit.web import HTMX, csrf_from, sign_in, token_from
 
 PREFIXES = ("/admin", "/api/admin")
 #: route arguments that are not ids, and a valid value for each

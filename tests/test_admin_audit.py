@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import insert
 
 from app.models import Event
-from tests.conftest import START
-from tests.test_admin_support import sign_in
+from testkit.values import START
+from testkit.web import sign_in
 
 EVENT_ROW = re.compile(r'<tr id="event-(\d+)">')
 

@@ -11,8 +11,10 @@ from sqlalchemy import select
 
 from app.mail import plain_text
 from app.models import Device, User
-from tests.conftest import START, UA_IPAD, csrf_from, outbox_drained, session_id_of
-from tests.test_admin_support import add_session, events_of, session_row, sign_in, user_row
+from testkit.mail import outbox_drained
+from testkit.rows import add_session, events_of, session_row, user_row
+from testkit.values import START, UA_IPAD
+from testkit.web import csrf_from, session_id_of, sign_in
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import START, csrf_from, session_id_of
-from tests.test_admin_support import HTMX, add_session, events_of, session_row, sign_in
+from testkit.rows import add_session, events_of, session_row
+from testkit.values import START
+from testkit.web import HTMX, csrf_from, session_id_of, sign_in
 
 ROW = re.compile(r'<tr id="row-(sess_[^"]+)"')
 

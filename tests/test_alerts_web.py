@@ -14,14 +14,9 @@ from app.core import alert_inbox, alerts
 from app.db import scope_to_tenant
 from app.mail import plain_text
 from app.models import Alert, CodeSlowdown, Device, Event, NotMeToken, UserSession
-from tests.conftest import (
-    UA_IPAD,
-    UA_MAC_CHROME,
-    csrf_from,
-    login,
-    outbox_drained,
-    session_id_of,
-)
+from testkit.mail import outbox_drained
+from testkit.values import UA_IPAD, UA_MAC_CHROME
+from testkit.web import csrf_from, login, session_id_of
 
 HTMX = {"HX-Request": "true"}
 UA_MAC_FIREFOX = (

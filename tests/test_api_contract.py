@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app.core import policy
 from app.models import Tenant
-from tests.test_api import bearer, token_for
+from testkit.api import bearer, token_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 PUBLIC = {"login", "verify", "verifyMfa", "proxySignIn", "jwks"}

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import User, UserSession
-from tests.conftest import UA_MAC_CHROME
+from testkit.values import UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from app.models import UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, browser_login
+from testkit.browser import browser_login
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

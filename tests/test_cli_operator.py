@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from app import create_app, migrate
 from app.models import UserSession
-from tests.conftest import SECRET, login
-from tests.test_admin_support import events_of, user_row
+from testkit.rows import events_of, user_row
+from testkit.values import SECRET
+from testkit.web import login
 
 OPERATOR = {"by": "operator", "via": "cli"}
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from testkit.cluster import DEPLOY, GUNICORN, Node, Servers
-from tests.conftest import SECRET, require_tool
+from testkit.tools import require_tool
+from testkit.values import SECRET
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

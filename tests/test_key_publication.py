@@ -11,7 +11,8 @@ from typing import Any
 import jwt
 
 from testkit.cluster import GUNICORN, Servers, call, holdfast
-from tests.conftest import SECRET, require_tool
+from testkit.tools import require_tool
+from testkit.values import SECRET
 
 RELOAD_SECONDS = 2
 JWKS_MAX_AGE = 3

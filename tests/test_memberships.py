@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from app.core import accounts
 from app.models import CodeSlowdown, Event, User, UserSession
-from tests.conftest import UA_IPAD, csrf_from, login, request_code, session_id_of
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login, request_code, session_id_of
 from tests.test_api import ask_code, assert_error, bearer
 
 MARGE = "marge@globex.example"

@@ -41,7 +41,11 @@ from testkit.cluster import (
     holdfast,
 )
 from testkit.databases import PostgresCluster
-from tests.conftest import SECRET, Factory, Mailbox, csrf_from, require_tool
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.tools import require_tool
+from testkit.values import SECRET
+from testkit.web import csrf_from
 
 
 @dataclass

@@ -10,7 +10,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
 from app import HoldfastResponse, refuse_coroutines
-from tests.conftest import csrf_from
+from testkit.web import csrf_from
 
 
 def test_healthz_and_readyz(client):
@@ -91,7 +91,7 @@ def test_metrics_need_the_token_or_loopback(new_app):
 def test_logs_are_json_with_request_id_and_session_but_no_secrets(
     app, mailbox, member, capsys, services, clock
 ):
-    from tests.conftest import login, session_id_of
+    from testkit.web import login, session_id_of
 
     client = app.test_client()
     login(client, mailbox, member.email)

@@ -21,8 +21,10 @@ from werkzeug.serving import make_server
 
 from app.clock import SystemClock
 from app.models import OutboxMessage
-from testkit.cluster import HOLDFAST, call, node_env
-from tests.conftest import SECRET, Factory, Mailbox, free_port, sending
+from testkit.cluster import HOLDFAST, call, free_port, node_env
+from testkit.mail import Mailbox, sending
+from testkit.rows import Factory
+from testkit.values import SECRET
 
 CODES = 8
 
@@ -426,7 +428,7 @@ def test_admins_see_their_tenants_undelivered_mail(app, services, mailbox, make,
 
     from app.mail import Message
     from app.outbox import queue_message
-    from tests.test_admin_support import sign_in
+    from testkit.web import sign_in
 
     acme = make.tenant("acme")
     boss = make.user("boss@acme.test", acme, role="admin")

@@ -14,8 +14,8 @@ from app.core.errors import SessionExpired, ValidationError
 from app.core.events import Origin
 from app.models import Device, Event, Tenant, UserSession
 from app.tokens import TokenExpired
-from tests.conftest import UA_IPAD
-from tests.test_sessions_core import check
+from testkit.core import check
+from testkit.values import UA_IPAD
 
 ORIGIN = Origin(ip="198.51.100.20", user_agent=UA_IPAD)
 HOUR = timedelta(hours=1)

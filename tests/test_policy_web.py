@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from app.core.sessions import touch_interval
 from app.models import Event, Tenant, UserSession
-from tests.conftest import csrf_from, login, session_id_of, statements_run, writes_in
+from testkit.sql import statements_run, writes_in
+from testkit.web import csrf_from, login, session_id_of
 
 #: the form as the page fills it for the default policy
 DEFAULTS = {

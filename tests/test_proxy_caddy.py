@@ -27,8 +27,8 @@ import pytest
 
 from app.core.sessions import end_session
 from app.models import UserSession
-from tests.conftest import free_port, require_tool
-from tests.test_proxy_nginx import (
+from testkit.cluster import free_port
+from testkit.proxy import (
     DOCS,
     IDENTITY_HEADERS,
     Browser,
@@ -37,6 +37,7 @@ from tests.test_proxy_nginx import (
     sign_in_target,
     wait_until_listening,
 )
+from testkit.tools import require_tool
 
 CADDY = "/usr/bin/caddy"
 

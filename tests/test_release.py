@@ -26,7 +26,9 @@ import pytest
 from app.mail import plain_text
 from testkit.cluster import ROOT, Browser, Server, Servers, answers, call
 from testkit.databases import PostgresCluster
-from tests.conftest import Mailbox, csrf_from, require_tool
+from testkit.mail import Mailbox
+from testkit.tools import require_tool
+from testkit.web import csrf_from
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 #: a year: what a fingerprinted file may be cached for, at the least

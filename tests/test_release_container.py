@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from testkit.cluster import BIN, ROOT, call, free_port, wait_until
-from tests.conftest import require_tool
+from testkit.tools import require_tool
 
 pytestmark = pytest.mark.release
 

@@ -14,7 +14,9 @@ from app.core.events import Origin
 from app.db import scope_to_tenant
 from app.models import Event, User, UserSession, UTCDateTime
 from app.tokens import Claims, TokenExpired
-from tests.conftest import UA_MAC_CHROME, statements_run, writes_in
+from testkit.core import check
+from testkit.sql import statements_run, writes_in
+from testkit.values import UA_MAC_CHROME
 
 ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 
@@ -50,19 +52,6 @@ def signed(services, clock, mailbox, member):
         expires_at=result.session.absolute_deadline,
     )
     return result, token
-
-
-def check(services, clock, token, touch=True):
-    """One request's session check, committed like a request."""
-    with services.session(write=True) as db:
-        claims = services.keys.verify(token, clock.now())
-        scope_to_tenant(db, claims.tenant_id)
-        try:
-            current = session_check.check_session(db, claims, now=clock.now(), touch=touch)
-            assert current.session is not None  # load the objects in the request, as a page does
-            return current
-        finally:
-            db.commit()
 
 
 def test_a_touch_leaves_a_session_ended_since_its_check_alone(services, clock, signed):

@@ -11,7 +11,8 @@ from app.core import codes, signin
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
-from tests.conftest import UA_MAC_CHROME, outbox_drained
+from testkit.mail import outbox_drained
+from testkit.values import UA_MAC_CHROME
 
 ORIGIN = Origin(ip="203.0.113.7", user_agent=UA_MAC_CHROME)
 

@@ -31,7 +31,10 @@ from app.core import events, webhooks
 from app.models import Event, Tenant, User, WebhookDelivery, WebhookEndpoint
 from app.services import Services
 from app.worker import deliver_due
-from tests.conftest import SECRET, Factory, Mailbox, csrf_from, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.values import SECRET
+from testkit.web import csrf_from, login
 
 # --- a receiver on 127.0.0.1 --------------------------------------------------------------
 
