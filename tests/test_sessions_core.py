@@ -15,6 +15,7 @@ from app.db import scope_to_tenant
 from app.models import Event, User, UserSession, UTCDateTime
 from app.tokens import Claims, TokenExpired
 from testkit.core import check
+from testkit.mail import outbox_drained
 from testkit.sql import statements_run, writes_in
 from testkit.values import UA_MAC_CHROME
 
@@ -51,6 +52,7 @@ def signed(services, clock, mailbox, member):
         now=clock.now(),
         expires_at=result.session.absolute_deadline,
     )
+    outbox_drained(services)  # the code mail's own writes are done before a test counts
     return result, token
 
 
