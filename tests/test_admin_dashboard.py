@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from app import models
@@ -18,16 +17,6 @@ from testkit.values import START
 from testkit.web import HTMX, csrf_from, request_code, sign_in
 
 TODAY = START.date().isoformat()
-
-
-@pytest.fixture
-def boss(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
-@pytest.fixture
-def admin_client(app, mailbox, boss):
-    return sign_in(app, mailbox, boss.email)
 
 
 def figure(html: str, key: str) -> int:

@@ -33,18 +33,6 @@ DEFAULTS = {
 }
 
 
-@pytest.fixture
-def admin(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
-@pytest.fixture
-def admin_client(app, mailbox, admin):
-    client = app.test_client()
-    login(client, mailbox, admin.email)
-    return client
-
-
 def save(client, **fields):
     """Submit the policy form: the defaults, with ``fields`` changed (None leaves a field
     out, as an unticked checkbox is left out)."""
@@ -240,7 +228,7 @@ def test_tightening_the_absolute_lifetime_applies_over_http(
         clock.advance(minutes=20)
         assert client.get("/devices").status_code == 200
     # The admin signs in again (admin work needs a fresh code) and shortens the lifetime.
-    login(admin_client, mailbox, "boss@acme.test")
+    login(admin_client, mailbox, "ada@acme.test")
     assert save(admin_client, absolute_lifetime="1").status_code == 302
     response = client.get("/devices")
     assert response.status_code == 302
