@@ -3,8 +3,14 @@ pages, and waiting for the page's state from Python."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from flask import Flask
+from werkzeug.serving import make_server
 
 from testkit.mail import Mailbox
 
@@ -20,15 +26,37 @@ CHROMIUM_ARGS = [
 ]
 
 
-def browser_login(page: Any, base_url: str, mailbox: Mailbox, email: str) -> None:
-    """Sign in through the real pages in a Playwright page."""
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """The app served on 127.0.0.1 (a free port) from a thread, for a browser: yields its
+    base URL and stops the server when the block ends."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def enter_emailed_code(
+    page: Any, base_url: str, mailbox: Mailbox, email: str, path: str = "/login"
+) -> None:
+    """Ask for a code on the sign-in page at ``path`` and enter the emailed one; the page
+    then goes wherever the sign-in leads (the devices page, or a second step)."""
     before = mailbox.count(email)
-    page.goto(f"{base_url}/login")
+    page.goto(f"{base_url}{path}")
     page.fill("#email", email)
     page.click("button[type=submit]")
     page.wait_for_url("**/login/code")
     page.fill("#code", mailbox.last_code(email, before + 1))
     page.click("form button[type=submit]")
+
+
+def browser_login(page: Any, base_url: str, mailbox: Mailbox, email: str) -> None:
+    """Sign in through the real pages in a Playwright page, landing on the devices page."""
+    enter_emailed_code(page, base_url, mailbox, email)
     page.wait_for_url("**/devices")
 
 

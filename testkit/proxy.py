@@ -7,19 +7,24 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from testkit.cluster import ROOT
 from testkit.values import UA_MAC_CHROME
 from testkit.web import csrf_from
+
+Server = TypeVar("Server", bound=ThreadingHTTPServer)
 
 #: the page whose proxy snippets (nginx, Caddy) the proxy tests run as they are
 DOCS = ROOT / "docs" / "api.md"
@@ -49,6 +54,19 @@ class Echo(BaseHTTPRequestHandler):
 
     def log_message(self, *_args: Any) -> None:
         pass
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """``server`` answering from a thread for the length of the block, then shut down."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def wait_until_listening(name: str, base: str, process: subprocess.Popen, log: Path) -> None:

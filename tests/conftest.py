@@ -10,7 +10,6 @@ nginx) into a failure instead of a skip.
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,13 +20,12 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from app import Services, create_app
 from app.clock import FrozenClock, SystemClock
 from app.models import Tenant, User
 from testkit import databases
-from testkit.browser import CHROMIUM, CHROMIUM_ARGS
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, served
 from testkit.cluster import REDIS_SERVER, Redis, Servers, free_port
 from testkit.databases import PostgresCluster
 from testkit.mail import MAILBOXES, Mailbox, sending
@@ -231,12 +229,9 @@ def live_app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def live_server(live_app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, live_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    """:func:`live_app` served on 127.0.0.1 for a browser; its base URL."""
+    with served(live_app) as url:
+        yield url
 
 
 @pytest.fixture

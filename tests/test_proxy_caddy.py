@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +32,7 @@ from testkit.proxy import (
     IDENTITY_HEADERS,
     Browser,
     Echo,
+    running,
     sign_in_and_come_back,
     sign_in_target,
     wait_until_listening,
@@ -89,13 +89,8 @@ class AppServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def app_server() -> Iterator[AppServer]:
-    server = AppServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running(AppServer()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +31,7 @@ from testkit.proxy import (
     IDENTITY_HEADERS,
     Browser,
     Echo,
+    running,
     sign_in_and_come_back,
     sign_in_target,
     wait_until_listening,
@@ -76,13 +76,8 @@ http {{
 
 @pytest.fixture
 def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Echo)) as server:
+        yield server.server_address[1]
 
 
 @pytest.fixture
