@@ -14,13 +14,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from testkit.cluster import ROOT
+from testkit.cluster import ROOT, JsonHandler
 from testkit.values import UA_MAC_CHROME
 from testkit.web import csrf_from
 
@@ -39,21 +39,13 @@ IDENTITY_HEADERS = (
 )
 
 
-class Echo(BaseHTTPRequestHandler):
-    """The upstream app: answers with the headers it received, as JSON."""
+class Echo(JsonHandler):
+    """The upstream app: answers with the path and the headers it received, as JSON."""
 
     def do_GET(self) -> None:
         headers = dict(self.headers.items())  # a repeated header: its last value
         repeats = {name.lower(): len(self.headers.get_all(name) or []) for name in headers}
-        body = json.dumps({"path": self.path, "headers": headers, "repeats": repeats}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
+        self.send_json({"path": self.path, "headers": headers, "repeats": repeats})
 
 
 @contextmanager
