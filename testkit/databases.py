@@ -42,22 +42,13 @@ class PostgresCluster:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def start(self) -> PostgresCluster:
+        """A new cluster (initdb) in the temp folder, started; raises CalledProcessError
+        with PostgreSQL's output when initdb or pg_ctl fail."""
         if self.as_root:
             shutil.chown(self.folder, "postgres")
         data = self.folder / "data"
         self._run(self.bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
-        self._run(
-            self.bin / "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            self.folder / "pg.log",
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
+        self.resume()
         return self
 
     def pause(self, mode: str = "fast") -> None:
@@ -66,6 +57,7 @@ class PostgresCluster:
         self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", mode, "-w", "stop")
 
     def resume(self) -> None:
+        """Start the server on the cluster's data (again, after :meth:`pause`)."""
         options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
         self._run(
             self.bin / "pg_ctl",
