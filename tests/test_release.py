@@ -157,6 +157,8 @@ def test_the_wheel_carries_the_code_templates_static_files_migrations_and_settin
     missing = expected - names
     assert not missing, f"not in the wheel: {sorted(missing)}"
     assert "app/static/vendor/.installed" not in names
+    # What only the tests and benchmarks use stays out of the wheel.
+    assert not {n for n in names if n.startswith(("testkit/", "tests/", "bench/"))}
     # Text assets ship compressed too; images that would not shrink do not.
     for asset in ("vendor/htmx.min.js", "vendor/pico.min.css", "css/app.css"):
         assert f"app/static/{asset}.gz" in names and f"app/static/{asset}.br" in names
@@ -300,6 +302,7 @@ def test_the_sdist_is_the_whole_source(release: Release):
         "LICENSE",
         "Makefile",
         "tests/test_release.py",
+        "testkit/cluster.py",
         "docs/deploy.md",
     ):
         assert needed in names, needed
