@@ -98,6 +98,14 @@ def allowed(app: Flask) -> Flask:
     return app
 
 
+def policy_changed(services: Services, tenant_id: str) -> None:
+    """A policy.changed event of the tenant, committed: what the endpoints subscribe to."""
+    with services.session(write=True) as db:
+        now = services.clock.now()
+        events.record(db, "policy.changed", now=now, tenant_id=tenant_id, changes={})
+        db.commit()
+
+
 def register(client: FlaskClient, url: str, *kinds: str) -> Any:
     page = client.get("/admin/webhooks")
     assert page.status_code == 200
@@ -228,9 +236,7 @@ def test_failures_are_retried_with_exponential_backoff(
 ) -> None:
     receiver.statuses["/flaky"] = 503
     assert register(admin_client, receiver.url("/flaky"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
     waits = []
     for attempt in range(1, 5):
         assert work(services, allowed) == 1
@@ -265,9 +271,7 @@ def test_a_delivery_that_keeps_failing_gives_up_and_can_be_retried(
 ) -> None:
     receiver.statuses["/down"] = 500
     assert register(admin_client, receiver.url("/down"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
     for _ in range(webhooks.MAX_ATTEMPTS):
         assert work(services, allowed) == 1
         clock.advance(hours=6)
@@ -370,9 +374,7 @@ def test_a_url_that_turned_private_is_refused_at_delivery(
 ) -> None:
     assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
     allowed.config["WEBHOOK_ALLOW_PRIVATE"] = False
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
     assert work(services, allowed) == 1
     assert receiver.received == []
     [delivery] = deliveries(services)
@@ -425,9 +427,8 @@ def test_deleting_an_endpoint_drops_its_queue(
     receiver: Receiver,
 ) -> None:
     assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
+    with services.session() as db:
         endpoint_id = db.scalars(select(WebhookEndpoint.id)).one()
     page = admin_client.get("/admin/webhooks")
     answer = admin_client.post(
@@ -509,9 +510,7 @@ def test_the_worker_command_delivers_until_stopped(
     """`holdfast worker` as its own process: it sends what is queued, keeps polling, and
     stops cleanly on SIGTERM."""
     assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
     command = Path(sys.executable).with_name("holdfast")
     env = {
         **os.environ,
