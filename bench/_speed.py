@@ -32,9 +32,9 @@ from app import create_app, migrate
 from app.clock import SystemClock
 from app.core import accounts
 from app.models import Device, Tenant, User, UserSession, new_id
-from tests import databases
-from tests.cluster import Node, Servers
-from tests.databases import PostgresCluster
+from testkit import databases
+from testkit.cluster import Node, Servers
+from testkit.databases import PostgresCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -83,7 +83,7 @@ class Database:
 @contextmanager
 def database(kind: str, folder: Path) -> Iterator[Database]:
     """A migrated database with a signing key: a SQLite file in ``folder``, or a throwaway
-    PostgreSQL cluster (tests/databases.py) stopped at the end."""
+    PostgreSQL cluster (testkit/databases.py) stopped at the end."""
     cluster = None
     if kind == "postgresql":
         bin_dir = databases.postgres_bin()
@@ -458,7 +458,7 @@ def postgres_cpu(cluster: PostgresCluster) -> Callable[[], float]:
     backend reaped while its live siblings are being read would count in neither part,
     so a reading is taken again until the postmaster's own part stayed the same across
     it."""
-    from tests.cluster import children_of
+    from testkit.cluster import children_of
 
     postmaster = int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _speed as speed
-from tests.cluster import Servers
+from testkit.cluster import Servers
 
 GOAL_MB = 150
 #: more than KeyRing's cache of verified tokens (10,000), so the cache runs full

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _speed as speed
-from tests.cluster import DEPLOY, Server, Servers, answers
+from testkit.cluster import DEPLOY, Server, Servers, answers
 
 GOAL = 2.0
 LIVE = 1_000
@@ -146,7 +146,7 @@ class Peer(Server):
         return self
 
     def _redirects(self) -> bool:
-        from tests.cluster import call
+        from testkit.cluster import call
 
         try:
             return call(f"{self.url}/whoami", timeout=2).status == 302

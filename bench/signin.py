@@ -23,9 +23,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from bench import _speed as speed
-from tests import databases
-from tests.cluster import Servers, call, free_port
-from tests.conftest import Mailbox
+from testkit import databases
+from testkit.cluster import Servers, call, free_port
+from testkit.mail import Mailbox
 
 PEOPLE_PER_CLIENT = 50
 #: sign-ins a second ÷ the bare route's requests a second, measured on 2026-12-05 with the

@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import _speed as speed
-from tests import databases
-from tests.cluster import Servers
+from testkit import databases
+from testkit.cluster import Servers
 
 GOAL_BARE = 0.80
 GOAL_SCALE = 0.90

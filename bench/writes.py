@@ -1,6 +1,6 @@
 """Database writes per validated request, for a client that calls once a second (goal:
 at most 1/60): one session, an hour of ``GET /auth/verify`` a second apart on a moving
-clock, every INSERT/UPDATE/DELETE the app sends to the database counted (tests.conftest
+clock, every INSERT/UPDATE/DELETE the app sends to the database counted (testkit.sql
 statements_run: engine events and the hot path's plain connections). In-process (the
 Flask test client), so the count is exact and the hour takes seconds. Also counted: the
 same hour of ``GET /api/auth/session`` (a status poll, which is not activity and should
@@ -23,8 +23,8 @@ from app.clock import FrozenClock
 from app.core import accounts
 from app.mail import MemoryMailer, plain_text
 from bench import _speed as speed
-from tests import databases
-from tests.conftest import statements_run, writes_in
+from testkit import databases
+from testkit.sql import statements_run, writes_in
 
 GOAL = Fraction(1, 60)
 

@@ -18,16 +18,9 @@ import pytest
 from flask import Flask
 
 from app import models
-from tests.conftest import START, csrf_from
-from tests.test_admin_support import (
-    HTMX,
-    add_session,
-    events_of,
-    session_row,
-    sign_in,
-    token_from,
-    user_row,
-)
+from testkit.rows import add_session, events_of, session_row, user_row
+from testkit.values import START
+from testkit.web import HTMX, csrf_from, sign_in, token_from
 
 PREFIXES = ("/admin", "/api/admin")
 #: route arguments that are not ids, and a valid value for each
@@ -132,15 +125,10 @@ def fill(rule, ids):
     return values
 
 
-@pytest.fixture
-def boss(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
 def test_isolation_walk_every_admin_route_answers_404_for_another_tenants_ids(
-    app, mailbox, boss, outsider, services
+    app, mailbox, admin, outsider, services
 ):
-    client = sign_in(app, mailbox, boss.email)
+    client = sign_in(app, mailbox, admin.email)
     token = token_from(client, "/admin/sessions")
     walked = []
     for rule, method in admin_routes(app):
@@ -167,8 +155,8 @@ def test_isolation_walk_every_admin_route_answers_404_for_another_tenants_ids(
     assert events_of(services, "session.ended") == []
 
 
-def test_filters_naming_another_tenants_people_find_nothing(app, mailbox, boss, outsider):
-    client = sign_in(app, mailbox, boss.email)
+def test_filters_naming_another_tenants_people_find_nothing(app, mailbox, admin, outsider):
+    client = sign_in(app, mailbox, admin.email)
     assert client.get(f"/admin/sessions?status=all&user={outsider['user_id']}").status_code == 404
     audit = client.get(f"/admin/audit?subject={outsider['user_id']}")
     assert audit.status_code == 200 and "No events match" in audit.text
@@ -196,9 +184,9 @@ def test_signed_out_callers_are_sent_to_sign_in(client):
 
 
 def test_admin_work_needs_a_code_from_the_last_15_minutes(
-    app, mailbox, boss, member, services, clock, tenant
+    app, mailbox, admin, member, services, clock, tenant
 ):
-    client = sign_in(app, mailbox, boss.email)
+    client = sign_in(app, mailbox, admin.email)
     target = add_session(services, tenant, member, created=START, last_seen=START)
     token = token_from(client, "/admin/sessions")
     clock.advance(minutes=16)
@@ -222,7 +210,7 @@ def test_admin_work_needs_a_code_from_the_last_15_minutes(
     confirm = client.get(page.location)
     send = re.search(r'name="send-csrf_token"[^>]*value="([^"]+)"', confirm.text).group(1)
     client.post(page.location, data={"send-csrf_token": send})
-    code = mailbox.last_code(boss.email, 2)
+    code = mailbox.last_code(admin.email, 2)
     entered = client.post(
         "/login/again",
         data={"code": code, "csrf_token": csrf_from(client.get("/login/again").text)},

@@ -6,27 +6,17 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from app import models
 from app.core import stats
 from app.db import scope_to_tenant
 from app.models import Device, Event, User, UserSession
-from tests.conftest import START, csrf_from, request_code
-from tests.test_admin_support import HTMX, add_session, sign_in
+from testkit.rows import add_session
+from testkit.values import START
+from testkit.web import HTMX, csrf_from, request_code, sign_in
 
 TODAY = START.date().isoformat()
-
-
-@pytest.fixture
-def boss(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
-@pytest.fixture
-def admin_client(app, mailbox, boss):
-    return sign_in(app, mailbox, boss.email)
 
 
 def figure(html: str, key: str) -> int:

@@ -9,20 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import START, csrf_from, session_id_of
-from tests.test_admin_support import HTMX, add_session, events_of, session_row, sign_in
+from testkit.rows import add_session, events_of, session_row
+from testkit.values import START
+from testkit.web import HTMX, csrf_from, session_id_of, sign_in
 
 ROW = re.compile(r'<tr id="row-(sess_[^"]+)"')
-
-
-@pytest.fixture
-def boss(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
-@pytest.fixture
-def admin_client(app, mailbox, boss):
-    return sign_in(app, mailbox, boss.email)
 
 
 def rows(html: str) -> list[str]:
@@ -98,7 +89,7 @@ def crowd(services, tenant, member, make):
     }
 
 
-def test_explorer_shows_live_sessions_most_recently_active_first(admin_client, crowd, boss):
+def test_explorer_shows_live_sessions_most_recently_active_first(admin_client, crowd, admin):
     page = admin_client.get("/admin/sessions")
     assert page.status_code == 200
     shown = rows(page.text)
@@ -196,7 +187,7 @@ def test_keyset_pages_carry_the_cursor_and_filters(admin_client, services, tenan
 
 
 def test_end_one_with_htmx_answers_its_row_in_place(
-    app, admin_client, mailbox, services, clock, member, boss
+    app, admin_client, mailbox, services, clock, member, admin
 ):
     browser = sign_in(app, mailbox, member.email)
     target = session_id_of(browser, services, clock)
@@ -215,7 +206,7 @@ def test_end_one_with_htmx_answers_its_row_in_place(
     stored = session_row(services, target)
     assert stored.end_reason == "revoked_by_admin" and stored.ended_at == START
     [event] = events_of(services, "session.ended", session_id=target)
-    assert event.actor_id == boss.id and event.subject_id == member.id
+    assert event.actor_id == admin.id and event.subject_id == member.id
     # The member's next request lands on the sign-in page with the reason.
     bounced = browser.get("/devices")
     assert bounced.location.startswith("/login?reason=revoked_by_admin")
@@ -242,7 +233,7 @@ def test_end_one_without_javascript_goes_back_to_the_filtered_explorer(
 
 
 def test_end_selected_with_htmx_swaps_every_row_out_of_band(
-    admin_client, services, crowd, boss, member
+    admin_client, services, crowd, admin, member
 ):
     page = admin_client.get("/admin/sessions")
     token = csrf_from(page.text)
@@ -260,7 +251,7 @@ def test_end_selected_with_htmx_swaps_every_row_out_of_band(
     for name in ("phone", "ana"):
         assert session_row(services, crowd[name]).end_reason == "revoked_by_admin"
     assert session_row(services, crowd["laptop"]).ended_at is None
-    ended = events_of(services, "session.ended", actor_id=boss.id)
+    ended = events_of(services, "session.ended", actor_id=admin.id)
     assert {e.session_id for e in ended} == {crowd["phone"], crowd["ana"]}
 
 

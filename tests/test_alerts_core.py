@@ -20,7 +20,8 @@ from app.core.events import Origin
 from app.mail import plain_text
 from app.mail_templates import when
 from app.models import Alert, CodeSlowdown, Event, NotMeToken, UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, outbox_drained
+from testkit.mail import outbox_drained
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 LONDON = "203.0.113.10"
 LONDON_TOO = "203.0.113.99"

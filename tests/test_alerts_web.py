@@ -7,21 +7,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from app.core import alert_inbox, alerts
 from app.db import scope_to_tenant
 from app.mail import plain_text
 from app.models import Alert, CodeSlowdown, Device, Event, NotMeToken, UserSession
-from tests.conftest import (
-    UA_IPAD,
-    UA_MAC_CHROME,
-    csrf_from,
-    login,
-    outbox_drained,
-    session_id_of,
-)
+from testkit.mail import outbox_drained
+from testkit.values import UA_IPAD, UA_MAC_CHROME
+from testkit.web import csrf_from, login, session_id_of, sign_in
 
 HTMX = {"HX-Request": "true"}
 UA_MAC_FIREFOX = (
@@ -50,16 +44,8 @@ def get(client, path, *, ip=HOME, ua=UA_MAC_CHROME, **kw):
 
 
 def signed_in_client(app, mailbox, email, **kw):
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = HOME
-    response = login(client, mailbox, email, **kw)
-    assert response.status_code == 302, response.text
-    return client
-
-
-@pytest.fixture
-def admin(make, tenant):
-    return make.user("ada@acme.test", tenant, role="admin")
+    """A browser signed in as ``email`` from the home address."""
+    return sign_in(app, mailbox, email, remote_addr=HOME, **kw)
 
 
 # --- replay -----------------------------------------------------------------------------------

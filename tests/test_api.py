@@ -7,81 +7,20 @@ from __future__ import annotations
 import base64
 import re
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.models import Device, Event, Tenant, UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, Mailbox, outbox_drained
-
-ERROR_KEYS = {"error", "code"}
-
-
-# --- helpers (also used by the other API test modules) ---------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def ask_code(client: FlaskClient, mailbox: Mailbox, email: str, **headers: str) -> tuple[str, str]:
-    """(challengeId, the emailed code)."""
-    before = mailbox.count(email)
-    answer = client.post("/api/auth/login", json={"email": email}, headers=headers)
-    assert answer.status_code == 202, answer.text
-    return answer.json["challengeId"], mailbox.last_code(email, before + 1)
-
-
-def api_sign_in(
-    client: FlaskClient,
-    mailbox: Mailbox,
-    email: str,
-    *,
-    user_agent: str = UA_MAC_CHROME,
-    **fields: Any,
-) -> Any:
-    """Both sign-in steps; returns the answer of POST /api/auth/verify."""
-    headers = {"User-Agent": user_agent}
-    challenge, code = ask_code(client, mailbox, email, **headers)
-    return client.post(
-        "/api/auth/verify", json={"challengeId": challenge, "code": code, **fields}, headers=headers
-    )
-
-
-def token_for(client: FlaskClient, mailbox: Mailbox, email: str, **fields: Any) -> str:
-    answer = api_sign_in(client, mailbox, email, **fields)
-    assert answer.status_code == 201, answer.text
-    return answer.json["token"]
-
-
-def assert_error(answer: Any, status: int, code: str) -> dict[str, Any]:
-    assert answer.status_code == status, (answer.status_code, answer.text)
-    assert answer.mimetype == "application/json", answer.text
-    assert answer.json.keys() >= ERROR_KEYS
-    assert answer.json["code"] == code, answer.json
-    assert answer.json["error"]
-    return answer.json
-
-
-def events_of(services: Any, kind: str) -> list[Event]:
-    with services.session() as db:
-        return list(db.scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
-
-
-def stored_session(services: Any, session_id: str) -> UserSession:
-    with services.session() as db:
-        return db.get_one(UserSession, session_id)
+from app.models import Device, Tenant
+from testkit.api import CONTRACT, api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.mail import outbox_drained
+from testkit.rows import events_of
+from testkit.rows import session_row as stored_session
+from testkit.values import UA_IPAD
 
 
 def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-@pytest.fixture
-def admin(make, tenant):
-    return make.user("ada@acme.test", tenant, role="admin")
 
 
 # --- sign-in -------------------------------------------------------------------------------
@@ -841,36 +780,6 @@ def test_retention_changes_are_validated_all_or_nothing(
 
 
 # --- the description ------------------------------------------------------------------------
-
-
-CONTRACT = {
-    ("post", "/api/auth/login"),
-    ("post", "/api/auth/verify"),
-    ("post", "/api/auth/verify/mfa"),
-    ("get", "/api/auth/session"),
-    ("post", "/api/auth/session/extend"),
-    ("post", "/api/auth/logout"),
-    ("get", "/api/auth/sessions"),
-    ("delete", "/api/auth/sessions/{sessionId}"),
-    ("delete", "/api/auth/sessions/others"),
-    ("get", "/api/admin/sessions"),
-    ("delete", "/api/admin/sessions/{sessionId}"),
-    ("delete", "/api/admin/users/{userId}/sessions"),
-    ("get", "/api/admin/policy"),
-    ("put", "/api/admin/policy"),
-    ("get", "/api/admin/retention"),
-    ("put", "/api/admin/retention"),
-    ("get", "/auth/verify"),
-    ("get", "/auth/sign-in"),
-    ("get", "/.well-known/jwks.json"),
-    # passkeys (issue 24)
-    ("post", "/api/auth/passkey/options"),
-    ("post", "/api/auth/passkey/verify"),
-    ("post", "/api/account/passkeys/options"),
-    ("get", "/api/account/passkeys"),
-    ("post", "/api/account/passkeys"),
-    ("delete", "/api/account/passkeys/{passkeyId}"),
-}
 
 
 def test_openapi_describes_every_route_of_the_contract(client, app):

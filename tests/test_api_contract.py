@@ -20,7 +20,7 @@ from app.core import policy
 from app.core.errors import known_errors
 from app.models import Tenant
 from app.web.errors import HTTP_CODES
-from tests.test_api import bearer, token_for
+from testkit.api import bearer, token_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 PUBLIC = {

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import Challenge, Event, MfaChallenge, User, UserSession
-from tests.test_api import api_sign_in, ask_code, assert_error, bearer, stored_session
+from testkit.api import api_sign_in, ask_code, assert_error, bearer
+from testkit.rows import session_row as stored_session
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import pytest
 
 from app.core.session_check import SESSION_FACTS, TOUCH
 from app.web.proxy import header_email
-from tests.conftest import session_id_of, statements_run, writes_in
-from tests.test_api import api_sign_in, bearer, stored_session
+from testkit.api import api_sign_in, bearer
+from testkit.rows import session_row as stored_session
+from testkit.sql import statements_run, writes_in
+from testkit.web import session_id_of
 
 
 def test_verify_answers_identity_headers_for_a_live_cookie(

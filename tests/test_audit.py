@@ -18,7 +18,9 @@ from app.clock import FrozenClock
 from app.core import audit, events
 from app.models import AuditHead, Event, Tenant, User, UserSession
 from app.services import Services
-from tests.conftest import Factory, Mailbox, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.web import login
 
 
 def chain_rows(db: Any, tenant_id: str) -> list[Event]:
@@ -39,7 +41,7 @@ def busy(make: Factory, tenant: Tenant, member: User, client: Any, mailbox: Mail
     """A tenant whose chain holds a sign-in and a sign-out (about 6 events)."""
     assert login(client, mailbox, member.email).status_code == 302
     page = client.get("/devices")
-    from tests.conftest import csrf_from
+    from testkit.web import csrf_from
 
     client.post("/logout", data={"csrf_token": csrf_from(page.text)})
     return tenant
@@ -311,7 +313,7 @@ def test_an_event_written_by_a_get_request_chains(
 def test_events_without_a_tenant_have_their_own_chain(
     app: Flask, services: Services, client: Any
 ) -> None:
-    from tests.conftest import request_code
+    from testkit.web import request_code
 
     request_code(client, "nobody@nowhere.test")
     request_code(client, "nobody-else@nowhere.test")

@@ -21,7 +21,7 @@ from app.core import accounts, codes, events, signin
 from app.demo import seed_bulk
 from app.mail import MemoryMailer, plain_text
 from app.models import Event, Tenant, UserSession
-from tests.conftest import SECRET, START
+from testkit.values import SECRET, START
 
 
 class Inbox(MemoryMailer):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UA_IPAD, browser_login, confirm_in_page, no_native_dialogs, wait_until
-from tests.test_admin_support import add_session, session_row
+from testkit.browser import browser_login, confirm_in_page, no_native_dialogs, wait_until
+from testkit.rows import add_session, session_row
+from testkit.values import UA_IPAD
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

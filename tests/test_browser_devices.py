@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, browser_login, confirm_in_page
+from testkit.browser import browser_login, confirm_in_page
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    UA_IPAD,
-    UA_MAC_CHROME,
-    browser_login,
-    confirm_in_page,
-    no_native_dialogs,
-    wait_until,
-)
-from tests.test_admin_support import add_session
+from testkit.browser import browser_login, confirm_in_page, no_native_dialogs, wait_until
+from testkit.rows import add_session
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

@@ -7,8 +7,8 @@ import pytest
 
 from app.core.sessions import end_session
 from app.models import UserSession
-from tests.conftest import browser_login, wait_until
-from tests.test_tokens import post_json
+from testkit.api import post_json
+from testkit.browser import browser_login, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,8 @@ from sqlalchemy import update
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import User, UserSession
-from tests.conftest import UA_MAC_CHROME
+from testkit.browser import enter_emailed_code
+from testkit.values import UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 
@@ -34,17 +35,6 @@ def with_app(live_app, user_id):
         )
         db.commit()
     return secret, codes
-
-
-def emailed_code_step(page, base, mailbox, email, path="/login"):
-    """Ask for a code on the sign-in page and enter it; lands on the second step."""
-    before = mailbox.count(email)
-    page.goto(f"{base}{path}")
-    page.fill("#email", email)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/login/code")
-    page.fill("#code", mailbox.last_code(email, before + 1))
-    page.click("form button[type=submit]")
 
 
 def app_code(secret, *, ahead=0):
@@ -82,7 +72,7 @@ def test_sign_in_with_the_app_code_then_with_a_recovery_code(
     secret, codes = with_app(live_app, sarah.id)
 
     phone = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
-    emailed_code_step(phone, live_server, mailbox, sarah.email)
+    enter_emailed_code(phone, live_server, mailbox, sarah.email)
     phone.wait_for_url("**/login/mfa")
     assert "One more step" in phone.locator("h1").inner_text()
     assert not any(c["name"] == "holdfast_session" for c in phone.context.cookies())
@@ -95,7 +85,7 @@ def test_sign_in_with_the_app_code_then_with_a_recovery_code(
     assert phone.locator("article.device.current").count() == 1
 
     laptop = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
-    emailed_code_step(laptop, live_server, mailbox, sarah.email)
+    enter_emailed_code(laptop, live_server, mailbox, sarah.email)
     laptop.wait_for_url("**/login/mfa")
     laptop.fill("#code", codes[4])
     laptop.click("#verify-second-factor")
@@ -115,7 +105,7 @@ def test_fresh_sign_in_with_the_app_code_then_with_a_recovery_code(
     ada = live_make.user("ada@clinic.test", tenant, role="admin")
     secret, codes = with_app(live_app, ada.id)
     page = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
-    emailed_code_step(page, live_server, mailbox, ada.email)
+    enter_emailed_code(page, live_server, mailbox, ada.email)
     page.wait_for_url("**/login/mfa")
     page.fill("#code", app_code(secret))
     page.click("#verify-second-factor")
@@ -154,7 +144,7 @@ def test_an_admin_adds_the_required_app_right_after_the_emailed_code(
     tenant = live_make.tenant("clinic", require_totp_for_admins=True)
     ada = live_make.user("ada@clinic.test", tenant, role="admin")
     page = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
-    emailed_code_step(page, live_server, mailbox, ada.email, path="/login?next=/admin")
+    enter_emailed_code(page, live_server, mailbox, ada.email, path="/login?next=/admin")
     page.wait_for_url("**/login/enrol")
     page.goto(f"{live_server}/devices")  # nothing else is reachable: there is no session
     page.wait_for_url("**/login**")

@@ -18,7 +18,10 @@ from sqlalchemy import select
 
 from app import create_app
 from app.models import Alert, Event, Passkey, UserSession
-from tests.conftest import Factory, browser_login, free_port, sending, wait_until
+from testkit.browser import browser_login, wait_until
+from testkit.cluster import free_port
+from testkit.mail import sending
+from testkit.rows import Factory
 
 pytestmark = pytest.mark.browser
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.core import alerts
-from tests.conftest import UA_IPAD, browser_login, wait_until
-from tests.test_admin_support import add_session
+from testkit.browser import browser_login, wait_until
+from testkit.rows import add_session
+from testkit.values import UA_IPAD
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

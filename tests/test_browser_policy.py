@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from app.models import UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, browser_login
+from testkit.browser import browser_login, served
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
@@ -27,14 +27,8 @@ SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
 @pytest.fixture
 def frozen_server(app):
     """The app on the tests' FrozenClock, served for the browser."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 def only_session(services):

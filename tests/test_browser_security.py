@@ -14,7 +14,11 @@ import pytest
 from app import create_app
 from app.clock import SystemClock
 from app.mail import plain_text
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, Factory, browser_login, free_port, sending
+from testkit.browser import browser_login
+from testkit.cluster import free_port
+from testkit.mail import sending
+from testkit.rows import Factory
+from testkit.values import UA_IPAD, UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

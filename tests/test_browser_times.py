@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Device
-from tests.conftest import browser_login, wait_until
+from testkit.browser import browser_login, wait_until
 
 pytestmark = pytest.mark.browser
 KOLKATA = ZoneInfo("Asia/Kolkata")  # UTC+5:30 all year: no daylight saving to guess

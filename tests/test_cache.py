@@ -11,8 +11,10 @@ import pytest
 from redis import Redis as RedisClient
 
 from app.cache import MemoryCache, RedisCache, cache_from_url
-from tests.conftest import START, statements_run
-from tests.test_admin_support import add_session, sign_in
+from testkit.rows import add_session
+from testkit.sql import statements_run
+from testkit.values import START
+from testkit.web import sign_in
 
 PER_DAY = "/admin/charts/sign-ins-per-day.json"
 

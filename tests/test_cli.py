@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import create_app
 from app.demo import DEMO_ADMIN, DEMO_MEMBER
 from app.models import Event, SigningKey, Tenant, User
-from tests.conftest import SECRET
+from testkit.values import SECRET
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from app import create_app, migrate
 from app.models import UserSession
-from tests.conftest import SECRET, login
-from tests.test_admin_support import events_of, user_row
+from testkit.rows import events_of, user_row
+from testkit.values import SECRET
+from testkit.web import login
 
 OPERATOR = {"by": "operator", "via": "cli"}
 
@@ -24,12 +25,7 @@ def cli(app: Flask, *args: str) -> Any:
     return app.test_cli_runner().invoke(args=list(args))
 
 
-@pytest.fixture
-def boss(make, tenant):
-    return make.user("boss@acme.test", tenant, role="admin")
-
-
-def test_tenant_list_and_user_list(app, make, tenant, member, boss):
+def test_tenant_list_and_user_list(app, make, tenant, member, admin):
     globex = make.tenant("globex")
     make.user("kim@globex.test", globex, role="admin")
     make.user("lee@globex.test", globex, disabled=True)
@@ -56,7 +52,7 @@ def test_tenant_list_and_user_list(app, make, tenant, member, boss):
 
 
 def test_disable_ends_sessions_at_once_and_is_audited_as_in_the_console(
-    app, client, mailbox, services, member, boss
+    app, client, mailbox, services, member, admin
 ):
     assert login(client, mailbox, member.email).status_code == 302
     assert client.get("/devices").status_code == 200
@@ -96,7 +92,7 @@ def test_disable_ends_sessions_at_once_and_is_audited_as_in_the_console(
     assert cli(app, "audit", "verify").exit_code == 0
 
 
-def test_role_changes_keep_an_admin_in_each_tenant(app, services, make, tenant, member, boss):
+def test_role_changes_keep_an_admin_in_each_tenant(app, services, make, tenant, member, admin):
     other = make.tenant("globex")
     make.user("kim@globex.test", other, role="admin")
 
@@ -110,7 +106,7 @@ def test_role_changes_keep_an_admin_in_each_tenant(app, services, make, tenant, 
     assert same.output.strip() == "sam@acme.test (acme) is admin already."
     assert len(events_of(services, "user.role_changed")) == 1
 
-    assert cli(app, "user", "role", "boss@acme.test", "member").exit_code == 0
+    assert cli(app, "user", "role", "ada@acme.test", "member").exit_code == 0
     # sam is now acme's only admin; globex's admin does not count for acme
     last = cli(app, "user", "role", "sam@acme.test", "member")
     assert last.exit_code == 1

@@ -11,7 +11,7 @@ from flask import Flask
 
 from app import create_app
 from app.config import SECRET_SETTINGS, ConfigError
-from tests.conftest import SECRET
+from testkit.values import SECRET
 
 OLD = "old-secret-" + "o" * 40
 OLDER = "older-secret-" + "p" * 40

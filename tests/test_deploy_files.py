@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import HOLDFAST, ROOT
-from tests.conftest import require_tool
+from testkit.cluster import HOLDFAST, ROOT
+from testkit.tools import require_tool
 
 UNITS = ROOT / "deploy" / "systemd"
 PROGRAM = "/opt/holdfast/bin/holdfast"
@@ -118,7 +118,7 @@ def test_every_document_uses_the_same_paths():
 def settings_file(tmp_path: Path, database_url: str, app) -> Path:  # type: ignore[no-untyped-def]
     """A settings file as deploy.md writes one, for the test's database (with a tenant
     and its audit events)."""
-    from tests.conftest import SECRET
+    from testkit.values import SECRET
 
     path = tmp_path / "holdfast.env"
     path.write_text(

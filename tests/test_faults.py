@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import databases
-from tests.conftest import Factory, _migrate, csrf_from, login, require_tool
-from tests.databases import PostgresCluster
+from testkit import databases
+from testkit.databases import PostgresCluster
+from testkit.rows import Factory, prepare_database
+from testkit.tools import require_tool
+from testkit.web import csrf_from, login
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def own_postgres(tmp_path: Path):
 
 def test_postgres_outage_answers_503_then_recovers(own_postgres, new_app, mailbox, make, tmp_path):
     url = own_postgres.url("holdfast")
-    _migrate(url, tmp_path)
+    prepare_database(url, tmp_path)
     app = new_app(DATABASE_URL=url)
     services = app.extensions["holdfast"]
     factory = Factory(services, services.clock)
@@ -65,7 +67,7 @@ def test_connections_lost_under_a_validation_are_replaced_without_an_error(
     connection dead, replaces it and answers, instead of failing one request per stale
     connection."""
     url = own_postgres.url("holdfast")
-    _migrate(url, tmp_path)
+    prepare_database(url, tmp_path)
     app = new_app(DATABASE_URL=url)
     services = app.extensions["holdfast"]
     factory = Factory(services, services.clock)

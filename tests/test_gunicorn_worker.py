@@ -21,8 +21,9 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.workers.gthread import ThreadWorker
 
-from tests.cluster import DEPLOY, GUNICORN, Node, Servers, answers, node_env
-from tests.conftest import SECRET, require_tool
+from testkit.cluster import DEPLOY, GUNICORN, Node, Servers, answers, node_env
+from testkit.tools import require_tool
+from testkit.values import SECRET
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

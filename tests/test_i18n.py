@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app import i18n
 from app.core.codes import NOT_A_CODE
 from app.models import Event, User
-from tests.conftest import csrf_from
+from testkit.web import csrf_from
 
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import jwt
 
-from tests.cluster import GUNICORN, Servers, call, holdfast
-from tests.conftest import SECRET, require_tool
+from testkit.cluster import GUNICORN, Servers, call, holdfast
+from testkit.tools import require_tool
+from testkit.values import SECRET
 
 RELOAD_SECONDS = 2
 JWKS_MAX_AGE = 3

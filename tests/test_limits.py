@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from app.mail import plain_text
 from app.models import Challenge, Event, UserSession
-from tests.conftest import UA_IPAD, UA_MAC_CHROME, csrf_from, login, request_code, session_id_of
+from testkit.values import UA_IPAD, UA_MAC_CHROME
+from testkit.web import csrf_from, login, request_code, session_id_of
 
 UA_PHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "

@@ -15,8 +15,8 @@ from app.core import codes, signin
 from app.core.errors import ChallengeLocked, InvalidCode, SessionLimitReached
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
-from tests.conftest import UA_IPAD, Factory
-from tests.pg import pg_app, pg_cluster, pg_services, pg_template, pg_url  # noqa: F401
+from testkit.rows import Factory
+from testkit.values import UA_IPAD
 
 PARALLEL = 20
 LIMIT = 3

@@ -17,6 +17,7 @@ from app.mail_templates import MailTemplates
 from app.models import OutboxMessage
 from app.outbox import deliver_due
 from app.sealing import MAIL_BODY
+from testkit.core import ask
 
 AT = datetime(2026, 12, 6, 14, 5, tzinfo=UTC)
 
@@ -125,16 +126,7 @@ def test_a_value_the_template_needs_but_was_not_given_is_an_error():
 
 
 def test_a_code_mail_arrives_with_both_parts_saying_the_same(services, mailbox, member, clock):
-    with services.session(write=True) as db:
-        codes.request_code(
-            db,
-            services.hasher,
-            member.email,
-            now=clock.now(),
-            origin=Origin("203.0.113.1", ""),
-            budgets=services.budgets,
-        )
-        db.commit()
+    ask(services, clock, member.email, origin=Origin("203.0.113.1", ""))
     [mail] = mailbox.wait_for(member.email)
     assert mail.get_content_type() == "multipart/alternative"
     html = mail.get_body(preferencelist=("html",))

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from app.core import accounts
 from app.models import CodeSlowdown, Event, User, UserSession
-from tests.conftest import UA_IPAD, csrf_from, login, request_code, session_id_of
-from tests.test_api import ask_code, assert_error, bearer
+from testkit.api import ask_code, assert_error, bearer
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login, request_code, session_id_of
 
 MARGE = "marge@globex.example"
 
@@ -21,14 +22,6 @@ MARGE = "marge@globex.example"
 @pytest.fixture
 def globex(make):
     return make.tenant("globex")
-
-
-@pytest.fixture
-def acme_admin(app, make, tenant, mailbox):
-    boss = make.user("boss@acme.test", tenant, role="admin")
-    client = app.test_client()
-    assert login(client, mailbox, boss.email).location == "/devices"
-    return client
 
 
 def add_person(client, email, role="member"):
@@ -40,14 +33,14 @@ def add_person(client, email, role="member"):
 
 
 def test_adding_someone_of_another_tenant_tells_nothing_and_takes_nothing(
-    acme_admin, make, globex, tenant, services
+    admin_client, make, globex, tenant, services
 ):
     """It used to answer "marge@globex.example has an account already": one tenant's
     admin learnt another's members, and the first tenant to add an address kept it."""
     globex_marge = make.user(MARGE, globex)
-    answer = add_person(acme_admin, MARGE)
+    answer = add_person(admin_client, MARGE)
     assert answer.status_code == 302, answer.text
-    assert "globex" not in acme_admin.get(answer.location).text.lower().replace(MARGE, "")
+    assert "globex" not in admin_client.get(answer.location).text.lower().replace(MARGE, "")
     with services.session() as db:
         rows = db.scalars(
             select(User).where(User.email == MARGE).execution_options(all_tenants=True)
@@ -57,10 +50,10 @@ def test_adding_someone_of_another_tenant_tells_nothing_and_takes_nothing(
             (tenant.id, False),
         }
     # The same address twice in one tenant is the only refusal, and names that tenant.
-    again = add_person(acme_admin, MARGE)
+    again = add_person(admin_client, MARGE)
     assert again.status_code == 422 and f"{MARGE} is in Acme already." in again.text
     # The answer for an address nobody has and for one another tenant has is the same.
-    fresh = add_person(acme_admin, "newcomer@globex.example")
+    fresh = add_person(admin_client, "newcomer@globex.example")
     assert fresh.status_code == answer.status_code == 302
 
 

@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from app.core import sessions
 from app.models import UserSession
-from tests.cluster import GUNICORN, Servers, call, holdfast, wait_until
-from tests.conftest import SECRET, START, require_tool
+from testkit.cluster import GUNICORN, Servers, call, holdfast, wait_until
+from testkit.tools import require_tool
+from testkit.values import SECRET, START
 
 REQUESTS = 40
 HEALTHZ = 'holdfast_request_duration_seconds_count{method="GET",route="/healthz",status="200"}'

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 
 from app import create_app, migrate
 from app.models import Base
-from tests.conftest import SECRET
+from testkit.values import SECRET
 
 FIRST = "202611230911"
 OLD_TENANT = """

@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from app import create_app
 from app.clock import SystemClock
 from app.models import Challenge, Device, Event, User, UserSession
-from tests import databases
-from tests.cluster import (
+from testkit import databases
+from testkit.cluster import (
     GUNICORN,
     NGINX,
     REDIS_SERVER,
@@ -40,8 +40,12 @@ from tests.cluster import (
     call,
     holdfast,
 )
-from tests.conftest import SECRET, Factory, Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
+from testkit.databases import PostgresCluster
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.tools import require_tool
+from testkit.values import SECRET
+from testkit.web import csrf_from
 
 
 @dataclass

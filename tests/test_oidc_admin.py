@@ -14,9 +14,9 @@ from sqlalchemy import select
 from app.core import oidc_clients
 from app.models import Event, OidcClient, OidcGrant, OidcLogoutDelivery, UserSession
 from app.services import Services
-from tests.conftest import Mailbox, csrf_from, login
-from tests.test_oidc_flow import Registered
-from tests.test_oidc_tokens import refresh, sign_in_app
+from testkit.mail import Mailbox
+from testkit.oidc import Registered, refresh, sign_in_app
+from testkit.web import csrf_from, login
 
 
 @pytest.fixture

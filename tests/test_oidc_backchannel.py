@@ -18,13 +18,15 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from app.clock import FrozenClock
 from app.core.sessions import end_session
 from app.models import OidcGrant, OidcLogoutDelivery, UserSession
 from app.services import Services
 from app.worker import deliver_logouts
-from tests.conftest import Factory, FrozenClock, Mailbox, csrf_from, login, session_id_of
-from tests.test_oidc_flow import ISSUER, Registered, register
-from tests.test_oidc_tokens import refresh, sign_in_app
+from testkit.mail import Mailbox
+from testkit.oidc import ISSUER, Registered, refresh, register, sign_in_app
+from testkit.rows import Factory
+from testkit.web import csrf_from, login, session_id_of
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 

@@ -4,118 +4,33 @@ and the frozen clock. ID tokens are validated with joserfc against the issuer's 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import re
-import secrets
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from joserfc import jwt
-from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from app.core import oidc_clients
+from app.clock import FrozenClock
 from app.models import Event, OidcGrant, OidcToken, Tenant, User
 from app.services import Services
-from tests.conftest import Factory, FrozenClock, Mailbox, login, session_id_of
-
-ISSUER = "http://localhost/oidc/acme"
-REDIRECT = "https://app.example/callback"
-
-
-@dataclass
-class Registered:
-    client_id: str
-    secret: str | None
-
-
-def register(
-    services: Services, clock: FrozenClock, slug: str = "acme", **options: Any
-) -> Registered:
-    with services.session(write=True) as db:
-        tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
-        assert tenant is not None
-        made = oidc_clients.add_client(
-            db,
-            services.hasher,
-            tenant,
-            name=options.pop("name", "Grafana"),
-            redirect_uris=options.pop("redirect_uris", [REDIRECT]),
-            now=clock.now(),
-            **options,
-        )
-        db.commit()
-        return Registered(made.client.id, made.secret)
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def basic(app: Registered) -> dict[str, str]:
-    raw = f"{app.client_id}:{app.secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-def authorize(
-    client: FlaskClient, app: Registered, issuer_path: str = "/oidc/acme", **extra: str
-) -> Any:
-    params = {
-        "response_type": "code",
-        "client_id": app.client_id,
-        "redirect_uri": REDIRECT,
-        "scope": "openid email profile",
-        "state": "st-123",
-        "nonce": secrets.token_urlsafe(8),
-        **extra,
-    }
-    return client.get(f"{issuer_path}/authorize?{urlencode(params)}")
-
-
-def code_from(response: Any) -> str:
-    assert response.status_code == 302, response.text
-    location = urlsplit(response.location)
-    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
-    query = parse_qs(location.query)
-    assert query["state"] == ["st-123"]
-    return query["code"][0]
-
-
-def exchange(
-    client: FlaskClient, app: Registered, code: str, verifier: str | None, **extra: str
-) -> Any:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **extra}
-    if verifier is not None:
-        data["code_verifier"] = verifier
-    headers = basic(app) if app.secret else {}
-    if not app.secret:
-        data["client_id"] = app.client_id
-    return client.post("/oidc/acme/token", data=data, headers=headers)
-
-
-def id_claims(
-    client: FlaskClient, token: str, clock: FrozenClock, app: Registered
-) -> dict[str, Any]:
-    keys = KeySet.import_key_set(client.get("/oidc/acme/jwks").json)
-    decoded = jwt.decode(token, keys, algorithms=["ES256"])
-    registry = jwt.JWTClaimsRegistry(
-        now=int(clock.now().timestamp()),
-        iss={"essential": True, "value": ISSUER},
-        aud={"essential": True, "value": app.client_id},
-        sub={"essential": True},
-        exp={"essential": True},
-        iat={"essential": True},
-    )
-    registry.validate(decoded.claims)
-    assert decoded.header["alg"] == "ES256"
-    return decoded.claims
+from testkit.mail import Mailbox
+from testkit.oidc import (
+    ISSUER,
+    REDIRECT,
+    Registered,
+    authorize,
+    basic,
+    code_from,
+    exchange,
+    id_claims,
+    pkce,
+    register,
+)
+from testkit.rows import Factory
+from testkit.web import login, session_id_of
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import FrozenClock
 from app.models import OidcLogoutDelivery, UserSession
 from app.services import Services
-from tests.conftest import FrozenClock, session_id_of
-from tests.test_oidc_flow import Registered, register
-from tests.test_oidc_tokens import refresh, sign_in_app
+from testkit.oidc import Registered, refresh, register, sign_in_app
+from testkit.web import session_id_of
 
 AFTER = "https://app.example/signed-out"
 

@@ -22,7 +22,10 @@ from app.clock import SystemClock
 from app.core import oidc_clients
 from app.models import Tenant
 from app.services import Services
-from tests.conftest import Factory, Mailbox, free_port, require_tool, sending
+from testkit.cluster import free_port
+from testkit.mail import Mailbox, sending
+from testkit.rows import Factory
+from testkit.tools import require_tool
 from tests.oidc_rp.authlib_rp import make_rp
 
 SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))

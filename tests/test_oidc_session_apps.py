@@ -10,11 +10,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import FrozenClock
 from app.models import Event, OidcGrant, OidcLogoutDelivery, UserSession
 from app.services import Services
-from tests.conftest import FrozenClock, Mailbox, csrf_from, login, session_id_of
-from tests.test_oidc_flow import Registered, register
-from tests.test_oidc_tokens import refresh, sign_in_app, userinfo
+from testkit.mail import Mailbox
+from testkit.oidc import Registered, refresh, register, sign_in_app, userinfo
+from testkit.web import csrf_from, login, session_id_of
 
 
 @pytest.fixture

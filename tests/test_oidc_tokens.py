@@ -11,59 +11,28 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import FrozenClock
 from app.core.sessions import end_session
 from app.models import Event, OidcGrant, UserSession
 from app.services import Services
-from tests.conftest import FrozenClock, Mailbox, csrf_from, login, session_id_of
-from tests.test_oidc_flow import (
+from testkit.mail import Mailbox
+from testkit.oidc import (
     Registered,
-    authorize,
+    assert_dead,
     basic,
-    code_from,
-    exchange,
     id_claims,
-    pkce,
+    introspect,
+    refresh,
     register,
+    sign_in_app,
+    userinfo,
 )
-
-
-def sign_in_app(client: FlaskClient, app: Registered) -> dict[str, Any]:
-    verifier, challenge = pkce()
-    code = code_from(authorize(client, app, code_challenge=challenge, code_challenge_method="S256"))
-    answer = exchange(client, app, code, verifier)
-    assert answer.status_code == 200, answer.text
-    return answer.json  # type: ignore[no-any-return]
-
-
-def refresh(client: FlaskClient, app: Registered, refresh_token: str) -> Any:
-    return client.post(
-        "/oidc/acme/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        headers=basic(app),
-    )
-
-
-def userinfo(client: FlaskClient, access_token: str) -> int:
-    headers = {"Authorization": f"Bearer {access_token}"}
-    return client.get("/oidc/acme/userinfo", headers=headers).status_code
-
-
-def introspect(client: FlaskClient, app: Registered, token: str) -> dict[str, Any]:
-    answer = client.post("/oidc/acme/introspect", data={"token": token}, headers=basic(app))
-    assert answer.status_code == 200, answer.text
-    return answer.json  # type: ignore[no-any-return]
+from testkit.web import csrf_from, login, session_id_of
 
 
 @pytest.fixture
 def app_reg(services: Services, clock: FrozenClock, tenant: Any) -> Registered:
     return register(services, clock)
-
-
-def assert_dead(client: FlaskClient, app: Registered, tokens: dict[str, Any]) -> None:
-    assert userinfo(client, tokens["access_token"]) == 401
-    assert introspect(client, app, tokens["access_token"]) == {"active": False}
-    answer = refresh(client, app, tokens["refresh_token"])
-    assert answer.status_code == 400 and answer.json["error"] == "invalid_grant"
 
 
 def test_refresh_rotates_and_a_replayed_refresh_token_ends_the_sign_in(

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from app import refuse_coroutines
 from app.internals import HoldfastResponse
-from tests.conftest import csrf_from
+from testkit.web import csrf_from
 
 
 def test_healthz_and_readyz(client):
@@ -92,7 +92,7 @@ def test_metrics_need_the_token_or_loopback(new_app):
 def test_logs_are_json_with_request_id_and_session_but_no_secrets(
     app, mailbox, member, capsys, services, clock
 ):
-    from tests.conftest import login, session_id_of
+    from testkit.web import login, session_id_of
 
     client = app.test_client()
     login(client, mailbox, member.email)

@@ -21,8 +21,11 @@ from werkzeug.serving import make_server
 
 from app.clock import SystemClock
 from app.models import OutboxMessage
-from tests.cluster import HOLDFAST, call, node_env
-from tests.conftest import SECRET, Factory, Mailbox, free_port, sending
+from testkit.cluster import HOLDFAST, call, free_port, node_env
+from testkit.core import ask
+from testkit.mail import Mailbox, sending
+from testkit.rows import Factory
+from testkit.values import SECRET
 
 CODES = 8
 
@@ -289,16 +292,7 @@ def test_mail_is_sealed_in_the_queue_and_wiped_once_sent(app, services, mailbox,
     from app.core.events import Origin
 
     services.sender.stop()  # look at the queue before anything is sent
-    with services.session(write=True) as db:
-        codes.request_code(
-            db,
-            services.hasher,
-            member.email,
-            now=clock.now(),
-            origin=Origin("203.0.113.1", ""),
-            budgets=services.budgets,
-        )
-        db.commit()
+    ask(services, clock, member.email, origin=Origin("203.0.113.1", ""))
     with services.session() as db:
         [row] = db.scalars(select(OutboxMessage)).all()
         assert (row.kind, row.to_address, row.status) == ("sign_in_code", member.email, "pending")
@@ -316,7 +310,6 @@ def test_mail_is_sealed_in_the_queue_and_wiped_once_sent(app, services, mailbox,
 
 
 def test_a_code_mail_is_given_up_once_the_code_expired(new_app, member, clock):
-    from app.core import codes
     from app.core.events import Origin
     from app.outbox import deliver_due
 
@@ -324,16 +317,7 @@ def test_a_code_mail_is_given_up_once_the_code_expired(new_app, member, clock):
     app = new_app(MAIL_URL=f"smtp://127.0.0.1:{port}", MAIL_TIMEOUT=1)
     services = app.extensions["holdfast"]
     services.sender.stop()
-    with services.session(write=True) as db:
-        codes.request_code(
-            db,
-            services.hasher,
-            member.email,
-            now=clock.now(),
-            origin=Origin("203.0.113.1", ""),
-            budgets=services.budgets,
-        )
-        db.commit()
+    ask(services, clock, member.email, origin=Origin("203.0.113.1", ""))
     assert deliver_due(services) == 1  # refused: due again in 5 s
     clock.advance(minutes=11)
     with real_relay(port) as box:
@@ -426,7 +410,7 @@ def test_admins_see_their_tenants_undelivered_mail(app, services, mailbox, make,
 
     from app.mail import Message
     from app.outbox import queue_message
-    from tests.test_admin_support import sign_in
+    from testkit.web import sign_in
 
     acme = make.tenant("acme")
     boss = make.user("boss@acme.test", acme, role="admin")

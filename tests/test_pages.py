@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from tests.conftest import UA_IPAD, csrf_from, login, request_code
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login, request_code
 
 HTMX = {"HX-Request": "true"}
 

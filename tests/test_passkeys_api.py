@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from app.core import events, mfa, totp
 from app.models import Event, User, UserSession
-from tests.conftest import csrf_from, login, second_step
-from tests.test_api import api_sign_in, ask_code, assert_error, bearer, token_for
-from tests.test_passkeys_core import SoftAuthenticator, b64, register
+from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.web import csrf_from, login, second_step
+from testkit.webauthn import SoftAuthenticator, b64, register
 
 
 def passkey_sign_in(client, device: SoftAuthenticator, **body):

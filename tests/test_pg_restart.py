@@ -24,10 +24,14 @@ from sqlalchemy import select
 from app import create_app
 from app.clock import SystemClock
 from app.models import Event, UserSession
-from tests import databases
-from tests.cluster import GUNICORN, Browser, Node, Servers, call, holdfast
-from tests.conftest import SECRET, Factory, Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
+from testkit import databases
+from testkit.cluster import GUNICORN, Browser, Node, Servers, call, holdfast
+from testkit.databases import PostgresCluster
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.tools import require_tool
+from testkit.values import SECRET
+from testkit.web import csrf_from
 
 HAMMERS = 3
 API_SIGN_INS = 2

@@ -5,52 +5,26 @@ policy, and changing it (ranges, all-or-nothing, audit)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
 
-from app.core import codes, policy, session_check, signin, trust
+from app.core import policy, session_check, trust
 from app.core.errors import SessionExpired, ValidationError
 from app.core.events import Origin
 from app.models import Device, Event, Tenant, UserSession
 from app.tokens import TokenExpired
-from tests.conftest import UA_IPAD
-from tests.test_sessions_core import check
+from testkit.core import check
+from testkit.core import start_session as start_session_as
+from testkit.values import UA_IPAD
 
 ORIGIN = Origin(ip="198.51.100.20", user_agent=UA_IPAD)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
-
-def start_session(services, clock, mailbox, email, **options):
-    """Sign in through the core (a real code from the real mailbox); (SignIn, token)."""
-    before = mailbox.count(email)
-    with services.session(write=True) as db:
-        challenge = codes.request_code(
-            db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
-        )
-        db.commit()
-    code = mailbox.last_code(email, before + 1)
-    with services.session(write=True) as db:
-        result = signin.sign_in(
-            db,
-            services.hasher,
-            challenge.id,
-            code,
-            now=clock.now(),
-            origin=ORIGIN,
-            **options,
-            budgets=services.budgets,
-        )
-        db.commit()
-    token = services.keys.sign(
-        user_id=result.user.id,
-        tenant_id=result.tenant.id,
-        session_id=result.session.id,
-        now=clock.now(),
-        expires_at=result.session.absolute_deadline,
-    )
-    return result, token
+#: sign in through the core from ORIGIN: (SignIn, token)
+start_session = partial(start_session_as, origin=ORIGIN)
 
 
 def stored(services, session_id):

@@ -31,7 +31,10 @@ from app.models import (
     UserSession,
 )
 from app.services import Services
-from tests.conftest import UA_IPAD, Factory, Mailbox, csrf_from, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login
 
 SAM_IP, SAM_TABLET_IP, KIM_IP, ADA_IP = "203.0.113.5", "203.0.113.99", "198.51.100.7", "192.0.2.200"
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,16 +26,18 @@ import pytest
 
 from app.core.sessions import end_session
 from app.models import UserSession
-from tests.conftest import free_port, require_tool
-from tests.test_proxy_nginx import (
+from testkit.cluster import free_port
+from testkit.proxy import (
     DOCS,
     IDENTITY_HEADERS,
     Browser,
     Echo,
+    running,
     sign_in_and_come_back,
     sign_in_target,
     wait_until_listening,
 )
+from testkit.tools import require_tool
 
 CADDY = "/usr/bin/caddy"
 
@@ -88,13 +89,8 @@ class AppServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def app_server() -> Iterator[AppServer]:
-    server = AppServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running(AppServer()) as server:
+        yield server
 
 
 @pytest.fixture

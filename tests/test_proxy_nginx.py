@@ -10,39 +10,35 @@ the upstream ports, the listen address and the temp paths are this test's own.
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import os
 import re
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.core.sessions import end_session
 from app.models import UserSession
-from tests.conftest import UA_MAC_CHROME, free_port, require_tool
+from testkit.cluster import free_port
+from testkit.proxy import (
+    DOCS,
+    IDENTITY_HEADERS,
+    Browser,
+    Echo,
+    running,
+    sign_in_and_come_back,
+    sign_in_target,
+    wait_until_listening,
+)
+from testkit.tools import require_tool
 
 NGINX = "/usr/sbin/nginx"
-
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-
-#: what GET /auth/verify answers a live session with (app/web/proxy.py)
-IDENTITY_HEADERS = (
-    "X-Holdfast-User",
-    "X-Holdfast-Email",
-    "X-Holdfast-Tenant",
-    "X-Holdfast-Session",
-    "X-Holdfast-Role",
-)
 
 
 def documented_snippet() -> str:
@@ -78,32 +74,10 @@ http {{
 """
 
 
-class Echo(BaseHTTPRequestHandler):
-    """The upstream app: answers with the headers it received, as JSON."""
-
-    def do_GET(self) -> None:
-        headers = dict(self.headers.items())  # a repeated header: its last value
-        repeats = {name.lower(): len(self.headers.get_all(name) or []) for name in headers}
-        body = json.dumps({"path": self.path, "headers": headers, "repeats": repeats}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Echo)) as server:
+        yield server.server_address[1]
 
 
 @pytest.fixture
@@ -140,88 +114,6 @@ def nginx(live_server: str, upstream: int, tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def wait_until_listening(name: str, base: str, process: subprocess.Popen, log: Path) -> None:
-    """Until the proxy at ``base`` answers Holdfast's /login; a failure shows its log."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{name} exited: " + log.read_text())
-        try:
-            urllib.request.urlopen(f"{base}/login", timeout=1).close()  # noqa: S310
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    pytest.fail(f"{name} did not start listening: " + log.read_text())
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-class Browser:
-    """Cookies and a user agent over urllib, like a browser without JavaScript."""
-
-    def __init__(self) -> None:
-        self.jar = http.cookiejar.CookieJar()
-        cookies = urllib.request.HTTPCookieProcessor(self.jar)
-        self.following = urllib.request.build_opener(cookies)
-        self.staying = urllib.request.build_opener(cookies, NoRedirect())
-
-    def open(
-        self,
-        url: str,
-        data: dict[str, str] | None = None,
-        *,
-        follow: bool = True,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, str]:
-        encoded = urllib.parse.urlencode(data).encode() if data is not None else None
-        request = urllib.request.Request(  # noqa: S310 (http to the test's own nginx)
-            url, data=encoded, headers={"User-Agent": UA_MAC_CHROME, **(headers or {})}
-        )
-        opener = self.following if follow else self.staying
-        try:
-            with opener.open(request, timeout=10) as answer:
-                return answer.status, answer.headers, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.headers, error.read().decode()
-
-    def session_cookie(self) -> str | None:
-        return next((c.value for c in self.jar if c.name == "holdfast_session"), None)
-
-
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def sign_in_target(location: str) -> dict[str, list[str]]:
-    """The query of a redirect to Holdfast's sign-in page (``/login?...``), decoded."""
-    parts = urllib.parse.urlsplit(location)
-    assert parts.path == "/login", location
-    return urllib.parse.parse_qs(parts.query)
-
-
-def sign_in_and_come_back(
-    browser: Browser, base: str, location: str, mailbox: Any, email: str
-) -> Any:
-    """Sign in on the page the proxy redirected to (``location``, through the proxy at
-    ``base``) and return what the protected app then answered (the echo's JSON)."""
-    sign_in = urllib.parse.urljoin(base, location)
-    status, _, page = browser.open(sign_in)
-    assert status == 200 and 'name="email"' in page
-    status, _, page = browser.open(sign_in, {"email": email, "csrf_token": csrf(page)})
-    assert status == 200 and "code" in page.lower()
-    code = {"code": mailbox.last_code(email), "csrf_token": csrf(page)}
-    status, _, body = browser.open(f"{base}/login/code", code)
-    assert status == 200, body
-    assert browser.session_cookie()
-    return json.loads(body)
 
 
 def test_nginx_auth_request_in_front_of_an_app(nginx, live_app, live_make, mailbox):

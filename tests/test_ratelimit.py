@@ -11,8 +11,10 @@ from sqlalchemy import select
 
 from app.models import OutboxMessage
 from app.ratelimit import Limit, client_network, parse_limits
-from tests.cluster import GUNICORN, Servers, call
-from tests.conftest import SECRET, request_code, require_tool
+from testkit.cluster import GUNICORN, Servers, call
+from testkit.tools import require_tool
+from testkit.values import SECRET
+from testkit.web import request_code
 
 #: one address written seven ways the account lookup takes as the same: case, spaces,
 #: full-width letters and full stops in the domain, the ideographic full stop
@@ -91,7 +93,7 @@ def test_one_address_in_any_spelling_has_one_budget(new_app, make, mailbox):
 
 
 def test_the_fresh_sign_in_page_draws_on_the_same_budget(new_app, make, mailbox):
-    from tests.conftest import csrf_from, login
+    from testkit.web import csrf_from, login
 
     app = new_app(RATELIMIT_CODES="3 per 10 minutes")
     make.user("again@acme.test", make.tenant("ag"))
@@ -197,7 +199,7 @@ def test_old_counters_are_purged(new_app, make):
 def test_every_code_check_draws_on_the_check_budgets(new_app, make, mailbox):
     """Emailed codes over the API, then over the page, for one address: the address's
     check budget (5) runs out whichever way the codes come; nothing past it is checked."""
-    from tests.conftest import csrf_from
+    from testkit.web import csrf_from
 
     app = new_app(RATELIMIT_CHECKS="5 per 10 minutes")
     make.user("ck@acme.test", make.tenant("ck"))
@@ -229,7 +231,7 @@ def test_every_code_check_draws_on_the_check_budgets(new_app, make, mailbox):
 def test_a_stale_session_cannot_guess_its_way_to_a_fresh_one(new_app, make, mailbox):
     """Finding 1: /login/again sends codes on the address's code budget and checks them
     on its check budget, like the sign-in page."""
-    from tests.conftest import csrf_from, login
+    from testkit.web import csrf_from, login
 
     app = new_app(RATELIMIT_CODES="3 per 10 minutes", RATELIMIT_CHECKS="6 per 10 minutes")
     services = app.extensions["holdfast"]
@@ -270,7 +272,7 @@ def test_wrong_app_codes_draw_on_the_budget_and_one_second_step_is_open(
 
     from app.core import events, mfa, totp
     from app.models import MfaChallenge, User
-    from tests.test_api import api_sign_in
+    from testkit.api import api_sign_in
 
     app = new_app(RATELIMIT_CHECKS="4 per 10 minutes")
     services = app.extensions["holdfast"]
@@ -304,7 +306,7 @@ def test_wrong_app_codes_draw_on_the_budget_and_one_second_step_is_open(
 
 def test_a_slowed_address_is_slowed_at_the_fresh_sign_in_too(new_app, make, mailbox):
     from app.models import CodeSlowdown
-    from tests.conftest import csrf_from, login
+    from testkit.web import csrf_from, login
 
     app = new_app()
     services = app.extensions["holdfast"]

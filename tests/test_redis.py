@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.models import RateCounter
-from tests.cluster import GUNICORN, Servers, call
-from tests.conftest import SECRET, require_tool
+from testkit.cluster import GUNICORN, Servers, call
+from testkit.tools import require_tool
+from testkit.values import SECRET
 
 
 def ask_code(base_url: str, email: str) -> int:

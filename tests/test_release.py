@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 
 from app.mail import plain_text
-from tests.cluster import ROOT, Browser, Server, Servers, answers, call
-from tests.conftest import Mailbox, csrf_from, require_tool
-from tests.databases import PostgresCluster
+from testkit.cluster import ROOT, Browser, Server, Servers, answers, call
+from testkit.databases import PostgresCluster
+from testkit.mail import Mailbox
+from testkit.tools import require_tool
+from testkit.web import csrf_from
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 #: a year: what a fingerprinted file may be cached for, at the least
@@ -155,6 +157,8 @@ def test_the_wheel_carries_the_code_templates_static_files_migrations_and_settin
     missing = expected - names
     assert not missing, f"not in the wheel: {sorted(missing)}"
     assert "app/static/vendor/.installed" not in names
+    # What only the tests and benchmarks use stays out of the wheel.
+    assert not {n for n in names if n.startswith(("testkit/", "tests/", "bench/"))}
     # Text assets ship compressed too; images that would not shrink do not.
     for asset in ("vendor/htmx.min.js", "vendor/pico.min.css", "css/app.css"):
         assert f"app/static/{asset}.gz" in names and f"app/static/{asset}.br" in names
@@ -298,6 +302,7 @@ def test_the_sdist_is_the_whole_source(release: Release):
         "LICENSE",
         "Makefile",
         "tests/test_release.py",
+        "testkit/cluster.py",
         "docs/deploy.md",
     ):
         assert needed in names, needed

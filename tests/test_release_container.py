@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import BIN, ROOT, call, free_port, wait_until
-from tests.conftest import require_tool
+from testkit.cluster import BIN, ROOT, call, free_port, wait_until
+from testkit.tools import require_tool
 
 pytestmark = pytest.mark.release
 

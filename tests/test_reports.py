@@ -18,7 +18,10 @@ from app.clock import FrozenClock
 from app.core import reports
 from app.core.errors import ValidationError
 from app.models import Device, Event, Tenant, User, UserSession
-from tests.conftest import UA_IPAD, Factory, Mailbox, csrf_from, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login
 
 FORMULA_AGENT = '=HYPERLINK("http://evil.test","click")'
 

@@ -15,7 +15,10 @@ from app import Services
 from app.clock import FrozenClock
 from app.core import audit, retention
 from app.models import Challenge, Device, Event, Tenant, User, UserSession
-from tests.conftest import UA_IPAD, Factory, Mailbox, csrf_from, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login
 
 DAY = 86400
 UA_PHONE = (

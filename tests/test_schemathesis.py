@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.test_api import CONTRACT, bearer, token_for
+from testkit.api import CONTRACT, bearer, token_for
 
 OPERATIONS = sorted(CONTRACT - {("post", "/api/auth/logout")})
 #: operations with input to get wrong (negative generation needs something to bend)

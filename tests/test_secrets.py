@@ -47,7 +47,8 @@ from app.sealing import (
     Unsealable,
     key_id,
 )
-from tests.conftest import Mailbox, csrf_from, request_code
+from testkit.mail import Mailbox
+from testkit.web import csrf_from, request_code
 
 DATA = Path(__file__).parent / "data"
 OLD = json.loads((DATA / "old-d972773.json").read_text())

@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from app import __version__, create_app, paths
 from app.cli.readiness import NotReady, preflight, wait_for_database
-from tests.cluster import HOLDFAST, ROOT, Server, Servers, answers, call, free_port, port_open
-from tests.conftest import SECRET
+from testkit.cluster import HOLDFAST, ROOT, Server, Servers, answers, call, free_port, port_open
+from testkit.values import SECRET
 
 PYPROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 

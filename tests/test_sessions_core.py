@@ -8,61 +8,25 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.dialects import sqlite
 
-from app.core import codes, session_check, sessions, signin
+from app.core import session_check, sessions
 from app.core.errors import InvalidSession, SessionExpired
 from app.core.events import Origin
 from app.db import scope_to_tenant
 from app.models import Event, User, UserSession, UTCDateTime
 from app.tokens import Claims, TokenExpired
-from tests.conftest import UA_MAC_CHROME, statements_run, writes_in
+from testkit.core import ask, check, enter, start_session
+from testkit.mail import outbox_drained
+from testkit.sql import statements_run, writes_in
+from testkit.values import UA_MAC_CHROME
 
 ORIGIN = Origin(ip="198.51.100.1", user_agent=UA_MAC_CHROME)
 
 
 @pytest.fixture
 def signed(services, clock, mailbox, member):
-    with services.session(write=True) as db:
-        challenge = codes.request_code(
-            db,
-            services.hasher,
-            member.email,
-            now=clock.now(),
-            origin=ORIGIN,
-            budgets=services.budgets,
-        )
-        db.commit()
-    with services.session(write=True) as db:
-        result = signin.sign_in(
-            db,
-            services.hasher,
-            challenge.id,
-            mailbox.last_code(member.email),
-            now=clock.now(),
-            origin=ORIGIN,
-            budgets=services.budgets,
-        )
-        db.commit()
-    token = services.keys.sign(
-        user_id=member.id,
-        tenant_id=member.tenant_id,
-        session_id=result.session.id,
-        now=clock.now(),
-        expires_at=result.session.absolute_deadline,
-    )
+    result, token = start_session(services, clock, mailbox, member.email, origin=ORIGIN)
+    outbox_drained(services)  # the code mail's own writes are done before a test counts
     return result, token
-
-
-def check(services, clock, token, touch=True):
-    """One request's session check, committed like a request."""
-    with services.session(write=True) as db:
-        claims = services.keys.verify(token, clock.now())
-        scope_to_tenant(db, claims.tenant_id)
-        try:
-            current = session_check.check_session(db, claims, now=clock.now(), touch=touch)
-            assert current.session is not None  # load the objects in the request, as a page does
-            return current
-        finally:
-            db.commit()
 
 
 def test_a_touch_leaves_a_session_ended_since_its_check_alone(services, clock, signed):
@@ -175,27 +139,8 @@ def test_writes_are_throttled(services, clock, signed):
 
 def test_end_other_sessions_keeps_the_current(services, clock, mailbox, member, signed):
     result, token = signed
-    with services.session(write=True) as db:
-        challenge = codes.request_code(
-            db,
-            services.hasher,
-            member.email,
-            now=clock.now(),
-            origin=ORIGIN,
-            budgets=services.budgets,
-        )
-        db.commit()
-    with services.session(write=True) as db:
-        signin.sign_in(
-            db,
-            services.hasher,
-            challenge.id,
-            mailbox.last_code(member.email, 2),
-            now=clock.now(),
-            origin=ORIGIN,
-            budgets=services.budgets,
-        )
-        db.commit()
+    challenge_id = ask(services, clock, member.email, origin=ORIGIN)
+    enter(services, clock, challenge_id, mailbox.last_code(member.email, 2), origin=ORIGIN)
     with services.session(write=True) as db:
         claims = services.keys.verify(token, clock.now())
         current = session_check.check_session(db, claims, now=clock.now())

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import User, UserSession
-from tests.conftest import csrf_from, request_code
+from testkit.web import csrf_from, request_code
 
 LINK = re.compile(r"(http://localhost)(/login/link/\S+)")
 

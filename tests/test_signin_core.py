@@ -3,43 +3,25 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
 
-from app.core import codes, signin
+from app.core import codes
 from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.models import Challenge, Event, UserSession
-from tests.conftest import UA_MAC_CHROME, outbox_drained
+from testkit import core
+from testkit.mail import outbox_drained
+from testkit.values import UA_MAC_CHROME
 
 ORIGIN = Origin(ip="203.0.113.7", user_agent=UA_MAC_CHROME)
 
 
-def ask(services, clock, email):
-    with services.session(write=True) as db:
-        challenge = codes.request_code(
-            db, services.hasher, email, now=clock.now(), origin=ORIGIN, budgets=services.budgets
-        )
-        db.commit()
-        return challenge.id
-
-
-def enter(services, clock, challenge_id, code, **options):
-    with services.session(write=True) as db:
-        try:
-            return signin.sign_in(
-                db,
-                services.hasher,
-                challenge_id,
-                code,
-                now=clock.now(),
-                origin=ORIGIN,
-                **options,
-                budgets=services.budgets,
-            )
-        finally:
-            db.commit()  # a HoldfastError leaves consistent state meant to be kept
+#: a code requested through the core from ORIGIN (the challenge id), and entered
+ask = partial(core.ask, origin=ORIGIN)
+enter = partial(core.enter, origin=ORIGIN)
 
 
 def test_code_is_mailed_and_stored_only_as_a_keyed_hash(services, clock, mailbox, member):

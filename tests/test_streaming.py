@@ -17,8 +17,9 @@ from werkzeug.serving import make_server
 
 from app.clock import SystemClock
 from app.models import Event
-from tests.cluster import Browser
-from tests.conftest import Factory, sending
+from testkit.cluster import Browser
+from testkit.mail import sending
+from testkit.rows import Factory
 
 EXPORTS = 200
 POOL = 5

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import json
-import urllib.request
 from typing import Any
 
 import jwt
@@ -22,8 +21,9 @@ from sqlalchemy import select
 
 from app.models import Event, UserSession
 from app.tokens import AUDIENCE, TOKEN_TYPE
-from tests.conftest import UA_IPAD, statements_run
-from tests.test_api import api_sign_in, assert_error, bearer, token_for
+from testkit.api import api_sign_in, assert_error, bearer, post_json, token_for
+from testkit.sql import statements_run
+from testkit.values import UA_IPAD
 
 CLAIMS = {"iss", "aud", "sub", "tid", "sid", "iat", "exp", "jti"}
 
@@ -227,17 +227,6 @@ def test_an_issued_token_verifies_offline_with_joserfc(client, issued, member, t
     late = jose_jwt.JWTClaimsRegistry(now=claims["exp"] + 1, exp={"essential": True})
     with pytest.raises(JoseError):
         late.validate(token.claims)
-
-
-def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 (http to the test's own server)
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (test server)
-        return json.load(answer)
 
 
 def test_pyjwt_recipe_from_the_docs_verifies_a_token(live_server, live_make, mailbox):

@@ -16,7 +16,8 @@ from app import create_app
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import Event, MfaChallenge, RecoveryCode, User, UserSession
-from tests.conftest import UA_IPAD, csrf_from, login, second_step, session_id_of
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login, second_step, session_id_of
 
 SECRET_ON_PAGE = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<')
 RECOVERY_ON_PAGE = re.compile(r'<code class="recovery-code">([a-z2-9]{5}-[a-z2-9]{5})</code>')

@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 
 from app.config import ConfigError
 from app.models import Challenge, Event, UserSession
-from tests.conftest import SECRET, csrf_from, login, outbox_drained, request_code, session_id_of
+from testkit.mail import outbox_drained
+from testkit.values import SECRET
+from testkit.web import csrf_from, login, request_code, session_id_of
 
 
 def events_of(services, kind):

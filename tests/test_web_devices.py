@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.models import Device, Event, UserSession
-from tests.conftest import UA_IPAD, csrf_from, login, session_id_of
+from testkit.values import UA_IPAD
+from testkit.web import csrf_from, login, session_id_of
 
 HTMX = {"HX-Request": "true"}
 

@@ -28,10 +28,13 @@ from sqlalchemy import func, select
 from app import webhook_transport
 from app.clock import FrozenClock
 from app.core import events, webhooks
-from app.models import Event, Tenant, User, WebhookDelivery, WebhookEndpoint
+from app.models import Event, User, WebhookDelivery, WebhookEndpoint
 from app.services import Services
 from app.worker import deliver_due
-from tests.conftest import SECRET, Factory, Mailbox, csrf_from, login
+from testkit.mail import Mailbox
+from testkit.rows import Factory
+from testkit.values import SECRET
+from testkit.web import csrf_from, login
 
 # --- a receiver on 127.0.0.1 --------------------------------------------------------------
 
@@ -95,14 +98,12 @@ def allowed(app: Flask) -> Flask:
     return app
 
 
-@pytest.fixture
-def admin_client(
-    app: Flask, make: Factory, tenant: Tenant, mailbox: Mailbox
-) -> tuple[FlaskClient, User]:
-    admin = make.user("ada@acme.test", tenant, role="admin")
-    client = app.test_client()
-    assert login(client, mailbox, admin.email).status_code == 302
-    return client, admin
+def policy_changed(services: Services, tenant_id: str) -> None:
+    """A policy.changed event of the tenant, committed: what the endpoints subscribe to."""
+    with services.session(write=True) as db:
+        now = services.clock.now()
+        events.record(db, "policy.changed", now=now, tenant_id=tenant_id, changes={})
+        db.commit()
 
 
 def register(client: FlaskClient, url: str, *kinds: str) -> Any:
@@ -138,13 +139,13 @@ def test_a_sign_in_is_delivered_signed_to_a_local_server(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     member: User,
     mailbox: Mailbox,
     receiver: Receiver,
 ) -> None:
-    admin, ada = admin_client
-    made = register(admin, receiver.url("/hooks"), "session.created", "session.ended")
+    made = register(admin_client, receiver.url("/hooks"), "session.created", "session.ended")
     assert made.status_code == 200, made.text
     secret = secret_in(made.text)
     assert secret.startswith("whsec_")
@@ -153,8 +154,8 @@ def test_a_sign_in_is_delivered_signed_to_a_local_server(
         assert endpoint.kinds == ["session.created", "session.ended"]
         assert secret.encode() not in endpoint.secret_encrypted
         created = db.scalars(select(Event).where(Event.kind == "webhook.created")).one()
-        assert created.actor_id == ada.id and created.details["endpoint_id"] == endpoint.id
-    assert secret not in admin.get("/admin/webhooks").text  # shown once only
+        assert created.actor_id == admin.id and created.details["endpoint_id"] == endpoint.id
+    assert secret not in admin_client.get("/admin/webhooks").text  # shown once only
 
     member_client = allowed.test_client()
     assert login(member_client, mailbox, member.email).status_code == 302
@@ -190,7 +191,7 @@ def test_a_sign_in_is_delivered_signed_to_a_local_server(
     assert body["data"]["sessionId"] == event.session_id and body["data"]["deviceId"]
     [done] = deliveries(services)
     assert done.status == "delivered" and done.attempts == 1 and done.response_status == 204
-    page = admin.get("/admin/webhooks")
+    page = admin_client.get("/admin/webhooks")
     assert f'id="delivery-{done.id}"' in page.text and "delivered" in page.text
 
 
@@ -198,31 +199,25 @@ def test_only_subscribed_kinds_of_the_own_tenant_are_queued(
     allowed: Flask,
     services: Services,
     make: Factory,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
 ) -> None:
-    admin, _ada = admin_client
-    assert register(admin, receiver.url("/trust"), "device.trusted").status_code == 200
-    assert register(admin, receiver.url("/policy"), "policy.changed").status_code == 200
+    assert register(admin_client, receiver.url("/trust"), "device.trusted").status_code == 200
+    assert register(admin_client, receiver.url("/policy"), "policy.changed").status_code == 200
     globex = make.tenant("globex")
     with services.session(write=True) as db:
         now = services.clock.now()
         events.record(db, "session.created", now=now, tenant_id=globex.id)
         events.record(db, "policy.changed", now=now, tenant_id=globex.id, changes={})
-        events.record(db, "session.created", now=now, tenant_id=admin_client[1].tenant_id)
-        events.record(
-            db, "policy.changed", now=now, tenant_id=admin_client[1].tenant_id, changes={}
-        )
+        events.record(db, "session.created", now=now, tenant_id=admin.tenant_id)
+        events.record(db, "policy.changed", now=now, tenant_id=admin.tenant_id, changes={})
         db.commit()
     queued = deliveries(services)
-    assert [(d.kind, d.tenant_id) for d in queued] == [
-        ("policy.changed", admin_client[1].tenant_id)
-    ]
+    assert [(d.kind, d.tenant_id) for d in queued] == [("policy.changed", admin.tenant_id)]
     # A rolled-back event queues nothing.
     with services.session(write=True) as db:
-        events.record(
-            db, "policy.changed", now=services.clock.now(), tenant_id=admin_client[1].tenant_id
-        )
+        events.record(db, "policy.changed", now=services.clock.now(), tenant_id=admin.tenant_id)
         db.flush()
         db.rollback()
     assert len(deliveries(services)) == 1
@@ -235,15 +230,13 @@ def test_failures_are_retried_with_exponential_backoff(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
 ) -> None:
-    admin, ada = admin_client
     receiver.statuses["/flaky"] = 503
-    assert register(admin, receiver.url("/flaky"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={})
-        db.commit()
+    assert register(admin_client, receiver.url("/flaky"), "policy.changed").status_code == 200
+    policy_changed(services, admin.tenant_id)
     waits = []
     for attempt in range(1, 5):
         assert work(services, allowed) == 1
@@ -271,16 +264,14 @@ def test_a_delivery_that_keeps_failing_gives_up_and_can_be_retried(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
     mailbox: Mailbox,
 ) -> None:
-    admin, ada = admin_client
     receiver.statuses["/down"] = 500
-    assert register(admin, receiver.url("/down"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={})
-        db.commit()
+    assert register(admin_client, receiver.url("/down"), "policy.changed").status_code == 200
+    policy_changed(services, admin.tenant_id)
     for _ in range(webhooks.MAX_ATTEMPTS):
         assert work(services, allowed) == 1
         clock.advance(hours=6)
@@ -290,10 +281,10 @@ def test_a_delivery_that_keeps_failing_gives_up_and_can_be_retried(
     assert len(receiver.at("/down")) == webhooks.MAX_ATTEMPTS
     # The admin sees it and sends it again once the receiver is fixed.
     receiver.statuses["/down"] = 200
-    assert login(admin, mailbox, ada.email).status_code == 302  # a fresh sign-in
-    page = admin.get("/admin/webhooks")
+    assert login(admin_client, mailbox, admin.email).status_code == 302  # a fresh sign-in
+    page = admin_client.get("/admin/webhooks")
     assert "failed" in page.text and "HTTP 500" in page.text
-    retried = admin.post(
+    retried = admin_client.post(
         f"/admin/webhooks/deliveries/{delivery.id}/retry",
         data={"csrf_token": csrf_from(page.text)},
     )
@@ -309,23 +300,23 @@ def test_a_failing_endpoint_does_not_block_the_others(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
 ) -> None:
-    admin, ada = admin_client
     receiver.statuses["/broken"] = 500
-    assert register(admin, receiver.url("/broken"), "policy.changed").status_code == 200
+    assert register(admin_client, receiver.url("/broken"), "policy.changed").status_code == 200
     # Nothing listens on this port: the connection is refused.
     dead = receiver.base.rsplit(":", 1)[0] + ":9"
-    assert register(admin, dead + "/gone", "policy.changed").status_code == 200
-    assert register(admin, receiver.url("/fine"), "policy.changed").status_code == 200
+    assert register(admin_client, dead + "/gone", "policy.changed").status_code == 200
+    assert register(admin_client, receiver.url("/fine"), "policy.changed").status_code == 200
     for number in range(3):
         with services.session(write=True) as db:
             events.record(
                 db,
                 "policy.changed",
                 now=clock.now(),
-                tenant_id=ada.tenant_id,
+                tenant_id=admin.tenant_id,
                 changes={"n": number},
             )
             db.commit()
@@ -344,9 +335,8 @@ def test_a_failing_endpoint_does_not_block_the_others(
 
 
 def test_private_and_local_addresses_are_refused_unless_allowed(
-    app: Flask, services: Services, admin_client: tuple[FlaskClient, User], receiver: Receiver
+    app: Flask, services: Services, admin_client: FlaskClient, receiver: Receiver
 ) -> None:
-    admin, _ada = admin_client
     unreachable = "That address is not allowed or not reachable."
     for url, message in (
         (receiver.url("/hooks"), "must start with https://"),
@@ -360,15 +350,15 @@ def test_private_and_local_addresses_are_refused_unless_allowed(
         ("https://", "needs a host name"),
         ("https://example.invalid/hooks", unreachable),
     ):
-        answer = register(admin, url, "session.created")
+        answer = register(admin_client, url, "session.created")
         assert answer.status_code == 422, url
         shown = re.search(r'id="webhook-error">([^<]*)<', answer.text)
         assert shown is not None and message in shown.group(1), (url, answer.text)
         if message == unreachable:  # never which address, nor whether private or unknown
             assert shown.group(1) == webhooks.UNREACHABLE
-    unknown = register(admin, "https://example.com/hooks", "user.created")
+    unknown = register(admin_client, "https://example.com/hooks", "user.created")
     assert unknown.status_code == 422 and "Unknown event kind: user.created" in unknown.text
-    no_kinds = register(admin, "https://example.com/hooks")
+    no_kinds = register(admin_client, "https://example.com/hooks")
     assert no_kinds.status_code == 422 and "at least one kind" in no_kinds.text
     with services.session() as db:
         assert db.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
@@ -378,15 +368,13 @@ def test_a_url_that_turned_private_is_refused_at_delivery(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
 ) -> None:
-    admin, ada = admin_client
-    assert register(admin, receiver.url("/hooks"), "policy.changed").status_code == 200
+    assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
     allowed.config["WEBHOOK_ALLOW_PRIVATE"] = False
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={})
-        db.commit()
+    policy_changed(services, admin.tenant_id)
     assert work(services, allowed) == 1
     assert receiver.received == []
     [delivery] = deliveries(services)
@@ -434,17 +422,16 @@ def test_deleting_an_endpoint_drops_its_queue(
     allowed: Flask,
     services: Services,
     clock: FrozenClock,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
 ) -> None:
-    admin, ada = admin_client
-    assert register(admin, receiver.url("/hooks"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={})
-        db.commit()
+    assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
+    policy_changed(services, admin.tenant_id)
+    with services.session() as db:
         endpoint_id = db.scalars(select(WebhookEndpoint.id)).one()
-    page = admin.get("/admin/webhooks")
-    answer = admin.post(
+    page = admin_client.get("/admin/webhooks")
+    answer = admin_client.post(
         f"/admin/webhooks/{endpoint_id}/delete", data={"csrf_token": csrf_from(page.text)}
     )
     assert answer.status_code == 302
@@ -454,7 +441,9 @@ def test_deleting_an_endpoint_drops_its_queue(
         assert db.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
         gone = db.scalars(select(Event).where(Event.kind == "webhook.deleted")).one()
         assert gone.details["deliveries_dropped"] == 1
-    other = admin.post("/admin/webhooks/whk_nope/delete", data={"csrf_token": csrf_from(page.text)})
+    other = admin_client.post(
+        "/admin/webhooks/whk_nope/delete", data={"csrf_token": csrf_from(page.text)}
+    )
     assert other.status_code == 404
 
 
@@ -479,23 +468,24 @@ def test_members_cannot_manage_webhooks(
 def test_an_erasure_tells_integrations_which_sessions_ended(
     allowed: Flask,
     services: Services,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
     member: User,
     mailbox: Mailbox,
     receiver: Receiver,
 ) -> None:
     """The session.ended deliveries of an erasure carry the real ids (a receiver cannot
     act on a pseudonym); the person's finished deliveries are deleted."""
-    admin, _ada = admin_client
     assert (
-        register(admin, receiver.url("/hooks"), "session.created", "session.ended").status_code
+        register(
+            admin_client, receiver.url("/hooks"), "session.created", "session.ended"
+        ).status_code
         == 200
     )
     member_client = allowed.test_client()
     assert login(member_client, mailbox, member.email).status_code == 302
     assert work(services, allowed) == 1  # session.created, delivered
-    page = admin.get(f"/admin/users/{member.id}/erase")
-    done = admin.post(
+    page = admin_client.get(f"/admin/users/{member.id}/erase")
+    done = admin_client.post(
         f"/admin/users/{member.id}/erase",
         data={"csrf_token": csrf_from(page.text), "confirm": member.email},
     )
@@ -512,17 +502,15 @@ def test_the_worker_command_delivers_until_stopped(
     services: Services,
     clock: FrozenClock,
     database_url: str,
-    admin_client: tuple[FlaskClient, User],
+    admin_client: FlaskClient,
+    admin: User,
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     """`holdfast worker` as its own process: it sends what is queued, keeps polling, and
     stops cleanly on SIGTERM."""
-    admin, ada = admin_client
-    assert register(admin, receiver.url("/hooks"), "policy.changed").status_code == 200
-    with services.session(write=True) as db:
-        events.record(db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={})
-        db.commit()
+    assert register(admin_client, receiver.url("/hooks"), "policy.changed").status_code == 200
+    policy_changed(services, admin.tenant_id)
     command = Path(sys.executable).with_name("holdfast")
     env = {
         **os.environ,
@@ -548,7 +536,7 @@ def test_the_worker_command_delivers_until_stopped(
         # A second event while it runs: picked up on a later poll.
         with services.session(write=True) as db:
             events.record(
-                db, "policy.changed", now=clock.now(), tenant_id=ada.tenant_id, changes={"n": 2}
+                db, "policy.changed", now=clock.now(), tenant_id=admin.tenant_id, changes={"n": 2}
             )
             db.commit()
         while len(receiver.at("/hooks")) < 2 and time.monotonic() < deadline:

@@ -28,7 +28,7 @@ from app import create_app, migrate  # noqa: E402
 from app.clock import FrozenClock  # noqa: E402
 from app.core import accounts, events, signin, totp, webhooks  # noqa: E402
 from app.models import User, WebhookEndpoint, new_id  # noqa: E402
-from tests.conftest import SECRET, START  # noqa: E402
+from testkit.values import SECRET, START  # noqa: E402
 
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 WEBHOOK_SECRET = "whsec_old-code-secret-0123456789abcdef"

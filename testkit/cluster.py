@@ -46,6 +46,7 @@ STOP_TIMEOUT = 10.0
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -161,24 +162,32 @@ class Browser:
         return self.request("POST", path, form)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that answers in JSON: the base of the echoing upstream apps
+    the proxy tests put behind nginx and Caddy."""
+
+    def send_json(self, value: Any) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
 class EchoApp:
     """The application behind nginx's auth_request: answers every GET with the
     X-Holdfast-* headers it was given, as JSON (on 127.0.0.1, a free port)."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 seen = {k: v for k, v in self.headers.items() if k.lower().startswith("x-holdfast")}
                 seen["authorization"] = self.headers.get("Authorization")
-                body = json.dumps(seen).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
+                self.send_json(seen)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -8,12 +8,13 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from testkit.cluster import free_port
 
 BACKEND = os.environ.get("HOLDFAST_TEST_DB", "sqlite")
 
@@ -24,12 +25,6 @@ def postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresCluster:
     """initdb + pg_ctl in a temp folder, trust auth on 127.0.0.1 only, stopped at the end.
     The server refuses to run as root, so as root it runs as the postgres user."""
@@ -37,7 +32,7 @@ class PostgresCluster:
     def __init__(self, bin_dir: Path) -> None:
         self.bin = bin_dir
         self.folder = Path(tempfile.mkdtemp(prefix="holdfast-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
 
     def _run(self, *args: str) -> None:
@@ -47,22 +42,13 @@ class PostgresCluster:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def start(self) -> PostgresCluster:
+        """A new cluster (initdb) in the temp folder, started; raises CalledProcessError
+        with PostgreSQL's output when initdb or pg_ctl fail."""
         if self.as_root:
             shutil.chown(self.folder, "postgres")
         data = self.folder / "data"
         self._run(self.bin / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
-        self._run(
-            self.bin / "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            self.folder / "pg.log",
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
+        self.resume()
         return self
 
     def pause(self, mode: str = "fast") -> None:
@@ -71,6 +57,7 @@ class PostgresCluster:
         self._run(self.bin / "pg_ctl", "-D", self.folder / "data", "-m", mode, "-w", "stop")
 
     def resume(self) -> None:
+        """Start the server on the cluster's data (again, after :meth:`pause`)."""
         options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off'"
         self._run(
             self.bin / "pg_ctl",
