@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.core import events, mfa
+from app.core import events
 from app.core.events import Origin
 from app.core.sessions import SESSION_BY_ID, deadlines
 from app.crypto import Hasher
@@ -46,6 +46,9 @@ ACR_MFA = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 #: RFC 8176 values by Holdfast's sign-in methods (UserSession.sign_in_method, when it
 #: exists): an emailed code, link or recovery code is a one-time password; a passkey is
 #: a hardware-bound key with user verification
+#: sign-in methods that finish a second step after the emailed code (app.core.signin)
+SECOND_STEPS = frozenset({"app", "recovery"})
+
 _AMR = {
     "code": ["otp"],
     "link": ["otp"],
@@ -56,11 +59,11 @@ _AMR = {
 
 
 def amr_for(method: str, *, second_factor: bool) -> tuple[list[str], str | None]:
-    """The ID token's ``amr`` and ``acr`` for a session signed in by ``method`` ("code",
-    "app", "passkey", "recovery", "link"), with or without a second factor. The one place
-    that decides them. Until sessions record their method, callers pass "code" (every
-    session on this branch began with an emailed code) and ``second_factor`` from the
-    person's settings (:func:`session_amr`)."""
+    """The ID token's ``amr`` (RFC 8176 values) and ``acr`` for a session signed in by
+    ``method`` ("code", "app", "passkey", "recovery", "link"), with or without a second
+    factor. The one place that decides them: a passkey counts as two factors (the device
+    and its user verification), like the emailed code followed by an app or recovery
+    code."""
     amr = list(_AMR.get(method, ["otp"]))
     multi = second_factor or method == "passkey"
     if second_factor and "otp" not in amr:
@@ -71,10 +74,12 @@ def amr_for(method: str, *, second_factor: bool) -> tuple[list[str], str | None]
     return amr, None
 
 
-def session_amr(user: User, tenant: Tenant) -> tuple[list[str], str | None]:
-    """:func:`amr_for` of a session of ``user``: the sign-in took a second factor exactly
-    when the person's sign-in requires one (app.core.mfa.required)."""
-    return amr_for("code", second_factor=mfa.required(user, tenant))
+def session_amr(session: UserSession) -> tuple[list[str], str | None]:
+    """:func:`amr_for` of ``session``, by how it was signed in (``sign_in_method``; a
+    session from before sessions recorded it began with an emailed code). "app" and
+    "recovery" mean the emailed code was followed by a second step."""
+    method = session.sign_in_method or "code"
+    return amr_for(method, second_factor=method in SECOND_STEPS)
 
 
 def _hash(hasher: Hasher, kind: str, value: str) -> str:
@@ -130,7 +135,7 @@ def issue_code(
 ) -> OidcCode:
     """Store the authorization code ``code`` (made by the protocol library) for the
     person of ``signed_in``, tied to that session."""
-    amr, acr = session_amr(signed_in.user, signed_in.tenant)
+    amr, acr = session_amr(signed_in.session)
     row = OidcCode(
         id=new_id("oac"),
         tenant_id=client.tenant_id,

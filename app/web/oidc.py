@@ -139,7 +139,7 @@ class Person:
 
     @classmethod
     def of_session(cls, signed_in: LiveSession) -> Person:
-        amr, acr = oidc_grants.session_amr(signed_in.user, signed_in.tenant)
+        amr, acr = oidc_grants.session_amr(signed_in.session)
         return cls(signed_in, auth_time=signed_in.session.authenticated_at, amr=amr, acr=acr)
 
 
