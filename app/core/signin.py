@@ -150,7 +150,8 @@ def sign_in(
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
-    codes.require_code_shape(code)  # a typing slip costs no try and no budget
+    if link_secret is None:  # a link carries no typed code (it is checked below)
+        codes.require_code_shape(code)  # a typing slip costs no try and no budget
     accounts = codes.accounts_for(db, challenge)
     code_checks.before_check(
         db,
