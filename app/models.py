@@ -443,7 +443,7 @@ PASSKEY_PURPOSES = ("register", "sign_in", "reauth")
 
 class PasskeyChallenge(Base):
     """One WebAuthn ceremony's challenge: single use, 5 minutes, bound to the relying
-    party id and origin it was made for (app.core.passkeys)."""
+    party id and origin it was made for (app.core.passkey_challenges)."""
 
     __tablename__ = "passkey_challenges"
 

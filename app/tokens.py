@@ -232,8 +232,9 @@ class KeyRing:
     def sign_claims(self, claims: dict[str, Any], *, typ: str, now: datetime) -> str:
         """``claims`` signed as they are, with the key that signs at ``now`` (its ``kid``
         in the header, so the JWKS verifies it): the tokens Holdfast issues as an OpenID
-        Provider (ID and logout tokens, app.web.oidc). Their ``typ`` differs from
-        :data:`TOKEN_TYPE`, so :meth:`verify` never takes one for a session token."""
+        Provider (ID tokens in app.web.oidc_server, logout tokens in app.worker). Their
+        ``typ`` differs from :data:`TOKEN_TYPE`, so :meth:`verify` never takes one for a
+        session token."""
         if typ == TOKEN_TYPE:
             raise ValueError("session tokens are made by sign()")
         signing = self._signer(now)

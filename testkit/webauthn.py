@@ -13,14 +13,14 @@ import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.core import passkeys
+from app.core.passkey_challenges import RelyingParty
 from testkit.api import bearer
 
 #: authenticator data flags (WebAuthn §6.1): user present, verified, backup eligible and
 #: backed up, attested credential data
 UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
 
-RP = passkeys.RelyingParty.from_base_url("http://localhost", "Holdfast")
+RP = RelyingParty.from_base_url("http://localhost", "Holdfast")
 
 
 def b64(raw: bytes) -> str:

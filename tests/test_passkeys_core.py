@@ -1,8 +1,9 @@
-"""Passkey rules in the core (app.core.passkeys), with a software authenticator: a P-256
-key pair that answers WebAuthn ceremonies as an authenticator would (attestation
-``none``). The browser tests (test_browser_passkeys.py) run the same ceremonies in
-Chromium; these cover what a browser cannot be made to send: expired challenges, other
-origins and relying parties, missing user verification, changed backup flags, counters."""
+"""Passkey rules in the core (app.core.passkeys, app.core.passkey_challenges), with a
+software authenticator: a P-256 key pair that answers WebAuthn ceremonies as an
+authenticator would (attestation ``none``). The browser tests (test_browser_passkeys.py)
+run the same ceremonies in Chromium; these cover what a browser cannot be made to send:
+expired challenges, other origins and relying parties, missing user verification, changed
+backup flags, counters."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from app.core import events, passkeys
 from app.core.errors import Forbidden
+from app.core.passkey_challenges import PasskeyRefused, RelyingParty
 from app.models import Alert, Event, Passkey, PasskeyChallenge
 from testkit.api import assert_error, bearer, token_for
 from testkit.webauthn import RP, SoftAuthenticator, b64, register, unb64
@@ -40,10 +42,10 @@ def sam_device(client, mailbox, member) -> SoftAuthenticator:
 
 
 def test_the_relying_party_is_the_base_urls_host():
-    rp = passkeys.RelyingParty.from_base_url("https://id.Acme.test:8443/holdfast", "Acme")
+    rp = RelyingParty.from_base_url("https://id.Acme.test:8443/holdfast", "Acme")
     assert (rp.id, rp.origin, rp.name) == ("id.acme.test", "https://id.acme.test:8443", "Acme")
     with pytest.raises(ValueError, match="no host"):
-        passkeys.RelyingParty.from_base_url("not a url", "x")
+        RelyingParty.from_base_url("not a url", "x")
 
 
 def test_options_are_single_use_challenges_for_this_relying_party(db, clock):
@@ -63,33 +65,33 @@ def test_a_passkey_signs_in_once_per_challenge(db, clock, sam_device, member):
     db.commit()
     stored = db.scalars(select(Passkey).where(Passkey.user_id == member.id)).one()
     assert stored.sign_count == 1 and stored.last_used_at == clock.now()
-    with pytest.raises(passkeys.PasskeyRefused, match="used already"):
+    with pytest.raises(PasskeyRefused, match="used already"):
         verify(db, clock, challenge_id, answer)
 
 
 def test_an_expired_challenge_is_refused(db, clock, sam_device):
     challenge_id, options = sign_in_options(db, clock)
     clock.advance(minutes=5, seconds=1)
-    with pytest.raises(passkeys.PasskeyRefused, match="ended"):
+    with pytest.raises(PasskeyRefused, match="ended"):
         verify(db, clock, challenge_id, sam_device.get(options))
 
 
 def test_another_origin_or_relying_party_is_refused(db, clock, sam_device):
     challenge_id, options = sign_in_options(db, clock)
     sam_device.origin = "http://localhost.evil.test"
-    with pytest.raises(passkeys.PasskeyRefused):
+    with pytest.raises(PasskeyRefused):
         verify(db, clock, challenge_id, sam_device.get(options))
     sam_device.origin = RP.origin
     # A challenge made for this relying party cannot be answered to another one.
     challenge_id, options = sign_in_options(db, clock)
-    other = passkeys.RelyingParty.from_base_url("http://other.test", "Other")
-    with pytest.raises(passkeys.PasskeyRefused, match="ended"):
+    other = RelyingParty.from_base_url("http://other.test", "Other")
+    with pytest.raises(PasskeyRefused, match="ended"):
         verify(db, clock, challenge_id, sam_device.get(options), rp=other)
 
 
 def test_an_answer_without_user_verification_is_refused(db, clock, sam_device):
     challenge_id, options = sign_in_options(db, clock)
-    with pytest.raises(passkeys.PasskeyRefused):
+    with pytest.raises(PasskeyRefused):
         verify(db, clock, challenge_id, sam_device.get(options, verified=False))
 
 
@@ -98,7 +100,7 @@ def test_a_forged_signature_is_refused_and_raises_no_alert(db, clock, sam_device
     answer = sam_device.get(options)
     answer["response"]["signature"] = b64(b"\x30\x06\x02\x01\x01\x02\x01\x01")
     sam_device.count = 0  # a forger who also sends a low counter
-    with pytest.raises(passkeys.PasskeyRefused):
+    with pytest.raises(PasskeyRefused):
         verify(db, clock, challenge_id, answer)
     assert db.scalars(select(Alert).execution_options(all_tenants=True)).all() == []
 
@@ -109,7 +111,7 @@ def test_a_counter_going_back_is_a_clone(db, clock, sam_device, member):
     db.commit()
     sam_device.count = 0  # the copy still counts from where the key was copied
     challenge_id, options = sign_in_options(db, clock)
-    with pytest.raises(passkeys.PasskeyRefused, match="looks copied"):
+    with pytest.raises(PasskeyRefused, match="looks copied"):
         verify(db, clock, challenge_id, sam_device.get(options))
     db.commit()
     alert = db.scalars(select(Alert).execution_options(all_tenants=True)).one()
@@ -134,14 +136,14 @@ def test_a_synced_passkey_without_a_counter_signs_in_again_and_again(
 def test_backup_eligibility_cannot_change(db, clock, sam_device):
     sam_device.synced = True  # registered single-device; now claims to be syncable
     challenge_id, options = sign_in_options(db, clock)
-    with pytest.raises(passkeys.PasskeyRefused, match="does not match"):
+    with pytest.raises(PasskeyRefused, match="does not match"):
         verify(db, clock, challenge_id, sam_device.get(options))
 
 
 def test_a_sign_in_limited_to_a_tenant_refuses_other_tenants_passkeys(db, clock, sam_device, make):
     globex = make.tenant("globex")
     challenge_id, options = sign_in_options(db, clock, tenant_id=globex.id)
-    with pytest.raises(passkeys.PasskeyRefused, match="another organisation"):
+    with pytest.raises(PasskeyRefused, match="another organisation"):
         verify(db, clock, challenge_id, sam_device.get(options))
 
 

@@ -1,5 +1,5 @@
 """The apps a tenant signs its people into through OpenID Connect (Holdfast as the
-OpenID Provider; the protocol itself is app.web.oidc, on Authlib).
+OpenID Provider; the protocol itself is app.web.oidc_server, on Authlib).
 
 * **Registration.** A tenant admin (or the operator, ``holdfast oidc client add``)
   registers an app: a name, its redirect URIs, optionally post-logout URIs and a

@@ -5,11 +5,9 @@ The ceremonies run over py_webauthn (the ``webauthn`` package): it parses the br
 JSON, the CBOR attestation and the COSE keys, and checks challenge, origin, relying-party
 id hash, flags and signature. What this module adds:
 
-* **Challenges** (:class:`~app.models.PasskeyChallenge`): 32 random bytes, single use
-  (one conditional UPDATE claims it, so of two answers to one challenge exactly one can
-  pass), dead after :data:`CHALLENGE_LIFETIME`, bound to the purpose they were made for,
-  to the relying party (the host of ``HOLDFAST_BASE_URL``) and origin, and for a
-  registration or fresh sign-in to the session that asked.
+* **Challenges** (app.core.passkey_challenges): single use, short-lived, bound to the
+  purpose, relying party and origin they were made for, and for a registration or fresh
+  sign-in to the session that asked.
 * **Verification** asks for user verification (a PIN or biometric) on every ceremony:
   a passkey sign-in is then two factors at once (the device and the person), which is
   why it needs no emailed code and counts as an admin's second factor, as Keycloak's
@@ -27,18 +25,17 @@ id hash, flags and signature. What this module adds:
   one tenant (``tenant_id`` on the options), and then a passkey of an account in any
   other tenant is refused. A fresh sign-in takes only the signed-in person's passkeys.
 * **Policy.** A tenant that turns ``allow_passkeys`` off refuses new passkeys and passkey
-  sign-ins of its people; existing passkeys stay listed so they can be removed.
+  sign-ins of its people; existing passkeys stay listed so they can be removed
+  (app.core.passkey_management: listing, renaming, removing).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -63,48 +60,22 @@ from webauthn.helpers.structs import (
 
 from app.core import alerts, events, reauth, signin
 from app.core.access import FreshSignInRequired, is_fresh
-from app.core.deployment import deployment
-from app.core.errors import Forbidden, HoldfastError, NotFound, ValidationError
+from app.core.errors import Forbidden, ValidationError
 from app.core.events import Origin
+from app.core.passkey_challenges import (
+    PasskeyRefused,
+    RelyingParty,
+    claim_challenge,
+    new_challenge,
+)
+from app.core.passkey_management import MAX_NAME, checked_name, list_passkeys, mail_owner
 from app.core.sessions import Current
 from app.crypto import Hasher
-from app.models import Device, Passkey, PasskeyChallenge, Tenant, User, UserSession
-from app.outbox import queue_mail
+from app.models import Device, Passkey, PasskeyChallenge, Tenant, User
 
-CHALLENGE_LIFETIME = timedelta(minutes=5)
 #: what the browser is told to wait, in milliseconds (the challenge lives a little longer)
 TIMEOUT_MS = 4 * 60 * 1000
-MAX_NAME = 100
 MAX_PASSKEYS = 20
-
-
-class PasskeyRefused(HoldfastError):
-    """The passkey answer was not accepted (unknown or removed passkey, wrong challenge,
-    origin or signature, a cloned authenticator...)."""
-
-    code, status, message = (
-        "invalid_passkey",
-        400,
-        "That passkey was not accepted. Try again, or sign in with an emailed code.",
-    )
-
-
-@dataclass(frozen=True)
-class RelyingParty:
-    """Who the passkeys are for: ``id`` is the host of HOLDFAST_BASE_URL (no port, no
-    IP address: browsers refuse those), ``origin`` the scheme, host and port the pages are
-    served from, ``name`` what authenticators show."""
-
-    id: str
-    origin: str
-    name: str
-
-    @classmethod
-    def from_base_url(cls, base_url: str, name: str) -> RelyingParty:
-        parts = urlsplit(base_url)
-        if not parts.hostname or parts.scheme not in ("http", "https"):
-            raise ValueError(f"HOLDFAST_BASE_URL {base_url!r} has no host for passkeys")
-        return cls(id=parts.hostname, origin=f"{parts.scheme}://{parts.netloc}".lower(), name=name)
 
 
 @dataclass
@@ -113,61 +84,6 @@ class Verified:
 
     passkey: Passkey
     user: User
-
-
-# --- challenges ---------------------------------------------------------------------------
-
-
-def _new_challenge(
-    db: Session,
-    rp: RelyingParty,
-    purpose: str,
-    *,
-    now: datetime,
-    tenant_id: str | None = None,
-    user_id: str | None = None,
-    session_id: str | None = None,
-) -> PasskeyChallenge:
-    row = PasskeyChallenge(
-        purpose=purpose,
-        challenge=secrets.token_bytes(32),
-        rp_id=rp.id,
-        origin=rp.origin,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        session_id=session_id,
-        created_at=now,
-        expires_at=now + CHALLENGE_LIFETIME,
-    )
-    db.add(row)
-    db.flush()
-    return row
-
-
-def _claim_challenge(
-    db: Session, rp: RelyingParty, challenge_id: Any, purpose: str, *, now: datetime
-) -> PasskeyChallenge:
-    """The live challenge ``challenge_id`` of ``purpose``, used up here: of parallel
-    answers exactly one gets it. Raises PasskeyRefused (unknown, used, expired, another
-    purpose or relying party)."""
-    if not isinstance(challenge_id, str) or len(challenge_id) > 40:
-        raise PasskeyRefused("That passkey request has ended. Try again.")
-    claimed = db.execute(
-        update(PasskeyChallenge)
-        .where(
-            PasskeyChallenge.id == challenge_id,
-            PasskeyChallenge.purpose == purpose,
-            PasskeyChallenge.consumed_at.is_(None),
-            PasskeyChallenge.expires_at > now,
-            PasskeyChallenge.rp_id == rp.id,
-            PasskeyChallenge.origin == rp.origin,
-        )
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if claimed != 1:
-        raise PasskeyRefused("That passkey request has ended or was used already. Try again.")
-    return db.get_one(PasskeyChallenge, challenge_id, populate_existing=True)
 
 
 def _options(options: Any) -> dict[str, Any]:
@@ -193,7 +109,7 @@ def registration_options(
     mine = list_passkeys(db, current.user)
     if len(mine) >= MAX_PASSKEYS:
         raise ValidationError(f"You have {MAX_PASSKEYS} passkeys: remove one first.")
-    row = _new_challenge(
+    row = new_challenge(
         db,
         rp,
         "register",
@@ -239,8 +155,8 @@ def register(
         raise FreshSignInRequired(
             "Confirm it's you first: adding a passkey needs a recent sign-in."
         )
-    clean_name = _clean_name(name) if name is not None else None
-    challenge = _claim_challenge(db, rp, challenge_id, "register", now=now)
+    clean_name = checked_name(name) if name is not None else None
+    challenge = claim_challenge(db, rp, challenge_id, "register", now=now)
     if challenge.user_id != current.user.id or challenge.session_id != current.session.id:
         raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
     try:
@@ -291,7 +207,7 @@ def register(
         name=passkey.name,
         synced=passkey.backup_eligible,
     )
-    _mail(db, "passkey_added", current.user, current.tenant, passkey, now=now, origin=origin)
+    mail_owner(db, "passkey_added", current.user, current.tenant, passkey, now=now, origin=origin)
     return passkey
 
 
@@ -305,7 +221,7 @@ def sign_in_options(
     empty: the browser offers the person's passkeys for this site), optionally limited to
     one tenant. userVerification is "preferred" in the options, as browsers show autofill
     for; the answer must still carry it (see the module docstring)."""
-    row = _new_challenge(db, rp, "sign_in", now=now, tenant_id=tenant_id)
+    row = new_challenge(db, rp, "sign_in", now=now, tenant_id=tenant_id)
     options = generate_authentication_options(
         rp_id=rp.id,
         challenge=row.challenge,
@@ -325,7 +241,7 @@ def reauth_options(
     mine = list_passkeys(db, current.user)
     if not mine:
         raise ValidationError("You have no passkey yet: use an emailed code.")
-    row = _new_challenge(
+    row = new_challenge(
         db,
         rp,
         "reauth",
@@ -364,7 +280,7 @@ def verify(
     Raises PasskeyRefused for any of those (a counter going back is also audited as
     ``passkey.cloned`` and raised as a high alert; the refusal commits those), or Forbidden
     (the person's tenant does not allow passkeys)."""
-    challenge = _claim_challenge(db, rp, challenge_id, purpose, now=now)
+    challenge = claim_challenge(db, rp, challenge_id, purpose, now=now)
     if current is not None and challenge.session_id != current.session.id:
         raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
     try:
@@ -531,100 +447,6 @@ def _cloned(
     )
 
 
-# --- the person's passkeys ----------------------------------------------------------------
-
-
-def list_passkeys(db: Session, user: User) -> list[Passkey]:
-    return list(
-        db.scalars(
-            select(Passkey)
-            .where(Passkey.user_id == user.id)
-            .order_by(Passkey.created_at, Passkey.id)
-            .execution_options(all_tenants=True)
-        )
-    )
-
-
-def passkey_share(db: Session, tenant_id: str, since: datetime) -> int:
-    """The percentage (rounded down) of the tenant's sign-ins since ``since`` that used a
-    passkey; 0 when there were none."""
-    total, by_passkey = db.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(case((UserSession.sign_in_method == "passkey", 1), else_=0)), 0),
-        ).where(UserSession.tenant_id == tenant_id, UserSession.created_at >= since)
-    ).one()
-    return int(by_passkey) * 100 // int(total) if total else 0
-
-
-def device_names(db: Session, passkeys: list[Passkey]) -> dict[str, str]:
-    """The display names of the devices the passkeys were added and last used on."""
-    ids = {p.created_device_id for p in passkeys} | {p.last_device_id for p in passkeys}
-    ids.discard(None)
-    if not ids:
-        return {}
-    rows = db.scalars(select(Device).where(Device.id.in_(ids)).execution_options(all_tenants=True))
-    return {row.id: row.display_name for row in rows}
-
-
-def _mine(db: Session, current: Current, passkey_id: Any) -> Passkey:
-    passkey = db.get(Passkey, passkey_id) if isinstance(passkey_id, str) else None
-    if passkey is None or passkey.user_id != current.user.id:
-        raise NotFound("No such passkey.")
-    return passkey
-
-
-def rename(
-    db: Session, current: Current, passkey_id: Any, name: Any, *, now: datetime, origin: Origin
-) -> Passkey:
-    """Give one of the person's passkeys a new name. Raises NotFound or ValidationError."""
-    passkey = _mine(db, current, passkey_id)
-    passkey.name = _clean_name(name)
-    events.record(
-        db,
-        "passkey.renamed",
-        now=now,
-        tenant_id=current.tenant.id,
-        origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        passkey_id=passkey.id,
-        name=passkey.name,
-    )
-    db.flush()
-    return passkey
-
-
-def remove(
-    db: Session, current: Current, passkey_id: Any, *, now: datetime, origin: Origin
-) -> Passkey:
-    """Remove one of the person's passkeys (it signs in nowhere from now on); audited as
-    ``passkey.removed`` and mailed. Raises NotFound, or FreshSignInRequired (a stale
-    sign-in: whoever holds an unlocked session should not quietly remove a way in)."""
-    passkey = _mine(db, current, passkey_id)
-    if not is_fresh(current, now):
-        raise FreshSignInRequired(
-            "Confirm it's you first: removing a passkey needs a recent sign-in."
-        )
-    db.delete(passkey)
-    events.record(
-        db,
-        "passkey.removed",
-        now=now,
-        tenant_id=current.tenant.id,
-        origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        passkey_id=passkey.id,
-        name=passkey.name,
-    )
-    db.flush()
-    _mail(db, "passkey_removed", current.user, current.tenant, passkey, now=now, origin=origin)
-    return passkey
-
-
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -650,40 +472,5 @@ def _as_dict(credential: Any) -> dict[str, Any]:
     return credential
 
 
-def _clean_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError("Give the passkey a name.", field="name")
-    clean = " ".join(name.split())
-    if len(clean) > MAX_NAME or "\x00" in clean:
-        raise ValidationError(f"A passkey's name is at most {MAX_NAME} characters.", field="name")
-    return clean
-
-
 def _default_name(device: Device) -> str:
     return device.display_name[:MAX_NAME]
-
-
-def _mail(
-    db: Session,
-    kind: str,
-    user: User,
-    tenant: Tenant,
-    passkey: Passkey,
-    *,
-    now: datetime,
-    origin: Origin,
-) -> None:
-    queue_mail(
-        db,
-        kind,
-        to=user.email,
-        values={
-            "product": deployment(db).product,
-            "tenant_name": tenant.name,
-            "name": passkey.name,
-            "at": now,
-            "ip": origin.ip,
-        },
-        tenant_id=user.tenant_id,
-        now=now,
-    )
