@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core import passkeys
+from app.core import passkey_management
 from app.models import Passkey
 from app.web.api_fields import DATE_TIME, Body, Field
 from app.web.api_shapes import VERIFY, obj
@@ -66,7 +66,7 @@ ADD = Body(
     Field(
         "name",
         str,
-        max_length=passkeys.MAX_NAME,
+        max_length=passkey_management.MAX_NAME,
         doc={"description": "What to call it; the device's name when left out."},
     ),
 )

@@ -41,9 +41,10 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import passkeys, signin
+from app.core import passkey_management, passkeys, signin
 from app.core.access import FreshSignInRequired
 from app.core.errors import HoldfastError, NotFound, SessionLimitReached, ValidationError
+from app.core.passkey_challenges import RelyingParty
 from app.core.sessions import Current
 from app.models import Tenant
 from app.web import passkey_shapes as shapes
@@ -64,9 +65,9 @@ csrf.exempt(api_bp)
 guard(api_bp)
 
 
-def relying_party() -> passkeys.RelyingParty:
+def relying_party() -> RelyingParty:
     """The relying party of this deployment: the host of HOLDFAST_BASE_URL."""
-    return passkeys.RelyingParty.from_base_url(
+    return RelyingParty.from_base_url(
         current_app.config["BASE_URL"], current_app.config["PRODUCT_NAME"]
     )
 
@@ -74,7 +75,10 @@ def relying_party() -> passkeys.RelyingParty:
 class RenameForm(FlaskForm):
     name = StringField(
         "Name",
-        validators=[DataRequired("Give the passkey a name."), Length(max=passkeys.MAX_NAME)],
+        validators=[
+            DataRequired("Give the passkey a name."),
+            Length(max=passkey_management.MAX_NAME),
+        ],
     )
 
 
@@ -158,22 +162,22 @@ def add() -> tuple[Response, int]:
         now=now(),
         origin=origin(),
     )
-    names = passkeys.device_names(db(), [passkey])
+    names = passkey_management.device_names(db(), [passkey])
     return jsonify(shapes.passkey_item(passkey, names)), 201
 
 
 @api_bp.get("/account/passkeys")
 @login_required
 def list_mine() -> Response:
-    mine = passkeys.list_passkeys(db(), current().user)
-    names = passkeys.device_names(db(), mine)
+    mine = passkey_management.list_passkeys(db(), current().user)
+    names = passkey_management.device_names(db(), mine)
     return jsonify(passkeys=[shapes.passkey_item(p, names) for p in mine])
 
 
 @api_bp.delete("/account/passkeys/<passkey_id>")
 @login_required
 def delete(passkey_id: str) -> Response:
-    passkeys.remove(db(), current(), public_id(passkey_id), now=now(), origin=origin())
+    passkey_management.remove(db(), current(), public_id(passkey_id), now=now(), origin=origin())
     return Response(status=204)
 
 
@@ -245,7 +249,9 @@ def rename_page(passkey_id: str) -> Response:
     form = RenameForm()
     if form.validate_on_submit():
         try:
-            passkeys.rename(db(), current(), passkey_id, form.name.data, now=now(), origin=origin())
+            passkey_management.rename(
+                db(), current(), passkey_id, form.name.data, now=now(), origin=origin()
+            )
         except (NotFound, ValidationError) as error:
             flash(error.message)
         else:
@@ -262,7 +268,9 @@ def remove_page(passkey_id: str) -> Response:
     form = ActionForm()
     if form.validate_on_submit():
         try:
-            removed = passkeys.remove(db(), current(), passkey_id, now=now(), origin=origin())
+            removed = passkey_management.remove(
+                db(), current(), passkey_id, now=now(), origin=origin()
+            )
         except FreshSignInRequired:
             back = url_for("security.index") + "#passkeys"
             return redirect(url_for("auth.again", next=back))  # type: ignore[return-value]
@@ -275,10 +283,10 @@ def remove_page(passkey_id: str) -> Response:
 
 def security_card(me: Current) -> dict[str, Any]:
     """What templates/security/_passkeys.html shows."""
-    mine = passkeys.list_passkeys(db(), me.user)
+    mine = passkey_management.list_passkeys(db(), me.user)
     return {
         "passkeys": mine,
-        "passkey_devices": passkeys.device_names(db(), mine),
+        "passkey_devices": passkey_management.device_names(db(), mine),
         "passkeys_allowed": me.tenant.allow_passkeys,
         "passkeys_required": me.tenant.allow_passkeys and me.tenant.require_passkeys,
         "rename_form": RenameForm(),
@@ -317,4 +325,4 @@ def passkey_share() -> int:
     """The dashboard's figure: the share of today's (UTC) sign-ins that used a passkey."""
     moment = now()
     midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return passkeys.passkey_share(db(), current().facts.session.tenant_id, midnight)
+    return passkey_management.passkey_share(db(), current().facts.session.tenant_id, midnight)
