@@ -9,17 +9,22 @@ import ast
 import csv
 import html
 import io
+import os
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from app.core import events, sessions
 from app.models import Event, User, UserSession
 from app.web.audit_words import SENTENCES
+from testkit.browser import browser_login, wait_until
 from testkit.rows import add_session
+from testkit.values import UA_MAC_CHROME
 
+SHOTS = Path(os.environ.get("HOLDFAST_SCREENSHOTS", "test-results/screenshots"))
 APP = Path(__file__).parent.parent / "app"
 #: the functions that write an audit event, and which positional argument is its kind
 RECORDERS = {"record": 1, "record_admin_action": 1, "record_device_event": 1, "_audit": 3}
@@ -168,3 +173,78 @@ def test_the_sentences_are_german_for_a_german_admin(
         "Die Sitzung von Sam auf Safari on iOS endete nach einer Zeit ohne Aktivität"
     ]
     assert "<h1>Protokoll</h1>" in page and ">Details<" in page
+
+
+@pytest.mark.browser
+def test_the_audit_page_in_words_at_desk_and_phone_widths(
+    browser, live_server, live_make, live_app, mailbox
+):
+    """In Chromium: the sentences at 1280 and 390 px (pictured in docs/screenshots with
+    HOLDFAST_SCREENSHOTS=docs/screenshots), no sideways scrolling, and "Details" opens
+    on the raw kind and JSON."""
+    services = live_app.extensions["holdfast"]
+    tenant = live_make.tenant("ward")
+    ada = live_make.user("ada@ward.test", tenant, role="admin", name="Ada")
+    sam = live_make.user("sam@ward.test", tenant, name="Sam")
+    now = datetime.now(UTC)
+    phone = add_session(
+        services,
+        tenant,
+        sam,
+        created=now - timedelta(hours=3),
+        kind="phone",
+        os="iOS",
+        browser="Safari",
+        device_name="Sam's iPhone",
+    )
+    laptop = add_session(
+        services, tenant, sam, created=now - timedelta(hours=2), os="Windows", browser="Edge"
+    )
+    with services.session(write=True) as db:
+        sessions.end_session(
+            db,
+            db.get_one(UserSession, phone),
+            "revoked_by_user",
+            now=now,
+            actor_id=sam.id,
+            origin=events.SYSTEM,
+        )
+        sessions.end_session(
+            db, db.get_one(UserSession, laptop), "idle_expired", now=now, origin=events.SYSTEM
+        )
+        events.record(
+            db,
+            "user.role_changed",
+            now=now,
+            tenant_id=tenant.id,
+            actor_id=ada.id,
+            subject_id=sam.id,
+            old="member",
+            new="admin",
+        )
+        db.commit()
+    context = browser.new_context(user_agent=UA_MAC_CHROME, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    browser_login(page, live_server, mailbox, "ada@ward.test")
+    page.goto(f"{live_server}/admin/audit")
+    said = page.locator("td.said")
+    assert "Ada made Sam an admin" in said.all_inner_texts()
+    assert "Ada signed in on Chrome on macOS" in said.all_inner_texts()
+    assert (
+        "Sam's session on Edge on Windows ended after a period of inactivity"
+        in said.all_inner_texts()
+    )
+    assert "Sam ended the session on Sam's iPhone" in said.all_inner_texts()
+    details = page.locator("tr[data-kind='user.role_changed'] details")
+    assert not details.locator("pre").is_visible()
+    details.locator("summary").click()
+    assert '"new": "admin"' in details.locator("pre").inner_text()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "admin-audit-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}/admin/audit")
+    wait_until(page, "document.readyState === 'complete'")
+    page.locator("tr[data-kind='user.role_changed'] summary").click()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(SHOTS / "admin-audit-390.png"), full_page=True)
+    context.close()
