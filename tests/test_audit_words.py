@@ -248,3 +248,72 @@ def test_the_audit_page_in_words_at_desk_and_phone_widths(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(SHOTS / "admin-audit-390.png"), full_page=True)
     context.close()
+
+
+def test_a_person_sees_their_own_recent_activity_and_signed_out_sessions(
+    signed_in, services, clock, tenant, member, admin
+):
+    """/account/security: the person's own events of the last 30 days in the same words
+    (no links to admin pages, nobody else's events, nothing older), and the sessions that
+    ended in that time with why."""
+    laptop = add_session(
+        services,
+        tenant,
+        member,
+        created=clock.now() - timedelta(hours=2),
+        device_name="Work laptop",
+    )
+    old = add_session(
+        services,
+        tenant,
+        member,
+        created=clock.now() - timedelta(days=40),
+        os="Linux",
+        browser="Firefox",
+    )
+    with services.session(write=True) as db:
+        db.get_one(User, admin.id).name = "Ada"
+        sessions.end_session(
+            db,
+            db.get_one(UserSession, laptop),
+            "revoked_by_admin",
+            now=clock.now(),
+            actor_id=admin.id,
+            origin=events.SYSTEM,
+        )
+        sessions.end_session(
+            db,
+            db.get_one(UserSession, old),
+            "logout",
+            now=clock.now() - timedelta(days=39),
+            actor_id=member.id,
+            origin=events.SYSTEM,
+        )
+        events.record(  # someone else's: never shown to Sam
+            db,
+            "user.role_changed",
+            now=clock.now(),
+            tenant_id=tenant.id,
+            actor_id=admin.id,
+            subject_id=admin.id,
+            old="member",
+            new="admin",
+        )
+        db.commit()
+
+    page = signed_in.get("/account/security").text
+
+    activity = re.search(r'<article id="my-activity".*?</article>', page, re.S).group(0)
+    said = [
+        html.unescape(re.sub(r"<[^>]+>", "", s)).strip()
+        for s in re.findall(r'<span class="said">(.*?)</span>', activity)
+    ]
+    assert said[0] == "Ada ended sam@acme.test's session on Work laptop"
+    assert "A sign-in code was sent to sam@acme.test" in said
+    assert any(s.startswith("sam@acme.test signed in on ") for s in said)
+    assert not any("Firefox on Linux" in s or "an admin" in s for s in said)
+    assert "/admin/" not in activity  # a member's page links to no admin page
+    signed_out = re.search(r'<article id="my-signed-out".*?</article>', page, re.S).group(0)
+    assert "Work laptop" in signed_out
+    assert "An administrator signed you out." in signed_out
+    assert "Firefox on Linux" not in signed_out  # ended 39 days ago

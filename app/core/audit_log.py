@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound, ValidationError
@@ -79,6 +79,31 @@ def iter_event_batches(
         after = rows[-1].id
         for row in rows:  # written out by now: do not let the identity map grow
             db.expunge(row)
+
+
+#: how many of their own events a person sees on their security page, at most
+OWN_EVENTS_LIMIT = 50
+
+
+def own_events(
+    db: Session, user_id: str, *, since: datetime, limit: int = OWN_EVENTS_LIMIT
+) -> list[Event]:
+    """The events a person did or that were done to them since ``since``, newest first
+    (at most ``limit``): what their own security page shows them. Retention purges
+    older events anyway."""
+    check_limit(limit, MAX_PAGE)
+    return list(
+        db.scalars(
+            select(Event)
+            .where(
+                Event.tenant_id == scoped_tenant_id(db),
+                or_(Event.actor_id == user_id, Event.subject_id == user_id),
+                Event.at >= since,
+            )
+            .order_by(Event.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 @dataclass
