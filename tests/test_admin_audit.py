@@ -14,7 +14,8 @@ from sqlalchemy import insert
 from app.models import Event
 from testkit.values import START
 
-EVENT_ROW = re.compile(r'<tr id="event-(\d+)">')
+EVENT_ROW = re.compile(r'<tr id="event-(\d+)"')
+KIND = re.compile(r'<tr id="event-\d+" data-kind="([a-z_.]+)">')
 
 
 def add_events(services, tenant, rows):
@@ -49,12 +50,20 @@ def test_audit_log_lists_the_tenants_events_newest_first(admin_client, admin, me
     assert page.status_code == 200
     ids = shown(page.text)
     assert ids == sorted(ids, reverse=True)
-    kinds = re.findall(r"<code>([a-z_]+\.[a-z_]+)</code></a>", page.text)
+    kinds = KIND.findall(page.text)
     # The admin's sign-in, the two people added, the tenant created; never globex's.
     assert "session.created" in kinds and "code.requested" in kinds
     assert kinds.count("user.created") == 2 and kinds[-1] == "tenant.created"
     assert len(kinds) == len(ids)
-    assert f'href="/admin/users/{member.id}">sam@acme.test</a>' in page.text
+    # In words, the people linked by name (else email), no raw id in the sentences.
+    said = re.findall(r'<td class="said">(.*?)</td>', page.text)
+    assert f'<a href="/admin/users/{member.id}">sam@acme.test</a>' in page.text
+    assert said[-1] == "Holdfast created the tenant Acme"
+    assert (
+        f'<a href="/admin/users/{admin.id}">ada@acme.test</a> signed in on Chrome on macOS' in said
+    ), said
+    words = [re.sub(r"<[^>]+>", "", s) for s in said]
+    assert not any("usr_" in w or "dev_" in w or "None" in w for w in words), words
 
 
 @pytest.mark.parametrize(
@@ -85,7 +94,7 @@ def test_audit_filters(admin_client, services, tenant, admin, member, query, exp
         url += "&to=2026-03-01"
     page = admin_client.get(url)
     assert page.status_code == 200
-    kinds = re.findall(r"<code>([a-z_]+\.[a-z_]+)</code></a>", page.text)
+    kinds = KIND.findall(page.text)
     assert kinds == expected_kinds
 
 

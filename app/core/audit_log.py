@@ -5,18 +5,18 @@ app.core.audit.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound, ValidationError
 from app.core.paging import check_limit
 from app.core.tenancy import escape_like, scoped_tenant_id
-from app.models import Event
+from app.models import Device, Event, OidcClient, User, UserSession
 
 MAX_PAGE = 200
 
@@ -79,6 +79,83 @@ def iter_event_batches(
         after = rows[-1].id
         for row in rows:  # written out by now: do not let the identity map grow
             db.expunge(row)
+
+
+#: how many of their own events a person sees on their security page, at most
+OWN_EVENTS_LIMIT = 50
+
+
+def own_events(
+    db: Session, user_id: str, *, since: datetime, limit: int = OWN_EVENTS_LIMIT
+) -> list[Event]:
+    """The events a person did or that were done to them since ``since``, newest first
+    (at most ``limit``): what their own security page shows them. Retention purges
+    older events anyway."""
+    check_limit(limit, MAX_PAGE)
+    return list(
+        db.scalars(
+            select(Event)
+            .where(
+                Event.tenant_id == scoped_tenant_id(db),
+                or_(Event.actor_id == user_id, Event.subject_id == user_id),
+                Event.at >= since,
+            )
+            .order_by(Event.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass
+class EventNames:
+    """What the ids in some events stand for, to say the events in words: the people
+    (actor and subject), the devices (named in ``details.device_id``, else the device of
+    the event's session) and the OpenID apps (``details.client_id``). An id missing here
+    names nothing any more (an erased person, another tenant's row)."""
+
+    people: dict[str, User] = field(default_factory=dict)
+    devices: dict[str, Device] = field(default_factory=dict)
+    session_devices: dict[str, str] = field(default_factory=dict)
+    apps: dict[str, str] = field(default_factory=dict)
+
+    def device_of(self, event: Event) -> Device | None:
+        device_id = event.details.get("device_id") or self.session_devices.get(
+            event.session_id or ""
+        )
+        return self.devices.get(device_id) if isinstance(device_id, str) else None
+
+
+def names_for(db: Session, events: Iterable[Event]) -> EventNames:
+    """The people, devices and apps ``events`` name, in four queries at most (whatever
+    the number of events), all within the tenant ``db`` is scoped to."""
+    rows = list(events)
+    people = {e.actor_id for e in rows if e.actor_id} | {e.subject_id for e in rows if e.subject_id}
+    device_ids = {d for e in rows if isinstance(d := e.details.get("device_id"), str)}
+    session_ids = {e.session_id for e in rows if e.session_id and "device_id" not in e.details}
+    app_ids = {a for e in rows if isinstance(a := e.details.get("client_id"), str)}
+    names = EventNames()
+    if people:
+        names.people = {u.id: u for u in db.scalars(select(User).where(User.id.in_(people)))}
+    if session_ids:
+        names.session_devices = {
+            sid: did
+            for sid, did in db.execute(
+                select(UserSession.id, UserSession.device_id).where(UserSession.id.in_(session_ids))
+            )
+        }
+        device_ids |= set(names.session_devices.values())
+    if device_ids:
+        names.devices = {
+            d.id: d for d in db.scalars(select(Device).where(Device.id.in_(device_ids)))
+        }
+    if app_ids:
+        names.apps = {
+            cid: name
+            for cid, name in db.execute(
+                select(OidcClient.id, OidcClient.name).where(OidcClient.id.in_(app_ids))
+            )
+        }
+    return names
 
 
 def tenant_event(db: Session, event_id: int) -> Event:

@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 from wtforms import EmailField, SelectChoice, SelectField, StringField
@@ -39,8 +40,10 @@ from wtforms.validators import DataRequired, Length
 from app.core import admin, audit_log, people, tenancy
 from app.core.errors import ValidationError
 from app.core.sessions import END_MESSAGES
+from app.models import User
 from app.web.access import admin_required
 from app.web.admin import ask_again_for_htmx, day_start, parse_day
+from app.web.audit_words import in_words
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.streaming import csv_download
@@ -296,13 +299,16 @@ def audit() -> Response:
     except ValidationError as problem:
         error = problem
     kept: dict[str, Any] = {k: v for k, v in shown.items() if v}
-    ids = {e.actor_id for e in page.rows} | {e.subject_id for e in page.rows}
+    names = audit_log.names_for(db(), page.rows)
     body = render_template(
         "admin/audit.html",
         page=page,
         shown=shown,
         error=error,
-        who=tenancy.people_by_id(db(), ids),
+        said={e.id: in_words(e, names, person_link) for e in page.rows},
+        details={
+            e.id: json.dumps(e.details, indent=2, sort_keys=True, default=str) for e in page.rows
+        },
         kinds=KNOWN_KINDS,
         next_url=url_for("admin_people.audit", **kept, cursor=page.next_cursor)
         if page.next_cursor
@@ -356,6 +362,11 @@ def audit_csv() -> Response:
     return csv_download(rows, tenant_id=tenant.id, filename=f"audit-{tenant.slug}-{stamp}.csv")
 
 
+def person_link(user: User, shown: str) -> Markup:
+    """A person named in an event, linked to their page."""
+    return Markup('<a href="%s">%s</a>') % (url_for("admin_people.user", user_id=user.id), shown)
+
+
 def _csv_safe(value: Any) -> Any:
     """Cells a spreadsheet would run as a formula are prefixed with a quote (OWASP CSV
     injection); emails and device names are chosen by people, so they can start with '='."""
@@ -371,6 +382,7 @@ def event(event_id: int) -> str:
     return render_template(
         "admin/event.html",
         event=found,
+        said=in_words(found, audit_log.names_for(db(), [found]), person_link),
         who=tenancy.people_by_id(db(), {found.actor_id, found.subject_id}),
         details=json.dumps(found.details, indent=2, sort_keys=True, default=str),
     )

@@ -10,9 +10,15 @@ new-device email.
   /login/again and back); adding and removing offer "Also sign out my other sessions".
 * "This wasn't me": GET only shows what the link is about and a button (mail scanners
   open links); the POST acts. It needs no sign-in: the link is the proof.
+* The person's own recent activity (their events of the last 30 days, in the audit log's
+  words, app.web.audit_words, at most 50) and the sessions that ended in that time, with
+  why: what Google's "Recent security activity" and Keycloak's account console show, so
+  a person need not ask an admin what happened on their account.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -31,10 +37,12 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import accounts, alert_inbox, mfa, totp
+from app.core import accounts, alert_inbox, audit_log, mfa, people, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.errors import InvalidCode, NotFound, ValidationError
 from app.core.not_me import disown_sign_in, find_not_me
+from app.core.sessions import END_MESSAGES
+from app.web.audit_words import in_words
 from app.web.auth import safe_next
 from app.web.authentication import current, origin
 from app.web.cookies import clear_session_cookie
@@ -104,6 +112,10 @@ def index() -> str:
     me = current()
     mine = alert_inbox.list_alerts(db(), status="all", user_id=me.user.id, limit=10)
     enabled = totp.is_enabled(me.user)
+    since = now() - timedelta(days=people.HISTORY_DAYS)
+    activity = audit_log.own_events(db(), me.user.id, since=since)
+    names = audit_log.names_for(db(), activity)
+    mine_too = people.person_view(db(), me.user.id, now=now())
     return render_template(
         "security/index.html",
         me=me,
@@ -117,6 +129,11 @@ def index() -> str:
         alerts=mine.rows,
         next=_next(),
         language=LanguageForm(),
+        days=people.HISTORY_DAYS,
+        activity=[(event, in_words(event, names)) for event in activity],
+        signed_out=mine_too.history,
+        devices_by_id=mine_too.devices_by_id,
+        end_messages=END_MESSAGES,
     )
 
 
