@@ -27,13 +27,14 @@ from app.core.errors import (
 )
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
-from app.models import Device, Tenant
+from app.models import Tenant
 from app.web import api_shapes as shapes
 from app.web import openapi
+from app.web.api_answers import limit_answer, session_length, signed_in
 from app.web.api_csrf import guard, has_bearer
 from app.web.api_fields import read_query
 from app.web.authentication import current, origin
-from app.web.cookies import DEVICE_COOKIE, SESSION_COOKIE, clear_session_cookie, set_device_cookie
+from app.web.cookies import DEVICE_COOKIE, SESSION_COOKIE, clear_session_cookie
 from app.web.extensions import csrf
 from app.web.json_input import public_id
 from app.web.session_status import iso, live_status, seconds_until
@@ -92,9 +93,6 @@ def verify() -> Response | tuple[Response, int]:
     ``mfa_enrolment_required`` for an admin who must first add an app, on the web).
     """
     body = shapes.VERIFY.read()
-    expires_in = body["expiresIn"]
-    if expires_in is not None:
-        expires_in = min(expires_in, shapes.LONGEST_SESSION)
     try:
         result = signin.sign_in(
             db(),
@@ -107,20 +105,20 @@ def verify() -> Response | tuple[Response, int]:
             device_cookie=body["deviceId"] or request.cookies.get(DEVICE_COOKIE),
             device_name=body["deviceName"],
             device_kind=body["deviceType"],
-            expires_in=expires_in,
+            expires_in=session_length(body["expiresIn"]),
             extend_on_activity=body["extendOnActivity"],
             end_session_id=body["endSessionId"],
             tenant_id=body["tenantId"],
         )
     except SessionLimitReached as error:
-        return _limit_answer(error)
+        return limit_answer(error)
     except TenantChoiceRequired as error:
         return jsonify(shapes.tenant_choice_error(error)), error.status
     except MfaRequired as error:
         answer = jsonify(shapes.mfa_required_error(error))
         answer.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
         return answer, error.status
-    return _signed_in(result, cookie_wanted=not body["deviceId"])
+    return signed_in(result, cookie_wanted=not body["deviceId"])
 
 
 @bp.post("/auth/verify/mfa")
@@ -147,30 +145,8 @@ def verify_mfa() -> Response | tuple[Response, int]:
             end_session_id=body["endSessionId"],
         )
     except SessionLimitReached as error:
-        return _limit_answer(error)
-    return _signed_in(result, cookie_wanted=True)
-
-
-def _limit_answer(error: SessionLimitReached) -> tuple[Response, int]:
-    devices = {s.device_id: db().get_one(Device, s.device_id) for s in error.details["sessions"]}
-    return jsonify(shapes.session_limit_error(error, devices)), error.status
-
-
-def _signed_in(result: signin.SignIn, *, cookie_wanted: bool) -> Response:
-    """201 with the new session, its token and its device (and ``deviceId`` when a new
-    one was made; a browser also gets it as its device cookie when it sent none)."""
-    token = services().keys.sign(
-        user_id=result.user.id,
-        tenant_id=result.tenant.id,
-        session_id=result.session.id,
-        now=now(),
-        expires_at=result.session.absolute_deadline,
-    )
-    response = jsonify(shapes.signed_in(result, token))
-    response.status_code = 201
-    if result.device_cookie and cookie_wanted:
-        set_device_cookie(response, result.device_cookie)
-    return response
+        return limit_answer(error)
+    return signed_in(result, cookie_wanted=True)
 
 
 # --- the caller's session ------------------------------------------------------------------

@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import request
+
 from app.core.errors import ValidationError
 from app.web.json_input import check_text, json_body, query_text, query_time
 
-#: Python kind -> JSON Schema type, and the words an error uses for it
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
+#: Python kind -> JSON Schema type, and the words an error uses for it (a dict is a JSON
+#: object handed on as it is, e.g. a WebAuthn credential that the core checks itself)
+JSON_TYPES = {str: "string", int: "integer", bool: "boolean", dict: "object"}
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "an object"}
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 
@@ -81,16 +84,21 @@ class Field:
 @dataclass(frozen=True)
 class Body:
     """A JSON object body: its fields, read in order (the first fault is the one named).
-    Members not declared are ignored."""
+    Members not declared are ignored. A body that is not ``required`` may be left out
+    altogether (no bytes at all): it reads as every field None."""
 
     fields: tuple[Field, ...]
+    required: bool
 
-    def __init__(self, *fields: Field) -> None:
+    def __init__(self, *fields: Field, required: bool = True) -> None:
         object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "required", required)
 
     def read(self) -> dict[str, Any]:
         """The declared fields by name. Raises UnsupportedMediaType, BadRequest (see
         app.web.json_input.json_body) or ValidationError naming the field at fault."""
+        if not self.required and not request.get_data(cache=True):
+            return dict.fromkeys((f.name for f in self.fields), None)
         body = json_body()
         return {f.name: f.read(body) for f in self.fields}
 
@@ -119,6 +127,8 @@ class SettingsBody:
     names: Mapping[str, str]
     properties: Callable[[], dict[str, Any]]
     change: str
+    #: a change always sends a body
+    required = True
 
     def read(self) -> dict[str, Any]:
         """The change under the stored names. Raises UnsupportedMediaType, BadRequest, or
