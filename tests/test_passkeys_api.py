@@ -125,6 +125,10 @@ def test_bad_passkey_input_is_a_clear_error(client, mailbox, member):
     assert_error(
         client.post("/api/auth/passkey/options", json={"tenant": 3}), 422, "validation_error"
     )
+    # The options body may be left out altogether; one that is sent must be JSON.
+    bare = client.post("/api/auth/passkey/options")
+    assert bare.status_code == 200 and bare.json["publicKey"]["challenge"]
+    assert_error(client.post("/api/auth/passkey/options", data="x"), 415, "unsupported_media_type")
     options = client.post("/api/auth/passkey/options", json={}).json
     not_object = client.post(
         "/api/auth/passkey/verify", json={"challengeId": options["challengeId"], "credential": "x"}

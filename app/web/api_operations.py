@@ -43,8 +43,8 @@ class Operation:
 
 
 TAGS = {
-    "Sign-in": "An emailed one-time code for a session token.",
-    "Your sessions": "The signed-in person's own sessions: status, extend, end.",
+    "Sign-in": "An emailed one-time code, or a passkey, for a session token.",
+    "Your sessions": "The signed-in person's own sessions (status, extend, end) and passkeys.",
     "Tenant admin": "A tenant admin's view of the tenant: sessions, policy, retention (admins "
     "with a sign-in from the last 15 minutes).",
     "Other programs": "Reverse proxies and back ends: the session check and the public keys "
@@ -131,7 +131,9 @@ SIGN_IN_OPERATIONS = (
             ),
             "403": error(
                 "mfa_enrolment_required: the tenant requires an authenticator app of admins "
-                "and this admin has none; they add it by signing in on the web once."
+                "and this admin has none; they add it by signing in on the web once. "
+                "passkey_required: the code was right (and is not used up) but the tenant "
+                "wants this person's passkey: sign in at POST /api/auth/passkey/verify."
             ),
             "409": Answer(
                 "session_limit_reached (deny mode: repeat the same code with endSessionId) or "

@@ -7,8 +7,8 @@ what the code runs on.
   answer shapes: the schemas beside the serialisers (app.web.api_shapes);
 - error codes: every error class the app raises (app.core.errors.known_errors) and the
   codes of plain HTTP errors (app.web.errors.HTTP_CODES);
-- descriptions, summaries, tags and security schemes: app.web.api_operations, the words
-  no code can say.
+- descriptions, summaries, tags and security schemes: app.web.api_operations (and
+  app.web.passkey_operations for the passkey routes), the words no code can say.
 
 ``/api/docs/example`` is a small page that loads ``static/js/holdfast-session.js``, for
 trying the JS client from a browser's console (and for its browser test).
@@ -26,6 +26,7 @@ from app.core.errors import known_errors
 from app.version import __version__
 from app.web import api_operations as words
 from app.web import api_shapes as shapes
+from app.web import passkey_operations
 from app.web.api_fields import ref
 from app.web.api_operations import Answer, Operation
 from app.web.errors import HTTP_CODES
@@ -34,6 +35,11 @@ bp = Blueprint("openapi", __name__)
 
 #: Flask's path variables (``<session_id>``) as OpenAPI's (``{sessionId}``)
 _PATH_VARIABLE = re.compile(r"<(?:\w+:)?(\w+)>")
+
+#: every documented operation, in the order the document lists them
+OPERATIONS = (*words.OPERATIONS, *passkey_operations.OPERATIONS)
+#: the description of each public id a path carries, by operation id
+PATH_IDS = {**words.PATH_IDS, **passkey_operations.PATH_IDS}
 
 
 def error_codes() -> list[str]:
@@ -92,7 +98,7 @@ def _operation(operation: Operation, variables: list[str]) -> dict[str, Any]:
             "name": name,
             "in": "path",
             "required": True,
-            "description": words.PATH_IDS[operation.id],
+            "description": PATH_IDS[operation.id],
             "schema": {"type": "string", "pattern": shapes.PUBLIC_ID},
         }
         for name in variables
@@ -112,7 +118,7 @@ def _operation(operation: Operation, variables: list[str]) -> dict[str, Any]:
         out["parameters"] = parameters
     if operation.body is not None:
         out["requestBody"] = {
-            "required": True,
+            "required": operation.body.required,
             "content": {"application/json": {"schema": operation.body.request_schema()}},
         }
     out["responses"] = {status: _answer(a) for status, a in operation.answers.items()}
@@ -121,7 +127,7 @@ def _operation(operation: Operation, variables: list[str]) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for operation in words.OPERATIONS:
+    for operation in OPERATIONS:
         path, method, variables = _route(operation.endpoint)
         paths.setdefault(path, {})[method] = _operation(operation, variables)
     return paths

@@ -15,7 +15,8 @@ script):
 
 The page routes that take JSON carry the page's CSRF token in ``X-CSRFToken`` (Flask-WTF
 reads it). The API routes (blueprint ``passkeys_api``, under /api) follow the API's own
-CSRF rule (app.web.api).
+CSRF rule (app.web.api_csrf); their bodies and answers are declared in
+app.web.passkey_shapes, their OpenAPI words in app.web.passkey_operations.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from flask import (
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
@@ -43,22 +45,23 @@ from app.core import passkeys, signin
 from app.core.access import FreshSignInRequired
 from app.core.errors import HoldfastError, NotFound, SessionLimitReached, ValidationError
 from app.core.sessions import Current
-from app.models import Passkey, Tenant
-from app.web import api
+from app.models import Tenant
+from app.web import passkey_shapes as shapes
+from app.web.api_answers import limit_answer, session_length, signed_in
+from app.web.api_csrf import guard
 from app.web.auth import _set_cookies, safe_next
 from app.web.authentication import current, origin
 from app.web.cookies import DEVICE_COOKIE
 from app.web.extensions import csrf
 from app.web.forms import ActionForm
-from app.web.session_status import iso
+from app.web.json_input import public_id
 from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("passkeys", __name__)
 api_bp = Blueprint("passkeys_api", __name__, url_prefix="/api")
 csrf.exempt(api_bp)
 # The API's own rules (body size, the cookie-write CSRF rule) apply here as on app.web.api.
-api_bp.before_request(api._refuse_huge_bodies)
-api_bp.before_request(api._cookie_writes_come_from_this_origin)
+guard(api_bp)
 
 
 def relying_party() -> passkeys.RelyingParty:
@@ -75,28 +78,11 @@ class RenameForm(FlaskForm):
     )
 
 
-def passkey_item(passkey: Passkey, devices: dict[str, str] | None = None) -> dict[str, Any]:
-    """One passkey as the API shows it."""
-    devices = devices or {}
-    return {
-        "id": passkey.id,
-        "name": passkey.name,
-        "createdAt": iso(passkey.created_at),
-        "lastUsedAt": iso(passkey.last_used_at),
-        "createdOn": devices.get(passkey.created_device_id or ""),
-        "lastUsedOn": devices.get(passkey.last_device_id or ""),
-        "synced": passkey.backup_eligible,
-    }
-
-
-def _tenant_id(slug: Any) -> str | None:
-    """The tenant a sign-in is limited to, by slug (None: any). Unknown: 422."""
+def _tenant_id(slug: str | None) -> str | None:
+    """The tenant a sign-in is limited to, by slug (None: any). Raises ValidationError
+    naming ``tenant`` when no tenant has that slug."""
     if slug is None:
         return None
-    if not isinstance(slug, str) or len(slug) > 64:
-        raise ValidationError("tenant is a tenant's slug.", field="tenant")
-    from sqlalchemy import select
-
     found = db().scalar(
         select(Tenant.id).where(Tenant.slug == slug).execution_options(all_tenants=True)
     )
@@ -111,53 +97,42 @@ def _tenant_id(slug: Any) -> str | None:
 @api_bp.post("/auth/passkey/options")
 def sign_in_options() -> Response:
     """Request options for a passkey sign-in (any discoverable passkey; ``tenant``, a
-    slug, limits it to one tenant's accounts)."""
-    body = api.json_body() if request.get_data(cache=True) else {}
-    tenant_id = _tenant_id(body.get("tenant"))
+    slug, limits it to one tenant's accounts). The body may be left out."""
+    body = shapes.SIGN_IN_OPTIONS.read()
+    tenant_id = _tenant_id(body["tenant"])
     services().budgets.spend_passkey_request(db(), origin().ip, now=now())
     challenge, options = passkeys.sign_in_options(
         db(), relying_party(), now=now(), tenant_id=tenant_id
     )
-    return jsonify(challengeId=challenge.id, publicKey=options)
+    return jsonify(shapes.options(challenge.id, options))
 
 
 @api_bp.post("/auth/passkey/verify")
 def sign_in_verify() -> Response | tuple[Response, int]:
     """Exchange a passkey answer for a session: 201 as POST /api/auth/verify."""
-    body = api.json_body()
-    challenge_id = api.field(body, "challengeId", str, required=True, max_length=64)
-    credential = body.get("credential")
-    if not isinstance(credential, dict):
-        raise ValidationError(
-            "credential is the object PublicKeyCredential.toJSON() gives.", field="credential"
-        )
-    device_id = api.field(body, "deviceId", str, max_length=200)
+    body = shapes.SIGN_IN.read()
     options = signin.Options(
-        device_name=api.field(body, "deviceName", str, max_length=100),
-        device_kind=api.field(body, "deviceType", str, max_length=20),
-        expires_in=_expires_in(api.field(body, "expiresIn", int)),
-        extend_on_activity=api.field(body, "extendOnActivity", bool),
-        end_session_id=api.field(body, "endSessionId", str, max_length=40),
+        device_name=body["deviceName"],
+        device_kind=body["deviceType"],
+        expires_in=session_length(body["expiresIn"]),
+        extend_on_activity=body["extendOnActivity"],
+        end_session_id=body["endSessionId"],
     )
     try:
         result = passkeys.sign_in(
             db(),
             services().hasher,
             relying_party(),
-            challenge_id,
-            credential,
+            body["challengeId"],
+            body["credential"],
             options,
-            device_cookie=device_id or request.cookies.get(DEVICE_COOKIE),
+            device_cookie=body["deviceId"] or request.cookies.get(DEVICE_COOKIE),
             now=now(),
             origin=origin(),
         )
     except SessionLimitReached as error:
-        return api._limit_answer(error)
-    return api._signed_in(result, cookie_wanted=not device_id)
-
-
-def _expires_in(value: int | None) -> int | None:
-    return None if value is None else min(value, api.LONGEST_SESSION)
+        return limit_answer(error)
+    return signed_in(result, cookie_wanted=not body["deviceId"])
 
 
 @api_bp.post("/account/passkeys/options")
@@ -165,32 +140,26 @@ def _expires_in(value: int | None) -> int | None:
 def registration_options() -> Response:
     """Creation options for a new passkey (a sign-in from the last 15 minutes)."""
     challenge, options = passkeys.registration_options(db(), relying_party(), current(), now=now())
-    return jsonify(challengeId=challenge.id, publicKey=options)
+    return jsonify(shapes.options(challenge.id, options))
 
 
 @api_bp.post("/account/passkeys")
 @login_required
 def add() -> tuple[Response, int]:
     """Store the new passkey: 201 with it."""
-    body = api.json_body()
-    challenge_id = api.field(body, "challengeId", str, required=True, max_length=64)
-    name = api.field(body, "name", str, max_length=passkeys.MAX_NAME)
-    credential = body.get("credential")
-    if not isinstance(credential, dict):
-        raise ValidationError(
-            "credential is the object PublicKeyCredential.toJSON() gives.", field="credential"
-        )
+    body = shapes.ADD.read()
     passkey = passkeys.register(
         db(),
         relying_party(),
         current(),
-        challenge_id,
-        credential,
-        name=name,
+        body["challengeId"],
+        body["credential"],
+        name=body["name"],
         now=now(),
         origin=origin(),
     )
-    return jsonify(passkey_item(passkey, passkeys.device_names(db(), [passkey]))), 201
+    names = passkeys.device_names(db(), [passkey])
+    return jsonify(shapes.passkey_item(passkey, names)), 201
 
 
 @api_bp.get("/account/passkeys")
@@ -198,13 +167,13 @@ def add() -> tuple[Response, int]:
 def list_mine() -> Response:
     mine = passkeys.list_passkeys(db(), current().user)
     names = passkeys.device_names(db(), mine)
-    return jsonify(passkeys=[passkey_item(p, names) for p in mine])
+    return jsonify(passkeys=[shapes.passkey_item(p, names) for p in mine])
 
 
 @api_bp.delete("/account/passkeys/<passkey_id>")
 @login_required
 def delete(passkey_id: str) -> Response:
-    passkeys.remove(db(), current(), api.public_id(passkey_id), now=now(), origin=origin())
+    passkeys.remove(db(), current(), public_id(passkey_id), now=now(), origin=origin())
     return Response(status=204)
 
 
