@@ -61,7 +61,7 @@ lint: install-test assets
 messages: install-test
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header \
 	  -o app/translations/messages.pot .
-	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --no-location
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations -w 100
 	$(BIN)/pybabel compile -d app/translations --statistics
 
 format: install-test

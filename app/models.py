@@ -145,6 +145,7 @@ class Tenant(Base):
             "trusted_outlives_absolute",
             "ip_change",
             "ua_change",
+            "trusted_idle_timeout",
         ),
     )
 
@@ -164,6 +165,11 @@ class Tenant(Base):
     trusted_lifetime: Mapped[int] = mapped_column(Integer, default=30 * 86400)
     #: sessions on a trusted device may live up to trusted_lifetime instead
     trusted_outlives_absolute: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: a session on a trusted device ends after this long without a request instead of
+    #: idle_timeout, when this is the longer (app.core.sessions.idle_timeout)
+    trusted_idle_timeout: Mapped[int] = mapped_column(
+        Integer, default=8 * 3600, server_default=text("28800")
+    )
     #: live sessions a person may hold at once; 0 means no limit
     max_sessions_per_user: Mapped[int] = mapped_column(Integer, default=10)
     #: what a sign-in past the limit does: evict_oldest or deny

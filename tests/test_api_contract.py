@@ -57,6 +57,7 @@ def test_docs_list_every_policy_field_the_api_accepts(client, mailbox, make, ten
         "idleTimeout": 600,
         "absoluteLifetime": 7200,
         "trustedLifetime": 86400,
+        "trustedIdleTimeout": 36000,
     }
     # (requiring an authenticator app of admins shuts this admin out: last)
     for name in sorted(documented, key=lambda name: name == "requireTotpForAdmins"):

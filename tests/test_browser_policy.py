@@ -182,8 +182,8 @@ def test_deny_flow_cancel(browser, live_server, live_make, mailbox):
 
 
 def test_trust_this_device_and_screenshots(browser, live_server, live_make, mailbox):
-    """Trust a device from /devices (htmx, no reload), see it under "Trusted devices" with
-    its expiry; screenshots of /devices and of /admin/policy."""
+    """Trust a device from /devices (htmx, no reload): its own card turns trusted and says
+    when it signs out; screenshots of /devices and of /admin/policy."""
     tenant = live_make.tenant("hospital")
     live_make.user("sarah@hospital.test", tenant, role="admin")
     desk = browser.new_context(user_agent=UA_MAC_CHROME, viewport={"width": 1200, "height": 900})
@@ -193,15 +193,15 @@ def test_trust_this_device_and_screenshots(browser, live_server, live_make, mail
     browser_login(b, live_server, mailbox, "sarah@hospital.test")
 
     b.evaluate("window.__sameDocument = true")
-    trusted = b.locator("#trusted")
-    assert "No trusted devices." in trusted.inner_text()
+    card = b.locator("article.device.current")
+    assert card.locator(".badge.trusted").count() == 0
     b.get_by_role("button", name="Trust this device").click()
-    b.locator("#trusted-list-item, #trusted li.trusted-device:not(.empty)").first.wait_for()
+    card.locator(".badge.trusted").wait_for()  # the card itself turns trusted
     assert b.evaluate("window.__sameDocument") is True
     assert "This device is trusted until" in b.locator("#device-notice").inner_text()
-    item = trusted.locator("li.trusted-device")
-    assert "Safari on iOS" in item.inner_text() and "Trusted until" in item.inner_text()
-    assert "(in 29 days)" in item.inner_text() or "(in 30 days)" in item.inner_text()
+    assert "Safari on iOS" in card.inner_text() and "Trusted until" in card.inner_text()
+    assert "Signs out after 8 hours without use (trusted device)" in card.inner_text()
+    assert b.locator("#trusted").count() == 0  # no second list of the same device
     assert b.get_by_role("button", name="Trust this device").count() == 0
 
     a.reload()

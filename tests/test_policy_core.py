@@ -164,6 +164,171 @@ def test_stopping_trust_ends_nothing_then_the_ordinary_lifetime_applies(
     assert caught.value.details["reason"] == "lifetime_expired"
 
 
+# --- trusted idle timeout ----------------------------------------------------------------
+
+
+def as_current(services, clock, token, work):
+    """Run ``work(db, current)`` as a request of ``token``'s session would, without that
+    request counting as activity; committed."""
+    with services.session(write=True) as db:
+        claims = services.keys.verify(token, clock.now())
+        current = session_check.check_session(db, claims, now=clock.now(), touch=False)
+        result = work(db, current)
+        db.commit()
+        return result
+
+
+def test_a_trusted_device_outlasts_the_idle_timeout_until_the_trusted_one(
+    services, clock, mailbox, make
+):
+    """Issue 23: "Trusted until 05 Jan 2027" beside "Expires in 29 minutes". A trusted
+    iPad left alone for 31 minutes is still signed in; it ends 8 hours (the tenant's
+    trusted idle timeout) after its last use, one second either side."""
+    tenant = make.tenant("ward")
+    assert tenant.idle_timeout == 30 * 60 and tenant.trusted_idle_timeout == 8 * 3600
+    make.user("ada@ward.test", tenant)
+    result, token = start_session(services, clock, mailbox, "ada@ward.test", trust_device=True)
+    start = clock.now()
+    assert result.session.idle_deadline == start + 8 * HOUR
+    clock.advance(minutes=31)
+    assert check(services, clock, token, touch=False).expires_at == start + 8 * HOUR
+    clock.set(start + 8 * HOUR - timedelta(seconds=1))
+    check(services, clock, token, touch=False)
+    clock.set(start + 8 * HOUR)
+    with pytest.raises(SessionExpired) as caught:
+        check(services, clock, token)
+    assert caught.value.details["reason"] == "idle_expired"
+    assert stored(services, result.session.id).end_reason == "idle_expired"
+
+
+def test_activity_on_a_trusted_device_slides_by_the_trusted_idle_timeout(
+    services, clock, mailbox, make
+):
+    tenant = make.tenant("ward")
+    make.user("ada@ward.test", tenant)
+    result, token = start_session(services, clock, mailbox, "ada@ward.test", trust_device=True)
+    clock.advance(hours=7)
+    check(services, clock, token)  # used at 7:00: signed in until 15:00, past 12 hours
+    used = clock.now()
+    assert stored(services, result.session.id).idle_deadline == used + 8 * HOUR
+    clock.set(used + 8 * HOUR - timedelta(seconds=1))
+    check(services, clock, token, touch=False)
+    clock.set(used + 8 * HOUR)
+    with pytest.raises(SessionExpired):
+        check(services, clock, token)
+
+
+def test_an_untrusted_device_ends_after_the_idle_timeout(services, clock, mailbox, make):
+    tenant = make.tenant("ward")
+    make.user("ada@ward.test", tenant)
+    result, token = start_session(services, clock, mailbox, "ada@ward.test")
+    assert result.session.idle_deadline == clock.now() + timedelta(minutes=30)
+    clock.advance(minutes=29, seconds=59)
+    check(services, clock, token, touch=False)
+    clock.advance(seconds=1)
+    with pytest.raises(SessionExpired) as caught:
+        check(services, clock, token)
+    assert caught.value.details["reason"] == "idle_expired"
+
+
+def test_trusting_a_device_gives_its_running_session_the_trusted_idle_timeout(
+    services, clock, mailbox, make
+):
+    tenant = make.tenant("ward")
+    make.user("ada@ward.test", tenant)
+    result, token = start_session(services, clock, mailbox, "ada@ward.test")
+    clock.advance(minutes=20)
+    check(services, clock, token)  # used at 0:20
+    used = clock.now()
+    as_current(
+        services,
+        clock,
+        token,
+        lambda db, me: trust.trust_device(db, me, result.device.id, now=clock.now(), origin=ORIGIN),
+    )
+    assert stored(services, result.session.id).idle_deadline == used + 8 * HOUR
+    clock.set(used + 2 * HOUR)  # long past the ordinary 30 minutes
+    check(services, clock, token, touch=False)
+    with services.session() as db:
+        [event] = db.scalars(select(Event).where(Event.kind == "device.trusted")).all()
+        assert event.details["sessions_extended"] == [result.session.id]
+
+
+def test_stopping_trust_gives_back_the_idle_timeout_counted_from_then(
+    services, clock, mailbox, make
+):
+    """An iPad unused for 2 hours stops being trusted: it is not signed out on the spot
+    (the ordinary 30 minutes count from the moment trust ended), and then it is."""
+    tenant = make.tenant("ward")
+    make.user("ada@ward.test", tenant)
+    result, token = start_session(services, clock, mailbox, "ada@ward.test", trust_device=True)
+    clock.advance(hours=2)
+    as_current(
+        services,
+        clock,
+        token,
+        lambda db, me: trust.stop_trusting(
+            db, me, result.device.id, now=clock.now(), origin=ORIGIN
+        ),
+    )
+    stopped = clock.now()
+    clock.set(stopped + timedelta(minutes=30) - timedelta(seconds=1))
+    assert check(services, clock, token, touch=False).expires_at == stopped + timedelta(minutes=30)
+    clock.set(stopped + timedelta(minutes=30))
+    with pytest.raises(SessionExpired) as caught:
+        check(services, clock, token)
+    assert caught.value.details["reason"] == "idle_expired"
+
+
+def test_the_longer_of_the_two_idle_timeouts_applies(services, clock, mailbox, make):
+    """A tenant whose idle timeout is longer than its trusted idle timeout does not cut
+    trusted devices short: trust never makes a session end sooner."""
+    tenant = make.tenant("ward", idle_timeout=12 * 3600, trusted_idle_timeout=3600)
+    make.user("ada@ward.test", tenant)
+    result, _token = start_session(services, clock, mailbox, "ada@ward.test", trust_device=True)
+    assert result.session.idle_deadline == clock.now() + 12 * HOUR
+
+
+def test_a_longer_trusted_idle_timeout_reaches_trusted_sessions_only(
+    services, clock, mailbox, make
+):
+    tenant = make.tenant("ward")
+    make.user("ada@ward.test", tenant)
+    make.user("bo@ward.test", tenant)
+    trusted, trusted_token = start_session(
+        services, clock, mailbox, "ada@ward.test", trust_device=True
+    )
+    plain, _plain_token = start_session(services, clock, mailbox, "bo@ward.test")
+    start = clock.now()
+    clock.advance(minutes=10)
+    change_policy(services, clock, tenant, trusted_idle_timeout=10 * 3600)
+    assert stored(services, trusted.session.id).idle_deadline == start + 10 * HOUR
+    assert stored(services, plain.session.id).idle_deadline == start + timedelta(minutes=30)
+    with services.session() as db:
+        [event] = db.scalars(select(Event).where(Event.kind == "policy.changed")).all()
+        assert event.details["idle_extended"] == 1
+        assert event.details["changes"] == {
+            "trusted_idle_timeout": {"old": 8 * 3600, "new": 10 * 3600}
+        }
+    # A shorter one applies on the next check, as every tightening does.
+    change_policy(services, clock, tenant, trusted_idle_timeout=3600)
+    clock.set(start + HOUR)
+    with pytest.raises(SessionExpired):
+        check(services, clock, trusted_token)
+
+
+def test_the_trusted_idle_timeout_has_a_range(services, clock, make):
+    tenant = make.tenant("ward")
+    for bad in (30, 31 * 86400, "8h", True):
+        with pytest.raises(ValidationError) as caught:
+            change_policy(services, clock, tenant, trusted_idle_timeout=bad)
+        assert caught.value.field == "trustedIdleTimeout"
+        assert "1 minute to 30 days" in caught.value.message
+    with services.session() as db:
+        assert db.get_one(Tenant, tenant.id).trusted_idle_timeout == 8 * 3600
+    assert policy.as_dict(tenant)["trustedIdleTimeout"] == 8 * 3600
+
+
 # --- changing the policy -------------------------------------------------------------------
 
 

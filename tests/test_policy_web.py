@@ -24,6 +24,8 @@ DEFAULTS = {
     "extend_on_activity": "y",
     "trusted_lifetime": "30",
     "trusted_lifetime_unit": "days",
+    "trusted_idle_timeout": "8",
+    "trusted_idle_timeout_unit": "hours",
     "trusted_outlives_absolute": "y",
     "max_sessions_per_user": "10",
     "limit_mode": "evict_oldest",

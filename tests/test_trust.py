@@ -55,11 +55,14 @@ def test_trust_on_the_code_page_gives_the_trusted_lifetime(
     assert trusted.details["device_id"] == device.id and trusted.actor_id == member.id
 
     page = client.get("/devices").text
-    section = page[page.index('id="trusted"') :]
-    assert "Trusted devices" in section
-    assert f'id="trusted-{device.id}"' in section
-    assert re.search(r"Trusted until <time[^>]*>01 Apr 2026, 09:00 UTC</time>", section)
-    assert "Trust this device" not in page and "Stop trusting" in page
+    card = page[page.index(f'id="device-{device.id}"') :]
+    assert 'id="trusted"' not in page  # no second list: the card says it all
+    assert re.search(r"Trusted until <time[^>]*>1 Apr 2026</time>", card)
+    assert re.search(r"title=\"Trusted until 01 Apr 2026, 09:00 UTC\"", card)
+    # The card says when this device signs out and why: the trusted idle timeout.
+    assert "Signs out after 8 hours without use (trusted device), at " in card
+    assert re.search(r"at <time[^>]*>01 Apr 2026, 09:00 UTC</time> at the latest", card)
+    assert "Trust this device" not in page and page.count("Stop trusting<") == 1
 
 
 def test_trust_this_device_on_the_devices_page(client, mailbox, member, services, clock):
@@ -72,7 +75,8 @@ def test_trust_this_device_on_the_devices_page(client, mailbox, member, services
     response = post(client, f"/devices/{before.device_id}/trust", **HTMX)
     assert response.status_code == 200
     assert "is trusted until 1 Apr 2026" in response.text
-    assert 'id="trusted"' in response.text and "Stop trusting" in response.text
+    assert response.text.count("Stop trusting<") == 1 and "Trust this device" not in response.text
+    assert "Signs out after 8 hours without use (trusted device)" in response.text
 
     after = my_session(client, services, clock)
     assert device_of(services, after).trusted_until == clock.now() + 30 * DAY
@@ -110,8 +114,10 @@ def test_stop_trusting_ends_nothing_else(app, mailbox, member, services, clock):
     response = post(desk, f"/devices/{ipad_session.device_id}/untrust")
     assert response.status_code == 302 and response.location == "/devices"
     page = desk.get("/devices").text
-    assert "is no longer trusted. Its sessions keep running for now." in page
-    assert "No trusted devices." in page
+    assert "is no longer trusted. Its sessions keep running, now under the usual limits." in page
+    assert "Stop trusting" not in page and "(trusted device)" not in page
+    card = page[page.index(f'id="device-{ipad_session.device_id}"') :]
+    assert "Signs out after 30 minutes without use, at " in card
 
     assert device_of(services, ipad_session).trusted_until == clock.now()
     assert ipad.get("/devices").status_code == 200  # still signed in
@@ -136,7 +142,6 @@ def test_remove_device_ends_its_sessions_and_its_trust(app, mailbox, member, ser
     assert response.status_code == 200
     assert "Device removed: 1 session ended, trust ended." in response.text
     assert f'id="device-{device_id}"' not in response.text
-    assert f'id="trusted-{device_id}"' not in response.text
 
     with services.session() as db:
         row = db.get_one(UserSession, ipad_session.id)

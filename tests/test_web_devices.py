@@ -28,7 +28,8 @@ def test_devices_lists_each_device_with_its_sessions(app, mailbox, member, servi
     assert page.text.count("This device") == 1
     own = session_id_of(desk, services, clock)
     assert f'id="session-{own}"' in page.text
-    assert "Expires" in page.text
+    assert "Signs out" in page.text
+    assert "Signs out after 30 minutes without use, at " in page.text
 
 
 def test_end_another_session_with_htmx_replaces_only_its_device(
@@ -174,3 +175,77 @@ def test_idle_expiry_says_session_expired(signed_in, clock):
     status = signed_in.get("/session/status")  # the dead cookie was cleared
     assert status.get_json()["code"] == "invalid_session"
     assert signed_in.get("/devices").location == "/login?next=/devices"
+
+
+def test_a_trusted_device_is_one_card_that_outlives_its_sessions(
+    app, mailbox, member, services, clock
+):
+    """Issue 23: a trusted device with a live session was a card and again a row under
+    "Trusted devices" ("Stop trusting" twice), and the row kept saying it was signed in
+    after its session ended. Now it is one card, before and after, without a reload."""
+    desk, ipad = app.test_client(), app.test_client()
+    login(desk, mailbox, member.email)
+    login(ipad, mailbox, member.email, user_agent=UA_IPAD, trust=True)
+    ipad_session = session_id_of(ipad, services, clock)
+    with services.session() as db:
+        ipad_device = db.get_one(UserSession, ipad_session).device_id
+
+    page = desk.get("/devices").text
+    assert page.count('<article class="device') == 2
+    assert page.count(f'id="device-{ipad_device}"') == 1
+    assert 'id="trusted"' not in page and "Trusted devices" not in page
+    assert page.count("Stop trusting<") == 1  # on the iPad's card, and nowhere else
+    card = page[page.index(f'id="device-{ipad_device}"') :]
+    assert "Stop trusting" in card and f'id="session-{ipad_session}"' in card
+
+    response = desk.post(
+        f"/sessions/{ipad_session}/end", headers={**HTMX, "X-CSRFToken": csrf_from(page)}
+    )
+    assert response.status_code == 200
+    fragment = response.text
+    # Still one card, trusted, with no session in it; the swap carries the whole list.
+    assert fragment.count(f'id="device-{ipad_device}"') == 1
+    assert f'id="session-{ipad_session}"' not in fragment
+    assert "Not signed in on this device now." in fragment
+    assert fragment.count("Stop trusting<") == 1
+    assert 'id="end-others"' not in fragment  # no other live session is left
+    # The card with a live session comes first, the signed-out trusted one last.
+    assert fragment.index("This device") < fragment.index(f'id="device-{ipad_device}"')
+
+
+def test_devices_of_the_same_name_are_told_apart(app, mailbox, member, services, clock):
+    """Two iPads both read "Safari on iOS": each card (and every button's accessible name
+    and question) says when that one was added, until one gets a name of its own."""
+    first, second = app.test_client(), app.test_client()
+    login(first, mailbox, member.email, user_agent=UA_IPAD)
+    added = clock.now()
+    clock.advance(minutes=10)
+    login(second, mailbox, member.email, user_agent=UA_IPAD)
+    later = clock.now()
+    page = second.get("/devices").text
+    day = f"{added.day} {added:%b %Y}"
+    one = f"Safari on iOS · added {day}, {added:%H:%M}"
+    two = f"Safari on iOS · added {day}, {later:%H:%M}"
+    assert f">{one}</h2>" in page and f">{two}</h2>" in page
+    assert f'Remove<span class="visually-hidden"> {one}</span>' in page
+    assert f"End the session on {one}? That browser will be signed out." in page
+
+    with services.session() as db:
+        first_device = db.get_one(UserSession, session_id_of(first, services, clock)).device_id
+    renamed = second.post(
+        f"/devices/{first_device}/name",
+        data={"name": "Ward iPad", "csrf_token": csrf_from(page)},
+        headers=HTMX,
+    )
+    assert renamed.status_code == 200
+    assert ">Ward iPad</h2>" in renamed.text
+    assert ">Safari on iOS</h2>" in renamed.text and "added" not in renamed.text
+
+
+def test_status_gives_a_trusted_device_its_longer_idle_timeout(client, mailbox, member, clock):
+    login(client, mailbox, member.email, user_agent=UA_IPAD, trust=True)
+    clock.advance(minutes=45)  # past the ordinary 30 minutes
+    body = client.get("/session/status").get_json()
+    assert body["valid"] is True
+    assert body["idleTimeout"] == 8 * 3600
+    assert body["expiresIn"] == 8 * 3600 - 45 * 60

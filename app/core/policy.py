@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.core import events
 from app.core.errors import ValidationError
 from app.core.events import Origin
+from app.core.sessions import DeviceFacts, policy_deadlines
 from app.models import BINDING_ACTIONS, LIMIT_MODES, Device, Tenant, UserSession, UTCDateTime
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -84,6 +85,18 @@ FIELDS: tuple[Field, ...] = (
         365 * DAY,
         help="How long trust lasts once a person chooses “Trust this device”. "
         "Shortening it also shortens trust already given.",
+        duration=True,
+    ),
+    Field(
+        "trusted_idle_timeout",
+        "trustedIdleTimeout",
+        "Trusted device idle timeout",
+        int,
+        MINUTE,
+        30 * DAY,
+        help="A session on a trusted device ends after this long without activity, instead "
+        "of the idle timeout (the longer of the two applies; never past the session's "
+        "absolute lifetime). 8 hours keeps a tablet used through a shift signed in.",
         duration=True,
     ),
     Field(
@@ -217,8 +230,8 @@ def update(
 ) -> Tenant:
     """Apply ``changes`` (all or nothing) and audit the old and new values. Existing
     sessions follow a tighter policy on their next request (see app.core.sessions); a
-    longer idle timeout reaches every live session at once (its stored idle deadline
-    moves, see :func:`_stretch_idle_deadlines`; the event counts them as
+    longer idle timeout (or trusted idle timeout) reaches every live session at once (its
+    stored idle deadline moves, see :func:`_stretch_idle_deadlines`; the event counts them as
     ``idle_extended``); a shorter trusted-device lifetime also shortens trust already
     given: no device stays trusted past now + the new lifetime (``trust_capped``)."""
     clean = validate(changes, tenant)
@@ -230,8 +243,8 @@ def update(
     for name, value in clean.items():
         setattr(tenant, name, value)
     stretched = 0
-    idle = diff.get("idle_timeout")
-    if idle and idle["new"] > idle["old"]:
+    longer = [diff.get(name) for name in ("idle_timeout", "trusted_idle_timeout")]
+    if any(change and change["new"] > change["old"] for change in longer):
         stretched = _stretch_idle_deadlines(db, tenant, now)
     capped = 0
     shorter = diff.get("trusted_lifetime")
@@ -263,8 +276,9 @@ def update(
 
 
 def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
-    """Give the tenant's live sessions the longer idle timeout now in force; returns how
-    many moved.
+    """Give the tenant's live sessions the longer idle timeout now in force (the trusted
+    idle timeout on a trusted device, app.core.sessions.idle_timeout); returns how many
+    moved.
 
     The hot path judges a session by the earlier of its stored idle deadline and
     ``last_seen_at`` (or, for a session that never slides, ``created_at``) plus the idle
@@ -274,13 +288,12 @@ def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
     that had already run out under the old timeout (with nobody there to mark it ended)
     stays over, and every query that filters on the stored deadline (lists, counts,
     reports, retention) sees the same live sessions as the hot path. Each moves to its
-    base plus the new timeout, never past its absolute deadline and never earlier than
-    it was. Sessions whose sliding the tenant switched off keep their frozen deadline.
+    deadline under the new policy (app.core.sessions.deadlines), never earlier than it
+    was. Sessions whose sliding the tenant switched off keep their frozen deadline.
 
     ``last_seen_at`` is written at most once a touch interval, so the new deadline can
     be up to that interval earlier than a perfectly exact one; the session's next
     written request slides it as usual."""
-    timeout = timedelta(seconds=tenant.idle_timeout)
     rows = db.execute(
         select(
             UserSession.id,
@@ -289,7 +302,11 @@ def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
             UserSession.extend_on_activity,
             UserSession.idle_deadline,
             UserSession.absolute_deadline,
-        ).where(
+            UserSession.device_id,
+            Device.trusted_until,
+        )
+        .join(Device, Device.id == UserSession.device_id)
+        .where(
             UserSession.tenant_id == tenant.id,
             UserSession.ended_at.is_(None),
             UserSession.idle_deadline > now,
@@ -300,8 +317,8 @@ def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
     for row in rows:
         if row.extend_on_activity and not tenant.extend_on_activity:
             continue  # frozen where it stands (see app.core.sessions)
-        base = row.last_seen_at if row.extend_on_activity else row.created_at
-        deadline = min(base + timeout, row.absolute_deadline)
+        device = DeviceFacts(row.device_id, row.trusted_until)
+        deadline, _absolute = policy_deadlines(row, tenant, device, now)
         if deadline > row.idle_deadline:
             moves.append({"session_id": row.id, "deadline": deadline})
     if moves:

@@ -13,7 +13,7 @@ expiry is therefore exact to within that interval.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import OperationalError
@@ -35,6 +35,7 @@ from app.core.sessions import (
     by_session_id,
     deadlines,
     end_session,
+    idle_timeout,
     touch_interval,
 )
 from app.db import PlainQuery, SessionOnDemand, first_row, opened, rows_changed
@@ -185,7 +186,8 @@ def _touch(db: Session | SessionOnDemand, current: Current, now: datetime) -> No
     tenant = current.facts.tenant
     idle = current.idle_deadline
     if slides(current):
-        idle = min(now + timedelta(seconds=tenant.idle_timeout), current.absolute_deadline)
+        timeout = idle_timeout(tenant, current.facts.device, now)  # longer on a trusted device
+        idle = min(now + timeout, current.absolute_deadline)
     try:
         written = rows_changed(
             db,

@@ -5,13 +5,17 @@ Deadlines. A session ends at the earlier of
 
 * its **idle deadline**: ``last_seen_at + idle_timeout`` (and never later than the stored
   ``idle_deadline``), moved forward by activity while ``extend_on_activity`` is on. With
-  it off, the idle deadline stays where sign-in put it;
+  it off, the idle deadline stays where sign-in put it. On a trusted device the idle
+  timeout is the tenant's ``trusted_idle_timeout`` when that is longer (8 hours unless
+  the tenant says otherwise: a tablet passed round a ward stays signed in through a
+  shift), see :func:`idle_timeout`;
 * its **absolute deadline**: ``created_at + absolute_lifetime`` (or ``trusted_lifetime``
   on a trusted device when the policy lets trusted devices outlive the absolute lifetime),
   and never later than the stored ``absolute_deadline``. When a device stops being
   trusted (trust expired or was withdrawn) while a session runs on it, that session is not
   ended on the spot: from then on it gets the ordinary absolute lifetime, counted from the
-  moment trust ended (``trusted_until``).
+  moment trust ended (``trusted_until``), and the ordinary idle timeout, counted from its
+  last activity or the moment trust ended, whichever is later.
 
 The tenant's policy is read on every check, so tightening it applies to existing sessions
 on their next request. A longer idle timeout reaches every live session too: the policy
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, TypeVarTuple
+from typing import NamedTuple, Protocol, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -87,6 +91,7 @@ class PolicyFacts(NamedTuple):
     trusted_outlives_absolute: bool
     ip_change: str
     ua_change: str
+    trusted_idle_timeout: int
 
 
 class DeviceFacts(NamedTuple):
@@ -186,11 +191,16 @@ class Current:
 
 @dataclass
 class DeviceView:
+    """One of the person's devices as their devices page shows it: one card, holding
+    its live sessions (none for a trusted device nobody is signed in on)."""
+
     device: Device
     sessions: list[UserSession] = field(default_factory=list)
     current: bool = False
     #: when each session ends if nothing more happens, by session id
     expires: dict[str, datetime] = field(default_factory=dict)
+    #: when and why each session ends, by session id
+    sign_outs: dict[str, SignOut] = field(default_factory=dict)
 
     @property
     def last_active(self) -> datetime:
@@ -211,23 +221,115 @@ def lifetime(
     return timedelta(seconds=tenant.absolute_lifetime)
 
 
+def idle_timeout(
+    tenant: Tenant | PolicyFacts, device: Device | DeviceFacts, now: datetime
+) -> timedelta:
+    """How long a session on ``device`` may go without a request under the tenant's
+    policy: the idle timeout, or on a device trusted now the trusted idle timeout when
+    that is longer (a tenant that wants no difference sets it no longer than the idle
+    timeout)."""
+    seconds = tenant.idle_timeout
+    if device.is_trusted(now):
+        seconds = max(seconds, tenant.trusted_idle_timeout)
+    return timedelta(seconds=seconds)
+
+
+def trust_ended_during(
+    session: SessionTimes, device: Device | DeviceFacts, now: datetime
+) -> datetime | None:
+    """When the device's trust ended, if it ended (ran out or was withdrawn) while
+    ``session`` ran; else None."""
+    ended = device.trusted_until
+    if ended is not None and session.created_at < ended <= now:
+        return ended
+    return None
+
+
+class SessionTimes(Protocol):
+    """What the deadline rules read of a session (a row, its facts or a query's row)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def last_seen_at(self) -> datetime: ...
+    @property
+    def extend_on_activity(self) -> bool: ...
+    @property
+    def absolute_deadline(self) -> datetime: ...
+
+
+def policy_deadlines(
+    session: SessionTimes,
+    tenant: Tenant | PolicyFacts,
+    device: Device | DeviceFacts,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """(idle deadline, absolute deadline) the policy in force now gives ``session``,
+    before its stored idle deadline caps them (see :func:`deadlines`)."""
+    start = session.created_at
+    base = session.last_seen_at if session.extend_on_activity else session.created_at
+    trust_ended = trust_ended_during(session, device, now)
+    if trust_ended is not None:
+        # The ordinary lifetime and idle timeout count from then at the earliest, so
+        # losing trust never ends a session on the spot.
+        start = trust_ended
+        base = max(base, trust_ended)
+    absolute = min(session.absolute_deadline, start + lifetime(tenant, device, now))
+    return min(base + idle_timeout(tenant, device, now), absolute), absolute
+
+
 def deadlines(
     session: UserSession | SessionFacts,
     tenant: Tenant | PolicyFacts,
     device: Device | DeviceFacts,
     now: datetime,
 ) -> tuple[datetime, datetime]:
-    """(idle deadline, absolute deadline) under the policy in force now."""
-    start = session.created_at
-    if device.trusted_until is not None and session.created_at < device.trusted_until <= now:
-        # Trust ended while this session ran: the ordinary lifetime counts from then, so
-        # losing trust never ends a session on the spot.
-        start = device.trusted_until
-    absolute = min(session.absolute_deadline, start + lifetime(tenant, device, now))
-    idle_timeout = timedelta(seconds=tenant.idle_timeout)
-    base = session.last_seen_at if session.extend_on_activity else session.created_at
-    idle = min(session.idle_deadline, base + idle_timeout, absolute)
-    return idle, absolute
+    """(idle deadline, absolute deadline) under the policy in force now: the policy's
+    (:func:`policy_deadlines`), the idle one never later than the stored one."""
+    idle, absolute = policy_deadlines(session, tenant, device, now)
+    return min(session.idle_deadline, idle), absolute
+
+
+@dataclass(frozen=True)
+class SignOut:
+    """When and why a live session ends if nothing ends it sooner, as the devices page
+    says it: "after 8 hours without use (trusted device), at 14:05 at the latest"."""
+
+    #: when it ends with no more activity
+    at: datetime
+    #: when it ends however active (its absolute deadline)
+    latest: datetime
+    #: how long without a request ends it; None when activity does not move its deadline
+    idle: timedelta | None
+    #: the idle timeout is the trusted devices' longer one
+    trusted_idle: bool
+    #: the latest moment comes from the trusted devices' longer lifetime
+    trusted_lifetime: bool
+
+    @property
+    def idle_first(self) -> bool:
+        """Whether going unused can end it before its absolute deadline."""
+        return self.at < self.latest
+
+
+def sign_out(
+    session: UserSession,
+    tenant: Tenant,
+    device: Device,
+    now: datetime,
+) -> SignOut:
+    """When and why ``session`` ends under the policy in force now (see :class:`SignOut`)."""
+    idle, absolute = deadlines(session, tenant, device, now)
+    trusted = device.is_trusted(now)
+    slides = session.extend_on_activity and tenant.extend_on_activity
+    return SignOut(
+        at=idle,
+        latest=absolute,
+        idle=idle_timeout(tenant, device, now) if slides else None,
+        trusted_idle=trusted and tenant.trusted_idle_timeout > tenant.idle_timeout,
+        trusted_lifetime=trusted
+        and absolute > session.created_at + timedelta(seconds=tenant.absolute_lifetime),
+    )
 
 
 def end_session(
@@ -312,7 +414,9 @@ def live_sessions(db: Session, user_id: str, now: datetime) -> list[UserSession]
 
 
 def devices_of(db: Session, current: Current, *, now: datetime) -> list[DeviceView]:
-    """The person's devices that hold live sessions or are trusted, current device first."""
+    """The person's devices that hold live sessions or are trusted, one view each (a
+    device is never listed twice): the current device first, then devices with live
+    sessions by latest activity, then trusted devices nobody is signed in on."""
     views: dict[str, DeviceView] = {}
     for session in live_sessions(db, current.user.id, now):
         views.setdefault(session.device_id, DeviceView(device=None))  # type: ignore[arg-type]
@@ -326,15 +430,19 @@ def devices_of(db: Session, current: Current, *, now: datetime) -> list[DeviceVi
     for view in list(views.values()):
         view.current = view.device.id == current.device.id
         for session in list(view.sessions):
-            ends = min(deadlines(session, current.tenant, view.device, now))
-            if ends <= now and session.id != current.session.id:
+            rule = sign_out(session, current.tenant, view.device, now)
+            if rule.at <= now and session.id != current.session.id:
                 # Over under a tightened policy; it is marked ended on its next request.
                 view.sessions.remove(session)
                 continue
-            view.expires[session.id] = ends
+            view.expires[session.id] = rule.at
+            view.sign_outs[session.id] = rule
         if not view.sessions and not view.current and not view.device.is_trusted(now):
             del views[view.device.id]
-    return sorted(views.values(), key=lambda v: (not v.current, -v.last_active.timestamp()))
+    return sorted(
+        views.values(),
+        key=lambda v: (not v.current, not v.sessions, -v.last_active.timestamp()),
+    )
 
 
 def own_device(db: Session, user: User, device_id: str) -> Device:

@@ -63,6 +63,7 @@ from app.core.events import Origin
 from app.core.sessions import (
     END_MESSAGES,
     end_session,
+    idle_timeout,
     lifetime,
     live_sessions,
 )
@@ -518,7 +519,7 @@ def _start_session(
         created_at=now,
         authenticated_at=now,
         last_seen_at=now,
-        idle_deadline=min(now + timedelta(seconds=tenant.idle_timeout), absolute),
+        idle_deadline=min(now + idle_timeout(tenant, device, now), absolute),
         absolute_deadline=absolute,
         extend_on_activity=(
             tenant.extend_on_activity if extend_on_activity is None else extend_on_activity

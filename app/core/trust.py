@@ -1,14 +1,18 @@
 """Trusted devices: trust the device in hand, stop trusting one, remove one.
 
 * Trust is per device, with its own ``trusted_until``: now plus the tenant's trusted-device
-  lifetime. Sessions on a trusted device get the trusted lifetime when the policy lets
-  trusted devices outlive the absolute lifetime (see :func:`app.core.sessions.lifetime`).
+  lifetime. Sessions on a trusted device get the trusted idle timeout (8 hours unless the
+  tenant says otherwise, see :func:`app.core.sessions.idle_timeout`), and the trusted
+  lifetime when the policy lets trusted devices outlive the absolute lifetime (see
+  :func:`app.core.sessions.lifetime`). That is what "stay signed in longer here" means.
 * Only the device a person is using can be trusted from a session ("Trust this device"),
   the way "remember this device" works elsewhere: trust vouches for a device in the
   person's hands, not for one they merely see in a list. Its live sessions get the longer
-  lifetime at once (counted from their start), so the caller re-issues the current token.
+  lifetime (counted from their start) and idle timeout (counted from their last activity)
+  at once, so the caller re-issues the current token.
 * Stopping trust ends nothing else: sessions keep running, and from that moment get the
-  ordinary absolute lifetime (``trusted_until`` becomes the moment trust ended).
+  ordinary absolute lifetime and idle timeout (``trusted_until`` becomes the moment trust
+  ended, and both count from it at the earliest).
 * Removing a device ends its live sessions and its trust, and forgets its device cookie:
   a later sign-in from that browser counts as a new device.
 
@@ -30,6 +34,7 @@ from app.core.sessions import (
     Current,
     deadlines,
     end_session,
+    idle_timeout,
     lifetime,
     own_device,
     record_device_event,
@@ -47,9 +52,9 @@ def trust_device(
 ) -> Device:
     """Trust the caller's own current device until now + the trusted-device lifetime
     (trusting again renews it). Its live sessions, the current one included, get the
-    trusted lifetime at once; ``current.session.absolute_deadline`` then says how long the
-    current token may live. Raises NotFound (not the person's device) or Forbidden (a
-    device other than the one in use)."""
+    trusted lifetime and idle timeout at once; ``current.session.absolute_deadline`` then
+    says how long the current token may live. Raises NotFound (not the person's device)
+    or Forbidden (a device other than the one in use)."""
     device = own_device(db, current.user, device_id)
     if device.id != current.device.id:
         raise Forbidden("You can only trust the device you are using now.")
@@ -61,12 +66,25 @@ def trust_device(
     ]
     old = device.trusted_until
     device.trusted_until = trusted_until(current.tenant, now)
-    span = lifetime(current.tenant, device, now)
+    tenant = current.tenant
+    span = lifetime(tenant, device, now)
+    timeout = idle_timeout(tenant, device, now)
     extended = []
     for session in alive:
+        moved = False
         longer = session.created_at + span
         if longer > session.absolute_deadline:
             session.absolute_deadline = longer
+            moved = True
+        # A sliding session the tenant froze keeps its idle deadline (app.core.sessions).
+        frozen = session.extend_on_activity and not tenant.extend_on_activity
+        if not frozen:
+            base = session.last_seen_at if session.extend_on_activity else session.created_at
+            idle = min(base + timeout, session.absolute_deadline)
+            if idle > session.idle_deadline:
+                session.idle_deadline = idle
+                moved = True
+        if moved:
             extended.append(session.id)
     record_device_event(
         db,

@@ -31,7 +31,7 @@ UNIT_SECONDS = {value: seconds for value, _label, seconds in UNITS}
 #: how the page groups the settings; any other field of policy.FIELDS goes under "Other"
 GROUPS = (
     ("Session lifetime", ("idle_timeout", "absolute_lifetime", "extend_on_activity")),
-    ("Trusted devices", ("trusted_lifetime", "trusted_outlives_absolute")),
+    ("Trusted devices", ("trusted_lifetime", "trusted_idle_timeout", "trusted_outlives_absolute")),
     ("Concurrent sessions", ("max_sessions_per_user", "limit_mode")),
     ("Notifications", ("notify_new_device", "notify_high_alerts")),
     ("Security", ("ip_change", "ua_change", "require_totp_for_admins")),

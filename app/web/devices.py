@@ -3,10 +3,11 @@ trusting, remove a device, and the session status the page polls."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import timedelta
 
 from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, url_for
-from flask_babel import format_timedelta, get_locale, ngettext
+from flask_babel import format_datetime, format_timedelta, get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from htmx_flask import make_response as htmx_response
@@ -15,6 +16,7 @@ from app.core import sessions, trust
 from app.core.errors import InvalidSession, ValidationError
 from app.core.policy import describe_duration
 from app.core.sessions import END_MESSAGES
+from app.models import Device, Tenant
 from app.web.authentication import current, origin
 from app.web.cookies import set_session_cookie
 from app.web.forms import ActionForm, RenameForm
@@ -30,18 +32,76 @@ def _page(**extra: object) -> str:
 
 
 def _lists_context() -> dict[str, object]:
-    """What the device lists need: every device with its live sessions, the caller, the
-    action form, the trusted lifetime in words, and whether any session but the
-    caller's is live (the "Sign out all other sessions" button shows only then)."""
+    """What the device cards need: every device with its live sessions (one card each),
+    their labels, the caller, the action form, what trusting this device would give, a
+    duration in words, and whether any session but the caller's is live (the "Sign out
+    all other sessions" button shows only then)."""
     me = current()
     views = sessions.devices_of(db(), me, now=now())
     return {
         "views": views,
+        "labels": _labels(views),
         "me": me,
         "action": ActionForm(),
-        "trusted_for": _duration(me.tenant.trusted_lifetime),
+        "trust_offer": _trust_offer(me.tenant),
+        "duration": _duration,
         "others_live": any(s.id != me.session.id for view in views for s in view.sessions),
     }
+
+
+#: how finely "added …" tells same-named devices apart: the first that does, per name
+_ADDED_FORMATS = ("d MMM yyyy", "d MMM yyyy, HH:mm", "d MMM yyyy, HH:mm:ss")
+
+
+def _labels(views: list[sessions.DeviceView]) -> dict[str, str]:
+    """Each listed device's name as the page says it (headings, accessible names,
+    confirmations), by device id: its display name (the one the person gave, else
+    "Safari on iOS"), told apart from other listed devices of the same name by when it
+    was added: "Safari on iOS · added 3 Dec 2026", to the minute or the second when the
+    day does not tell them apart (and numbered if even the second does not)."""
+    by_name: dict[str, list[Device]] = defaultdict(list)
+    for view in views:
+        by_name[view.device.display_name].append(view.device)
+    labels = {}
+    for name, devices in by_name.items():
+        if len(devices) == 1:
+            labels[devices[0].id] = name
+            continue
+        devices.sort(key=lambda d: d.first_seen_at)
+        for pattern in _ADDED_FORMATS:
+            added = [format_datetime(d.first_seen_at, pattern) for d in devices]
+            if len(set(added)) == len(added):
+                break
+        else:
+            added = [f"{when} ({n})" for n, when in enumerate(added, start=1)]
+        for device, when in zip(devices, added, strict=True):
+            labels[device.id] = _("%(device)s · added %(day)s", device=name, day=when)
+    return labels
+
+
+def _trust_offer(tenant: Tenant) -> str:
+    """What "Trust this device" gives under the tenant's policy, in a sentence."""
+    idle = tenant.trusted_idle_timeout > tenant.idle_timeout
+    life = tenant.trusted_outlives_absolute and tenant.trusted_lifetime > tenant.absolute_lifetime
+    words = {
+        "idle": _duration(tenant.trusted_idle_timeout),
+        "lifetime": _duration(tenant.trusted_lifetime),
+    }
+    if idle and life:
+        return _(
+            "Trusted, this device signs out only after %(idle)s without use, and "
+            "%(lifetime)s after sign-in at the latest.",
+            **words,
+        )
+    if idle:
+        return _("Trusted, this device signs out only after %(idle)s without use.", **words)
+    if life:
+        return _("Trusted, a session on this device may last up to %(lifetime)s.", **words)
+    return _(
+        "Trust marks this device as yours for %(lifetime)s; your organisation gives "
+        "trusted devices no longer sessions.",
+        **words,
+    )
 
 
 def _duration(seconds: int) -> str:
@@ -52,8 +112,8 @@ def _duration(seconds: int) -> str:
 
 
 def _lists(status: int = 200, **extra: object) -> Response:
-    """htmx: both device lists and the toolbar as they are now, so no part of the page
-    is left stale after an action (a trusted device's "signed in" included)."""
+    """htmx: every device card and the toolbar as they are now, so no part of the page
+    is left stale after an action."""
     body = render_template("partials/_device_lists.html", **_lists_context(), **extra)
     return Response(body, status=status)
 
@@ -157,7 +217,8 @@ def stop_trusting(device_id: str) -> Response:
     device = trust.stop_trusting(db(), current(), device_id, now=now(), origin=origin())
     return _after_trust_change(
         _(
-            "%(device)s is no longer trusted. Its sessions keep running for now.",
+            "%(device)s is no longer trusted. Its sessions keep running, now under the "
+            "usual limits.",
             device=device.display_name,
         )
     )
@@ -214,4 +275,7 @@ def _status() -> Response:
         response.status_code = 401
         return response
     me = current()
-    return jsonify({**live_status(me), "idleTimeout": me.facts.tenant.idle_timeout})
+    # The idle timeout this session runs under (longer on a trusted device): the page's
+    # keeper times its warning and its activity pings from it.
+    timeout = sessions.idle_timeout(me.facts.tenant, me.facts.device, now())
+    return jsonify({**live_status(me), "idleTimeout": int(timeout.total_seconds())})
