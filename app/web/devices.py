@@ -89,12 +89,12 @@ def _trust_offer(tenant: Tenant) -> str:
     }
     if idle and life:
         return _(
-            "Trusted, this device signs out only after %(idle)s without use, and "
+            "Once trusted, this device signs out only after %(idle)s without use, and "
             "%(lifetime)s after sign-in at the latest.",
             **words,
         )
     if idle:
-        return _("Trusted, this device signs out only after %(idle)s without use.", **words)
+        return _("Once trusted, this device signs out only after %(idle)s without use.", **words)
     if life:
         return _("Trusted, a session on this device may last up to %(lifetime)s.", **words)
     return _(
