@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.core import sessions
 from app.models import UserSession
-from testkit.cluster import GUNICORN, Servers, call, holdfast, wait_until
+from testkit.cluster import GUNICORN, Servers, answers, call, holdfast, wait_until
 from testkit.tools import require_tool
 from testkit.values import SECRET, START
 
@@ -91,8 +91,13 @@ def test_counts_add_up_over_four_workers_and_never_go_down(
     for pid in first:
         os.kill(pid, signal.SIGTERM)
     wait_until(lambda: len(set(node.worker_pids()) - set(first)) == 4, 30, "four new workers")
+    # A new worker's pid shows before it has made its app; on a busy machine that takes
+    # longer than one request's timeout. What is counted here is requests, not speed.
+    wait_until(lambda: answers(f"{node.url}/metrics"), 60, "a new worker serving")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses += list(pool.map(lambda _: call(f"{node.url}/healthz").status, range(REQUESTS)))
+        statuses += list(
+            pool.map(lambda _: call(f"{node.url}/healthz", timeout=60).status, range(REQUESTS))
+        )
     assert statuses == [200] * 2 * REQUESTS
     # Several processes counted, each its own ...
     writers = {path.stem.rsplit("_", 1)[1] for path in folder.glob("histogram_*.db")}
