@@ -36,6 +36,12 @@ def test_times_show_in_the_viewer_zone_refresh_and_offer_utc(
 
     trusted = page.locator("article.device.current .sign-out-rule time[data-format=datetime]")
     wait_until(page, "!!document.querySelector('#time-zone:not([hidden])')")
+    # the card came in by an htmx swap: its times are rewritten once the swap settles
+    wait_until(
+        page,
+        "!(document.querySelector('article.device.current .sign-out-rule "
+        "time[data-format=datetime]')?.textContent || 'UTC').includes('UTC')",
+    )
     text = trusted.inner_text()
     assert local.strftime("%H:%M") in text and str(local.year) in text, text
     assert "UTC" not in text
