@@ -36,7 +36,7 @@ from app.core import events, oidc_grants
 from app.core.errors import NotFound
 from app.core.events import Origin
 from app.core.sessions import deadlines, end_session
-from app.core.webhooks import LEASE, MAX_ATTEMPTS, backoff
+from app.core.webhooks import LEASE, record_attempt
 from app.dns import Resolver
 from app.models import (
     Device,
@@ -211,19 +211,7 @@ def settle(
     delivery = db.get(OidcLogoutDelivery, claimed.delivery_id)
     if delivery is None:
         return None
-    delivery.attempts += 1
-    delivery.last_attempt_at = now
-    delivery.response_status = outcome.status
-    if outcome.delivered:
-        delivery.status = "delivered"
-        delivery.delivered_at = now
-        delivery.last_error = None
-    else:
-        delivery.last_error = (outcome.error or f"HTTP {outcome.status}")[:300]
-        if delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status = "failed"
-        else:
-            delivery.next_attempt_at = now + backoff(delivery.attempts)
+    record_attempt(delivery, outcome, now=now)
     db.flush()
     return delivery
 

@@ -490,6 +490,15 @@ def settle(
     delivery = db.get(WebhookDelivery, claimed.delivery_id)
     if delivery is None:
         return None
+    record_attempt(delivery, outcome, now=now)
+    db.flush()
+    return delivery
+
+
+def record_attempt(delivery: Any, outcome: Outcome, *, now: datetime) -> None:
+    """Count one attempt on a queued delivery row (a webhook's, or an OpenID back-channel
+    logout's: app.core.backchannel): delivered, due again after :func:`backoff`, or
+    failed for good after MAX_ATTEMPTS."""
     delivery.attempts += 1
     delivery.last_attempt_at = now
     delivery.response_status = outcome.status
@@ -503,5 +512,3 @@ def settle(
             delivery.status = "failed"
         else:
             delivery.next_attempt_at = now + backoff(delivery.attempts)
-    db.flush()
-    return delivery
