@@ -29,22 +29,31 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self._by_address: dict[str, list[EmailMessage]] = {}
+        #: the sign-in code in a message, by the message's id(), read once
+        self._codes: dict[int, str | None] = {}
         self._lock = threading.Lock()
         #: the apps of the running test, whose queued mail :meth:`count` waits for
         self.senders: list[Services] = []
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        match = re.search(r"code is (\d{6})", plain_text(message))
         with self._lock:
-            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+            self.messages.append(message)
+            self._by_address.setdefault(str(message["To"]), []).append(message)
+            self._codes[id(message)] = match.group(1) if match else None
         return "250 OK"
 
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+            self._by_address.clear()
+            self._codes.clear()
 
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
-            return [m for m in self.messages if m["To"] == address]
+            return list(self._by_address.get(address, ()))
 
     def count(self, address: str) -> int:
         """How many mails ``address`` has had, once every app of the test has sent what
@@ -83,9 +92,9 @@ class Mailbox:
         deadline = time.monotonic() + timeout
         while True:
             for mail in reversed(self.to(address)[count - 1 :]):
-                match = re.search(r"code is (\d{6})", plain_text(mail))
-                if match:
-                    return match.group(1)
+                code = self._codes.get(id(mail))
+                if code:
+                    return code
             if time.monotonic() > deadline:
                 raise AssertionError(f"no code mail number {count} to {address} within {timeout}s")
             time.sleep(0.02)
