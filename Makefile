@@ -59,7 +59,7 @@ lint: install-test assets
 # merge them into each language's .po (translate the new ones there), and compile the
 # .mo files, which are committed (tests/test_i18n.py checks they match their .po).
 messages: install-test
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ -k N_plural:1,2 --no-location --omit-header \
 	  -o app/translations/messages.pot .
 	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations -w 100
 	$(BIN)/pybabel compile -d app/translations --statistics

@@ -39,6 +39,13 @@ def test_a_person_signs_in_in_german(client, mailbox, member, services):
         "/login/code", data={"code": "12", "csrf_token": csrf_from(code_page)}, headers=GERMAN
     )
     assert "Ein Code hat 6 Ziffern" in slip.text
+    wrong = client.post(
+        "/login/code",
+        data={"code": f"{(int(code) + 1) % 1_000_000:06d}", "csrf_token": csrf_from(code_page)},
+        headers=GERMAN,
+    )
+    # the core's own message, with its count, in the page's language
+    assert "Dieser Code stimmt nicht. Noch 4 Versuche." in wrong.text
     signed = client.post(
         "/login/code", data={"code": code, "csrf_token": csrf_from(code_page)}, headers=GERMAN
     )

@@ -235,10 +235,7 @@ def check_code(
     if attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked()
     left = MAX_ATTEMPTS - attempts
-    raise InvalidCode(
-        f"That code is not right. {left} {'try' if left == 1 else 'tries'} left.",
-        attempts_left=left,
-    )
+    raise InvalidCode.tries_left(left)
 
 
 def claim_attempt(db: Session, challenge: Challenge) -> int:

@@ -3,26 +3,63 @@
 Every error a person or client can be answered with is a subclass of HoldfastError, here
 or beside the rule that raises it (``app.core.access.FreshSignInRequired``,
 ``app.web.errors.Unavailable``...): :func:`known_errors` finds them all, and the
-API's OpenAPI document lists their codes from it."""
+API's OpenAPI document lists their codes from it.
+
+Words: an error's message is English with ``%(name)s`` placeholders, marked with
+:func:`N_` so ``make messages`` puts it in the translation catalog; the values travel
+apart (``words``), so the web layer can say the message in the page's language
+(``app.web.i18n.said``) while ``message`` stays the English text the JSON API, the CLI and
+the logs use. Plurals pass ``plural`` and ``count`` (one English form for 1, the other for
+any other number; the catalog holds each language's forms; mark them with :func:`N_plural`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+
+def N_(text: str) -> str:
+    """Marks the core's words for the catalog (``pybabel extract -k N_``) and returns them
+    unchanged: the core has no language; the web layer translates (module docstring)."""
+    return text
+
+
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a message's two English forms as one plural entry of the catalog
+    (``pybabel extract -k N_plural:1,2``); returns them unchanged."""
+    return singular, plural
 
 
 class HoldfastError(Exception):
     code = "error"
     status = 400
-    message = "Something went wrong"
+    message = N_("Something went wrong")
 
-    def __init__(self, message: str | None = None, **details: Any) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        words: Mapping[str, object] | None = None,
+        plural: str | None = None,
+        count: int | None = None,
+        **details: Any,
+    ) -> None:
+        #: the untranslated message (``plural`` is its form for any count but 1)
+        self.template = message or type(self).message
+        self.plural = plural
+        self.count = count
+        #: the values of the message's placeholders (``count`` is one of them as ``num``)
+        self.words: dict[str, object] = dict(words or {})
+        if count is not None:
+            self.words.setdefault("num", count)
+        chosen = plural if plural is not None and count != 1 else self.template
+        self.message = chosen % self.words if self.words else chosen
+        super().__init__(self.message)
         self.details = details
 
 
 class ValidationError(HoldfastError):
-    code, status, message = "validation_error", 422, "Invalid input"
+    code, status, message = "validation_error", 422, N_("Invalid input")
 
     def __init__(self, message: str | None = None, *, field: str | None = None, **details: Any):
         super().__init__(message, **details)
@@ -30,39 +67,57 @@ class ValidationError(HoldfastError):
 
 
 class InvalidCode(HoldfastError):
-    code, status, message = "invalid_code", 400, "That code is not right. Check it and try again."
+    code, status, message = (
+        "invalid_code",
+        400,
+        N_("That code is not right. Check it and try again."),
+    )
+
+    @classmethod
+    def tries_left(cls, left: int) -> InvalidCode:
+        """A wrong code with ``left`` tries still to go (``details["attempts_left"]``)."""
+        one, other = N_plural(
+            "That code is not right. %(num)s try left.",
+            "That code is not right. %(num)s tries left.",
+        )
+        return cls(
+            one,
+            plural=other,
+            count=left,
+            attempts_left=left,
+        )
 
 
 class ChallengeLocked(HoldfastError):
     code, status, message = (
         "challenge_locked",
         400,
-        "Too many wrong codes. Ask for a new code.",
+        N_("Too many wrong codes. Ask for a new code."),
     )
 
 
 class SessionExpired(HoldfastError):
-    code, status, message = "session_expired", 401, "Session expired"
+    code, status, message = "session_expired", 401, N_("Session expired")
 
 
 class InvalidSession(HoldfastError):
-    code, status, message = "invalid_session", 401, "Invalid session"
+    code, status, message = "invalid_session", 401, N_("Invalid session")
 
 
 class SessionLimitReached(HoldfastError):
-    code, status, message = "session_limit_reached", 409, "Session limit reached"
+    code, status, message = "session_limit_reached", 409, N_("Session limit reached")
 
 
 class RateLimited(HoldfastError):
-    code, status, message = "rate_limited", 429, "Too many requests"
+    code, status, message = "rate_limited", 429, N_("Too many requests")
 
 
 class Forbidden(HoldfastError):
-    code, status, message = "forbidden", 403, "Forbidden"
+    code, status, message = "forbidden", 403, N_("Forbidden")
 
 
 class NotFound(HoldfastError):
-    code, status, message = "not_found", 404, "Not found"
+    code, status, message = "not_found", 404, N_("Not found")
 
 
 class TenantChoiceRequired(HoldfastError):
@@ -72,7 +127,7 @@ class TenantChoiceRequired(HoldfastError):
     code, status, message = (
         "tenant_choice_required",
         409,
-        "Your address belongs to more than one organisation. Choose the one to sign in to.",
+        N_("Your address belongs to more than one organisation. Choose the one to sign in to."),
     )
 
 
@@ -83,8 +138,10 @@ class MfaRequired(HoldfastError):
     code, status, message = (
         "mfa_required",
         401,
-        "Enter the code your authenticator app shows, or one of your recovery codes, to "
-        "finish signing in.",
+        N_(
+            "Enter the code your authenticator app shows, or one of your recovery codes, to "
+            "finish signing in."
+        ),
     )
 
 
@@ -95,8 +152,10 @@ class MfaEnrolmentRequired(HoldfastError):
     code, status, message = (
         "mfa_enrolment_required",
         403,
-        "Your organisation requires admins to use an authenticator app, and you have not "
-        "added one yet. Sign in on the web to add it; it is asked for every sign-in after.",
+        N_(
+            "Your organisation requires admins to use an authenticator app, and you have not "
+            "added one yet. Sign in on the web to add it; it is asked for every sign-in after."
+        ),
     )
 
 

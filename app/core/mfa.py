@@ -38,7 +38,7 @@ from app import otp
 from app.core import code_checks, events, totp
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.deployment import deployment
-from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
+from app.core.errors import N_, ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
@@ -122,7 +122,7 @@ def open_step(db: Session, step_id: str, purpose: str, *, now: datetime) -> MfaC
     if step is None or step.purpose != purpose or step.consumed_at is not None:
         raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
     if step.attempts >= MAX_ATTEMPTS:
-        raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
+        raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
     if now >= step.expires_at:
         raise InvalidCode("That sign-in step has expired. Start again with a new emailed code.")
     return step
@@ -166,12 +166,9 @@ def check_second_factor(
     db.flush()
     code_checks.wrong_code(db, hasher, address=user.email, accounts=[user], now=now, origin=origin)
     if attempts >= MAX_ATTEMPTS:
-        raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
+        raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
     left = MAX_ATTEMPTS - attempts
-    raise InvalidCode(
-        f"That code is not right. {left} {'try' if left == 1 else 'tries'} left.",
-        attempts_left=left,
-    )
+    raise InvalidCode.tries_left(left)
 
 
 def claim_attempt(db: Session, step: MfaChallenge) -> int:
@@ -197,7 +194,7 @@ def claim_attempt(db: Session, step: MfaChallenge) -> int:
         )
         if used is not None:
             raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
-        raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
+        raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
     return int(counted)
 
 

@@ -13,6 +13,7 @@ from app.core.access import FreshSignInRequired, require_admin
 from app.core.totp import TotpRequired, require_for_admin
 from app.web.authentication import current
 from app.web.errors import json_error, wants_json
+from app.web.i18n import said
 from app.web.unit_of_work import now
 
 
@@ -36,7 +37,7 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
         except TotpRequired as error:  # the tenant requires an authenticator app of admins
             if wants_json():
                 return json_error(error)
-            flash(error.message)
+            flash(said(error))
             target = request.full_path if request.method == "GET" else None
             return redirect(url_for("security.index", next=target))
         return view(*args, **kwargs)

@@ -45,6 +45,7 @@ from app.web.auth import safe_next
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.htmx import is_htmx
+from app.web.i18n import said
 from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -373,12 +374,10 @@ def end_selected() -> Response | str:
     except ValidationError as problem:
         if is_htmx():
             return Response(
-                render_template(
-                    "partials/admin/_notice.html", message=problem.message, warning=True
-                ),
+                render_template("partials/admin/_notice.html", message=said(problem), warning=True),
                 status=422,
             )
-        flash(problem.message)
+        flash(said(problem))
         return _back_to_explorer()
     leave = _signed_out_self(ended)
     if leave is not None:

@@ -12,6 +12,7 @@ from app.web.access import admin_required
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
 from app.web.htmx import is_htmx
+from app.web.i18n import said
 from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_alerts", __name__, url_prefix="/admin")
@@ -27,7 +28,7 @@ def alerts_page() -> str | tuple[str, int]:
     try:
         page = alert_inbox.list_alerts(db(), status=status, severity=severity, cursor=cursor)
     except ValidationError as error:
-        problem, status, severity = error.message, "unresolved", None
+        problem, status, severity = said(error), "unresolved", None
         page = alert_inbox.list_alerts(db(), status=status)
     context = {"page": page, "status": status, "severity": severity, "action": ActionForm()}
     if cursor and is_htmx() and problem is None:

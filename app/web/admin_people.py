@@ -46,6 +46,7 @@ from app.web.admin import ask_again_for_htmx, day_start, parse_day
 from app.web.audit_words import in_words
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
+from app.web.i18n import said
 from app.web.streaming import csv_download
 from app.web.unit_of_work import db, now
 
@@ -157,7 +158,7 @@ def add_user() -> Response:
             )
         except ValidationError as problem:
             field = getattr(form, problem.field or "email", form.email)
-            field.errors = [*field.errors, problem.message]
+            field.errors = [*field.errors, said(problem)]
         else:
             flash(f"Added {user.email}. We emailed them an invitation to sign in.")
             return redirect(url_for("admin_people.user", user_id=user.id))  # type: ignore[return-value]
@@ -188,7 +189,7 @@ def _person_action(user_id: str, act: Any, done: Any) -> Response:
     try:
         result = act()
     except ValidationError as problem:
-        flash(problem.message)
+        flash(said(problem))
         return redirect(url_for("admin_people.user", user_id=user_id))  # type: ignore[return-value]
     flash(done(result))
     return redirect(url_for("admin_people.user", user_id=user_id))  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from app.core import policy
 from app.core.errors import ValidationError
 from app.web.access import admin_required
 from app.web.authentication import current, origin
+from app.web.i18n import said
 from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_policy", __name__, url_prefix="/admin")
@@ -129,7 +130,7 @@ def _read(form: PolicyForm) -> tuple[dict[str, Any], dict[str, str]]:
         try:
             policy.check_field(name, value)
         except ValidationError as problem:
-            errors[name] = problem.message
+            errors[name] = said(problem)
     return values, errors
 
 
@@ -169,7 +170,7 @@ def edit() -> Response | tuple[str, int] | str:
                 )
             except ValidationError as problem:  # a rule between fields
                 name = policy.BY_API_NAME.get(problem.field or "")
-                errors[name.name if name else "form"] = problem.message
+                errors[name.name if name else "form"] = said(problem)
             else:
                 changed = before != policy.as_dict(tenant)
                 flash(

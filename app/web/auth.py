@@ -41,6 +41,7 @@ from app.web.cookies import (
     set_session_cookie,
 )
 from app.web.forms import ActionForm, CodeForm, EmailForm, EnrolForm, SecondFactorForm
+from app.web.i18n import said
 from app.web.templating import enrolment_page
 from app.web.unit_of_work import db, now, services
 
@@ -96,9 +97,9 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
                 product=current_app.config["PRODUCT_NAME"],
             )
         except ValidationError as error:
-            form.email.errors = [*form.email.errors, error.message]
+            form.email.errors = [*form.email.errors, said(error)]
         except RateLimited as error:
-            form.email.errors = [*form.email.errors, error.message]
+            form.email.errors = [*form.email.errors, said(error)]
             page = render_template("auth/login.html", form=form, notice=None, reason="")
             return page, 429, {"Retry-After": str(error.details["retry_after"])}
         else:
@@ -152,7 +153,7 @@ def code() -> Response | str:
                 form=form,
                 tenants=error.details["tenants"],
                 email=flow["email"],
-                problem=error.message if form.tenant.data else None,
+                problem=said(error) if form.tenant.data else None,
             )
             return page, 409  # type: ignore[return-value]
         except MfaRequired as error:
@@ -162,12 +163,12 @@ def code() -> Response | str:
             session["signin"] = {**flow, "enrol": error.details["step"].id}
             return redirect(url_for("auth.enrol"))  # type: ignore[return-value]
         except ChallengeLocked as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
             return render_template(
                 "auth/code.html", form=form, email=flow["email"], locked=True, resend=ActionForm()
             )
         except (InvalidCode, ValidationError, PasskeyRequired) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             return _signed_in(result, flow)
     return render_template(
@@ -194,7 +195,7 @@ def _choose_session(
         sessions=error.details["sessions"],
         devices=error.details.get("devices", {}),
         also_ends=error.details.get("also_ends", 0),
-        message=error.message,
+        message=said(error),
         problem=problem,
     )
     return Response(page, 409)
@@ -268,10 +269,10 @@ def mfa() -> Response | str:
             )
         except ChallengeLocked as error:
             session.pop("signin", None)
-            flash(error.message)
+            flash(said(error))
             return redirect(url_for("auth.login"))  # type: ignore[return-value]
         except (InvalidCode, ValidationError) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             return _signed_in(result, flow)
     return render_template(
@@ -300,7 +301,7 @@ def enrol() -> Response | str:
             )
         except (InvalidCode, ChallengeLocked) as error:
             session.pop("signin", None)
-            flash(error.message)
+            flash(said(error))
             return redirect(url_for("auth.login"))  # type: ignore[return-value]
         return render_template(
             "security/enrol.html",
@@ -338,10 +339,10 @@ def enrol_confirm() -> Response | tuple[str, int]:
             )
         except ChallengeLocked as error:
             session.pop("signin", None)
-            flash(error.message)
+            flash(said(error))
             return redirect(url_for("auth.login"))  # type: ignore[return-value]
         except (InvalidCode, ValidationError) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             session.clear()
             page = render_template(
@@ -449,7 +450,7 @@ def again() -> Response | str:
             session["reauth"] = {**flow, "mfa": error.details["step"].id}
             return redirect(url_for("auth.again_mfa"))  # type: ignore[return-value]
         except (InvalidCode, ChallengeLocked, ValidationError) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             session.pop("reauth", None)
             return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]
@@ -482,10 +483,10 @@ def again_mfa() -> Response | str:
             )
         except ChallengeLocked as error:
             session.pop("reauth", None)
-            flash(error.message)
+            flash(said(error))
             return redirect(url_for("auth.again", next=flow.get("next")))  # type: ignore[return-value]
         except (InvalidCode, ValidationError) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             session.pop("reauth", None)
             return redirect(flow.get("next") or url_for("devices.index"))  # type: ignore[return-value]

@@ -42,6 +42,7 @@ from app.core.errors import ValidationError
 from app.web.access import admin_required
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
+from app.web.i18n import said
 from app.web.streaming import csv_download
 from app.web.unit_of_work import db, now, services
 from app.worker import allow_private
@@ -302,7 +303,7 @@ def erase(user_id: str) -> str | tuple[str, int]:
         try:
             done = privacy.erase(db(), current(), user_id, now=now(), origin=origin())
         except ValidationError as problem:
-            error = problem.message
+            error = said(problem)
         else:
             return render_template("compliance/erased.html", email=email, erasure=done)
     page = render_template(

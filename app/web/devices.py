@@ -21,6 +21,7 @@ from app.web.authentication import current, origin
 from app.web.cookies import set_session_cookie
 from app.web.forms import ActionForm, RenameForm
 from app.web.htmx import is_htmx
+from app.web.i18n import said
 from app.web.session_status import live_status
 from app.web.unit_of_work import db, now, services
 
@@ -162,7 +163,7 @@ def rename(device_id: str) -> Response | str:
                 db(), current(), device_id, form.name.data or "", now=now(), origin=origin()
             )
         except ValidationError as problem:
-            error = problem.message
+            error = said(problem)
     else:
         error = "; ".join(form.name.errors) or "Could not rename the device."
     if is_htmx():

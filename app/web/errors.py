@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.core.errors import HoldfastError
 from app.sealing import Unsealable
+from app.web.i18n import said
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def init_app(app: Flask) -> None:
             response = json_error(error)
         else:
             response = _page(
-                error.status, PAGE_TITLES.get(error.code, "Something is not right"), error.message
+                error.status, PAGE_TITLES.get(error.code, "Something is not right"), said(error)
             )
         if error.details.get("retry_after"):  # RateLimited says when to come back
             response.headers["Retry-After"] = str(error.details["retry_after"])

@@ -3,16 +3,19 @@ browser's Accept-Language among the languages Holdfast speaks (app.i18n), else E
 
 Flask-Babel translates the templates (``{{ _("...") }}``), flash messages and the words
 the page scripts show, which the templates hand them in data-* attributes. The page's
-``<html lang>`` says the language chosen. The core's own messages (errors it raises)
-are English for now (README: Languages)."""
+``<html lang>`` says the language chosen. The core's own messages (the errors it raises)
+are English and marked for the catalog (app.core.errors); a page says them with
+:func:`said`. The JSON API answers them in English: a client tells errors apart by their
+``code``, and the ``error`` text is for the developer reading it (docs/api.md)."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, after_this_request, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, gettext, ngettext
 from flask_login import current_user
 
 from app import i18n
+from app.core.errors import HoldfastError
 
 babel = Babel()
 
@@ -31,6 +34,14 @@ def select_locale() -> str:
         return response
 
     return request.accept_languages.best_match(i18n.LANGUAGES, default="en") or "en"
+
+
+def said(error: HoldfastError) -> str:
+    """``error``'s message in the page's language, its placeholders filled in."""
+    if error.plural is not None and error.count is not None:
+        words = {name: value for name, value in error.words.items() if name != "num"}
+        return ngettext(error.template, error.plural, error.count, **words)
+    return gettext(error.template, **error.words)
 
 
 def init_app(app: Flask) -> None:

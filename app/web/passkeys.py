@@ -55,6 +55,7 @@ from app.web.authentication import current, origin
 from app.web.cookies import DEVICE_COOKIE
 from app.web.extensions import csrf
 from app.web.forms import ActionForm
+from app.web.i18n import said
 from app.web.json_input import public_id
 from app.web.unit_of_work import db, now, services
 
@@ -253,7 +254,7 @@ def rename_page(passkey_id: str) -> Response:
                 db(), current(), passkey_id, form.name.data, now=now(), origin=origin()
             )
         except (NotFound, ValidationError) as error:
-            flash(error.message)
+            flash(said(error))
         else:
             flash("Passkey renamed.")
     else:
@@ -275,7 +276,7 @@ def remove_page(passkey_id: str) -> Response:
             back = url_for("security.index") + "#passkeys"
             return redirect(url_for("auth.again", next=back))  # type: ignore[return-value]
         except HoldfastError as error:
-            flash(error.message)
+            flash(said(error))
         else:
             flash(f"Passkey \u201c{removed.name}\u201d removed. It no longer signs you in.")
     return redirect(url_for("security.index") + "#passkeys")  # type: ignore[return-value]

@@ -47,6 +47,7 @@ from app.web.auth import safe_next
 from app.web.authentication import current, origin
 from app.web.cookies import clear_session_cookie
 from app.web.forms import ActionForm
+from app.web.i18n import said
 from app.web.templating import enrolment_page
 from app.web.unit_of_work import db, now, services
 
@@ -97,7 +98,7 @@ def language() -> Response:
                 db(), current().user, form.language.data or "", now=now(), origin=origin()
             )
         except ValidationError as problem:
-            flash(problem.message)
+            flash(said(problem))
         else:
             refresh()  # the words below in the language just chosen
             flash(_("Language saved."))
@@ -156,7 +157,7 @@ def start() -> Response | str:
     except FreshSignInRequired:
         return _again()
     except ValidationError as error:
-        flash(error.message)
+        flash(said(error))
         return redirect(url_for("security.index"))  # type: ignore[return-value]
     return render_template(
         "security/enrol.html",
@@ -185,7 +186,7 @@ def confirm() -> Response | tuple[str, int] | str:
                 sign_out_others=bool(form.sign_out_others.data),
             )
         except (InvalidCode, ValidationError) as error:
-            form.code.errors = [*form.code.errors, error.message]
+            form.code.errors = [*form.code.errors, said(error)]
         else:
             flash(
                 "Authenticator app added. From now on, signing in takes the emailed code "
@@ -225,7 +226,7 @@ def recovery_codes() -> Response | str:
     except FreshSignInRequired:
         return _again()
     except ValidationError as error:
-        flash(error.message)
+        flash(said(error))
         return redirect(url_for("security.index"))  # type: ignore[return-value]
     return render_template(
         "security/recovery_codes.html",
@@ -277,5 +278,5 @@ def not_me(token: str) -> Response | tuple[str, int] | str:
             return response
         report = find_not_me(db(), hasher, token, now=now())
     except (NotFound, ValidationError) as error:
-        return render_template("security/not_me.html", problem=error.message), error.status
+        return render_template("security/not_me.html", problem=said(error)), error.status
     return render_template("security/not_me.html", report=report, form=form, done=False)

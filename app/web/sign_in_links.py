@@ -24,6 +24,7 @@ from app.web.auth import _signed_in
 from app.web.authentication import origin
 from app.web.cookies import DEVICE_COOKIE
 from app.web.forms import ActionForm
+from app.web.i18n import said
 from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("sign_in_links", __name__)
@@ -36,7 +37,7 @@ def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
         return redirect(url_for("auth.mfa" if flow.get("mfa") else "auth.enrol"))  # type: ignore[return-value]
     if not flow.get("challenge") or flow["challenge"] != challenge_id:
         elsewhere = LinkElsewhere()
-        return render_template("auth/link_elsewhere.html", message=elsewhere.message), 409
+        return render_template("auth/link_elsewhere.html", message=said(elsewhere)), 409
     form = ActionForm()
     if not form.validate_on_submit():
         return render_template("auth/link.html", form=form, email=flow.get("email"))
@@ -53,7 +54,7 @@ def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
             budgets=services().budgets,
         )
     except LinkElsewhere as error:
-        return render_template("auth/link_elsewhere.html", message=error.message), error.status
+        return render_template("auth/link_elsewhere.html", message=said(error)), error.status
     except MfaRequired as error:
         session["signin"] = {**flow, "mfa": error.details["step"].id}
         return redirect(url_for("auth.mfa"))  # type: ignore[return-value]
@@ -65,6 +66,6 @@ def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
         flash("Type the code from the email to choose how to go on.")
         return redirect(url_for("auth.code"))  # type: ignore[return-value]
     except (InvalidCode, ChallengeLocked, PasskeyRequired) as error:
-        flash(error.message)
+        flash(said(error))
         return redirect(url_for("auth.code"))  # type: ignore[return-value]
     return _signed_in(result, flow)
