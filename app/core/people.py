@@ -295,14 +295,17 @@ def enable(db: Session, admin: Actor, user_id: str, *, now: datetime, origin: Or
 def untrust_devices(
     db: Session, admin: Current, user_id: str, *, now: datetime, origin: Origin
 ) -> int:
-    """Stop trusting every device of the person; returns how many were trusted. Their
-    live sessions keep running but lose the trusted lifetime: each is held to the
-    tenant's absolute lifetime from its next request (see sessions.deadlines)."""
+    """Stop trusting every device of the person; returns how many were trusted. Nothing
+    ends on the spot: as when a person stops trusting one device (app.core.trust), each
+    device's ``trusted_until`` becomes now, so its live sessions keep running and get the
+    ordinary idle timeout and absolute lifetime counted from now at the earliest (see
+    sessions.policy_deadlines). A session idle for an hour on a trusted device (8-hour
+    trusted idle timeout) is therefore not signed out by its next request."""
     user = tenant_user(db, user_id)
     count = db.execute(
         update(Device)
         .where(Device.user_id == user.id, Device.trusted_until > now)
-        .values(trusted_until=None)
+        .values(trusted_until=now)
         .execution_options(synchronize_session="fetch")
     ).rowcount  # type: ignore[attr-defined]
     record_admin_action(
