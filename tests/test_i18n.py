@@ -125,7 +125,7 @@ def test_every_catalog_is_complete_and_compiled():
 
         def pairs(catalog):
             return {
-                (m.id if isinstance(m.id, str) else tuple(m.id)): (
+                (m.context, m.id if isinstance(m.id, str) else tuple(m.id)): (
                     m.string if isinstance(m.string, str) else tuple(m.string)
                 )
                 for m in catalog

@@ -30,7 +30,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import gettext, ngettext
+from flask_babel import gettext, ngettext, pgettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -93,7 +93,15 @@ CSV_COLUMNS = (
 )
 
 
-ROLE_CHOICES = [SelectChoice("member", _l("Member")), SelectChoice("admin", _l("Admin"))]
+#: the pages name the roles with role_label() (in the page's language)
+ROLE_CHOICES = [SelectChoice("member", "Member"), SelectChoice("admin", "Admin")]
+
+
+@bp.app_template_global()
+def role_label(role: str) -> str:
+    """A role's name in the page's language ("Admin" is a role here, not the admin area
+    the navigation's "Admin" opens, hence its own catalog context)."""
+    return pgettext("role", "Admin") if role == "admin" else gettext("Member")
 
 
 class AddPersonForm(FlaskForm):
