@@ -26,6 +26,43 @@ CHROMIUM_ARGS = [
 ]
 
 
+def member_and_admin_pages(person_id: str) -> list[str]:
+    """Every member and admin page, once each (with a person's id where the page needs
+    one), plus the states worth seeing: a filter error, the 404 page. The axe check and
+    the phone-width check both walk this list, so a new page is added here once."""
+    return [
+        *MEMBER_PAGES,
+        *admin_pages(person_id),
+        "/api/docs",
+        "/no-such-page",
+    ]
+
+
+#: the pages of a signed-in member
+MEMBER_PAGES = ("/devices", "/account/security", "/account/data")
+
+
+def admin_pages(person_id: str) -> list[str]:
+    """The admin console's pages (see :func:`member_and_admin_pages`)."""
+    return [
+        "/admin",
+        "/admin/sessions",
+        "/admin/sessions?status=all",
+        f"/admin/sessions?user={person_id}",
+        "/admin/users",
+        f"/admin/users/{person_id}",
+        f"/admin/users/{person_id}/erase",
+        "/admin/alerts",
+        "/admin/audit",
+        "/admin/audit?kind=nonsense&from=never",  # a filter error on the page
+        "/admin/policy",
+        "/admin/apps",
+        "/admin/mail",
+        "/admin/reports",
+        "/admin/webhooks",
+    ]
+
+
 @contextmanager
 def served(app: Flask) -> Iterator[str]:
     """The app served on 127.0.0.1 (a free port) from a thread, for a browser: yields its

@@ -242,25 +242,40 @@ def test_end_all_sessions_of_a_person(app, admin_client, mailbox, services, cloc
     assert user_row(services, member.id).disabled is False  # they may sign in again
 
 
-def test_stop_trusting_all_devices(app, admin_client, mailbox, services, member, admin):
-    sign_in(app, mailbox, member.email, trust=True)
+def test_stop_trusting_all_devices(app, mailbox, services, clock, member, admin):
+    """Losing trust signs nobody out on the spot: a session idle for an hour on a trusted
+    device (8-hour trusted idle timeout) keeps running, and from then on gets the ordinary
+    30-minute idle timeout, counted from the moment trust ended."""
+    desk = sign_in(app, mailbox, member.email, trust=True)
     sign_in(app, mailbox, member.email, user_agent=UA_IPAD, trust=True)
     with services.session() as db:
         assert all(
             d.trusted_until for d in db.scalars(select(Device).where(Device.user_id == member.id))
         )
+    clock.advance(hours=1)
+    admin_client = sign_in(app, mailbox, admin.email)
+    person_page = admin_client.get(f"/admin/users/{member.id}").text
+    assert "2 trusted devices. Stopping trust signs nobody out" in person_page
+    assert "end after 30 minutes without use (instead of 8 hours)" in person_page
 
     answer = post(
         admin_client, f"/admin/users/{member.id}/untrust-devices", f"/admin/users/{member.id}"
     )
 
     assert answer.status_code == 302
-    assert "Stopped trusting 2 devices." in admin_client.get(answer.location).text
+    assert (
+        "Stopped trusting 2 devices. Nobody was signed out."
+        in admin_client.get(answer.location).text
+    )
     with services.session() as db:
         devices = db.scalars(select(Device).where(Device.user_id == member.id)).all()
-        assert [d.trusted_until for d in devices] == [None, None]
+        assert [d.trusted_until for d in devices] == [clock.now(), clock.now()]
     [event] = events_of(services, "devices.untrusted")
     assert (event.actor_id, event.subject_id, event.details["count"]) == (admin.id, member.id, 2)
+    # Idle for an hour, yet still signed in: the ordinary idle timeout counts from now.
+    assert desk.get("/devices").status_code == 200
+    clock.advance(minutes=31)
+    assert desk.get("/devices").location.startswith("/login?reason=idle")
 
 
 def test_person_actions_need_the_form_token(admin_client, services, member):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.core import alerts
-from testkit.browser import wait_until
+from testkit.browser import member_and_admin_pages, wait_until
 from testkit.rows import add_session
 from testkit.tools import require_tool
 from testkit.values import UA_MAC_CHROME
@@ -53,30 +53,6 @@ def audit(page, found: dict[str, list[dict]], where: str) -> None:
     violations = page.evaluate(RUN_AXE)
     if violations:
         found[where] = violations
-
-
-def member_and_admin_pages(sam_id: str) -> list[str]:
-    return [
-        "/devices",
-        "/account/security",
-        "/account/data",
-        "/admin",
-        "/admin/sessions",
-        "/admin/sessions?status=all",
-        f"/admin/sessions?user={sam_id}",
-        "/admin/users",
-        f"/admin/users/{sam_id}",
-        f"/admin/users/{sam_id}/erase",
-        "/admin/alerts",
-        "/admin/audit",
-        "/admin/audit?kind=nonsense&from=never",  # a filter error on the page
-        "/admin/policy",
-        "/admin/apps",
-        "/admin/mail",
-        "/admin/reports",
-        "/admin/webhooks",
-        "/no-such-page",
-    ]
 
 
 def test_no_axe_violation_on_any_page_in_either_colour_scheme(

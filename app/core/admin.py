@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.access import Actor, actor_details, actor_id
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.paging import check_limit, decode_cursor, encode_cursor
 from app.core.sessions import Current, deadlines, end_session
@@ -51,15 +51,27 @@ class SessionFilters:
 
     def validate(self) -> SessionFilters:
         if self.status not in STATUSES:
-            raise ValidationError(f"status is one of {', '.join(STATUSES)}.", field="status")
+            raise ValidationError(
+                N_("status is one of %(values)s."),
+                words={"values": ", ".join(STATUSES)},
+                field="status",
+            )
         if self.sort not in SORTS:
-            raise ValidationError(f"sort is one of {', '.join(SORTS)}.", field="sort")
+            raise ValidationError(
+                N_("sort is one of %(values)s."), words={"values": ", ".join(SORTS)}, field="sort"
+            )
         if self.kind is not None and self.kind not in DEVICE_KINDS:
-            raise ValidationError(f"kind is one of {', '.join(DEVICE_KINDS)}.", field="kind")
+            raise ValidationError(
+                N_("kind is one of %(values)s."),
+                words={"values": ", ".join(DEVICE_KINDS)},
+                field="kind",
+            )
         for name in ("q", "os", "browser", "ip_prefix", "user_id"):
             value = getattr(self, name)
             if value is not None and len(value) > 200:
-                raise ValidationError(f"{name} is at most 200 characters.", field=name)
+                raise ValidationError(
+                    N_("%(name)s is at most 200 characters."), words={"name": name}, field=name
+                )
         return self
 
 
@@ -299,12 +311,16 @@ def end_sessions_as_admin(
     returned unchanged. Each ending is audited naming the admin."""
     wanted = list(dict.fromkeys(i for i in session_ids if isinstance(i, str) and i))
     if not wanted:
-        raise ValidationError("Select at least one session.", field="session")
+        raise ValidationError(N_("Select at least one session."), field="session")
     if len(wanted) > MAX_PAGE:
-        raise ValidationError(f"End at most {MAX_PAGE} sessions at a time.", field="session")
+        raise ValidationError(
+            N_("End at most %(most)s sessions at a time."),
+            words={"most": MAX_PAGE},
+            field="session",
+        )
     found = {s.id: s for s in db.scalars(select(UserSession).where(UserSession.id.in_(wanted)))}
     if len(found) != len(wanted):
-        raise NotFound("No such session")
+        raise NotFound(N_("No such session"))
     ended = [found[i] for i in wanted]
     for session in ended:
         end_session(db, session, "revoked_by_admin", now=now, actor_id=admin.user.id, origin=origin)

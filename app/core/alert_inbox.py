@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, aliased
 from app.core import events
 from app.core.access import require_admin
 from app.core.alerts import SEVERITIES, TITLES
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.paging import check_limit, decode_cursor, encode_cursor
 from app.core.sessions import Current
@@ -65,9 +65,17 @@ def list_alerts(
     """One page of the tenant's alerts, newest first, with keyset pagination (the cursor
     is the last row's time and id). Raises ValidationError for a bad filter or cursor."""
     if status not in STATUS_FILTERS:
-        raise ValidationError(f"status is one of {', '.join(STATUS_FILTERS)}.", field="status")
+        raise ValidationError(
+            N_("status is one of %(values)s."),
+            words={"values": ", ".join(STATUS_FILTERS)},
+            field="status",
+        )
     if severity is not None and severity not in SEVERITIES:
-        raise ValidationError(f"severity is one of {', '.join(SEVERITIES)}.", field="severity")
+        raise ValidationError(
+            N_("severity is one of %(values)s."),
+            words={"values": ", ".join(SEVERITIES)},
+            field="severity",
+        )
     check_limit(limit, MAX_PAGE)
     person = aliased(User)
     query = select(Alert, person).outerjoin(person, person.id == Alert.user_id)
@@ -106,7 +114,7 @@ def tenant_alert(db: Session, alert_id: str) -> AlertRow:
         else None
     )
     if row is None:
-        raise NotFound("No such alert")
+        raise NotFound(N_("No such alert"))
     return AlertRow(*row)
 
 
@@ -147,7 +155,7 @@ def _admin_alert(db: Session, current: Current, alert_id: str, now: datetime) ->
     require_admin(current, now)
     row = tenant_alert(db, alert_id)
     if row.alert.tenant_id != current.tenant.id:
-        raise NotFound("No such alert")
+        raise NotFound(N_("No such alert"))
     return row
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.paging import check_limit
 from app.core.tenancy import escape_like, scoped_tenant_id
 from app.models import Device, Event, OidcClient, User, UserSession
@@ -35,9 +35,11 @@ class EventFilters:
         for name in ("kind", "actor_id", "subject_id"):
             value = getattr(self, name)
             if value is not None and len(value) > 60:
-                raise ValidationError(f"{name} is at most 60 characters.", field=name)
+                raise ValidationError(
+                    N_("%(name)s is at most 60 characters."), words={"name": name}, field=name
+                )
         if self.at_from and self.at_to and self.at_to <= self.at_from:
-            raise ValidationError("The end date is before the start date.", field="to")
+            raise ValidationError(N_("The end date is before the start date."), field="to")
         return self
 
 
@@ -164,7 +166,7 @@ def tenant_event(db: Session, event_id: int) -> Event:
         select(Event).where(Event.id == event_id, Event.tenant_id == scoped_tenant_id(db))
     ).one_or_none()
     if event is None:
-        raise NotFound("No such event")
+        raise NotFound(N_("No such event"))
     return event
 
 
@@ -188,5 +190,5 @@ def _events_query(db: Session, filters: EventFilters) -> Select[Any]:
 
 def _event_cursor(cursor: str) -> int:
     if not cursor.isdigit() or len(cursor) > 18:
-        raise ValidationError("That page cursor is not valid.", field="cursor")
+        raise ValidationError(N_("That page cursor is not valid."), field="cursor")
     return int(cursor)

@@ -30,6 +30,14 @@ def N_plural(singular: str, plural: str) -> tuple[str, str]:
     return singular, plural
 
 
+class Phrase(str):
+    """A placeholder value that is itself English words of the catalog (a setting's label,
+    marked with :func:`N_` where it is defined): the page translates it when it fills the
+    placeholder (``app.web.i18n.said``); the English message keeps it as it is."""
+
+    __slots__ = ()
+
+
 class HoldfastError(Exception):
     code = "error"
     status = 400

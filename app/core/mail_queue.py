@@ -11,18 +11,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core.errors import N_
 from app.models import OutboxMessage
 
 #: what each kind of mail is, in the admin's words
 KIND_LABELS = {
-    "sign_in_code": "Sign-in code",
-    "new_device": "New sign-in notice",
-    "session_evicted": "Signed out at the limit",
-    "person_added": "Added to the organisation",
-    "high_alert": "High alert to admins",
-    "recovery_code_used": "Recovery code used",
-    "passkey_added": "Passkey added",
-    "passkey_removed": "Passkey removed",
+    "sign_in_code": N_("Sign-in code"),
+    "new_device": N_("New sign-in notice"),
+    "session_evicted": N_("Signed out at the limit"),
+    "person_added": N_("Added to the organisation"),
+    "high_alert": N_("High alert to admins"),
+    "recovery_code_used": N_("Recovery code used"),
+    "passkey_added": N_("Passkey added"),
+    "passkey_removed": N_("Passkey removed"),
 }
 #: how far back given-up mail is listed
 GIVEN_UP_DAYS = 7

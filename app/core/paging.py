@@ -8,13 +8,13 @@ import base64
 import json
 from datetime import datetime
 
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 
 
 def check_limit(limit: object, most: int) -> int:
     """``limit`` when it is a whole number from 1 to ``most``; ValidationError otherwise."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
-        raise ValidationError(f"limit is 1 to {most}.", field="limit")
+        raise ValidationError(N_("limit is 1 to %(most)s."), words={"most": most}, field="limit")
     return limit
 
 
@@ -32,5 +32,5 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if moment.tzinfo is None or not isinstance(row_id, str):
             raise ValueError(cursor)
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValidationError("That page cursor is not valid.", field="cursor") from error
+        raise ValidationError(N_("That page cursor is not valid."), field="cursor") from error
     return moment, row_id

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.core import accounts
 from app.core.access import Actor, Operator
 from app.core.admin import end_user_sessions, record_admin_action
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, live_sessions
 from app.core.tenancy import live_condition, selective, tenant_user
@@ -46,7 +46,7 @@ class LastAdmin(ValidationError):
     code, status, message = (
         "last_admin",
         409,
-        "A tenant needs at least one admin: make someone else an admin first.",
+        N_("A tenant needs at least one admin: make someone else an admin first."),
     )
 
 
@@ -85,11 +85,13 @@ def search_people(
     """The tenant's people by email, with how many live sessions each holds. ``q`` finds
     part of an email or name. Keyset pagination on the (unique) email."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"limit is 1 to {MAX_PAGE}.", field="limit")
+        raise ValidationError(
+            N_("limit is 1 to %(most)s."), words={"most": MAX_PAGE}, field="limit"
+        )
     query: Select[Any] = select(User)
     text = (q or "").strip().lower()
     if len(text) > 200:
-        raise ValidationError("Search for at most 200 characters.", field="q")
+        raise ValidationError(N_("Search for at most 200 characters."), field="q")
     if text:
         pattern = f"%{_escape_like(text)}%"
         query = query.where(
@@ -97,7 +99,7 @@ def search_people(
         )
     if cursor:
         if len(cursor) > 320:
-            raise ValidationError("That page cursor is not valid.", field="cursor")
+            raise ValidationError(N_("That page cursor is not valid."), field="cursor")
         query = query.where(User.email > cursor)
     found = list(db.scalars(query.order_by(User.email).limit(limit + 1)))
     page = PeoplePage(rows=[PersonRow(user) for user in found[:limit]])
@@ -183,7 +185,7 @@ def add_person(
     not be used. Raises ValidationError (bad or taken email, bad role or name)."""
     clean_name = " ".join((name or "").split()) or None
     if clean_name and len(clean_name) > 200:
-        raise ValidationError("A name is at most 200 characters.", field="name")
+        raise ValidationError(N_("A name is at most 200 characters."), field="name")
     tenant = db.get_one(Tenant, admin.user.tenant_id)
     user = accounts.add_user(
         db,
@@ -221,7 +223,9 @@ def set_role(
     down) or NotFound. Setting the role they have already changes and records nothing."""
     user = tenant_user(db, user_id)  # first: another tenant's person is NotFound, whatever the role
     if role not in ROLES:
-        raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
+        raise ValidationError(
+            N_("Role must be one of %(roles)s."), words={"roles": ", ".join(ROLES)}, field="role"
+        )
     if user.role == role:
         return user
     if user.role == "admin":
@@ -250,7 +254,7 @@ def disable(
     user = tenant_user(db, user_id)
     if not isinstance(admin, Operator) and user.id == admin.user.id:
         raise ValidationError(
-            "You cannot disable your own account: ask another admin.", field="user"
+            N_("You cannot disable your own account: ask another admin."), field="user"
         )
     if user.disabled:
         return []
@@ -291,14 +295,17 @@ def enable(db: Session, admin: Actor, user_id: str, *, now: datetime, origin: Or
 def untrust_devices(
     db: Session, admin: Current, user_id: str, *, now: datetime, origin: Origin
 ) -> int:
-    """Stop trusting every device of the person; returns how many were trusted. Their
-    live sessions keep running but lose the trusted lifetime: each is held to the
-    tenant's absolute lifetime from its next request (see sessions.deadlines)."""
+    """Stop trusting every device of the person; returns how many were trusted. Nothing
+    ends on the spot: as when a person stops trusting one device (app.core.trust), each
+    device's ``trusted_until`` becomes now, so its live sessions keep running and get the
+    ordinary idle timeout and absolute lifetime counted from now at the earliest (see
+    sessions.policy_deadlines). A session idle for an hour on a trusted device (8-hour
+    trusted idle timeout) is therefore not signed out by its next request."""
     user = tenant_user(db, user_id)
     count = db.execute(
         update(Device)
         .where(Device.user_id == user.id, Device.trusted_until > now)
-        .values(trusted_until=None)
+        .values(trusted_until=now)
         .execution_options(synchronize_session="fetch")
     ).rowcount  # type: ignore[attr-defined]
     record_admin_action(

@@ -15,7 +15,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from app.core import events
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.events import Origin
 from app.core.sessions import DeviceFacts, policy_deadlines
 from app.models import BINDING_ACTIONS, LIMIT_MODES, Device, Tenant, UserSession, UTCDateTime
@@ -50,137 +50,155 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "idle_timeout",
         "idleTimeout",
-        "Idle timeout",
+        N_("Idle timeout"),
         int,
         MINUTE,
         30 * DAY,
-        help="A session with no activity for this long ends. The page warns two minutes "
-        "before and offers to stay signed in.",
+        help=N_(
+            "A session with no activity for this long ends. The page warns two minutes "
+            "before and offers to stay signed in."
+        ),
         duration=True,
     ),
     Field(
         "absolute_lifetime",
         "absoluteLifetime",
-        "Absolute lifetime",
+        N_("Absolute lifetime"),
         int,
         5 * MINUTE,
         30 * DAY,
-        help="No session lives longer than this after sign-in, however active.",
+        help=N_("No session lives longer than this after sign-in, however active."),
         duration=True,
     ),
     Field(
         "extend_on_activity",
         "extendOnActivity",
-        "Extend on activity",
+        N_("Extend on activity"),
         bool,
-        help="Activity moves the idle deadline forward, never past the absolute lifetime. "
-        "Off: sessions end one idle timeout after sign-in.",
+        help=N_(
+            "Activity moves the idle deadline forward, never past the absolute lifetime. "
+            "Off: sessions end one idle timeout after sign-in."
+        ),
     ),
     Field(
         "trusted_lifetime",
         "trustedLifetime",
-        "Trusted device lifetime",
+        N_("Trusted device lifetime"),
         int,
         HOUR,
         365 * DAY,
-        help="How long trust lasts once a person chooses “Trust this device”. "
-        "Shortening it also shortens trust already given.",
+        help=N_(
+            "How long trust lasts once a person chooses “Trust this device”. "
+            "Shortening it also shortens trust already given."
+        ),
         duration=True,
     ),
     Field(
         "trusted_idle_timeout",
         "trustedIdleTimeout",
-        "Trusted device idle timeout",
+        N_("Trusted device idle timeout"),
         int,
         MINUTE,
         30 * DAY,
-        help="A session on a trusted device ends after this long without activity, instead "
-        "of the idle timeout (the longer of the two applies; never past the session's "
-        "absolute lifetime). 8 hours keeps a tablet used through a shift signed in.",
+        help=N_(
+            "A session on a trusted device ends after this long without activity, instead "
+            "of the idle timeout (the longer of the two applies; never past the session's "
+            "absolute lifetime). 8 hours keeps a tablet used through a shift signed in."
+        ),
         duration=True,
     ),
     Field(
         "trusted_outlives_absolute",
         "trustedOutlivesAbsolute",
-        "Trusted devices outlive the absolute lifetime",
+        N_("Trusted devices outlive the absolute lifetime"),
         bool,
-        help="Sessions on a trusted device may last up to the trusted device lifetime "
-        "instead of the absolute lifetime.",
+        help=N_(
+            "Sessions on a trusted device may last up to the trusted device lifetime "
+            "instead of the absolute lifetime."
+        ),
     ),
     Field(
         "max_sessions_per_user",
         "maxSessionsPerUser",
-        "Sessions per person",
+        N_("Sessions per person"),
         int,
         0,
         1000,
-        help="Live sessions one person may hold at once; 0 means no limit.",
+        help=N_("Live sessions one person may hold at once; 0 means no limit."),
     ),
     Field(
         "limit_mode",
         "limitMode",
-        "At the limit",
+        N_("At the limit"),
         str,
         choices=LIMIT_MODES,
-        help="evict_oldest ends the least recently active session; deny asks the person "
-        "which session to end.",
+        help=N_(
+            "evict_oldest ends the least recently active session; deny asks the person "
+            "which session to end."
+        ),
     ),
     Field(
         "notify_new_device",
         "notifyNewDevice",
-        "Email on new device",
+        N_("Email on new device"),
         bool,
-        help="Email the person when they sign in on a device not seen before.",
+        help=N_("Email the person when they sign in on a device not seen before."),
     ),
     Field(
         "ip_change",
         "ipChange",
-        "When a session's IP address changes",
+        N_("When a session's IP address changes"),
         str,
         choices=BINDING_ACTIONS,
-        help="allow ignores it; flag raises an alert; end ends the session (a mobile "
-        "person changes networks often: flag is the usual choice).",
+        help=N_(
+            "allow ignores it; flag raises an alert; end ends the session (a mobile "
+            "person changes networks often: flag is the usual choice)."
+        ),
     ),
     Field(
         "ua_change",
         "uaChange",
-        "When a session's browser changes",
+        N_("When a session's browser changes"),
         str,
         choices=BINDING_ACTIONS,
-        help="allow ignores it; flag raises an alert; end ends the session.",
+        help=N_("allow ignores it; flag raises an alert; end ends the session."),
     ),
     Field(
         "require_totp_for_admins",
         "requireTotpForAdmins",
-        "Admins must use a passkey or an authenticator app",
+        N_("Admins must use a passkey or an authenticator app"),
         bool,
-        help="Admins sign in with a passkey, or with the emailed code and then their app's "
-        "code (or a recovery code). An admin with neither adds an app right after the "
-        "emailed code; one signed in before this was turned on adds one before any admin "
-        "page.",
+        help=N_(
+            "Admins sign in with a passkey, or with the emailed code and then their app's "
+            "code (or a recovery code). An admin with neither adds an app right after the "
+            "emailed code; one signed in before this was turned on adds one before any admin "
+            "page."
+        ),
     ),
     Field(
         "allow_passkeys",
         "allowPasskeys",
-        "Allow passkeys",
+        N_("Allow passkeys"),
         bool,
-        help="People may add passkeys and sign in with them, with no emailed code.",
+        help=N_("People may add passkeys and sign in with them, with no emailed code."),
     ),
     Field(
         "require_passkeys",
         "requirePasskeys",
-        "Require passkeys for everyone",
+        N_("Require passkeys for everyone"),
         bool,
-        help="Someone with a passkey must sign in with it (or, with an authenticator app, "
-        "use a recovery code); the emailed code then only lets people add their first "
-        "passkey.",
+        help=N_(
+            "Someone with a passkey must sign in with it (or, with an authenticator app, "
+            "use a recovery code); the emailed code then only lets people add their first "
+            "passkey."
+        ),
     ),
     Field(
         "notify_high_alerts",
         "notifyHighAlerts",
-        "Email admins about high alerts",
+        N_("Email admins about high alerts"),
         bool,
-        help="Send every high-severity alert to the tenant's admins by email.",
+        help=N_("Send every high-severity alert to the tenant's admins by email."),
     ),
 )
 BY_NAME = {field.name: field for field in FIELDS}
@@ -197,7 +215,9 @@ def check_field(name: str, value: Any) -> Any:
     ValidationError naming the field and its allowed range."""
     field = BY_NAME.get(name)
     if field is None:
-        raise ValidationError(f"Unknown policy setting {name!r}.", field=name)
+        raise ValidationError(
+            N_("Unknown policy setting %(name)s."), words={"name": repr(name)}, field=name
+        )
     return _check(field, value)
 
 
@@ -208,13 +228,15 @@ def validate(changes: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
     for name, value in changes.items():
         field = BY_NAME.get(name)
         if field is None:
-            raise ValidationError(f"Unknown policy setting {name!r}.", field=name)
+            raise ValidationError(
+                N_("Unknown policy setting %(name)s."), words={"name": repr(name)}, field=name
+            )
         clean[name] = _check(field, value)
     merged = {field.name: getattr(tenant, field.name) for field in FIELDS} | clean
     if merged["idle_timeout"] > merged["absolute_lifetime"]:
         field = BY_NAME["idle_timeout" if "idle_timeout" in clean else "absolute_lifetime"]
         raise ValidationError(
-            "Idle timeout cannot be longer than the absolute lifetime.", field=field.api_name
+            N_("Idle timeout cannot be longer than the absolute lifetime."), field=field.api_name
         )
     return clean
 
@@ -335,8 +357,12 @@ def _stretch_idle_deadlines(db: Session, tenant: Tenant, now: datetime) -> int:
 
 
 def _check(field: Field, value: Any) -> Any:
+    # The label and range are English here (the API's words); a page that shows this
+    # message says them in its own language (app.web.admin_policy.out_of_range).
     problem = ValidationError(
-        f"{field.label} must be {field.describe_range()}.", field=field.api_name
+        N_("%(label)s must be %(range)s."),
+        words={"label": field.label, "range": field.describe_range()},
+        field=field.api_name,
     )
     if field.kind is bool:
         if not isinstance(value, bool):

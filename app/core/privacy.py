@@ -32,7 +32,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core import audit, events
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, end_session
 from app.core.tenancy import tenant_user
@@ -320,7 +320,7 @@ def erase(db: Session, admin: Current, user_id: str, *, now: datetime, origin: O
     person = tenant_user(db, user_id)
     if person.id == admin.user.id:
         raise ValidationError(
-            "You cannot erase your own account. Ask another admin to do it.", field="user"
+            N_("You cannot erase your own account. Ask another admin to do it."), field="user"
         )
     chain = audit.chain_of(person.tenant_id)
     key = audit.chain_key(db, chain)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from app.core import events
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.events import Origin
 from app.core.retention import alive_since
 from app.core.sessions import Current
@@ -91,7 +91,12 @@ def _day(value: date | str | None, name: str, label: str) -> date:
     try:
         return date.fromisoformat((value or "").strip())
     except ValueError:
-        raise ValidationError(f"Enter the {label} date as YYYY-MM-DD.", field=name) from None
+        message = (
+            N_("Enter the first date as YYYY-MM-DD.")
+            if label == "first"
+            else N_("Enter the last date as YYYY-MM-DD.")
+        )
+        raise ValidationError(message, field=name) from None
 
 
 def period(first: date | str | None, last: date | str | None) -> Period:
@@ -100,9 +105,11 @@ def period(first: date | str | None, last: date | str | None) -> Period:
     first_day = _day(first, "from", "first")
     last_day = _day(last, "to", "last")
     if last_day < first_day:
-        raise ValidationError("The last day comes before the first day.", field="to")
+        raise ValidationError(N_("The last day comes before the first day."), field="to")
     if (last_day - first_day).days + 1 > MAX_DAYS:
-        raise ValidationError(f"A report covers at most {MAX_DAYS} days.", field="to")
+        raise ValidationError(
+            N_("A report covers at most %(most)s days."), words={"most": MAX_DAYS}, field="to"
+        )
     return Period(first_day, last_day)
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core import audit, code_checks, events
-from app.core.errors import ValidationError
+from app.core.errors import N_, Phrase, ValidationError
 from app.core.events import Origin
 from app.models import (
     Alert,
@@ -54,9 +54,9 @@ from app.models import (
 
 DEFAULTS = {"sessions_retention_days": 90, "events_retention_days": 365, "ip_anonymise_days": 30}
 LABELS = {
-    "sessions_retention_days": "Keep ended sessions and unused devices for",
-    "events_retention_days": "Keep audit events for",
-    "ip_anonymise_days": "Anonymise IP addresses after",
+    "sessions_retention_days": N_("Keep ended sessions and unused devices for"),
+    "events_retention_days": N_("Keep audit events for"),
+    "ip_anonymise_days": N_("Anonymise IP addresses after"),
 }
 #: the JSON API's names for the three periods (GET/PUT /api/admin/retention)
 API_NAMES = {
@@ -125,11 +125,21 @@ def update_settings(
     clean: dict[str, int] = {}
     for name, value in values.items():
         if name not in DEFAULTS:
-            raise ValidationError(f"Unknown retention setting {name!r}.", field=name)
+            raise ValidationError(
+                N_("Unknown retention setting %(name)s."), words={"name": repr(name)}, field=name
+            )
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError(f"{LABELS[name]}: enter a whole number of days.", field=name)
+            raise ValidationError(
+                N_("%(label)s: enter a whole number of days."),
+                words={"label": Phrase(LABELS[name])},
+                field=name,
+            )
         if not LOWEST <= value <= HIGHEST:
-            raise ValidationError(f"{LABELS[name]}: {LOWEST} to {HIGHEST} days.", field=name)
+            raise ValidationError(
+                N_("%(label)s: %(low)s to %(high)s days."),
+                words={"label": Phrase(LABELS[name]), "low": LOWEST, "high": HIGHEST},
+                field=name,
+            )
         clean[name] = value
     diff = {
         name: {"old": getattr(tenant, name), "new": value}

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import models
+from app.core.errors import N_
 from app.core.tenancy import live_condition, scoped_tenant_id
 from app.models import Device, Event, UserSession
 
@@ -33,14 +34,23 @@ CHART_DAYS = 30
 TOP_VALUES = 8
 #: session length buckets: (label, upper bound in seconds; None is unbounded)
 LENGTH_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("under 5 min", 5 * 60),
-    ("5-30 min", 30 * 60),
-    ("30 min-2 h", 2 * 3600),
-    ("2-8 h", 8 * 3600),
-    ("8-24 h", 24 * 3600),
-    ("1-7 days", 7 * 86400),
-    ("over 7 days", None),
+    (N_("under 5 min"), 5 * 60),
+    (N_("5-30 min"), 30 * 60),
+    (N_("30 min-2 h"), 2 * 3600),
+    (N_("2-8 h"), 8 * 3600),
+    (N_("8-24 h"), 24 * 3600),
+    (N_("1-7 days"), 7 * 86400),
+    (N_("over 7 days"), None),
 )
+#: the device kinds' labels (app.user_agents.DEVICE_KINDS), marked for the catalog: the
+#: admin pages translate a chart's labels
+KIND_LABELS = {
+    "phone": N_("Phone"),
+    "tablet": N_("Tablet"),
+    "desktop": N_("Desktop"),
+    "bot": N_("Bot"),
+    "other": N_("Other"),
+}
 #: what a live-sessions pie can be broken down by
 BREAKDOWNS = ("kind", "os", "browser")
 
@@ -168,7 +178,7 @@ def live_by(db: Session, breakdown: str, *, now: datetime, top: int = TOP_VALUES
         series.add(_label(breakdown, value), count, value if value else None)
     rest = sum(count for _value, count in rows[top:])
     if rest:
-        series.add("Other", rest)
+        series.add(N_("Other"), rest)
     return series
 
 
@@ -199,8 +209,8 @@ def session_lengths(db: Session, *, now: datetime, days: int = CHART_DAYS) -> Se
 
 def _label(breakdown: str, value: str | None) -> str:
     if not value:
-        return "Unknown"
-    return value.capitalize() if breakdown == "kind" else value
+        return N_("Unknown")
+    return KIND_LABELS.get(value, value.capitalize()) if breakdown == "kind" else value
 
 
 # Date arithmetic differs between SQLite (text timestamps) and PostgreSQL (timestamptz).

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import NotFound
+from app.core.errors import N_, NotFound
 from app.models import User, UserSession
 
 
@@ -18,7 +18,7 @@ def tenant_session(db: Session, session_id: str) -> UserSession:
     """A session of the admin's tenant, or NotFound (also for another tenant's)."""
     session = db.get(UserSession, session_id) if isinstance(session_id, str) else None
     if session is None:
-        raise NotFound("No such session")
+        raise NotFound(N_("No such session"))
     return session
 
 
@@ -26,7 +26,7 @@ def tenant_user(db: Session, user_id: str) -> User:
     """A person of the admin's tenant, or NotFound (also for another tenant's)."""
     user = db.get(User, user_id) if isinstance(user_id, str) else None
     if user is None:
-        raise NotFound("No such person")
+        raise NotFound(N_("No such person"))
     return user
 
 

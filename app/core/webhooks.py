@@ -47,7 +47,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.core import events
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
@@ -61,11 +61,11 @@ log = logging.getLogger(__name__)
 #: the event kinds an endpoint can ask for
 KINDS = ("session.created", "session.ended", "device.trusted", "alert.raised", "policy.changed")
 KIND_LABELS = {
-    "session.created": "A person signed in (a session started)",
-    "session.ended": "A session ended (signed out, revoked, expired or evicted)",
-    "device.trusted": "A person trusted a device",
-    "alert.raised": "A suspicious-activity alert was raised",
-    "policy.changed": "The session or retention policy changed",
+    "session.created": N_("A person signed in (a session started)"),
+    "session.ended": N_("A session ended (signed out, revoked, expired or evicted)"),
+    "device.trusted": N_("A person trusted a device"),
+    "alert.raised": N_("A suspicious-activity alert was raised"),
+    "policy.changed": N_("The session or retention policy changed"),
 }
 MAX_ENDPOINTS = 10
 MAX_URL = 2000
@@ -80,7 +80,7 @@ TOLERANCE = timedelta(minutes=5)
 
 #: the one answer for a host that does not resolve in time, or resolves to an address
 #: webhooks may not reach
-UNREACHABLE = (
+UNREACHABLE = N_(
     "That address is not allowed or not reachable. Webhooks go only to hosts on the "
     "public internet that can be found by DNS."
 )
@@ -108,36 +108,38 @@ def check_url(
     public addresses only (see :data:`UNREACHABLE`: the answer never says which)."""
     url = (url or "").strip()
     if not url:
-        raise ValidationError("Enter the URL to send events to.", field="url")
+        raise ValidationError(N_("Enter the URL to send events to."), field="url")
     if len(url) > MAX_URL:
-        raise ValidationError(f"A URL is at most {MAX_URL} characters.", field="url")
+        raise ValidationError(
+            N_("A URL is at most %(most)s characters."), words={"most": MAX_URL}, field="url"
+        )
     if re.search(r"\s", url):
-        raise ValidationError("A URL cannot contain spaces.", field="url")
+        raise ValidationError(N_("A URL cannot contain spaces."), field="url")
     parts = urlsplit(url)
     schemes = ("http", "https") if allow_private else ("https",)
     if parts.scheme.lower() not in schemes:
         raise ValidationError(
-            "The URL must start with https://."
+            N_("The URL must start with https://.")
             if not allow_private
-            else "The URL must start with http:// or https://.",
+            else N_("The URL must start with http:// or https://."),
             field="url",
         )
     try:
         port = parts.port
     except ValueError:
         raise ValidationError(
-            "The URL's port is not a number from 1 to 65535.", field="url"
+            N_("The URL's port is not a number from 1 to 65535."), field="url"
         ) from None
     host = parts.hostname
     if not host:
-        raise ValidationError("The URL needs a host name.", field="url")
+        raise ValidationError(N_("The URL needs a host name."), field="url")
     if parts.username is not None or parts.password is not None:
         raise ValidationError(
-            "Leave user names and passwords out of the URL: deliveries are signed instead.",
+            N_("Leave user names and passwords out of the URL: deliveries are signed instead."),
             field="url",
         )
     if parts.fragment:
-        raise ValidationError("A webhook URL cannot have a #fragment.", field="url")
+        raise ValidationError(N_("A webhook URL cannot have a #fragment."), field="url")
     port = port or (443 if parts.scheme.lower() == "https" else 80)
     if reachable(host, port, allow_private=allow_private, timeout=timeout, resolve=resolve) is None:
         # One answer for "not found", "too slow" and "private": telling them apart (and
@@ -151,11 +153,12 @@ def check_kinds(kinds: Iterable[str]) -> list[str]:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise ValidationError(
-            f"Unknown event kind: {sorted(unknown)[0]}. Choose from {', '.join(KINDS)}.",
+            N_("Unknown event kind: %(kind)s. Choose from %(kinds)s."),
+            words={"kind": sorted(unknown)[0], "kinds": ", ".join(KINDS)},
             field="kinds",
         )
     if not chosen:
-        raise ValidationError("Choose at least one kind of event to send.", field="kinds")
+        raise ValidationError(N_("Choose at least one kind of event to send."), field="kinds")
     return chosen
 
 
@@ -178,7 +181,8 @@ def add_endpoint(
     count = db.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
     if count >= MAX_ENDPOINTS:
         raise ValidationError(
-            f"A tenant can have at most {MAX_ENDPOINTS} webhook endpoints. Delete one first.",
+            N_("A tenant can have at most %(most)s webhook endpoints. Delete one first."),
+            words={"most": MAX_ENDPOINTS},
             field="url",
         )
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -213,7 +217,7 @@ def tenant_endpoint(db: Session, endpoint_id: str) -> WebhookEndpoint:
     """An endpoint of the admin's tenant (the session is tenant-scoped), or NotFound."""
     endpoint = db.get(WebhookEndpoint, endpoint_id) if isinstance(endpoint_id, str) else None
     if endpoint is None:
-        raise NotFound("No such webhook endpoint")
+        raise NotFound(N_("No such webhook endpoint"))
     return endpoint
 
 
@@ -251,7 +255,7 @@ def retry_delivery(
     fresh set of attempts. A delivered one is left alone. Raises NotFound."""
     delivery = db.get(WebhookDelivery, delivery_id) if isinstance(delivery_id, str) else None
     if delivery is None:
-        raise NotFound("No such delivery")
+        raise NotFound(N_("No such delivery"))
     if delivery.status == "delivered":
         return delivery
     delivery.status = "pending"

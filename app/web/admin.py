@@ -30,6 +30,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext, ngettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from werkzeug.datastructures import MultiDict
@@ -38,7 +40,7 @@ from werkzeug.routing import BuildError
 from app.cache import remembered
 from app.core import admin, stats, tenancy
 from app.core.access import FreshSignInRequired, require_admin
-from app.core.errors import Forbidden, ValidationError
+from app.core.errors import N_, Forbidden, ValidationError
 from app.user_agents import DEVICE_KINDS
 from app.web.access import admin_required
 from app.web.auth import safe_next
@@ -55,35 +57,35 @@ EXPLORER_PARAMS = ("status", "user", "q", "kind", "os", "browser", "ip", "from",
 #: the admin pages' own sub-navigation: (endpoint, label, endpoints that are "this page");
 #: pages of other issues that are not installed are left out
 ADMIN_NAV = (
-    ("admin.dashboard", "Dashboard", ("admin.dashboard",)),
-    ("admin.sessions", "Sessions", ("admin.sessions",)),
-    ("admin_people.users", "People", ("admin_people.users", "admin_people.user")),
-    ("admin_people.audit", "Audit log", ("admin_people.audit", "admin_people.event")),
-    ("admin_alerts.alerts", "Alerts", ("admin_alerts.alerts",)),
-    ("admin_policy.policy", "Policy", ("admin_policy.policy",)),
-    ("compliance.webhooks_page", "Webhooks", ("compliance.webhooks_page",)),
-    ("admin_apps.apps", "Apps", ("admin_apps.apps",)),
-    ("compliance.mail_page", "Mail", ("compliance.mail_page",)),
-    ("compliance.reports_page", "Reports", ("compliance.reports_page",)),
+    ("admin.dashboard", _l("Dashboard"), ("admin.dashboard",)),
+    ("admin.sessions", _l("Sessions"), ("admin.sessions",)),
+    ("admin_people.users", _l("People"), ("admin_people.users", "admin_people.user")),
+    ("admin_people.audit", _l("Audit log"), ("admin_people.audit", "admin_people.event")),
+    ("admin_alerts.alerts", _l("Alerts"), ("admin_alerts.alerts",)),
+    ("admin_policy.policy", _l("Policy"), ("admin_policy.policy",)),
+    ("compliance.webhooks_page", _l("Webhooks"), ("compliance.webhooks_page",)),
+    ("admin_apps.apps", _l("Apps"), ("admin_apps.apps",)),
+    ("compliance.mail_page", _l("Mail"), ("compliance.mail_page",)),
+    ("compliance.reports_page", _l("Reports"), ("compliance.reports_page",)),
 )
 END_REASON_LABELS = {
-    "logout": "Signed out",
-    "revoked_by_user": "Ended by the person",
-    "revoked_by_admin": "Ended by an admin",
-    "limit_evicted": "Evicted at the limit",
-    "idle_expired": "Idle timeout",
-    "lifetime_expired": "Reached its lifetime",
-    "suspicious": "Ended as suspicious",
-    "keys_rotated": "Keys rotated",
-    "user_erased": "Account erased",
+    "logout": _l("Signed out"),
+    "revoked_by_user": _l("Ended by the person"),
+    "revoked_by_admin": _l("Ended by an admin"),
+    "limit_evicted": _l("Evicted at the limit"),
+    "idle_expired": _l("Idle timeout"),
+    "lifetime_expired": _l("Reached its lifetime"),
+    "suspicious": _l("Ended as suspicious"),
+    "keys_rotated": _l("Keys rotated"),
+    "user_erased": _l("Account erased"),
 }
 CHARTS = {
-    "sign-ins-per-day": "Sign-ins per day",
-    "live-by-kind": "Live sessions by device kind",
-    "live-by-os": "Live sessions by OS",
-    "live-by-browser": "Live sessions by browser",
-    "session-lengths": "Session length",
-    "sign-ins-by-hour": "Sign-ins by hour of day (UTC)",
+    "sign-ins-per-day": _l("Sign-ins per day"),
+    "live-by-kind": _l("Live sessions by device kind"),
+    "live-by-os": _l("Live sessions by OS"),
+    "live-by-browser": _l("Live sessions by browser"),
+    "session-lengths": _l("Session length"),
+    "sign-ins-by-hour": _l("Sign-ins by hour of day (UTC)"),
 }
 
 
@@ -104,19 +106,26 @@ def admin_url(endpoint: str, **values: Any) -> str | None:
 
 @bp.app_template_global()
 def admin_nav() -> list[tuple[str, str, bool]]:
-    """(url, label, is this page) for each admin page that exists."""
+    """(url, label in the page's language, is this page) for each admin page that exists."""
     links = []
     for endpoint, label, section in ADMIN_NAV:
         url = admin_url(endpoint)
         if url is not None:
-            links.append((url, label, request.endpoint in section))
+            links.append((url, str(label), request.endpoint in section))
     return links
+
+
+@bp.app_template_global()
+def kind_label(kind: str) -> str:
+    """A device kind's English label (``_(kind_label(kind))`` says it in the page's language)."""
+    return stats.KIND_LABELS.get(kind, kind.capitalize())
 
 
 @bp.app_template_global()
 def end_reason_label(reason: str | None) -> str:
     """How the admin pages name why a session ended."""
-    return END_REASON_LABELS.get(reason or "", (reason or "ended").replace("_", " ").capitalize())
+    label = END_REASON_LABELS.get(reason or "")
+    return str(label) if label is not None else (reason or "ended").replace("_", " ").capitalize()
 
 
 def ask_again_for_htmx() -> Response | None:
@@ -146,7 +155,7 @@ def parse_day(value: str | None, field: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError as error:
-        raise ValidationError("Dates are written YYYY-MM-DD.", field=field) from error
+        raise ValidationError(N_("Dates are written YYYY-MM-DD."), field=field) from error
 
 
 def day_start(day: date | None, *, plus: int = 0) -> datetime | None:
@@ -206,15 +215,7 @@ def chart(name: str) -> Response:
     explorer filtered to bar or slice ``i`` (null where no filter matches it)."""
     if name not in CHARTS:
         abort(404)
-    moment = now()
-    if name not in CACHED_CHARTS:
-        return jsonify(_chart(name, moment))
-    # A month of sessions to count: one answer per tenant, chart and day serves every
-    # admin of the tenant on every node for CHART_CACHE_SECONDS (app.cache).
-    key = f"chart:{current().facts.tenant.id}:{name}:{stats.start_of_day(moment).date()}"
-    return jsonify(
-        remembered(services().cache, key, CHART_CACHE_SECONDS, lambda: _chart(name, moment))
-    )
+    return jsonify(_chart(name, now()))
 
 
 #: the 30-day charts, cached for a few minutes: at a million stored sessions each costs
@@ -225,9 +226,24 @@ CHART_CACHE_SECONDS = 300
 
 
 def _chart(name: str, moment: datetime) -> dict[str, Any]:
+    """The chart's data in the page's language. The counting (cached for every admin of
+    the tenant, whatever their language) is English; its words are translated here."""
+    data = _counted(name, moment) if name not in CACHED_CHARTS else None
+    if data is None:
+        # A month of sessions to count: one answer per tenant, chart and day serves every
+        # admin of the tenant on every node for CHART_CACHE_SECONDS (app.cache).
+        key = f"chart:{current().facts.tenant.id}:{name}:{stats.start_of_day(moment).date()}"
+        data = remembered(
+            services().cache, key, CHART_CACHE_SECONDS, lambda: _counted(name, moment)
+        )
+    # Labels are the core's words ("Other", "under 5 min", "Phone") or values the catalog
+    # does not hold (OS and browser names, days, hours), which gettext leaves as they are.
+    return {**data, "title": str(CHARTS[name]), "labels": [gettext(x) for x in data["labels"]]}
+
+
+def _counted(name: str, moment: datetime) -> dict[str, Any]:
     series, link = _chart_series(name, moment)
     return {
-        "title": CHARTS[name],
         "labels": series.labels,
         "values": series.values,
         "links": [link(key) if key is not None else None for key in series.keys],
@@ -355,7 +371,7 @@ def end_session(session_id: str) -> Response | str:
             item=_row_views(rows)[0],
             action=ActionForm(),
         )
-    flash("Session ended.")
+    flash(gettext("Session ended."))
     return _back_to_explorer()
 
 
@@ -382,7 +398,7 @@ def end_selected() -> Response | str:
     leave = _signed_out_self(ended)
     if leave is not None:
         return leave
-    message = f"Ended {len(ended)} session{'' if len(ended) == 1 else 's'}."
+    message = ngettext("Ended %(num)s session.", "Ended %(num)s sessions.", len(ended))
     if is_htmx():
         rows = admin.session_rows(db(), [s.id for s in ended])
         return render_template(

@@ -5,6 +5,7 @@ alerts" appends the next page; without JavaScript the forms post and redirect ba
 from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 
 from app.core import alert_inbox
 from app.core.errors import ValidationError
@@ -16,6 +17,19 @@ from app.web.i18n import said
 from app.web.unit_of_work import db, now
 
 bp = Blueprint("admin_alerts", __name__, url_prefix="/admin")
+
+#: the words the alert pages show for a severity and a status (the stored values are English)
+SEVERITY_WORDS = {"high": _l("High"), "medium": _l("Medium"), "low": _l("Low")}
+STATUS_WORDS = {
+    "open": _l("Open"),
+    "acknowledged": _l("Acknowledged"),
+    "resolved": _l("Resolved"),
+}
+
+
+@bp.app_context_processor
+def alert_words() -> dict[str, dict[str, object]]:
+    return {"severity_words": SEVERITY_WORDS, "alert_status_words": STATUS_WORDS}
 
 
 @bp.get("/alerts", endpoint="alerts")

@@ -30,6 +30,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext, ngettext, pgettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -38,7 +40,7 @@ from wtforms import EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from app.core import admin, audit_log, people, tenancy
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.sessions import END_MESSAGES
 from app.models import User
 from app.web.access import admin_required
@@ -91,19 +93,28 @@ CSV_COLUMNS = (
 )
 
 
+#: the pages name the roles with role_label() (in the page's language)
 ROLE_CHOICES = [SelectChoice("member", "Member"), SelectChoice("admin", "Admin")]
+
+
+@bp.app_template_global()
+def role_label(role: str) -> str:
+    """A role's name in the page's language ("Admin" is a role here, not the admin area
+    the navigation's "Admin" opens, hence its own catalog context)."""
+    return pgettext("role", "Admin") if role == "admin" else gettext("Member")
 
 
 class AddPersonForm(FlaskForm):
     email = EmailField(
-        "Email", validators=[DataRequired("Enter their email address."), Length(max=320)]
+        _l("Email"),
+        validators=[DataRequired(_l("Enter their email address.")), Length(max=320)],
     )
-    name = StringField("Name (optional)", validators=[Length(max=200)])
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    name = StringField(_l("Name (optional)"), validators=[Length(max=200)])
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES)
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES)
 
 
 # --- people ---------------------------------------------------------------------------------
@@ -160,7 +171,11 @@ def add_user() -> Response:
             field = getattr(form, problem.field or "email", form.email)
             field.errors = [*field.errors, said(problem)]
         else:
-            flash(f"Added {user.email}. We emailed them an invitation to sign in.")
+            flash(
+                gettext(
+                    "Added %(email)s. We emailed them an invitation to sign in.", email=user.email
+                )
+            )
             return redirect(url_for("admin_people.user", user_id=user.id))  # type: ignore[return-value]
     return _people_page(form, status=422)
 
@@ -203,7 +218,12 @@ def set_role(user_id: str) -> Response:
     def act() -> Any:
         return people.set_role(db(), current(), user_id, role, now=now(), origin=origin())
 
-    return _person_action(user_id, act, lambda u: f"{u.email} is now {_a(u.role)}.")
+    def done(u: User) -> str:
+        if u.role == "admin":
+            return gettext("%(email)s is now an admin.", email=u.email)
+        return gettext("%(email)s is now a member.", email=u.email)
+
+    return _person_action(user_id, act, done)
 
 
 @bp.post("/users/<user_id>/disable")
@@ -215,7 +235,11 @@ def disable(user_id: str) -> Response:
     return _person_action(
         user_id,
         act,
-        lambda ended: f"Disabled. {_count(len(ended), 'session')} ended; they cannot sign in.",
+        lambda ended: ngettext(
+            "Disabled. %(num)s session ended; they cannot sign in.",
+            "Disabled. %(num)s sessions ended; they cannot sign in.",
+            len(ended),
+        ),
     )
 
 
@@ -225,7 +249,9 @@ def enable(user_id: str) -> Response:
     def act() -> Any:
         return people.enable(db(), current(), user_id, now=now(), origin=origin())
 
-    return _person_action(user_id, act, lambda u: f"Enabled. {u.email} can sign in again.")
+    return _person_action(
+        user_id, act, lambda u: gettext("Enabled. %(email)s can sign in again.", email=u.email)
+    )
 
 
 @bp.post("/users/<user_id>/end-sessions")
@@ -234,7 +260,11 @@ def end_sessions(user_id: str) -> Response:
     def act() -> Any:
         return admin.end_user_sessions(db(), current(), user_id, now=now(), origin=origin())
 
-    response = _person_action(user_id, act, lambda ended: f"Ended {_count(len(ended), 'session')}.")
+    response = _person_action(
+        user_id,
+        act,
+        lambda ended: ngettext("Ended %(num)s session.", "Ended %(num)s sessions.", len(ended)),
+    )
     if user_id == current().user.id:  # they signed themselves out everywhere
         return redirect(url_for("auth.login", reason="revoked_by_admin"))  # type: ignore[return-value]
     return response
@@ -247,16 +277,14 @@ def untrust_devices(user_id: str) -> Response:
         return people.untrust_devices(db(), current(), user_id, now=now(), origin=origin())
 
     return _person_action(
-        user_id, act, lambda count: f"Stopped trusting {_count(count, 'device')}."
+        user_id,
+        act,
+        lambda count: ngettext(
+            "Stopped trusting %(num)s device. Nobody was signed out.",
+            "Stopped trusting %(num)s devices. Nobody was signed out.",
+            count,
+        ),
     )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _a(role: str) -> str:
-    return "an admin" if role == "admin" else "a member"
 
 
 # --- audit log ----------------------------------------------------------------------------
@@ -284,7 +312,11 @@ def _person_id(value: str | None, field: str) -> str | None:
         return value
     found = people.find_person(db(), value)
     if found is None:
-        raise ValidationError(f"Nobody in this tenant has the email {value}.", field=field)
+        raise ValidationError(
+            N_("Nobody in this tenant has the email %(email)s."),
+            words={"email": value},
+            field=field,
+        )
     return found.id
 
 

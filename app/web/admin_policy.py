@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext, ngettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, SelectChoice, SelectField, StringField
 
@@ -27,27 +29,70 @@ from app.web.unit_of_work import db, now
 bp = Blueprint("admin_policy", __name__, url_prefix="/admin")
 
 #: (form value, label, seconds), largest first
-UNITS = (("days", "days", policy.DAY), ("hours", "hours", policy.HOUR), ("minutes", "minutes", 60))
+UNITS = (
+    ("days", _l("days"), policy.DAY),
+    ("hours", _l("hours"), policy.HOUR),
+    ("minutes", _l("minutes"), 60),
+)
 UNIT_SECONDS = {value: seconds for value, _label, seconds in UNITS}
 #: how the page groups the settings; any other field of policy.FIELDS goes under "Other"
 GROUPS = (
-    ("Session lifetime", ("idle_timeout", "absolute_lifetime", "extend_on_activity")),
-    ("Trusted devices", ("trusted_lifetime", "trusted_idle_timeout", "trusted_outlives_absolute")),
-    ("Concurrent sessions", ("max_sessions_per_user", "limit_mode")),
-    ("Notifications", ("notify_new_device", "notify_high_alerts")),
-    ("Security", ("ip_change", "ua_change", "require_totp_for_admins")),
-    ("Passkeys", ("allow_passkeys", "require_passkeys")),
+    (_l("Session lifetime"), ("idle_timeout", "absolute_lifetime", "extend_on_activity")),
+    (
+        _l("Trusted devices"),
+        ("trusted_lifetime", "trusted_idle_timeout", "trusted_outlives_absolute"),
+    ),
+    (_l("Concurrent sessions"), ("max_sessions_per_user", "limit_mode")),
+    (_l("Notifications"), ("notify_new_device", "notify_high_alerts")),
+    (_l("Security"), ("ip_change", "ua_change", "require_totp_for_admins")),
+    (_l("Passkeys"), ("allow_passkeys", "require_passkeys")),
 )
-LEGENDS = {"limit_mode": "At the limit: when someone signs in past the limit"}
-CHOICE_HELP = {"limit_mode": "Applies only when a limit is set above."}
+LEGENDS = {"limit_mode": _l("At the limit: when someone signs in past the limit")}
+CHOICE_HELP = {"limit_mode": _l("Applies only when a limit is set above.")}
 LIMIT_MODE_LABELS = {
-    "evict_oldest": "Sign them in and end their least recently active session "
-    "(sessions on trusted devices last)",
-    "deny": "Ask them which of their sessions to end, or to cancel",
-    "allow": "Allow it",
-    "flag": "Raise an alert",
-    "end": "End the session",
+    "evict_oldest": _l(
+        "Sign them in and end their least recently active session "
+        "(sessions on trusted devices last)"
+    ),
+    "deny": _l("Ask them which of their sessions to end, or to cancel"),
+    "allow": _l("Allow it"),
+    "flag": _l("Raise an alert"),
+    "end": _l("End the session"),
 }
+
+
+def field_label(field: policy.Field) -> str:
+    """The setting's name in the page's language (the core's label is English)."""
+    return gettext(field.label)
+
+
+@bp.app_template_global()
+def policy_range(field: policy.Field) -> str:
+    """What the setting allows, in the page's language: the page's words for
+    :meth:`app.core.policy.Field.describe_range` (which stays English for the API)."""
+    if field.choices:
+        return gettext(" or ").join(field.choices)  # the values typed in the API
+    if field.kind is bool:
+        return gettext("on or off")
+    if field.duration:
+        return gettext(
+            "%(low)s to %(high)s", low=duration_words(field.low), high=duration_words(field.high)
+        )
+    return gettext("%(low)s to %(high)s (0 means no limit)", low=field.low, high=field.high)
+
+
+@bp.app_template_global()
+def duration_words(seconds: int | None) -> str:
+    """A duration as the page's language says it ("30 minutes", "30 Minuten")."""
+    if seconds is None:
+        return "?"
+    if seconds % policy.DAY == 0 and seconds >= policy.DAY:
+        return ngettext("%(num)s day", "%(num)s days", seconds // policy.DAY)
+    if seconds % policy.HOUR == 0 and seconds >= policy.HOUR:
+        return ngettext("%(num)s hour", "%(num)s hours", seconds // policy.HOUR)
+    if seconds % 60 == 0 and seconds >= 60:
+        return ngettext("%(num)s minute", "%(num)s minutes", seconds // 60)
+    return ngettext("%(num)s second", "%(num)s seconds", seconds)
 
 
 class PolicyForm(FlaskForm):
@@ -108,9 +153,10 @@ def _read(form: PolicyForm) -> tuple[dict[str, Any], dict[str, str]]:
             amount = _number(entry.data)
             unit = UNIT_SECONDS.get(form[f"{field.name}_unit"].data or "")
             if amount is None or unit is None:
-                errors[field.name] = (
-                    f"{field.label}: enter a number of minutes, hours or days "
-                    f"({field.describe_range()})."
+                errors[field.name] = gettext(
+                    "%(label)s: enter a number of minutes, hours or days (%(range)s).",
+                    label=field_label(field),
+                    range=policy_range(field),
                 )
                 continue
             values[field.name] = int((amount * unit).to_integral_value())
@@ -121,17 +167,27 @@ def _read(form: PolicyForm) -> tuple[dict[str, Any], dict[str, str]]:
         else:
             amount = _number(entry.data)
             if amount is None or amount != amount.to_integral_value():
-                errors[field.name] = (
-                    f"{field.label} must be a whole number, {field.describe_range()}."
+                errors[field.name] = gettext(
+                    "%(label)s must be a whole number, %(range)s.",
+                    label=field_label(field),
+                    range=policy_range(field),
                 )
                 continue
             values[field.name] = int(amount)
     for name, value in values.items():
         try:
             policy.check_field(name, value)
-        except ValidationError as problem:
-            errors[name] = said(problem)
+        except ValidationError:
+            errors[name] = out_of_range(policy.BY_NAME[name])
     return values, errors
+
+
+def out_of_range(field: policy.Field) -> str:
+    """The core's "<label> must be <range>." (app.core.policy) with its label and range
+    in the page's language too, not only the sentence around them."""
+    return gettext(
+        "%(label)s must be %(range)s.", label=field_label(field), range=policy_range(field)
+    )
 
 
 def _fill(form: PolicyForm) -> None:
@@ -147,10 +203,10 @@ def _fill(form: PolicyForm) -> None:
 
 
 def _groups() -> list[tuple[str, list[policy.Field]]]:
-    grouped = [(title, [policy.BY_NAME[n] for n in names]) for title, names in GROUPS]
+    grouped = [(str(title), [policy.BY_NAME[n] for n in names]) for title, names in GROUPS]
     placed = {name for _title, names in GROUPS for name in names}
     others = [field for field in policy.FIELDS if field.name not in placed]
-    return grouped + ([("Other settings", others)] if others else [])
+    return grouped + ([(str(_l("Other settings")), others)] if others else [])
 
 
 @bp.route("/policy", methods=["GET", "POST"], endpoint="policy")
@@ -174,13 +230,15 @@ def edit() -> Response | tuple[str, int] | str:
             else:
                 changed = before != policy.as_dict(tenant)
                 flash(
-                    "Policy saved. Sessions already running follow it from their next request."
+                    gettext(
+                        "Policy saved. Sessions already running follow it from their next request."
+                    )
                     if changed
-                    else "Nothing changed."
+                    else gettext("Nothing changed.")
                 )
                 return redirect(url_for("admin_policy.policy"))  # type: ignore[return-value]
     elif request.method == "POST":
-        errors["form"] = "This form expired. Reload the page and try again."
+        errors["form"] = gettext("This form expired. Reload the page and try again.")
     else:
         _fill(form)
     page = render_template(

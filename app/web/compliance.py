@@ -31,6 +31,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
@@ -38,7 +40,7 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import Optional
 
 from app.core import mail_queue, privacy, reports, retention, webhooks
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.web.access import admin_required
 from app.web.authentication import current, origin
 from app.web.forms import ActionForm
@@ -48,6 +50,17 @@ from app.web.unit_of_work import db, now, services
 from app.worker import allow_private
 
 bp = Blueprint("compliance", __name__)
+
+
+#: what the erasure page calls the rows it deleted (app.core.privacy.Erasure.deleted)
+ERASED_WORDS = {
+    "users": _l("account"),
+    "sessions": _l("sessions"),
+    "devices": _l("devices"),
+    "challenges": _l("sign-in codes"),
+    "not_me_tokens": _l("“Not me” links"),
+    "webhook_deliveries": _l("queued webhook deliveries"),
+}
 
 
 class EndpointForm(FlaskForm):
@@ -142,7 +155,7 @@ def webhooks_page() -> str:
 def add_webhook() -> tuple[str, int] | str:
     form = EndpointForm()
     if not form.validate_on_submit():
-        return _webhooks_page(form, error=ValidationError("This form expired. Try again.")), 400
+        return _webhooks_page(form, error=ValidationError(N_("This form expired. Try again."))), 400
     try:
         made = webhooks.add_endpoint(
             db(),
@@ -166,7 +179,7 @@ def add_webhook() -> tuple[str, int] | str:
 def delete_webhook(endpoint_id: str) -> Response:
     if ActionForm().validate_on_submit():
         gone = webhooks.remove_endpoint(db(), current(), endpoint_id, now=now(), origin=origin())
-        flash(f"Deleted the endpoint {gone.url}.")
+        flash(gettext("Deleted the endpoint %(url)s.", url=gone.url))
     return redirect(url_for("compliance.webhooks_page"))  # type: ignore[return-value]
 
 
@@ -175,7 +188,7 @@ def delete_webhook(endpoint_id: str) -> Response:
 def retry_webhook(delivery_id: str) -> Response:
     if ActionForm().validate_on_submit():
         webhooks.retry_delivery(db(), current(), delivery_id, now=now(), origin=origin())
-        flash("The delivery will be sent again on the worker's next pass.")
+        flash(gettext("The delivery will be sent again on the worker's next pass."))
     return redirect(url_for("compliance.webhooks_page"))  # type: ignore[return-value]
 
 
@@ -220,7 +233,7 @@ def reports_page() -> str:
 def download_report() -> Response | tuple[str, int]:
     form = ReportForm()
     if not form.validate_on_submit():
-        return _reports_page(form, error=ValidationError("This form expired. Try again.")), 400
+        return _reports_page(form, error=ValidationError(N_("This form expired. Try again."))), 400
     kind = form.kind.data if form.kind.data in reports.KINDS else "sessions"
     try:
         span = reports.period(form.first.data, form.last.data)
@@ -246,9 +259,9 @@ def update_retention() -> Response | tuple[str, int]:
     form = RetentionForm()
     if not form.validate_on_submit():
         problem = ValidationError(
-            "Enter each period as a whole number of days."
+            N_("Enter each period as a whole number of days.")
             if form.errors.keys() - {"csrf_token"}
-            else "This form expired. Try again."
+            else N_("This form expired. Try again.")
         )
         return _reports_page(settings_form=form, settings_error=problem), 422
     values = {
@@ -268,7 +281,9 @@ def update_retention() -> Response | tuple[str, int]:
     except ValidationError as problem:
         return _reports_page(settings_form=form, settings_error=problem), 422
     flash(
-        "Retention saved. The next `holdfast purge` applies it." if changed else "Nothing changed."
+        gettext("Retention saved. The next `holdfast purge` applies it.")
+        if changed
+        else gettext("Nothing changed.")
     )
     return redirect(url_for("compliance.reports_page"))  # type: ignore[return-value]
 
@@ -296,16 +311,18 @@ def erase(user_id: str) -> str | tuple[str, int]:
     email = preview.user.email
     error = None
     if not form.validate_on_submit():
-        error = "This form expired. Reload the page and try again."
+        error = gettext("This form expired. Reload the page and try again.")
     elif (form.confirm.data or "").strip().lower() != email:
-        error = "Type the person's email address exactly to confirm the erasure."
+        error = gettext("Type the person's email address exactly to confirm the erasure.")
     if error is None:
         try:
             done = privacy.erase(db(), current(), user_id, now=now(), origin=origin())
         except ValidationError as problem:
             error = said(problem)
         else:
-            return render_template("compliance/erased.html", email=email, erasure=done)
+            return render_template(
+                "compliance/erased.html", email=email, erasure=done, erased_words=ERASED_WORDS
+            )
     page = render_template(
         "compliance/erase.html", preview=preview, form=form, error=error, me=current()
     )

@@ -15,7 +15,7 @@ from flask_babel import Babel, get_locale, gettext, ngettext
 from flask_login import current_user
 
 from app import i18n
-from app.core.errors import HoldfastError
+from app.core.errors import HoldfastError, Phrase
 
 babel = Babel()
 
@@ -37,11 +37,16 @@ def select_locale() -> str:
 
 
 def said(error: HoldfastError) -> str:
-    """``error``'s message in the page's language, its placeholders filled in."""
+    """``error``'s message in the page's language, its placeholders filled in (a
+    :class:`~app.core.errors.Phrase` among them in the page's language too)."""
+    words = {
+        name: gettext(value) if isinstance(value, Phrase) else value
+        for name, value in error.words.items()
+    }
     if error.plural is not None and error.count is not None:
-        words = {name: value for name, value in error.words.items() if name != "num"}
+        words.pop("num", None)
         return ngettext(error.template, error.plural, error.count, **words)
-    return gettext(error.template, **error.words)
+    return gettext(error.template, **words)
 
 
 def init_app(app: Flask) -> None:
@@ -52,3 +57,4 @@ def init_app(app: Flask) -> None:
     )
     app.jinja_env.globals["page_language"] = lambda: str(get_locale() or "en")
     app.jinja_env.globals["language_names"] = i18n.NAMES
+    app.jinja_env.globals["said_error"] = said  # a core error shown on a page

@@ -73,7 +73,7 @@
                     labels: { boxWidth: 12, padding: 10 } },
           tooltip: { callbacks: { footer: function (items) {
             return linkAt(items.map(function (item) { return { index: item.dataIndex }; }))
-              ? "Click to see these sessions" : "";
+              ? (canvas.dataset.clickWords || "Click to see these sessions") : "";
           } } },
         },
         scales: pie ? {} : {
