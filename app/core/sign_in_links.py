@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.core import signin
 from app.core.budgets import CodeBudgets
-from app.core.errors import HoldfastError
+from app.core.errors import N_, HoldfastError
 from app.core.events import Origin
 from app.crypto import Hasher
 
@@ -33,8 +33,10 @@ class LinkElsewhere(HoldfastError):
     code, status, message = (
         "link_elsewhere",
         409,
-        "This sign-in link works only in the browser where the code was asked for. Open it "
-        "there, or type the 6-digit code from the same email.",
+        N_(
+            "This sign-in link works only in the browser where the code was asked for. Open "
+            "it there, or type the 6-digit code from the same email."
+        ),
     )
 
 

@@ -41,7 +41,7 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from app.core import passkey_management, passkeys, signin
+from app.core import passkey_enrolment, passkey_management, passkeys, signin
 from app.core.access import FreshSignInRequired
 from app.core.errors import HoldfastError, NotFound, SessionLimitReached, ValidationError
 from app.core.passkey_challenges import RelyingParty
@@ -140,6 +140,38 @@ def sign_in_verify() -> Response | tuple[Response, int]:
     return signed_in(result, cookie_wanted=not body["deviceId"])
 
 
+@api_bp.post("/auth/passkey/enrol/options")
+def enrol_options() -> Response:
+    """Creation options for the first passkey that finishes a sign-in (the ``stepId`` of
+    a 403 passkey_enrolment_required answer)."""
+    body = shapes.ENROL_OPTIONS.read()
+    services().budgets.spend_passkey_request(db(), origin().ip, now=now())
+    challenge, options = passkey_enrolment.options(db(), relying_party(), body["stepId"], now=now())
+    return jsonify(shapes.options(challenge.id, options))
+
+
+@api_bp.post("/auth/passkey/enrol")
+def enrol() -> Response | tuple[Response, int]:
+    """Add the first passkey and finish the sign-in: 201 as POST /api/auth/verify."""
+    body = shapes.ENROL.read()
+    try:
+        result = passkey_enrolment.complete(
+            db(),
+            services().hasher,
+            relying_party(),
+            body["stepId"],
+            body["challengeId"],
+            body["credential"],
+            name=body["name"],
+            end_session_id=body["endSessionId"],
+            now=now(),
+            origin=origin(),
+        )
+    except SessionLimitReached as error:
+        return limit_answer(error)
+    return signed_in(result, cookie_wanted=True)
+
+
 @api_bp.post("/account/passkeys/options")
 @login_required
 def registration_options() -> Response:
@@ -173,6 +205,18 @@ def list_mine() -> Response:
     mine = passkey_management.list_passkeys(db(), current().user)
     names = passkey_management.device_names(db(), mine)
     return jsonify(passkeys=[shapes.passkey_item(p, names) for p in mine])
+
+
+@api_bp.patch("/account/passkeys/<passkey_id>")
+@login_required
+def rename(passkey_id: str) -> Response:
+    """Rename one of the caller's passkeys: 200 with it."""
+    body = shapes.RENAME.read()
+    passkey = passkey_management.rename(
+        db(), current(), public_id(passkey_id), body["name"], now=now(), origin=origin()
+    )
+    names = passkey_management.device_names(db(), [passkey])
+    return jsonify(shapes.passkey_item(passkey, names))
 
 
 @api_bp.delete("/account/passkeys/<passkey_id>")

@@ -1,0 +1,222 @@
+"""Adding a first passkey to finish a sign-in where the tenant requires passkeys
+(app.core.passkey_enrolment) through the API, with the software authenticator; the
+browser's side is in test_browser_passkeys.py."""
+
+from __future__ import annotations
+
+import pyotp
+from sqlalchemy import select
+
+from app.core import mfa
+from app.models import Event, MfaChallenge, Passkey, UserSession
+from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.webauthn import SoftAuthenticator, register
+from tests.test_passkeys_api import give_app, passkey_sign_in
+
+
+def enrol(client, step_id: str, device: SoftAuthenticator, **body):
+    """Creation options for the step, then the authenticator's answer: the answer."""
+    options = client.post("/api/auth/passkey/enrol/options", json={"stepId": step_id})
+    assert options.status_code == 200, options.text
+    return client.post(
+        "/api/auth/passkey/enrol",
+        json={
+            "stepId": step_id,
+            "challengeId": options.json["challengeId"],
+            "credential": device.create(options.json["publicKey"]),
+            **body,
+        },
+    )
+
+
+def live_sessions(db, user_id):
+    return list(
+        db.scalars(
+            select(UserSession).where(
+                UserSession.user_id == user_id, UserSession.ended_at.is_(None)
+            )
+        )
+    )
+
+
+def test_a_code_without_a_passkey_leads_only_to_adding_one(
+    client, mailbox, make, tenant, member, db
+):
+    make.policy(tenant, require_passkeys=True)
+    step = api_sign_in(client, mailbox, member.email, deviceName="Sam's phone")
+    assert_error(step, 403, "passkey_enrolment_required")
+    assert step.json["stepId"].startswith("mfa_") and step.json["expiresAt"].endswith("Z")
+    assert "add a passkey" in step.json["error"]
+    assert live_sessions(db, member.id) == []  # no session before the passkey
+    db.rollback()
+
+    device = SoftAuthenticator()
+    options = client.post("/api/auth/passkey/enrol/options", json={"stepId": step.json["stepId"]})
+    public_key = options.json["publicKey"]
+    assert public_key["authenticatorSelection"]["residentKey"] == "required"
+    assert public_key["authenticatorSelection"]["userVerification"] == "required"
+    assert public_key["user"]["name"] == member.email and public_key["excludeCredentials"] == []
+    done = client.post(
+        "/api/auth/passkey/enrol",
+        json={
+            "stepId": step.json["stepId"],
+            "challengeId": options.json["challengeId"],
+            "credential": device.create(public_key),
+            "name": "Sam's phone",
+        },
+    )
+    assert done.status_code == 201, done.text
+    assert done.json["deviceInfo"]["name"] == "Sam's phone"  # the first step's options
+    assert client.get("/api/auth/session", headers=bearer(done.json["token"])).json["valid"]
+    session = db.get_one(UserSession, done.json["sessionId"])
+    assert session.sign_in_method == "passkey_added"
+    (passkey,) = db.scalars(select(Passkey).where(Passkey.user_id == member.id))
+    assert passkey.name == "Sam's phone" and passkey.created_device_id == session.device_id
+    added = db.scalars(select(Event).where(Event.kind == "passkey.added")).one()
+    assert added.session_id == session.id and added.details["passkey_id"] == passkey.id
+    assert mailbox.newest(member.email, "A passkey was added")
+    db.rollback()
+
+    # From now on the code is refused: the passkey signs in.
+    challenge_id, code = ask_code(client, mailbox, member.email)
+    refused = client.post("/api/auth/verify", json={"challengeId": challenge_id, "code": code})
+    assert_error(refused, 403, "passkey_required")
+    assert passkey_sign_in(client, device).status_code == 201
+
+
+def test_a_step_is_used_once_and_expires(client, mailbox, make, tenant, member, clock, db):
+    make.policy(tenant, require_passkeys=True)
+    step_id = api_sign_in(client, mailbox, member.email).json["stepId"]
+    assert enrol(client, step_id, SoftAuthenticator()).status_code == 201
+    # used: neither new options nor another passkey
+    again = client.post("/api/auth/passkey/enrol/options", json={"stepId": step_id})
+    assert_error(again, 400, "invalid_code")
+    assert len(db.scalars(select(Passkey)).all()) == 1
+    db.rollback()
+
+    kim = make.user("kim@acme.test", tenant)
+    step_id = api_sign_in(client, mailbox, kim.email).json["stepId"]
+    options = client.post("/api/auth/passkey/enrol/options", json={"stepId": step_id}).json
+    clock.advance(seconds=mfa.STEP_LIFETIME.total_seconds() + 1)
+    late = client.post(
+        "/api/auth/passkey/enrol",
+        json={
+            "stepId": step_id,
+            "challengeId": options["challengeId"],
+            "credential": SoftAuthenticator().create(options["publicKey"]),
+        },
+    )
+    assert_error(late, 400, "invalid_code")
+    assert "expired" in late.json["error"]
+    assert live_sessions(db, kim.id) == []
+    db.rollback()
+    assert_error(
+        client.post("/api/auth/passkey/enrol/options", json={"stepId": "mfa_nope"}),
+        400,
+        "invalid_code",
+    )
+
+
+def test_a_ceremony_finishes_only_its_own_step(client, mailbox, make, tenant, member, db):
+    make.policy(tenant, require_passkeys=True)
+    kim = make.user("kim@acme.test", tenant)
+    sams = api_sign_in(client, mailbox, member.email).json["stepId"]
+    kims = api_sign_in(client, mailbox, kim.email).json["stepId"]
+    options = client.post("/api/auth/passkey/enrol/options", json={"stepId": sams}).json
+    crossed = client.post(
+        "/api/auth/passkey/enrol",
+        json={
+            "stepId": kims,
+            "challengeId": options["challengeId"],
+            "credential": SoftAuthenticator().create(options["publicKey"]),
+        },
+    )
+    assert_error(crossed, 400, "invalid_passkey")
+    assert db.scalars(select(Passkey)).all() == []
+    db.rollback()
+    # Kim's step is still open for her own ceremony.
+    assert enrol(client, kims, SoftAuthenticator()).status_code == 201
+
+
+def test_a_person_with_an_app_answers_it_then_adds_a_passkey(
+    client, mailbox, make, tenant, member, services, db
+):
+    secret, _codes = give_app(services, member.id)
+    make.policy(tenant, require_passkeys=True)
+    first = api_sign_in(client, mailbox, member.email)
+    assert first.status_code == 401 and first.json["methods"] == ["totp", "recovery_code"]
+    second = client.post(
+        "/api/auth/verify/mfa",
+        json={
+            "mfaChallengeId": first.json["mfaChallengeId"],
+            "code": pyotp.TOTP(secret).at(services.clock.now()),
+        },
+    )
+    assert_error(second, 403, "passkey_enrolment_required")
+    assert live_sessions(db, member.id) == []
+    db.rollback()
+    assert enrol(client, second.json["stepId"], SoftAuthenticator()).status_code == 201
+
+
+def test_a_person_with_a_passkey_is_still_refused_the_code(client, mailbox, make, tenant, member):
+    device = SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, member.email), device).status_code == 201
+    make.policy(tenant, require_passkeys=True)
+    assert_error(api_sign_in(client, mailbox, member.email), 403, "passkey_required")
+
+
+def test_the_recovery_only_step_lists_only_recovery_codes(
+    client, mailbox, make, tenant, member, services
+):
+    device = SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, member.email), device).status_code == 201
+    _secret, codes = give_app(services, member.id)
+    make.policy(tenant, require_passkeys=True)
+    step = api_sign_in(client, mailbox, member.email)
+    assert step.status_code == 401 and step.json["methods"] == ["recovery_code"]
+    assert "recovery codes" in step.json["error"] and "authenticator app" not in step.json["error"]
+    done = client.post(
+        "/api/auth/verify/mfa",
+        json={"mfaChallengeId": step.json["mfaChallengeId"], "recoveryCode": codes[0]},
+    )
+    assert done.status_code == 201, done.text
+
+
+def test_without_the_policy_a_code_signs_in_as_before(client, mailbox, member, db):
+    answer = api_sign_in(client, mailbox, member.email)
+    assert answer.status_code == 201
+    assert db.scalars(select(MfaChallenge)).all() == []
+
+
+def test_rename_a_passkey_through_the_api(client, mailbox, make, tenant, member):
+    token = token_for(client, mailbox, member.email)
+    added = register(client, token, SoftAuthenticator()).json
+    renamed = client.patch(
+        f"/api/account/passkeys/{added['id']}",
+        json={"name": "  Work   laptop "},
+        headers=bearer(token),
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json["name"] == "Work laptop" and renamed.json["id"] == added["id"]
+    listed = client.get("/api/account/passkeys", headers=bearer(token)).json["passkeys"]
+    assert [p["name"] for p in listed] == ["Work laptop"]
+    for bad in ("   ", "x" * 101, 3):
+        answer = client.patch(
+            f"/api/account/passkeys/{added['id']}", json={"name": bad}, headers=bearer(token)
+        )
+        assert_error(answer, 422, "validation_error")
+        assert answer.json["field"] == "name"
+    # another person's, or another tenant's, passkey is not found
+    kim = make.user("kim@acme.test", tenant)
+    other = make.tenant("globex")
+    lee = make.user("lee@globex.test", other)
+    for email in (kim.email, lee.email):
+        theirs = token_for(client, mailbox, email)
+        answer = client.patch(
+            f"/api/account/passkeys/{added['id']}", json={"name": "Mine"}, headers=bearer(theirs)
+        )
+        assert_error(answer, 404, "not_found")
+    assert (
+        client.get("/api/account/passkeys", headers=bearer(token)).json["passkeys"][0]["name"]
+        == "Work laptop"
+    )
