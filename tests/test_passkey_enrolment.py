@@ -10,8 +10,10 @@ from sqlalchemy import select
 from app.core import mfa
 from app.models import Event, MfaChallenge, Passkey, UserSession
 from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.web import csrf_from, login, second_step
 from testkit.webauthn import SoftAuthenticator, register
 from tests.test_passkeys_api import give_app, passkey_sign_in
+from tests.test_sign_in_links import ask, follow
 
 
 def enrol(client, step_id: str, device: SoftAuthenticator, **body):
@@ -220,3 +222,95 @@ def test_rename_a_passkey_through_the_api(client, mailbox, make, tenant, member)
         client.get("/api/account/passkeys", headers=bearer(token)).json["passkeys"][0]["name"]
         == "Work laptop"
     )
+
+
+# --- the pages (the browser's side: test_browser_passkeys.py) ------------------------------
+
+
+def page_json(client, url, body, token):
+    return client.post(url, json=body, headers={"X-CSRFToken": token, "Accept": "application/json"})
+
+
+def test_the_web_code_leads_to_the_passkey_page_and_it_signs_in(
+    client, mailbox, make, tenant, member, db
+):
+    make.policy(tenant, require_passkeys=True)
+    answer = login(client, mailbox, member.email)
+    assert answer.status_code == 302 and answer.location.endswith("/login/passkey/add")
+    assert client.get_cookie("holdfast_session") is None
+    page = client.get("/login/passkey/add")
+    assert page.status_code == 200 and "Add a passkey to finish signing in" in page.text
+    # the code page (and the link) only lead back here: the code is used up
+    assert client.get("/login/code").location.endswith("/login/passkey/add")
+    token = csrf_from(page.text)
+    options = page_json(client, "/login/passkey/add/options", {}, token)
+    assert options.status_code == 200, options.text
+    device = SoftAuthenticator()
+    done = page_json(
+        client,
+        "/login/passkey/add",
+        {
+            "challengeId": options.json["challengeId"],
+            "credential": device.create(options.json["publicKey"]),
+        },
+        token,
+    )
+    assert done.status_code == 200, done.text
+    assert done.json == {"redirect": "/devices"}
+    assert client.get_cookie("holdfast_session") is not None
+    assert client.get("/devices").status_code == 200
+    (session,) = live_sessions(db, member.id)
+    assert session.sign_in_method == "passkey_added"
+    db.rollback()
+    # the step is over: the page sends this browser back to the sign-in page
+    assert client.get("/login/passkey/add").location.endswith("/login")
+
+
+def test_the_passkey_page_routes_need_the_step_and_the_csrf_token(
+    client, mailbox, make, tenant, member
+):
+    page = client.get("/login")
+    token = csrf_from(page.text)
+    no_step = page_json(client, "/login/passkey/add/options", {}, token)
+    assert no_step.status_code == 400 and no_step.json["code"] == "invalid_code"
+    assert client.get("/login/passkey/add").location.endswith("/login")
+    make.policy(tenant, require_passkeys=True)
+    login(client, mailbox, member.email)
+    refused = client.post(
+        "/login/passkey/add/options", json={}, headers={"Accept": "application/json"}
+    )
+    assert refused.status_code == 400 and refused.json["code"] == "csrf_failed"
+
+
+def test_the_app_step_and_the_link_lead_to_the_passkey_page(
+    client, mailbox, make, tenant, member, services
+):
+    secret, _codes = give_app(services, member.id)
+    make.policy(tenant, require_passkeys=True)
+    assert login(client, mailbox, member.email).location.endswith("/login/mfa")
+    app_code = pyotp.TOTP(secret).at(services.clock.now())
+    answer = second_step(client, app_code)
+    assert answer.status_code == 302 and answer.location.endswith("/login/passkey/add")
+    assert client.get_cookie("holdfast_session") is None
+
+    kim = make.user("kim@acme.test", tenant)
+    other = client.application.test_client()
+    link = ask(other, mailbox, kim.email)
+    followed = follow(other, link)
+    assert followed.status_code == 302 and followed.location.endswith("/login/passkey/add")
+
+
+def test_the_recovery_only_page_says_only_a_recovery_code_works(
+    client, mailbox, make, tenant, member, services
+):
+    device = SoftAuthenticator()
+    assert register(client, token_for(client, mailbox, member.email), device).status_code == 201
+    give_app(services, member.id)
+    login(client, mailbox, member.email)
+    assert 'id="recovery-only"' not in client.get("/login/mfa").text  # no policy yet
+    client.post("/login/cancel", data={"csrf_token": csrf_from(client.get("/login/mfa").text)})
+    make.policy(tenant, require_passkeys=True)
+    assert login(client, mailbox, member.email).location.endswith("/login/mfa")
+    page = client.get("/login/mfa")
+    assert 'id="recovery-only"' in page.text
+    assert "only one of your recovery codes is accepted" in page.text

@@ -11,7 +11,13 @@ script):
   ``POST /api/account/passkeys``: same-origin JSON riding on the session cookie) and
   renames or removes one with plain forms;
 * the fresh sign-in page (/login/again) offers "Use a passkey" through
-  ``POST /login/again/passkey/options`` and ``POST /login/again/passkey``.
+  ``POST /login/again/passkey/options`` and ``POST /login/again/passkey``;
+* "Add a passkey to finish signing in" (``/login/passkey/add``), the second step where
+  the tenant requires passkeys and the person has none (app.core.passkey_enrolment):
+  ``POST /login/passkey/add/options`` and ``POST /login/passkey/add`` (which sets the
+  session and device cookies), the step's id kept in the flow cookie as the app's step
+  is. The API does the same with ``stepId`` (``/api/auth/passkey/enrol/options``,
+  ``/api/auth/passkey/enrol``).
 
 The page routes that take JSON carry the page's CSRF token in ``X-CSRFToken`` (Flask-WTF
 reads it). The API routes (blueprint ``passkeys_api``, under /api) follow the API's own
@@ -30,10 +36,12 @@ from flask import (
     flash,
     jsonify,
     redirect,
+    render_template,
     request,
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -43,7 +51,14 @@ from wtforms.validators import DataRequired, Length
 
 from app.core import passkey_enrolment, passkey_management, passkeys, signin
 from app.core.access import FreshSignInRequired
-from app.core.errors import HoldfastError, NotFound, SessionLimitReached, ValidationError
+from app.core.errors import (
+    N_,
+    HoldfastError,
+    InvalidCode,
+    NotFound,
+    SessionLimitReached,
+    ValidationError,
+)
 from app.core.passkey_challenges import RelyingParty
 from app.core.sessions import Current
 from app.models import Tenant
@@ -259,6 +274,79 @@ def sign_in_page() -> Response | tuple[Response, int]:
     return response
 
 
+def _said_as_json(error: HoldfastError) -> tuple[Response, int]:
+    """A page route's JSON error, in the page's language (static/js/passkeys.js shows it)."""
+    return jsonify(error=said(error), code=error.code), error.status
+
+
+@bp.get("/login/passkey/add")
+def enrol_page() -> Response | str:
+    """The second step of a sign-in where the tenant requires passkeys and the person has
+    none: "Add a passkey to finish signing in" (static/js/passkeys.js runs the ceremony).
+    No session exists until the passkey is stored; leaving the page leaves none."""
+    flow = session.get("signin") or {}
+    if not flow.get("passkey"):
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    return render_template("auth/add_passkey.html", email=flow.get("email"))
+
+
+@bp.post("/login/passkey/add/options")
+def enrol_page_options() -> Response | tuple[Response, int]:
+    """Creation options bound to the flow's passkey step (JSON, the page's CSRF token)."""
+    step_id = (session.get("signin") or {}).get("passkey")
+    try:
+        if not step_id:
+            raise InvalidCode(
+                N_("That sign-in step has ended. Start again with a new emailed code.")
+            )
+        services().budgets.spend_passkey_request(db(), origin().ip, now=now())
+        challenge, options = passkey_enrolment.options(db(), relying_party(), step_id, now=now())
+    except HoldfastError as error:
+        return _said_as_json(error)
+    return jsonify(shapes.options(challenge.id, options))
+
+
+@bp.post("/login/passkey/add")
+def enrol_page_finish() -> Response | tuple[Response, int]:
+    """The browser's answer: the passkey is stored and the sign-in finishes (session and
+    device cookies); ``{"redirect": ...}``."""
+    flow = session.get("signin") or {}
+    body = request.get_json(silent=True)
+    try:
+        if not flow.get("passkey"):
+            raise InvalidCode(
+                N_("That sign-in step has ended. Start again with a new emailed code.")
+            )
+        if not isinstance(body, dict):
+            raise ValidationError(N_("Send the passkey answer as JSON."))
+        result = passkey_enrolment.complete(
+            db(),
+            services().hasher,
+            relying_party(),
+            flow["passkey"],
+            body.get("challengeId"),
+            body.get("credential"),
+            now=now(),
+            origin=origin(),
+        )
+    except SessionLimitReached as error:
+        # The live sessions changed since the code (where the choice was made): rare.
+        limited = SessionLimitReached(
+            N_(
+                "You reached your organisation's session limit meanwhile. Sign in again to "
+                "choose a session to end."
+            )
+        )
+        return jsonify(error=said(limited), code=error.code), error.status
+    except HoldfastError as error:
+        return _said_as_json(error)
+    session.clear()
+    flash(_("Passkey added, and you are signed in. Next time, sign in with your passkey."))
+    response = jsonify(redirect=flow.get("next") or url_for("devices.index"))
+    _set_cookies(response, result)
+    return response
+
+
 @bp.post("/login/again/passkey/options")
 @login_required
 def reauth_options() -> Response:
@@ -353,6 +441,7 @@ SIGN_IN_METHOD_LABELS = {
     "recovery": "code + recovery code",
     "passkey": "passkey",
     "link": "emailed link",
+    "passkey_added": "code + passkey added",
 }
 
 

@@ -18,9 +18,9 @@ from app.core.errors import (
     SessionLimitReached,
     TenantChoiceRequired,
 )
-from app.core.passkey_rules import PasskeyRequired
+from app.core.passkey_rules import PasskeyEnrolmentRequired, PasskeyRequired
 from app.core.sign_in_links import LinkElsewhere, sign_in_with_link
-from app.web.auth import _signed_in
+from app.web.auth import _signed_in, pending_step, to_next_step
 from app.web.authentication import origin
 from app.web.cookies import DEVICE_COOKIE
 from app.web.forms import ActionForm
@@ -33,8 +33,8 @@ bp = Blueprint("sign_in_links", __name__)
 @bp.route("/login/link/<challenge_id>/<secret>", methods=["GET", "POST"])
 def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
     flow = session.get("signin") or {}
-    if flow.get("mfa") or flow.get("enrol"):  # the code was used up: the next step waits
-        return redirect(url_for("auth.mfa" if flow.get("mfa") else "auth.enrol"))  # type: ignore[return-value]
+    if next_step := pending_step(flow):  # the code was used up: the next step waits
+        return redirect(next_step)  # type: ignore[return-value]
     if not flow.get("challenge") or flow["challenge"] != challenge_id:
         elsewhere = LinkElsewhere()
         return render_template("auth/link_elsewhere.html", message=said(elsewhere)), 409
@@ -55,12 +55,8 @@ def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
         )
     except LinkElsewhere as error:
         return render_template("auth/link_elsewhere.html", message=said(error)), error.status
-    except MfaRequired as error:
-        session["signin"] = {**flow, "mfa": error.details["step"].id}
-        return redirect(url_for("auth.mfa"))  # type: ignore[return-value]
-    except MfaEnrolmentRequired as error:
-        session["signin"] = {**flow, "enrol": error.details["step"].id}
-        return redirect(url_for("auth.enrol"))  # type: ignore[return-value]
+    except (MfaRequired, MfaEnrolmentRequired, PasskeyEnrolmentRequired) as error:
+        return to_next_step(flow, error)
     except (TenantChoiceRequired, SessionLimitReached):
         # Choices are made on the code page: the code is not used up.
         flash("Type the code from the email to choose how to go on.")

@@ -7,6 +7,10 @@
 // - Security page: "Add a passkey" (POST /api/account/passkeys/options, then
 //   POST /api/account/passkeys).
 // - Fresh sign-in page: "Use a passkey".
+// - The "Add a passkey to finish signing in" step (POST /login/passkey/add/options, then
+//   POST /login/passkey/add, which sets the session cookie).
+// The words this script shows come from data-words-* attributes of the buttons, in the
+// page's language (the English here is only the fallback).
 // Options travel in the WebAuthn JSON form (PublicKeyCredential.parse…OptionsFromJSON)
 // and answers as credential.toJSON(). URLs come from data attributes on the buttons.
 (function () {
@@ -61,6 +65,12 @@
     box.hidden = !message;
   }
 
+  // The button's data-words-<key> (the page's language), else ``fallback``.
+  function words(element, key, fallback) {
+    var name = "words" + key.charAt(0).toUpperCase() + key.slice(1);
+    return (element && element.dataset[name]) || fallback;
+  }
+
   function cancelled(error) {
     return error && (error.name === "NotAllowedError" || error.name === "AbortError");
   }
@@ -80,7 +90,7 @@
       if (answer.ok && answer.data.redirect) {
         window.location.assign(answer.data.redirect);
       } else {
-        say(box, answer.data.error || "That passkey was not accepted.");
+        say(box, answer.data.error || words(button, "refused", "That passkey was not accepted."));
         button.disabled = false;
       }
     });
@@ -89,7 +99,9 @@
   function requestOptions(button) {
     var body = button.dataset.tenant ? { tenant: button.dataset.tenant } : {};
     return postJSON(button.dataset.optionsUrl, body).then(function (answer) {
-      if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+      if (!answer.ok) {
+        throw new Error(answer.data.error || words(button, "unavailable", "Passkeys are not available."));
+      }
       return answer.data;
     });
   }
@@ -128,8 +140,9 @@
         }).then(function (credential) { return finishSignIn(signIn, options, credential); });
       }).catch(function (error) {
         signIn.disabled = false;
-        say(box, cancelled(error) ? "No passkey was used. Try again, or get an emailed code."
-                                  : error.message);
+        say(box, cancelled(error)
+          ? words(signIn, "cancelled", "No passkey was used. Try again, or get an emailed code.")
+          : error.message);
       });
     });
     if (signIn.dataset.autofill === "on") startAutofill(signIn);
@@ -150,7 +163,9 @@
           window.location.assign(add.dataset.againUrl);
           return null;
         }
-        if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(add, "unavailable", "Passkeys are not available."));
+        }
         var options = answer.data;
         return navigator.credentials.create({
           publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
@@ -160,12 +175,14 @@
             credential: credential.toJSON()
           });
         }).then(function (saved) {
-          if (!saved.ok) throw new Error(saved.data.error || "That passkey could not be added.");
+          if (!saved.ok) {
+            throw new Error(saved.data.error || words(add, "failed", "That passkey could not be added."));
+          }
           go(add.dataset.doneUrl);
         });
       }).catch(function (error) {
         add.disabled = false;
-        say(box, cancelled(error) ? "No passkey was added." : error.message);
+        say(box, cancelled(error) ? words(add, "cancelled", "No passkey was added.") : error.message);
       });
     });
   }
@@ -181,7 +198,9 @@
       say(box, "");
       again.disabled = true;
       postJSON(again.dataset.optionsUrl, {}).then(function (answer) {
-        if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(again, "unavailable", "Passkeys are not available."));
+        }
         var options = answer.data;
         return navigator.credentials.get({
           publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey)
@@ -192,12 +211,52 @@
             next: again.dataset.next || null
           });
         }).then(function (done) {
-          if (!done.ok) throw new Error(done.data.error || "That passkey was not accepted.");
+          if (!done.ok) {
+            throw new Error(done.data.error || words(again, "refused", "That passkey was not accepted."));
+          }
           window.location.assign(done.data.redirect);
         });
       }).catch(function (error) {
         again.disabled = false;
-        say(box, cancelled(error) ? "No passkey was used." : error.message);
+        say(box, cancelled(error) ? words(again, "cancelled", "No passkey was used.") : error.message);
+      });
+    });
+  }
+
+  // --- adding a first passkey to finish signing in --------------------------------------
+
+  var enrol = document.getElementById("enrol-passkey");
+  if (enrol && !supported()) {
+    var unsupported = document.getElementById("passkey-unsupported");
+    if (unsupported) unsupported.hidden = false;
+  } else if (enrol) {
+    enrol.hidden = false;
+    document.body.dataset.passkeys = "ready";
+    enrol.addEventListener("click", function () {
+      var box = document.getElementById("passkey-error");
+      say(box, "");
+      enrol.disabled = true;
+      postJSON(enrol.dataset.optionsUrl, {}).then(function (answer) {
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(enrol, "unavailable", "Passkeys are not available."));
+        }
+        var options = answer.data;
+        return navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
+        }).then(function (credential) {
+          return postJSON(enrol.dataset.verifyUrl, {
+            challengeId: options.challengeId,
+            credential: credential.toJSON()
+          });
+        }).then(function (done) {
+          if (!done.ok || !done.data.redirect) {
+            throw new Error(done.data.error || words(enrol, "failed", "That passkey could not be added."));
+          }
+          window.location.assign(done.data.redirect);
+        });
+      }).catch(function (error) {
+        enrol.disabled = false;
+        say(box, cancelled(error) ? words(enrol, "cancelled", "No passkey was added.") : error.message);
       });
     });
   }
