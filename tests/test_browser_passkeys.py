@@ -416,3 +416,23 @@ def test_the_passkey_step_at_desktop_and_phone_widths(site, people, acme, sam, m
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(SHOTS / f"sign-in-add-passkey{suffix}.png"), full_page=True)
         context.close()
+
+
+def test_at_the_session_limit_a_passkey_sign_in_chooses_a_session_to_end(
+    app_services, site, people, acme, sam, sams_passkey, page
+):
+    """deny mode: the page asks which session to end, as after a code, and no second
+    ceremony is needed."""
+    (held,) = rows(app_services, UserSession, UserSession.user_id == sam.id)
+    people.policy(acme, max_sessions_per_user=1, limit_mode="deny")
+    page.context.clear_cookies()  # this browser forgets its session; the session lives on
+    passkey_sign_in(page, site)
+    page.wait_for_url("**/login/passkey/limit")
+    assert "Your passkey is right." in page.inner_text("body")
+    page.check(f"#end-{held.id}")
+    page.click("#end-and-continue")
+    page.wait_for_url("**/devices")
+    sessions = {s.id: s for s in rows(app_services, UserSession, UserSession.user_id == sam.id)}
+    assert sessions[held.id].ended_at is not None
+    live = [s for s in sessions.values() if s.ended_at is None]
+    assert [s.sign_in_method for s in live] == ["passkey"]

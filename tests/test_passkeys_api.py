@@ -325,3 +325,56 @@ def test_passkey_challenges_draw_on_the_networks_budget(new_app):
     limited = client.post("/api/auth/passkey/options", json={})
     assert_error(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_the_sign_in_page_chooses_a_session_to_end_at_the_limit(
+    app, client, mailbox, make, tenant, member, db
+):
+    """deny mode: a passkey sign-in at the limit goes to the choose-a-session page, and
+    finishes with the chosen session ended, with no second ceremony."""
+    device = SoftAuthenticator()
+    token = token_for(client, mailbox, member.email)  # the one session allowed
+    assert register(client, token, device).status_code == 201
+    (held_id,) = db.scalars(select(UserSession.id).where(UserSession.user_id == member.id))
+    db.rollback()
+    make.policy(tenant, max_sessions_per_user=1, limit_mode="deny")
+    browser = app.test_client()
+    page_token = csrf_from(browser.get("/login").text)
+    options = browser.post("/api/auth/passkey/options", json={}).json
+    answer = browser.post(
+        "/login/passkey",
+        json={
+            "challengeId": options["challengeId"],
+            "credential": device.get(options["publicKey"]),
+        },
+        headers={"X-CSRFToken": page_token, "Accept": "application/json"},
+    )
+    assert answer.status_code == 409 and answer.json["code"] == "session_limit_reached"
+    assert answer.json["choose"] == "/login/passkey/limit"
+    assert browser.get_cookie("holdfast_session") is None
+
+    choose = browser.post("/login/passkey/limit", data={"csrf_token": page_token})
+    assert choose.status_code == 409
+    assert "Your passkey is right." in choose.text and f'value="{held_id}"' in choose.text
+    nothing = browser.post("/login/passkey/limit", data={"csrf_token": page_token, "choosing": "1"})
+    assert nothing.status_code == 409 and "Choose the session to end." in nothing.text
+    done = browser.post(
+        "/login/passkey/limit",
+        data={"csrf_token": page_token, "choosing": "1", "end_session": held_id},
+    )
+    assert done.status_code == 302 and done.location == "/devices"
+    assert browser.get("/devices").status_code == 200
+    ended = db.get_one(UserSession, held_id)
+    assert ended.ended_at is not None and ended.end_reason == "revoked_by_user"
+    live = db.scalars(
+        select(UserSession).where(UserSession.user_id == member.id, UserSession.ended_at.is_(None))
+    ).all()
+    assert [s.sign_in_method for s in live] == ["passkey"]
+    assert (
+        db.scalars(select(Event).where(Event.kind == "passkey.used")).one().session_id == live[0].id
+    )
+    db.rollback()
+    # used once: the flow is gone with the sign-in
+    again = browser.post("/login/passkey/limit", data={"csrf_token": page_token})
+    assert again.status_code in (302, 400)
+    assert client.get("/api/auth/session", headers=bearer(token)).status_code == 401

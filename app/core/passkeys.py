@@ -31,7 +31,7 @@ id hash, flags and signature. What this module adds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,9 +58,9 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from app.core import alerts, events, reauth, signin
+from app.core import alerts, devices, events, mfa, reauth, session_limit, signin
 from app.core.access import FreshSignInRequired, is_fresh
-from app.core.errors import N_, Forbidden, ValidationError
+from app.core.errors import N_, Forbidden, SessionLimitReached, ValidationError
 from app.core.events import Origin
 from app.core.passkey_challenges import (
     PasskeyRefused,
@@ -82,6 +82,9 @@ from app.models import Device, Passkey, PasskeyChallenge, Tenant, User
 #: what the browser is told to wait, in milliseconds (the challenge lives a little longer)
 TIMEOUT_MS = 4 * 60 * 1000
 MAX_PASSKEYS = 20
+#: the step that keeps a verified passkey sign-in while the person chooses a session to
+#: end (deny mode): app.models.MfaChallenge.purpose
+LIMIT_STEP = "pk_limit"
 
 _NOT_FRESH = N_("Confirm it's you first: adding a passkey needs a recent sign-in.")
 _OTHER_SIGN_IN = N_("That passkey request was made for another sign-in. Try again.")
@@ -421,31 +424,98 @@ def sign_in(
     device_cookie: str | None,
     now: datetime,
     origin: Origin,
+    keep_choice: bool = False,
 ) -> signin.SignIn:
     """Sign in with a passkey: :func:`verify`, then a session as a code sign-in starts
     one (session limit, device, security rules; ``sign_in_method`` ``passkey``), with no
     second step: the passkey with user verification is two factors. Raises like
     :func:`verify` and app.core.signin.start_without_code (SessionLimitReached in deny
     mode: the challenge is used up, so the caller runs a new ceremony with
-    ``end_session_id``)."""
+    ``end_session_id``; or, with ``keep_choice``, the error carries a step,
+    ``details["step"]``, that :func:`finish_at_limit` finishes with the session chosen,
+    with no second ceremony: the sign-in page's way, as the code page keeps the code)."""
     verified = verify(db, rp, challenge_id, credential, purpose="sign_in", now=now, origin=origin)
-    result = signin.start_without_code(
+    try:
+        result = signin.start_without_code(
+            db,
+            hasher,
+            verified.user.id,
+            options,
+            method="passkey",
+            device_cookie=device_cookie,
+            now=now,
+            origin=origin,
+        )
+    except SessionLimitReached as error:
+        if keep_choice:
+            error.details["step"] = mfa.new_step(
+                db,
+                verified.user,
+                LIMIT_STEP,
+                now=now,
+                origin=origin,
+                options={**options.as_json(), "passkey_id": verified.passkey.id},
+                device_hash=devices.device_hash(db, hasher, verified.user, device_cookie),
+            )
+        raise
+    return _passkey_session(db, result, verified.passkey, now=now, origin=origin)
+
+
+def finish_at_limit(
+    db: Session,
+    hasher: Hasher,
+    step_id: Any,
+    *,
+    end_session_id: str | None,
+    now: datetime,
+    origin: Origin,
+) -> signin.SignIn:
+    """Finish a passkey sign-in that met the session limit in deny mode (the step of
+    :func:`sign_in` with ``keep_choice``: the passkey was verified then) by ending the
+    live session ``end_session_id``. The step lives as a second step does (10 minutes)
+    and is used once. Raises SessionLimitReached (no session chosen, or one that has
+    ended: choose again; nothing used up), InvalidCode (the step is unknown, used or
+    expired: sign in again), PasskeyRefused (the passkey was removed meanwhile),
+    Forbidden or InvalidSession."""
+    step = mfa.open_step(db, step_id, LIMIT_STEP, now=now)
+    user, tenant = signin.lock_account(db, step.user_id)
+    check_allowed(tenant)
+    passkey = db.scalars(
+        select(Passkey)
+        .where(Passkey.id == step.options.get("passkey_id"), Passkey.user_id == user.id)
+        .execution_options(all_tenants=True)
+    ).one_or_none()
+    if passkey is None:
+        raise PasskeyRefused(N_("That passkey was removed meanwhile. Sign in again."))
+    options = replace(signin.Options.from_json(step.options), end_session_id=end_session_id)
+    chosen = session_limit.within_limit(db, user, tenant, end_session_id, now)
+    mfa.consume(db, step, now)
+    result = signin.start_after_step(
         db,
         hasher,
-        verified.user.id,
+        user,
+        tenant,
         options,
-        method="passkey",
-        device_cookie=device_cookie,
+        chosen,
+        step.device_hash,
         now=now,
         origin=origin,
+        method="passkey",
     )
-    verified.passkey.last_device_id = result.device.id
+    return _passkey_session(db, result, passkey, now=now, origin=origin)
+
+
+def _passkey_session(
+    db: Session, result: signin.SignIn, passkey: Passkey, *, now: datetime, origin: Origin
+) -> signin.SignIn:
+    """A session started by ``passkey``: its device noted, ``passkey.used`` audited."""
+    passkey.last_device_id = result.device.id
     result.second_factor = "passkey"
     audit(
         db,
         "passkey.used",
         result.user,
-        verified.passkey,
+        passkey,
         now=now,
         origin=origin,
         session_id=result.session.id,

@@ -199,10 +199,16 @@ def to_next_step(
 
 
 def _choose_session(
-    error: SessionLimitReached, action: str, hidden: dict[str, Any], chosen: str | None
+    error: SessionLimitReached,
+    action: str,
+    hidden: dict[str, Any],
+    chosen: str | None,
+    *,
+    passkey: bool = False,
 ) -> Response:
     """deny mode's page: pick the live session to end (posted back to ``action`` with
-    ``hidden``, the step's own fields) or cancel; 409."""
+    ``hidden``, the step's own fields) or cancel; 409. ``passkey``: the sign-in used a
+    passkey, not a code (the page says which was right)."""
     problem = None
     if request.form.get("choosing"):
         problem = (
@@ -219,6 +225,7 @@ def _choose_session(
         also_ends=error.details.get("also_ends", 0),
         message=said(error),
         problem=problem,
+        passkey=passkey,
     )
     return Response(page, 409)
 

@@ -6,7 +6,10 @@ script):
 * the sign-in page's "Sign in with a passkey" button and the email field's autofill
   (conditional mediation) fetch request options from ``POST /api/auth/passkey/options``
   and post the browser's answer to ``POST /login/passkey``, which sets the session and
-  device cookies like a code sign-in and answers ``{"redirect": ...}``;
+  device cookies like a code sign-in and answers ``{"redirect": ...}`` (in deny mode at
+  the session limit, 409 with ``choose``: the script posts to ``/login/passkey/limit``,
+  the code flow's choose-a-session page, which finishes the sign-in with the session
+  chosen and no second ceremony);
 * the security page adds a passkey through the API (``/api/account/passkeys/options``,
   ``POST /api/account/passkeys``: same-origin JSON riding on the session cookie) and
   renames or removes one with plain forms;
@@ -65,7 +68,7 @@ from app.models import Tenant
 from app.web import passkey_shapes as shapes
 from app.web.api_answers import limit_answer, session_length, signed_in
 from app.web.api_csrf import guard
-from app.web.auth import _set_cookies, safe_next
+from app.web.auth import _choose_session, _set_cookies, safe_next
 from app.web.authentication import current, origin
 from app.web.cookies import DEVICE_COOKIE
 from app.web.extensions import csrf
@@ -252,6 +255,7 @@ def sign_in_page() -> Response | tuple[Response, int]:
     if not isinstance(body, dict):
         raise ValidationError("Send the passkey answer as JSON.")
     flow = session.get("signin") or {}
+    target = safe_next(body.get("next")) or flow.get("next") or url_for("devices.index")
     try:
         result = passkeys.sign_in(
             db(),
@@ -263,15 +267,49 @@ def sign_in_page() -> Response | tuple[Response, int]:
             device_cookie=request.cookies.get(DEVICE_COOKIE),
             now=now(),
             origin=origin(),
+            keep_choice=True,
         )
     except SessionLimitReached as error:
-        message = f"{error.message}: sign in with an emailed code to choose a session to end."
-        return jsonify(error=message, code=error.code), error.status
+        # deny mode: the passkey is proven; the person chooses the session to end on
+        # the choose-a-session page (static/js/passkeys.js posts there), as with a code.
+        session["passkey_limit"] = {"step": error.details["step"].id, "next": target}
+        choose = url_for("passkeys.limit_page")
+        return jsonify(error=said(error), code=error.code, choose=choose), error.status
     session.clear()
-    target = safe_next(body.get("next")) or flow.get("next") or url_for("devices.index")
     response = jsonify(redirect=target)
     _set_cookies(response, result)
     return response
+
+
+@bp.post("/login/passkey/limit")
+def limit_page() -> Response:
+    """deny mode at the session limit after a passkey sign-in: the choose-a-session page
+    (templates/auth/limit.html, as the code flow's), then, with the session chosen, the
+    sign-in finishes with no second ceremony (app.core.passkeys.finish_at_limit)."""
+    flow = session.get("passkey_limit") or {}
+    if not flow.get("step"):
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    chosen = request.form.get("end_session") or None
+    try:
+        result = passkeys.finish_at_limit(
+            db(),
+            services().hasher,
+            flow["step"],
+            end_session_id=chosen,
+            now=now(),
+            origin=origin(),
+        )
+    except SessionLimitReached as error:
+        return _choose_session(error, url_for("passkeys.limit_page"), {}, chosen, passkey=True)
+    except HoldfastError as error:  # the step ended, the passkey was removed...
+        session.pop("passkey_limit", None)
+        flash(said(error))
+        return redirect(url_for("auth.login"))  # type: ignore[return-value]
+    session.clear()
+    flash(_("Signed in. The session you chose was ended."))
+    response = redirect(flow.get("next") or url_for("devices.index"))
+    _set_cookies(response, result)  # type: ignore[arg-type]
+    return response  # type: ignore[return-value]
 
 
 def _said_as_json(error: HoldfastError) -> tuple[Response, int]:

@@ -47,6 +47,21 @@
     });
   }
 
+  // Go to ``url`` by POSTing a form carrying the page's CSRF token (a page that shows a
+  // choice, which a GET must not start).
+  function postForm(url) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = url;
+    var token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrf_token";
+    token.value = csrfToken();
+    form.appendChild(token);
+    document.body.appendChild(form);
+    form.submit();
+  }
+
   // Go to ``url``, loading it again when only its #fragment differs from this page's.
   function go(url) {
     var target = new URL(url, window.location.href);
@@ -89,6 +104,8 @@
     }).then(function (answer) {
       if (answer.ok && answer.data.redirect) {
         window.location.assign(answer.data.redirect);
+      } else if (answer.data.choose) {
+        postForm(answer.data.choose);  // the session limit: choose a session to end
       } else {
         say(box, answer.data.error || words(button, "refused", "That passkey was not accepted."));
         button.disabled = false;
