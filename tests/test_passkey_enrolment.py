@@ -314,3 +314,57 @@ def test_the_recovery_only_page_says_only_a_recovery_code_works(
     page = client.get("/login/mfa")
     assert 'id="recovery-only"' in page.text
     assert "only one of your recovery codes is accepted" in page.text
+
+
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
+
+
+def test_the_passkey_pages_and_messages_speak_german(client, mailbox, make, tenant, member):
+    """The passkey step, its script's words, the page routes' errors (the core's
+    messages) and the security card, in the browser's language."""
+    make.policy(tenant, require_passkeys=True)
+    login(client, mailbox, member.email)
+    page = client.get("/login/passkey/add", headers=GERMAN).text
+    assert "<h1>Passkey hinzufügen, um die Anmeldung abzuschließen</h1>" in page
+    assert 'data-words-cancelled="Es wurde kein Passkey hinzugefügt.' in page
+    assert f"<strong>{member.email}</strong> hat noch keinen" in page
+    assert ">Abbrechen</button>" in page
+    token = csrf_from(page)
+    stale = page_json(
+        client,
+        "/login/passkey/add",
+        {"challengeId": "pkc_nope", "credential": {}},
+        token,
+    )
+    assert stale.status_code == 400, stale.text
+    english = client.post(
+        "/login/passkey/add",
+        json={"challengeId": "pkc_nope", "credential": {}},
+        headers={"X-CSRFToken": token, "Accept": "application/json"},
+    )
+    assert english.json["error"] == "That passkey request has ended or was used already. Try again."
+    german = client.post(
+        "/login/passkey/add",
+        json={"challengeId": "pkc_nope", "credential": {}},
+        headers={"X-CSRFToken": token, "Accept": "application/json", **GERMAN},
+    )
+    assert german.json["error"] == (
+        "Diese Passkey-Anfrage ist abgelaufen oder wurde bereits verwendet. "
+        "Versuchen Sie es erneut."
+    )
+    step = client.get("/login/passkey/add").text
+    options = page_json(client, "/login/passkey/add/options", {}, csrf_from(step)).json
+    done = page_json(
+        client,
+        "/login/passkey/add",
+        {
+            "challengeId": options["challengeId"],
+            "credential": SoftAuthenticator().create(options["publicKey"]),
+        },
+        csrf_from(step),
+    )
+    assert done.status_code == 200, done.text
+    card = client.get("/account/security", headers=GERMAN).text
+    assert "<h2>Passkeys</h2>" in card and "noch nicht verwendet" in card
+    assert "Umbenennen oder entfernen" in card and ">Passkey entfernen</button>" in card
+    assert 'data-words-failed="Dieser Passkey konnte nicht hinzugefügt werden."' in card

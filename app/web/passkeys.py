@@ -45,6 +45,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -93,10 +94,16 @@ def relying_party() -> RelyingParty:
 
 class RenameForm(FlaskForm):
     name = StringField(
-        "Name",
+        _l("Name"),
         validators=[
-            DataRequired("Give the passkey a name."),
-            Length(max=passkey_management.MAX_NAME),
+            DataRequired(_l("Give the passkey a name.")),
+            Length(
+                max=passkey_management.MAX_NAME,
+                message=_l(
+                    "A passkey's name is at most %(max)s characters.",
+                    max=passkey_management.MAX_NAME,
+                ),
+            ),
         ],
     )
 
@@ -110,7 +117,7 @@ def _tenant_id(slug: str | None) -> str | None:
         select(Tenant.id).where(Tenant.slug == slug).execution_options(all_tenants=True)
     )
     if found is None:
-        raise ValidationError("No such tenant.", field="tenant")
+        raise ValidationError(N_("No such tenant."), field="tenant")
     return found
 
 
@@ -253,7 +260,7 @@ def sign_in_page() -> Response | tuple[Response, int]:
     and device cookies, and where to go next."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ValidationError("Send the passkey answer as JSON.")
+        raise ValidationError(N_("Send the passkey answer as JSON."))
     flow = session.get("signin") or {}
     target = safe_next(body.get("next")) or flow.get("next") or url_for("devices.index")
     try:
@@ -398,7 +405,7 @@ def reauth() -> Response:
     """A fresh sign-in with a passkey: the session's sign-in time moves to now."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ValidationError("Send the passkey answer as JSON.")
+        raise ValidationError(N_("Send the passkey answer as JSON."))
     passkeys.reauthenticate(
         db(),
         services().hasher,
@@ -426,10 +433,10 @@ def rename_page(passkey_id: str) -> Response:
         except (NotFound, ValidationError) as error:
             flash(said(error))
         else:
-            flash("Passkey renamed.")
+            flash(_("Passkey renamed."))
     else:
         for errors in form.errors.values():
-            flash(errors[0])
+            flash(str(errors[0]))
     return redirect(url_for("security.index") + "#passkeys")  # type: ignore[return-value]
 
 
@@ -448,7 +455,12 @@ def remove_page(passkey_id: str) -> Response:
         except HoldfastError as error:
             flash(said(error))
         else:
-            flash(f"Passkey \u201c{removed.name}\u201d removed. It no longer signs you in.")
+            flash(
+                _(
+                    "Passkey \u201c%(name)s\u201d removed. It no longer signs you in.",
+                    name=removed.name,
+                )
+            )
     return redirect(url_for("security.index") + "#passkeys")  # type: ignore[return-value]
 
 
@@ -474,12 +486,12 @@ def passkey_card() -> dict[str, Any]:
 
 #: how a session was signed in (sessions.sign_in_method), in an admin's words
 SIGN_IN_METHOD_LABELS = {
-    "code": "emailed code",
-    "app": "code + authenticator app",
-    "recovery": "code + recovery code",
-    "passkey": "passkey",
-    "link": "emailed link",
-    "passkey_added": "code + passkey added",
+    "code": _l("emailed code"),
+    "app": _l("code + authenticator app"),
+    "recovery": _l("code + recovery code"),
+    "passkey": _l("passkey"),
+    "link": _l("emailed link"),
+    "passkey_added": _l("code + passkey added"),
 }
 
 
@@ -489,7 +501,9 @@ def sign_in_method_label(method: str | None) -> Markup:
     if not method:
         return Markup("")
     label = SIGN_IN_METHOD_LABELS.get(method, method)
-    return Markup('<small class="sign-in-method method-{}">with {}</small>').format(method, label)
+    return Markup('<small class="sign-in-method method-{}">{}</small>').format(
+        method, _("with %(method)s", method=str(label))
+    )
 
 
 @bp.app_template_global()

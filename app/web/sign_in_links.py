@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.core.errors import (
@@ -67,7 +68,7 @@ def follow(challenge_id: str, secret: str) -> Response | str | tuple[str, int]:
         return to_next_step(flow, error)
     except (TenantChoiceRequired, SessionLimitReached):
         # Choices are made on the code page: the code is not used up.
-        flash("Type the code from the email to choose how to go on.")
+        flash(_("Type the code from the email to choose how to go on."))
         return redirect(url_for("auth.code"))  # type: ignore[return-value]
     except (InvalidCode, ChallengeLocked, PasskeyRequired) as error:
         flash(said(error))
