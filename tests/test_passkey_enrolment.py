@@ -368,3 +368,18 @@ def test_the_passkey_pages_and_messages_speak_german(client, mailbox, make, tena
     assert "<h2>Passkeys</h2>" in card and "noch nicht verwendet" in card
     assert "Umbenennen oder entfernen" in card and ">Passkey entfernen</button>" in card
     assert 'data-words-failed="Dieser Passkey konnte nicht hinzugefügt werden."' in card
+
+
+def test_an_admin_who_must_have_an_app_or_a_passkey_adds_the_passkey(
+    client, mailbox, make, tenant
+):
+    """Both rules at once: the first passkey meets the admins' rule too, so the admin
+    adds that (not an app) and goes straight to the admin API."""
+    admin = make.user("ada@acme.test", tenant, role="admin")
+    make.policy(tenant, require_totp_for_admins=True, require_passkeys=True)
+    step = api_sign_in(client, mailbox, admin.email)
+    assert_error(step, 403, "passkey_enrolment_required")
+    done = enrol(client, step.json["stepId"], SoftAuthenticator())
+    assert done.status_code == 201, done.text
+    policy = client.get("/api/admin/policy", headers=bearer(done.json["token"]))
+    assert policy.status_code == 200 and policy.json["requirePasskeys"] is True
