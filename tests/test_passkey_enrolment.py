@@ -10,10 +10,9 @@ from sqlalchemy import select
 from app.core import mfa
 from app.models import Event, MfaChallenge, Passkey, UserSession
 from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
-from testkit.web import csrf_from, login, second_step
-from testkit.webauthn import SoftAuthenticator, register
-from tests.test_passkeys_api import give_app, passkey_sign_in
-from tests.test_sign_in_links import ask, follow
+from testkit.rows import give_app
+from testkit.web import ask_link, csrf_from, follow_link, login, second_step
+from testkit.webauthn import SoftAuthenticator, passkey_sign_in, register
 
 
 def enrol(client, step_id: str, device: SoftAuthenticator, **body):
@@ -295,8 +294,8 @@ def test_the_app_step_and_the_link_lead_to_the_passkey_page(
 
     kim = make.user("kim@acme.test", tenant)
     other = client.application.test_client()
-    link = ask(other, mailbox, kim.email)
-    followed = follow(other, link)
+    link = ask_link(other, mailbox, kim.email)
+    followed = follow_link(other, link)
     assert followed.status_code == 302 and followed.location.endswith("/login/passkey/add")
 
 
@@ -370,9 +369,7 @@ def test_the_passkey_pages_and_messages_speak_german(client, mailbox, make, tena
     assert 'data-words-failed="Dieser Passkey konnte nicht hinzugefügt werden."' in card
 
 
-def test_an_admin_who_must_have_an_app_or_a_passkey_adds_the_passkey(
-    client, mailbox, make, tenant
-):
+def test_an_admin_who_must_have_an_app_or_a_passkey_adds_the_passkey(client, mailbox, make, tenant):
     """Both rules at once: the first passkey meets the admins' rule too, so the admin
     adds that (not an app) and goes straight to the admin API."""
     admin = make.user("ada@acme.test", tenant, role="admin")

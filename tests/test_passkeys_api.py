@@ -9,21 +9,9 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.models import Event, User, UserSession
 from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.rows import give_app
 from testkit.web import csrf_from, login, second_step
-from testkit.webauthn import SoftAuthenticator, b64, register
-
-
-def passkey_sign_in(client, device: SoftAuthenticator, **body):
-    options = client.post("/api/auth/passkey/options", json={})
-    assert options.status_code == 200, options.text
-    return client.post(
-        "/api/auth/passkey/verify",
-        json={
-            "challengeId": options.json["challengeId"],
-            "credential": device.get(options.json["publicKey"]),
-            **body,
-        },
-    )
+from testkit.webauthn import SoftAuthenticator, b64, passkey_sign_in, register
 
 
 def test_add_list_rename_and_remove_passkeys(client, mailbox, member, db, clock):
@@ -209,20 +197,6 @@ def test_every_session_says_how_it_was_signed_in(client, mailbox, member, servic
     assert methods == ["code", "app", "recovery"]
     created = db.scalars(select(Event).where(Event.kind == "session.created").order_by(Event.id))
     assert [e.details["method"] for e in created] == methods
-
-
-def give_app(services, user_id):
-    """An authenticator app and recovery codes for the person: (secret, codes)."""
-    secret = pyotp.random_base32()
-    with services.session(write=True) as s:
-        user = s.get_one(User, user_id)
-        user.totp_secret = totp._seal(services.hasher, user.id, secret)
-        user.totp_enabled_at = services.clock.now()
-        codes = mfa.make_recovery_codes(
-            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
-        )
-        s.commit()
-    return secret, codes
 
 
 def test_an_admins_passkey_meets_the_second_factor_rule(client, mailbox, make, tenant):

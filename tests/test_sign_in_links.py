@@ -13,28 +13,9 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import User, UserSession
-from testkit.web import csrf_from, login, request_code
-
-LINK = re.compile(r"(http://localhost)(/login/link/\S+)")
-
-
-def ask(client, mailbox, email):
-    """Ask for a code on the sign-in page; the path of the mail's sign-in link."""
-    before = mailbox.count(email)
-    assert request_code(client, email).status_code == 302
-    mailbox.last_code(email, before + 1)
-    match = LINK.search(plain_text(mailbox.to(email)[-1]))
-    assert match, "no sign-in link in the mail"
-    assert match.group(2) in mailbox.to(email)[-1].get_body(("html",)).get_content()
-    return match.group(2)
-
-
-def follow(client, link):
-    """Open the link and press Continue (or only open it, where there is no button)."""
-    page = client.get(link)
-    if page.status_code != 200:
-        return page
-    return client.post(link, data={"csrf_token": csrf_from(page.text)})
+from testkit.web import LINK, csrf_from, login
+from testkit.web import ask_link as ask
+from testkit.web import follow_link as follow
 
 
 def sessions_of(db, user):

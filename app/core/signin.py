@@ -20,6 +20,10 @@ the session it starts.
   a recovery code (:func:`complete_mfa`); an admin whose tenant requires an app and who
   has none gets :class:`MfaEnrolmentRequired` and adds one (:func:`start_enrolment`,
   :func:`complete_enrolment`). The session starts only when that step is answered.
+* **Required passkeys** (app.core.passkey_rules): a person who has none gets
+  :class:`PasskeyEnrolmentRequired` instead of a session (after the app's code, for a
+  person with an app), and app.core.passkey_enrolment finishes the sign-in once their
+  first passkey is stored.
 * Signing in takes a lock on the person's row (``SELECT … FOR UPDATE`` on PostgreSQL; the
   write transaction itself on SQLite, which begins ``IMMEDIATE``) before counting live
   sessions, so parallel sign-ins cannot pass the tenant's session limit.

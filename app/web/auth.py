@@ -191,7 +191,7 @@ def to_next_step(
         MfaEnrolmentRequired: "enrol",
         PasskeyEnrolmentRequired: "passkey",
     }[type(error)]
-    kept = {k: v for k, v in flow.items() if k not in _STEP_PAGES}
+    kept = {k: v for k, v in flow.items() if k not in _STEP_PAGES and k != "recovery_only"}
     session["signin"] = {**kept, key: step.id}
     if step.options.get("recovery_only"):
         session["signin"]["recovery_only"] = True
