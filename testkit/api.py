@@ -44,6 +44,9 @@ CONTRACT = {
     ("get", "/api/account/passkeys"),
     ("post", "/api/account/passkeys"),
     ("delete", "/api/account/passkeys/{passkeyId}"),
+    ("patch", "/api/account/passkeys/{passkeyId}"),
+    ("post", "/api/auth/passkey/enrol/options"),
+    ("post", "/api/auth/passkey/enrol"),
 }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app import create_app, migrate
 from app.clock import FrozenClock
-from app.core import accounts
+from app.core import accounts, events, mfa, totp
 from app.models import Device, Event, Tenant, User, UserSession
 from app.services import Services
 from testkit.values import SECRET, START
@@ -136,3 +136,20 @@ def session_row(services: Services, session_id: str) -> UserSession:
 def user_row(services: Services, user_id: str) -> User:
     with services.session() as db:
         return db.get_one(User, user_id)
+
+
+def give_app(services: Services, user_id: str) -> tuple[str, list[str]]:
+    """An authenticator app and ten recovery codes for the person, as if added on the
+    security page: (the app's secret, the codes)."""
+    import pyotp
+
+    secret = pyotp.random_base32()
+    with services.session(write=True) as s:
+        user = s.get_one(User, user_id)
+        user.totp_secret = totp._seal(services.hasher, user.id, secret)
+        user.totp_enabled_at = services.clock.now()
+        codes = mfa.make_recovery_codes(
+            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
+        )
+        s.commit()
+    return secret, codes

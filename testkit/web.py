@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.clock import FrozenClock
+from app.mail import plain_text
 from app.services import Services
 from testkit.mail import Mailbox
 from testkit.values import UA_MAC_CHROME
@@ -86,3 +87,26 @@ def session_id_of(client: FlaskClient, services: Services, clock: FrozenClock) -
     cookie = client.get_cookie("holdfast_session")
     assert cookie is not None
     return services.keys.verify(cookie.value, clock.now()).session_id
+
+
+#: the sign-in link in a code mail (app.core.sign_in_links): (base, path)
+LINK = re.compile(r"(http://localhost)(/login/link/\S+)")
+
+
+def ask_link(client: FlaskClient, mailbox: Mailbox, email: str) -> str:
+    """Ask for a code on the sign-in page; the path of the mail's sign-in link."""
+    before = mailbox.count(email)
+    assert request_code(client, email).status_code == 302
+    mailbox.last_code(email, before + 1)
+    match = LINK.search(plain_text(mailbox.to(email)[-1]))
+    assert match, "no sign-in link in the mail"
+    assert match.group(2) in mailbox.to(email)[-1].get_body(("html",)).get_content()
+    return match.group(2)
+
+
+def follow_link(client: FlaskClient, link: str) -> Any:
+    """Open a sign-in link and press Continue (or only open it, where there is no button)."""
+    page = client.get(link)
+    if page.status_code != 200:
+        return page
+    return client.post(link, data={"csrf_token": csrf_from(page.text)})

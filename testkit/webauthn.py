@@ -128,3 +128,17 @@ def register(client, token: str, device: SoftAuthenticator, **body: Any) -> Any:
         json={"challengeId": options.json["challengeId"], "credential": credential, **body},
         headers=bearer(token),
     )
+
+
+def passkey_sign_in(client, device: SoftAuthenticator, **body: Any) -> Any:
+    """Sign in with ``device``'s passkey through the API; the answer."""
+    options = client.post("/api/auth/passkey/options", json={})
+    assert options.status_code == 200, options.text
+    return client.post(
+        "/api/auth/passkey/verify",
+        json={
+            "challengeId": options.json["challengeId"],
+            "credential": device.get(options.json["publicKey"]),
+            **body,
+        },
+    )

@@ -31,6 +31,8 @@ PUBLIC = {
     "jwks",
     "passkeySignInOptions",
     "passkeySignIn",
+    "passkeyEnrolmentOptions",
+    "passkeyEnrol",
 }
 
 
@@ -150,13 +152,13 @@ def test_error_codes_in_the_document_come_from_every_error_class(tmp_path):
     assert documented and documented <= published
 
 
-def body_cases(document: dict[str, Any]) -> list[tuple[str, dict[str, Any], str, str]]:
-    """(path, body, field, the error's words) for each way the published body schemas say
-    a body is wrong: a required field missing, a field of the wrong type, a string one
-    character over its maxLength."""
+def body_cases(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, str]]:
+    """(method, path, body, field, the error's words) for each way the published body
+    schemas say a body is wrong: a required field missing, a field of the wrong type, a
+    string one character over its maxLength."""
     cases = []
     for path, methods in document["paths"].items():
-        for operation in methods.values():
+        for method, operation in methods.items():
             content = operation.get("requestBody", {}).get("content", {})
             schema = content.get("application/json", {}).get("schema", {})
             if "properties" not in schema:
@@ -167,13 +169,14 @@ def body_cases(document: dict[str, Any]) -> list[tuple[str, dict[str, Any], str,
             valid = {name: {} if properties[name]["type"] == "object" else "x" for name in required}
             for name in required:
                 rest = {k: v for k, v in valid.items() if k != name}
-                cases.append((path, rest, name, f"{name} is required."))
+                cases.append((method, path, rest, name, f"{name} is required."))
             for name, prop in schema["properties"].items():
-                cases.append((path, {**valid, name: ["a list"]}, name, f"{name} must be "))
+                wrong = {**valid, name: ["a list"]}
+                cases.append((method, path, wrong, name, f"{name} must be "))
                 if "maxLength" in prop:
                     long = "x" * (prop["maxLength"] + 1)
                     words = f"{name} is at most {prop['maxLength']} characters."
-                    cases.append((path, {**valid, name: long}, name, words))
+                    cases.append((method, path, {**valid, name: long}, name, words))
     return cases
 
 
@@ -183,16 +186,21 @@ def test_bodies_are_read_as_the_document_publishes_them(client, mailbox, make, t
     published maxLength is the one enforced). Signed in, for the bodies that need it."""
     token = token_for(client, mailbox, make.user("sam@acme.test", tenant).email)
     cases = body_cases(client.get("/api/openapi.json").json)
-    assert {path for path, *_rest in cases} == {
+    assert {path for _method, path, *_rest in cases} == {
         "/api/auth/login",
         "/api/auth/verify",
         "/api/auth/verify/mfa",
         "/api/auth/passkey/options",
         "/api/auth/passkey/verify",
+        "/api/auth/passkey/enrol/options",
+        "/api/auth/passkey/enrol",
         "/api/account/passkeys",
+        "/api/account/passkeys/{passkeyId}",
     }
-    for path, body, name, words in cases:
-        answer = client.post(path, json=body, headers=bearer(token))
+    for method, path, body, name, words in cases:
+        # (a path's id: the body is read before anything is looked up)
+        url = path.replace("{passkeyId}", "pkey_none")
+        answer = client.open(url, method=method.upper(), json=body, headers=bearer(token))
         assert answer.status_code == 422, (path, body, answer.json)
         assert answer.json["code"] == "validation_error"
         assert answer.json["field"] == name, (path, body, answer.json)

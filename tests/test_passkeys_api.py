@@ -9,21 +9,9 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.models import Event, User, UserSession
 from testkit.api import api_sign_in, ask_code, assert_error, bearer, token_for
+from testkit.rows import give_app
 from testkit.web import csrf_from, login, second_step
-from testkit.webauthn import SoftAuthenticator, b64, register
-
-
-def passkey_sign_in(client, device: SoftAuthenticator, **body):
-    options = client.post("/api/auth/passkey/options", json={})
-    assert options.status_code == 200, options.text
-    return client.post(
-        "/api/auth/passkey/verify",
-        json={
-            "challengeId": options.json["challengeId"],
-            "credential": device.get(options.json["publicKey"]),
-            **body,
-        },
-    )
+from testkit.webauthn import SoftAuthenticator, b64, passkey_sign_in, register
 
 
 def test_add_list_rename_and_remove_passkeys(client, mailbox, member, db, clock):
@@ -211,20 +199,6 @@ def test_every_session_says_how_it_was_signed_in(client, mailbox, member, servic
     assert [e.details["method"] for e in created] == methods
 
 
-def give_app(services, user_id):
-    """An authenticator app and recovery codes for the person: (secret, codes)."""
-    secret = pyotp.random_base32()
-    with services.session(write=True) as s:
-        user = s.get_one(User, user_id)
-        user.totp_secret = totp._seal(services.hasher, user.id, secret)
-        user.totp_enabled_at = services.clock.now()
-        codes = mfa.make_recovery_codes(
-            s, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
-        )
-        s.commit()
-    return secret, codes
-
-
 def test_an_admins_passkey_meets_the_second_factor_rule(client, mailbox, make, tenant):
     admin = make.user("ada@acme.test", tenant, role="admin")
     device = SoftAuthenticator()
@@ -265,8 +239,9 @@ def test_required_passkeys_leave_the_code_to_people_without_one(
     refused = client.post("/api/auth/verify", json={"challengeId": challenge_id, "code": code})
     assert_error(refused, 403, "passkey_required")
     assert passkey_sign_in(client, device).status_code == 201
-    # Kim has no passkey yet: the code signs her in, to add her first.
-    assert api_sign_in(client, mailbox, kim.email).status_code == 201
+    # Kim has no passkey yet: the code leads only to adding her first
+    # (test_passkey_enrolment.py goes on from here).
+    assert_error(api_sign_in(client, mailbox, kim.email), 403, "passkey_enrolment_required")
     # Lee has a passkey and an app: the code leads to a recovery code, never the app's.
     step = api_sign_in(client, mailbox, lee.email)
     assert step.status_code == 401 and step.json["code"] == "mfa_required"
@@ -324,3 +299,56 @@ def test_passkey_challenges_draw_on_the_networks_budget(new_app):
     limited = client.post("/api/auth/passkey/options", json={})
     assert_error(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_the_sign_in_page_chooses_a_session_to_end_at_the_limit(
+    app, client, mailbox, make, tenant, member, db
+):
+    """deny mode: a passkey sign-in at the limit goes to the choose-a-session page, and
+    finishes with the chosen session ended, with no second ceremony."""
+    device = SoftAuthenticator()
+    token = token_for(client, mailbox, member.email)  # the one session allowed
+    assert register(client, token, device).status_code == 201
+    (held_id,) = db.scalars(select(UserSession.id).where(UserSession.user_id == member.id))
+    db.rollback()
+    make.policy(tenant, max_sessions_per_user=1, limit_mode="deny")
+    browser = app.test_client()
+    page_token = csrf_from(browser.get("/login").text)
+    options = browser.post("/api/auth/passkey/options", json={}).json
+    answer = browser.post(
+        "/login/passkey",
+        json={
+            "challengeId": options["challengeId"],
+            "credential": device.get(options["publicKey"]),
+        },
+        headers={"X-CSRFToken": page_token, "Accept": "application/json"},
+    )
+    assert answer.status_code == 409 and answer.json["code"] == "session_limit_reached"
+    assert answer.json["choose"] == "/login/passkey/limit"
+    assert browser.get_cookie("holdfast_session") is None
+
+    choose = browser.post("/login/passkey/limit", data={"csrf_token": page_token})
+    assert choose.status_code == 409
+    assert "Your passkey is right." in choose.text and f'value="{held_id}"' in choose.text
+    nothing = browser.post("/login/passkey/limit", data={"csrf_token": page_token, "choosing": "1"})
+    assert nothing.status_code == 409 and "Choose the session to end." in nothing.text
+    done = browser.post(
+        "/login/passkey/limit",
+        data={"csrf_token": page_token, "choosing": "1", "end_session": held_id},
+    )
+    assert done.status_code == 302 and done.location == "/devices"
+    assert browser.get("/devices").status_code == 200
+    ended = db.get_one(UserSession, held_id)
+    assert ended.ended_at is not None and ended.end_reason == "revoked_by_user"
+    live = db.scalars(
+        select(UserSession).where(UserSession.user_id == member.id, UserSession.ended_at.is_(None))
+    ).all()
+    assert [s.sign_in_method for s in live] == ["passkey"]
+    assert (
+        db.scalars(select(Event).where(Event.kind == "passkey.used")).one().session_id == live[0].id
+    )
+    db.rollback()
+    # used once: the flow is gone with the sign-in
+    again = browser.post("/login/passkey/limit", data={"csrf_token": page_token})
+    assert again.status_code in (302, 400)
+    assert client.get("/api/auth/session", headers=bearer(token)).status_code == 401

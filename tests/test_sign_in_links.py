@@ -5,6 +5,7 @@ as the code."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pyotp
 from sqlalchemy import select
@@ -12,28 +13,9 @@ from sqlalchemy import select
 from app.core import events, mfa, totp
 from app.mail import plain_text
 from app.models import User, UserSession
-from testkit.web import csrf_from, request_code
-
-LINK = re.compile(r"(http://localhost)(/login/link/\S+)")
-
-
-def ask(client, mailbox, email):
-    """Ask for a code on the sign-in page; the path of the mail's sign-in link."""
-    before = mailbox.count(email)
-    assert request_code(client, email).status_code == 302
-    mailbox.last_code(email, before + 1)
-    match = LINK.search(plain_text(mailbox.to(email)[-1]))
-    assert match, "no sign-in link in the mail"
-    assert match.group(2) in mailbox.to(email)[-1].get_body(("html",)).get_content()
-    return match.group(2)
-
-
-def follow(client, link):
-    """Open the link and press Continue (or only open it, where there is no button)."""
-    page = client.get(link)
-    if page.status_code != 200:
-        return page
-    return client.post(link, data={"csrf_token": csrf_from(page.text)})
+from testkit.web import LINK, csrf_from, login
+from testkit.web import ask_link as ask
+from testkit.web import follow_link as follow
 
 
 def sessions_of(db, user):
@@ -108,3 +90,86 @@ def test_the_link_leads_to_the_second_step_like_the_code(client, mailbox, member
     answer = follow(client, link)
     assert answer.location == "/login/mfa"
     assert client.get_cookie("holdfast_session") is None
+
+
+# --- the fresh sign-in's mail ("Confirm it's you") --------------------------------------
+
+
+def ask_again(client, mailbox, email, next_url="/account/security"):
+    """Ask for a fresh sign-in's code on /login/again; the path of the mail's link."""
+    before = mailbox.count(email)
+    page = client.get(f"/login/again?next={next_url}")
+    send = re.search(r'name="send-csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    sent = client.post(f"/login/again?next={next_url}", data={"send-csrf_token": send})
+    assert sent.status_code == 302
+    mailbox.last_code(email, before + 1)
+    match = LINK.search(plain_text(mailbox.to(email)[-1]))
+    assert match, "no link in the fresh sign-in's mail"
+    return match.group(2)
+
+
+def stale(services, db, member):
+    """Make the member's live session's sign-in 20 minutes old; its id."""
+    with services.session(write=True) as s:
+        (session,) = [x for x in sessions_of(s, member) if x.ended_at is None]
+        session.authenticated_at = services.clock.now() - timedelta(minutes=20)
+        s.commit()
+        return session.id
+
+
+def test_a_fresh_sign_ins_link_works_in_the_browser_that_asked_once(
+    app, client, mailbox, member, make, tenant, services, db
+):
+    assert login(client, mailbox, member.email).status_code == 302
+    session_id = stale(services, db, member)
+    link = ask_again(client, mailbox, member.email)
+
+    # Other browsers get nothing from it: one signed in as someone else, or none.
+    elsewhere = app.test_client()
+    assert login(elsewhere, mailbox, make.user("kim@acme.test", tenant).email).status_code == 302
+    for browser in (elsewhere, app.test_client()):
+        refused = follow(browser, link)
+        assert refused.status_code == 409 and "works only in the browser" in refused.text
+    fresh_before = db.get_one(UserSession, session_id).authenticated_at
+    db.rollback()
+
+    page = client.get(link)
+    assert page.status_code == 200 and "Confirm it's you" in page.text
+    answer = client.post(link, data={"csrf_token": csrf_from(page.text)})
+    assert answer.status_code == 302, answer.text
+    assert answer.location == "/account/security", client.get(answer.location).text
+    now = services.clock.now()
+    refreshed = db.get_one(UserSession, session_id).authenticated_at
+    assert refreshed == now and refreshed > fresh_before
+    assert client.get("/account/security").status_code == 200
+    db.rollback()
+
+    # Once only: the flow has ended, and the link's challenge is used up.
+    services.clock.advance(minutes=20)
+    again = follow(client, link)
+    assert again.status_code == 409
+    assert db.get_one(UserSession, session_id).authenticated_at == now
+
+
+def test_a_fresh_sign_ins_link_leads_to_the_apps_code(client, mailbox, member, services, db):
+    assert login(client, mailbox, member.email).status_code == 302
+    stale(services, db, member)
+    with services.session(write=True) as s:
+        user = s.get_one(User, member.id)
+        user.totp_secret = totp._seal(services.hasher, user.id, pyotp.random_base32())
+        user.totp_enabled_at = services.clock.now()
+        s.commit()
+    link = ask_again(client, mailbox, member.email)
+    assert follow(client, link).location == "/login/again/mfa"
+
+
+def test_a_wrong_fresh_sign_in_link_is_refused(client, mailbox, member, services, db):
+    assert login(client, mailbox, member.email).status_code == 302
+    session_id = stale(services, db, member)
+    link = ask_again(client, mailbox, member.email)
+    forged = link[: link.rindex("/") + 1] + "x" * 32
+    answer = follow(client, forged)
+    assert answer.status_code == 302 and answer.location.startswith("/login/again")
+    assert "not valid" in client.get(answer.location).text
+    before = db.get_one(UserSession, session_id).authenticated_at
+    assert services.clock.now() - before >= timedelta(minutes=20)

@@ -99,10 +99,10 @@ def request_code(
         attempts=0,
     )
     challenge.code_hash = hasher.hash(challenge.id, code)
-    # A sign-in (not a fresh sign-in) also gets a link, good where the code is.
-    link_secret = secrets.token_urlsafe(24) if account is None else None
-    if link_secret is not None:
-        challenge.link_hash = hasher.hash("sign-in link", challenge.id, link_secret)
+    # The mail also carries a link, good where the code is (a sign-in's, or a fresh
+    # sign-in's: app.core.sign_in_links checks the browser that asked).
+    link_secret = secrets.token_urlsafe(24)
+    challenge.link_hash = hasher.hash("sign-in link", challenge.id, link_secret)
     db.add(challenge)
     audited_accounts: list[User | None] = [*accounts] or [None]
     for audited in audited_accounts:
@@ -127,9 +127,7 @@ def request_code(
                 "minutes": int(CODE_LIFETIME.total_seconds() // 60),
                 "ip": origin.ip,
                 "asked_at": now,
-                "link": None
-                if link_secret is None
-                else deployment(db).link(
+                "link": deployment(db).link(
                     LINK_PATH.format(challenge_id=challenge.id, secret=link_secret)
                 ),
             },

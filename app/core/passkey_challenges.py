@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.core.errors import HoldfastError
+from app.core.errors import N_, HoldfastError
 from app.models import PasskeyChallenge
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
@@ -33,7 +33,7 @@ class PasskeyRefused(HoldfastError):
     code, status, message = (
         "invalid_passkey",
         400,
-        "That passkey was not accepted. Try again, or sign in with an emailed code.",
+        N_("That passkey was not accepted. Try again, or sign in with an emailed code."),
     )
 
 
@@ -90,7 +90,7 @@ def claim_challenge(
     answers exactly one gets it. Raises PasskeyRefused (unknown, used, expired, another
     purpose or relying party)."""
     if not isinstance(challenge_id, str) or len(challenge_id) > 40:
-        raise PasskeyRefused("That passkey request has ended. Try again.")
+        raise PasskeyRefused(N_("That passkey request has ended. Try again."))
     claimed = db.execute(
         update(PasskeyChallenge)
         .where(
@@ -105,5 +105,5 @@ def claim_challenge(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if claimed != 1:
-        raise PasskeyRefused("That passkey request has ended or was used already. Try again.")
+        raise PasskeyRefused(N_("That passkey request has ended or was used already. Try again."))
     return db.get_one(PasskeyChallenge, challenge_id, populate_existing=True)

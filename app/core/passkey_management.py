@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.core import events
 from app.core.access import FreshSignInRequired, is_fresh
 from app.core.deployment import deployment
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.models import Device, Passkey, Tenant, User, UserSession
@@ -58,10 +58,38 @@ def device_names(db: Session, passkeys: list[Passkey]) -> dict[str, str]:
     return {row.id: row.display_name for row in rows}
 
 
+def audit(
+    db: Session,
+    kind: str,
+    user: User,
+    passkey: Passkey,
+    *,
+    now: datetime,
+    origin: Origin,
+    session_id: str | None,
+    **details: Any,
+) -> None:
+    """Record the event ``kind`` (``passkey.added``, ``.used``, ``.renamed``,
+    ``.removed``) of one of ``user``'s passkeys, done by that person, in the caller's
+    transaction: the one place that says which fields a passkey event carries."""
+    events.record(
+        db,
+        kind,
+        now=now,
+        tenant_id=user.tenant_id,
+        origin=origin,
+        actor_id=user.id,
+        subject_id=user.id,
+        session_id=session_id,
+        passkey_id=passkey.id,
+        **details,
+    )
+
+
 def _mine(db: Session, current: Current, passkey_id: Any) -> Passkey:
     passkey = db.get(Passkey, passkey_id) if isinstance(passkey_id, str) else None
     if passkey is None or passkey.user_id != current.user.id:
-        raise NotFound("No such passkey.")
+        raise NotFound(N_("No such passkey."))
     return passkey
 
 
@@ -71,16 +99,14 @@ def rename(
     """Give one of the person's passkeys a new name. Raises NotFound or ValidationError."""
     passkey = _mine(db, current, passkey_id)
     passkey.name = checked_name(name)
-    events.record(
+    audit(
         db,
         "passkey.renamed",
+        current.user,
+        passkey,
         now=now,
-        tenant_id=current.tenant.id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
         session_id=current.session.id,
-        passkey_id=passkey.id,
         name=passkey.name,
     )
     db.flush()
@@ -96,19 +122,17 @@ def remove(
     passkey = _mine(db, current, passkey_id)
     if not is_fresh(current, now):
         raise FreshSignInRequired(
-            "Confirm it's you first: removing a passkey needs a recent sign-in."
+            N_("Confirm it's you first: removing a passkey needs a recent sign-in.")
         )
     db.delete(passkey)
-    events.record(
+    audit(
         db,
         "passkey.removed",
+        current.user,
+        passkey,
         now=now,
-        tenant_id=current.tenant.id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
         session_id=current.session.id,
-        passkey_id=passkey.id,
         name=passkey.name,
     )
     db.flush()
@@ -120,10 +144,14 @@ def checked_name(name: Any) -> str:
     """``name`` with its spaces collapsed. Raises ValidationError (empty, longer than
     :data:`MAX_NAME`, or holding a NUL)."""
     if not isinstance(name, str) or not name.strip():
-        raise ValidationError("Give the passkey a name.", field="name")
+        raise ValidationError(N_("Give the passkey a name."), field="name")
     clean = " ".join(name.split())
     if len(clean) > MAX_NAME or "\x00" in clean:
-        raise ValidationError(f"A passkey's name is at most {MAX_NAME} characters.", field="name")
+        raise ValidationError(
+            N_("A passkey's name is at most %(max)s characters."),
+            words={"max": MAX_NAME},
+            field="name",
+        )
     return clean
 
 

@@ -31,7 +31,7 @@ id hash, flags and signature. What this module adds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,9 +58,9 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from app.core import alerts, events, reauth, signin
+from app.core import alerts, devices, events, mfa, reauth, session_limit, signin
 from app.core.access import FreshSignInRequired, is_fresh
-from app.core.errors import Forbidden, ValidationError
+from app.core.errors import N_, Forbidden, SessionLimitReached, ValidationError
 from app.core.events import Origin
 from app.core.passkey_challenges import (
     PasskeyRefused,
@@ -68,7 +68,13 @@ from app.core.passkey_challenges import (
     claim_challenge,
     new_challenge,
 )
-from app.core.passkey_management import MAX_NAME, checked_name, list_passkeys, mail_owner
+from app.core.passkey_management import (
+    MAX_NAME,
+    audit,
+    checked_name,
+    list_passkeys,
+    mail_owner,
+)
 from app.core.sessions import Current
 from app.crypto import Hasher
 from app.models import Device, Passkey, PasskeyChallenge, Tenant, User
@@ -76,6 +82,12 @@ from app.models import Device, Passkey, PasskeyChallenge, Tenant, User
 #: what the browser is told to wait, in milliseconds (the challenge lives a little longer)
 TIMEOUT_MS = 4 * 60 * 1000
 MAX_PASSKEYS = 20
+#: the step that keeps a verified passkey sign-in while the person chooses a session to
+#: end (deny mode): app.models.MfaChallenge.purpose
+LIMIT_STEP = "pk_limit"
+
+_NOT_FRESH = N_("Confirm it's you first: adding a passkey needs a recent sign-in.")
+_OTHER_SIGN_IN = N_("That passkey request was made for another sign-in. Try again.")
 
 
 @dataclass
@@ -101,14 +113,14 @@ def registration_options(
     credential (residentKey required), user verification required, attestation none, the
     person's passkeys excluded. Raises FreshSignInRequired (sign-in older than 15
     minutes), Forbidden (the tenant does not allow passkeys) or ValidationError (too many)."""
-    _check_allowed(current.tenant)
+    check_allowed(current.tenant)
     if not is_fresh(current, now):
-        raise FreshSignInRequired(
-            "Confirm it's you first: adding a passkey needs a recent sign-in."
-        )
+        raise FreshSignInRequired(_NOT_FRESH)
     mine = list_passkeys(db, current.user)
     if len(mine) >= MAX_PASSKEYS:
-        raise ValidationError(f"You have {MAX_PASSKEYS} passkeys: remove one first.")
+        raise ValidationError(
+            N_("You have %(count)s passkeys: remove one first."), words={"count": MAX_PASSKEYS}
+        )
     row = new_challenge(
         db,
         rp,
@@ -118,13 +130,22 @@ def registration_options(
         user_id=current.user.id,
         session_id=current.session.id,
     )
+    return row, creation_options(rp, current.user, row, mine)
+
+
+def creation_options(
+    rp: RelyingParty, user: User, challenge: PasskeyChallenge, mine: list[Passkey]
+) -> dict[str, Any]:
+    """Creation options (WebAuthn JSON form) for a new passkey of ``user``, signing
+    ``challenge``: a discoverable credential (residentKey required), user verification
+    required, attestation none, the passkeys ``mine`` excluded."""
     options = generate_registration_options(
         rp_id=rp.id,
         rp_name=rp.name,
-        user_id=current.user.id.encode(),
-        user_name=current.user.email,
-        user_display_name=current.user.name or current.user.email,
-        challenge=row.challenge,
+        user_id=user.id.encode(),
+        user_name=user.email,
+        user_display_name=user.name or user.email,
+        challenge=challenge.challenge,
         timeout=TIMEOUT_MS,
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED,
@@ -132,7 +153,7 @@ def registration_options(
         ),
         exclude_credentials=[_descriptor(p) for p in mine],
     )
-    return row, _options(options)
+    return _options(options)
 
 
 def register(
@@ -150,15 +171,42 @@ def register(
     the signed-in person; audited as ``passkey.added`` and mailed to them. Raises
     PasskeyRefused (bad challenge or answer), ValidationError (bad name, or the passkey
     is stored already), FreshSignInRequired or Forbidden as the options do."""
-    _check_allowed(current.tenant)
+    check_allowed(current.tenant)
     if not is_fresh(current, now):
-        raise FreshSignInRequired(
-            "Confirm it's you first: adding a passkey needs a recent sign-in."
-        )
+        raise FreshSignInRequired(_NOT_FRESH)
     clean_name = checked_name(name) if name is not None else None
     challenge = claim_challenge(db, rp, challenge_id, "register", now=now)
     if challenge.user_id != current.user.id or challenge.session_id != current.session.id:
-        raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
+        raise PasskeyRefused(_OTHER_SIGN_IN)
+    new = check_new(db, rp, challenge, credential)
+    return store(
+        db,
+        new,
+        current.user,
+        current.tenant,
+        current.device,
+        name=clean_name,
+        now=now,
+        origin=origin,
+        session_id=current.session.id,
+    )
+
+
+@dataclass
+class NewCredential:
+    """A registration answer that passed (app.core.passkeys.check_new)."""
+
+    verified: Any  # webauthn's VerifiedRegistration
+    credential_id: str
+    transports: list[str]
+
+
+def check_new(
+    db: Session, rp: RelyingParty, challenge: PasskeyChallenge, credential: Any
+) -> NewCredential:
+    """Verify a registration answer to the claimed ``challenge`` (user verification
+    required). Raises PasskeyRefused (a bad answer) or ValidationError (the passkey is
+    stored already)."""
     try:
         parsed = parse_registration_credential_json(_as_dict(credential))
         verified = verify_registration_response(
@@ -169,24 +217,44 @@ def register(
             require_user_verification=True,
         )
     except (WebAuthnException, ValueError, TypeError, KeyError) as error:
-        raise PasskeyRefused(f"That passkey could not be added: {error}") from error
+        raise PasskeyRefused(
+            N_("That passkey could not be added: %(reason)s"), words={"reason": str(error)}
+        ) from error
     credential_id = bytes_to_base64url(verified.credential_id)
     if db.scalar(
         select(Passkey.id)
         .where(Passkey.credential_id == credential_id)
         .execution_options(all_tenants=True)
     ):
-        raise ValidationError("That passkey is added already.")
-    device = current.device
+        raise ValidationError(N_("That passkey is added already."))
+    transports = [str(t.value) for t in (parsed.response.transports or [])]
+    return NewCredential(verified, credential_id, transports)
+
+
+def store(
+    db: Session,
+    new: NewCredential,
+    user: User,
+    tenant: Tenant,
+    device: Device,
+    *,
+    name: str | None,
+    now: datetime,
+    origin: Origin,
+    session_id: str | None,
+) -> Passkey:
+    """Store a checked new passkey of ``user``, added on ``device`` (named ``name`` or
+    after the device); audited as ``passkey.added`` and mailed to the person."""
+    verified = new.verified
     passkey = Passkey(
-        tenant_id=current.tenant.id,
-        user_id=current.user.id,
-        credential_id=credential_id,
+        tenant_id=tenant.id,
+        user_id=user.id,
+        credential_id=new.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        name=clean_name or _default_name(device),
+        name=name or _default_name(device),
         aaguid=str(verified.aaguid),
-        transports=[str(t.value) for t in (parsed.response.transports or [])],
+        transports=new.transports,
         backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
         backed_up=verified.credential_backed_up,
         created_at=now,
@@ -194,20 +262,18 @@ def register(
     )
     db.add(passkey)
     db.flush()
-    events.record(
+    audit(
         db,
         "passkey.added",
+        user,
+        passkey,
         now=now,
-        tenant_id=current.tenant.id,
         origin=origin,
-        actor_id=current.user.id,
-        subject_id=current.user.id,
-        session_id=current.session.id,
-        passkey_id=passkey.id,
+        session_id=session_id,
         name=passkey.name,
         synced=passkey.backup_eligible,
     )
-    mail_owner(db, "passkey_added", current.user, current.tenant, passkey, now=now, origin=origin)
+    mail_owner(db, "passkey_added", user, tenant, passkey, now=now, origin=origin)
     return passkey
 
 
@@ -237,10 +303,10 @@ def reauth_options(
 ) -> tuple[PasskeyChallenge, dict[str, Any]]:
     """Request options for a fresh sign-in of the current session with one of the
     person's own passkeys. Raises ValidationError when they have none."""
-    _check_allowed(current.tenant)
+    check_allowed(current.tenant)
     mine = list_passkeys(db, current.user)
     if not mine:
-        raise ValidationError("You have no passkey yet: use an emailed code.")
+        raise ValidationError(N_("You have no passkey yet: use an emailed code."))
     row = new_challenge(
         db,
         rp,
@@ -282,7 +348,7 @@ def verify(
     (the person's tenant does not allow passkeys)."""
     challenge = claim_challenge(db, rp, challenge_id, purpose, now=now)
     if current is not None and challenge.session_id != current.session.id:
-        raise PasskeyRefused("That passkey request was made for another sign-in. Try again.")
+        raise PasskeyRefused(_OTHER_SIGN_IN)
     try:
         parsed = parse_authentication_credential_json(_as_dict(credential))
     except (WebAuthnException, ValueError, TypeError, KeyError) as error:
@@ -296,13 +362,15 @@ def verify(
     ).one_or_none()
     if passkey is None:
         raise PasskeyRefused(
-            "That passkey is not (or no longer) on any account here. Remove it from your "
-            "device, or sign in with an emailed code."
+            N_(
+                "That passkey is not (or no longer) on any account here. Remove it from your "
+                "device, or sign in with an emailed code."
+            )
         )
     if challenge.tenant_id is not None and passkey.tenant_id != challenge.tenant_id:
-        raise PasskeyRefused("That passkey belongs to an account in another organisation.")
+        raise PasskeyRefused(N_("That passkey belongs to an account in another organisation."))
     if current is not None and passkey.user_id != current.user.id:
-        raise PasskeyRefused("That passkey belongs to another account.")
+        raise PasskeyRefused(N_("That passkey belongs to another account."))
     handle = parsed.response.user_handle
     if handle is not None and handle != passkey.user_id.encode():
         raise PasskeyRefused()
@@ -310,7 +378,7 @@ def verify(
         select(User).where(User.id == passkey.user_id).execution_options(all_tenants=True)
     ).one()
     tenant = db.get_one(Tenant, user.tenant_id)
-    _check_allowed(tenant)
+    check_allowed(tenant)
     try:
         checked = verify_authentication_response(
             credential=parsed,
@@ -326,13 +394,15 @@ def verify(
         raise PasskeyRefused() from error
     eligible = checked.credential_device_type == CredentialDeviceType.MULTI_DEVICE
     if eligible != passkey.backup_eligible:
-        raise PasskeyRefused("That passkey's answer does not match the passkey added.")
+        raise PasskeyRefused(N_("That passkey's answer does not match the passkey added."))
     counted = checked.new_sign_count
     if (counted or passkey.sign_count) and counted <= passkey.sign_count:
         _cloned(db, passkey, user, counted, now=now, origin=origin)
         raise PasskeyRefused(
-            "That passkey was refused: its authenticator looks copied. Your administrator "
-            "has been told; sign in with an emailed code."
+            N_(
+                "That passkey was refused: its authenticator looks copied. Your administrator "
+                "has been told; sign in with an emailed code."
+            )
         )
     passkey.sign_count = counted
     passkey.backed_up = checked.credential_backed_up
@@ -354,36 +424,101 @@ def sign_in(
     device_cookie: str | None,
     now: datetime,
     origin: Origin,
+    keep_choice: bool = False,
 ) -> signin.SignIn:
     """Sign in with a passkey: :func:`verify`, then a session as a code sign-in starts
     one (session limit, device, security rules; ``sign_in_method`` ``passkey``), with no
     second step: the passkey with user verification is two factors. Raises like
     :func:`verify` and app.core.signin.start_without_code (SessionLimitReached in deny
     mode: the challenge is used up, so the caller runs a new ceremony with
-    ``end_session_id``)."""
+    ``end_session_id``; or, with ``keep_choice``, the error carries a step,
+    ``details["step"]``, that :func:`finish_at_limit` finishes with the session chosen,
+    with no second ceremony: the sign-in page's way, as the code page keeps the code)."""
     verified = verify(db, rp, challenge_id, credential, purpose="sign_in", now=now, origin=origin)
-    result = signin.start_without_code(
+    try:
+        result = signin.start_without_code(
+            db,
+            hasher,
+            verified.user.id,
+            options,
+            method="passkey",
+            device_cookie=device_cookie,
+            now=now,
+            origin=origin,
+        )
+    except SessionLimitReached as error:
+        if keep_choice:
+            error.details["step"] = mfa.new_step(
+                db,
+                verified.user,
+                LIMIT_STEP,
+                now=now,
+                origin=origin,
+                options={**options.as_json(), "passkey_id": verified.passkey.id},
+                device_hash=devices.device_hash(db, hasher, verified.user, device_cookie),
+            )
+        raise
+    return _passkey_session(db, result, verified.passkey, now=now, origin=origin)
+
+
+def finish_at_limit(
+    db: Session,
+    hasher: Hasher,
+    step_id: Any,
+    *,
+    end_session_id: str | None,
+    now: datetime,
+    origin: Origin,
+) -> signin.SignIn:
+    """Finish a passkey sign-in that met the session limit in deny mode (the step of
+    :func:`sign_in` with ``keep_choice``: the passkey was verified then) by ending the
+    live session ``end_session_id``. The step lives as a second step does (10 minutes)
+    and is used once. Raises SessionLimitReached (no session chosen, or one that has
+    ended: choose again; nothing used up), InvalidCode (the step is unknown, used or
+    expired: sign in again), PasskeyRefused (the passkey was removed meanwhile),
+    Forbidden or InvalidSession."""
+    step = mfa.open_step(db, step_id, LIMIT_STEP, now=now)
+    user, tenant = signin.lock_account(db, step.user_id)
+    check_allowed(tenant)
+    passkey = db.scalars(
+        select(Passkey)
+        .where(Passkey.id == step.options.get("passkey_id"), Passkey.user_id == user.id)
+        .execution_options(all_tenants=True)
+    ).one_or_none()
+    if passkey is None:
+        raise PasskeyRefused(N_("That passkey was removed meanwhile. Sign in again."))
+    options = replace(signin.Options.from_json(step.options), end_session_id=end_session_id)
+    chosen = session_limit.within_limit(db, user, tenant, end_session_id, now)
+    mfa.consume(db, step, now)
+    result = signin.start_after_step(
         db,
         hasher,
-        verified.user.id,
+        user,
+        tenant,
         options,
-        method="passkey",
-        device_cookie=device_cookie,
+        chosen,
+        step.device_hash,
         now=now,
         origin=origin,
+        method="passkey",
     )
-    verified.passkey.last_device_id = result.device.id
+    return _passkey_session(db, result, passkey, now=now, origin=origin)
+
+
+def _passkey_session(
+    db: Session, result: signin.SignIn, passkey: Passkey, *, now: datetime, origin: Origin
+) -> signin.SignIn:
+    """A session started by ``passkey``: its device noted, ``passkey.used`` audited."""
+    passkey.last_device_id = result.device.id
     result.second_factor = "passkey"
-    events.record(
+    audit(
         db,
         "passkey.used",
+        result.user,
+        passkey,
         now=now,
-        tenant_id=result.tenant.id,
         origin=origin,
-        actor_id=result.user.id,
-        subject_id=result.user.id,
         session_id=result.session.id,
-        passkey_id=verified.passkey.id,
     )
     db.flush()
     return result
@@ -450,9 +585,10 @@ def _cloned(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _check_allowed(tenant: Tenant) -> None:
+def check_allowed(tenant: Tenant) -> None:
+    """Raises Forbidden when the tenant does not allow passkeys."""
     if not tenant.allow_passkeys:
-        raise Forbidden("Your organisation does not allow passkeys.")
+        raise Forbidden(N_("Your organisation does not allow passkeys."))
 
 
 def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core import code_checks, events, mfa, totp
 from app.core.budgets import CodeBudgets
-from app.core.codes import check_code, consume, require_code_shape
+from app.core.codes import check_code, check_link, consume, require_code_shape
 from app.core.errors import InvalidCode, MfaRequired
 from app.core.events import Origin
 from app.core.sessions import Current
@@ -31,20 +31,26 @@ def reauthenticate(
     origin: Origin,
     device_cookie: str | None = None,
     budgets: CodeBudgets,
+    link_secret: str | None = None,
 ) -> UserSession:
     """Confirm it is still the same person (a fresh code) without starting a new session:
     the current session's ``authenticated_at`` moves to now. For a person with an
     authenticator app the emailed code is only the first step: MfaRequired hands over a
     second step (:func:`complete_reauth`). The check draws on ``budgets`` and the
-    address's slow-down like a sign-in's. Raises like sign_in."""
+    address's slow-down like a sign-in's. With ``link_secret`` the mail's link stands in
+    for the code (app.core.sign_in_links checks the browser first). Raises like sign_in."""
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None or challenge.user_id != current.user.id:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
-    require_code_shape(code)  # a typing slip costs no try and no budget
+    if link_secret is None:
+        require_code_shape(code)  # a typing slip costs no try and no budget
     code_checks.check_for_person(
         db, hasher, budgets, current.user, device_cookie, origin=origin, now=now
     )
-    check_code(db, hasher, challenge, code, [current.user], now=now, origin=origin)
+    if link_secret is None:
+        check_code(db, hasher, challenge, code, [current.user], now=now, origin=origin)
+    else:
+        check_link(hasher, challenge, link_secret, [current.user], now=now)
     consume(db, challenge, now)
     if totp.is_enabled(current.user):
         step = mfa.new_step(

@@ -9,6 +9,10 @@ one click signs in the browser that asked for the code.
   else (another browser, a phone's mail app, a mail scanner following links), the link
   does nothing but say so, and stays usable where it belongs: someone who gets hold of
   the mail cannot sign in with the link from their own browser.
+* **A fresh sign-in's mail** (app.core.reauth: "Confirm it's you") carries the same kind
+  of link, bound the same way to the browser that asked (its flow cookie holds the fresh
+  sign-in's challenge, and that browser must still be signed in to the same session):
+  :func:`reauthenticate_with_link`.
 * Everything after the check is a code sign-in's (app.core.signin.sign_in with the
   link in place of the code): the slow-down, the second factor where one is needed, the
   passkey policy, the session limit; the session's ``sign_in_method`` is ``link``.
@@ -20,11 +24,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.core import signin
+from app.core import reauth, signin
 from app.core.budgets import CodeBudgets
-from app.core.errors import HoldfastError
+from app.core.errors import N_, HoldfastError
 from app.core.events import Origin
+from app.core.sessions import Current
 from app.crypto import Hasher
+from app.models import UserSession
 
 
 class LinkElsewhere(HoldfastError):
@@ -33,8 +39,10 @@ class LinkElsewhere(HoldfastError):
     code, status, message = (
         "link_elsewhere",
         409,
-        "This sign-in link works only in the browser where the code was asked for. Open it "
-        "there, or type the 6-digit code from the same email.",
+        N_(
+            "This sign-in link works only in the browser where the code was asked for. Open "
+            "it there, or type the 6-digit code from the same email."
+        ),
     )
 
 
@@ -70,6 +78,43 @@ def sign_in_with_link(
         origin=origin,
         device_cookie=device_cookie,
         trust_device=trust_device,
+        budgets=budgets,
+        link_secret=secret,
+    )
+
+
+def reauthenticate_with_link(
+    db: Session,
+    hasher: Hasher,
+    current: Current,
+    challenge_id: str,
+    secret: str,
+    *,
+    flow_challenge_id: str | None,
+    now: datetime,
+    origin: Origin,
+    device_cookie: str | None,
+    budgets: CodeBudgets,
+) -> UserSession:
+    """A fresh sign-in of ``current`` with the link of ``challenge_id``, in the browser
+    whose flow holds ``flow_challenge_id``. Raises LinkElsewhere (another browser: nothing
+    used up), and otherwise as app.core.reauth.reauthenticate (InvalidCode for a wrong,
+    used or expired link; MfaRequired for a person with an app)."""
+    if (
+        not isinstance(challenge_id, str)
+        or not flow_challenge_id
+        or flow_challenge_id != challenge_id
+    ):
+        raise LinkElsewhere()
+    return reauth.reauthenticate(
+        db,
+        hasher,
+        current,
+        challenge_id,
+        "",
+        now=now,
+        origin=origin,
+        device_cookie=device_cookie,
         budgets=budgets,
         link_secret=secret,
     )

@@ -20,6 +20,10 @@ the session it starts.
   a recovery code (:func:`complete_mfa`); an admin whose tenant requires an app and who
   has none gets :class:`MfaEnrolmentRequired` and adds one (:func:`start_enrolment`,
   :func:`complete_enrolment`). The session starts only when that step is answered.
+* **Required passkeys** (app.core.passkey_rules): a person who has none gets
+  :class:`PasskeyEnrolmentRequired` instead of a session (after the app's code, for a
+  person with an app), and app.core.passkey_enrolment finishes the sign-in once their
+  first passkey is stored.
 * Signing in takes a lock on the person's row (``SELECT … FOR UPDATE`` on PostgreSQL; the
   write transaction itself on SQLite, which begins ``IMMEDIATE``) before counting live
   sessions, so parallel sign-ins cannot pass the tenant's session limit.
@@ -51,6 +55,7 @@ from app.core import (
 )
 from app.core.budgets import CodeBudgets
 from app.core.errors import (
+    N_,
     ChallengeLocked,
     InvalidCode,
     InvalidSession,
@@ -60,6 +65,7 @@ from app.core.errors import (
     ValidationError,
 )
 from app.core.events import Origin
+from app.core.passkey_rules import PasskeyEnrolmentRequired
 from app.core.sessions import (
     END_MESSAGES,
     end_session,
@@ -73,6 +79,15 @@ from app.user_agents import DEVICE_KINDS
 
 #: the shortest session an API client may ask for with expiresIn
 MIN_EXPIRES_IN = 60
+#: what the second step asks for when only a recovery code is accepted (require_passkeys,
+#: a person with a passkey and an app: the app's code would bypass the passkey)
+RECOVERY_ONLY = N_(
+    "Your organisation requires passkeys: enter one of your recovery codes to finish "
+    "signing in, or sign in with your passkey."
+)
+#: the purpose of the step whose only way on is adding a first passkey
+#: (app.core.passkey_enrolment)
+PASSKEY_STEP = "passkey"
 
 
 @dataclass
@@ -146,8 +161,9 @@ def sign_in(
     TenantChoiceRequired (the address has accounts in several tenants and ``tenant_id``
     names none of them: ``details["tenants"]``; the code is not used up),
     SessionLimitReached (``deny`` mode, with the live sessions in ``details["sessions"]``;
-    the code is not used up), MfaRequired or MfaEnrolmentRequired (the code was right and
-    is used up; ``details["step"]`` is the second step)."""
+    the code is not used up), MfaRequired, MfaEnrolmentRequired or PasskeyEnrolmentRequired
+    (the code was right and is used up; ``details["step"]`` is the second step), or
+    PasskeyRequired (the tenant wants this person's passkey; nothing used up)."""
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None:
         raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
@@ -180,14 +196,25 @@ def sign_in(
     user, tenant = _lock_account(db, _pick_account(db, accounts, tenant_id).id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
     # The passkey policy may refuse the code (PasskeyRequired, nothing used up) or leave
-    # it only the way to a recovery code.
-    recovery_only = passkey_rules.check_code_sign_in(
-        db, user, tenant, has_app=totp.is_enabled(user)
-    )
+    # it only the way to a recovery code, or to adding a first passkey.
+    enrolled = totp.is_enabled(user)
+    rule = passkey_rules.check_code_sign_in(db, user, tenant, has_app=enrolled)
+    recovery_only = rule == passkey_rules.RECOVERY_ONLY
     codes.consume(db, challenge, now)
     device_hash = devices.device_hash(db, hasher, user, device_cookie)
+    if rule == passkey_rules.ENROL_PASSKEY and not enrolled:
+        # (a person with an app answers its code first: complete_mfa goes on to this)
+        step = mfa.new_step(
+            db,
+            user,
+            PASSKEY_STEP,
+            now=now,
+            origin=origin,
+            options=options.as_json(),
+            device_hash=device_hash,
+        )
+        raise PasskeyEnrolmentRequired(step=step)
     if mfa.required(user, tenant) or recovery_only:
-        enrolled = totp.is_enabled(user)
         step = mfa.new_step(
             db,
             user,
@@ -197,7 +224,9 @@ def sign_in(
             options={**options.as_json(), **({"recovery_only": True} if recovery_only else {})},
             device_hash=device_hash,
         )
-        raise MfaRequired(step=step) if enrolled else MfaEnrolmentRequired(step=step)
+        if not enrolled:
+            raise MfaEnrolmentRequired(step=step)
+        raise MfaRequired(RECOVERY_ONLY if recovery_only else None, step=step)
     return _start(
         db,
         hasher,
@@ -232,8 +261,10 @@ def complete_mfa(
 
     Raises InvalidCode (wrong code, counted; or the step is unknown, used or expired),
     ChallengeLocked (too many wrong codes: sign in again), SessionLimitReached (deny mode,
-    nothing used up), RateLimited (a check budget spent, or the address slowed down) or
-    InvalidSession (the account was disabled meanwhile)."""
+    nothing used up), RateLimited (a check budget spent, or the address slowed down),
+    InvalidSession (the account was disabled meanwhile) or PasskeyEnrolmentRequired (the
+    tenant requires passkeys and the person has none: the code was right, the step is
+    used up and the next one is adding a passkey)."""
     step = mfa.open_step(db, step_id, "sign_in", now=now)
     user, tenant = _lock_account(db, step.user_id)
     code_checks.check_for_person(db, hasher, budgets, user, device_cookie, origin=origin, now=now)
@@ -250,6 +281,18 @@ def complete_mfa(
         db, hasher, step, user, code=code, recovery_code=recovery_code, now=now, origin=origin
     )
     mfa.consume(db, step, now)
+    if passkey_rules.must_enrol(db, user, tenant):
+        # require_passkeys and none yet: the app's code leads only to adding one.
+        passkey_step = mfa.new_step(
+            db,
+            user,
+            PASSKEY_STEP,
+            now=now,
+            origin=origin,
+            options=options.as_json(),
+            device_hash=step.device_hash,
+        )
+        raise PasskeyEnrolmentRequired(step=passkey_step)
     result = _start(
         db,
         hasher,
@@ -361,6 +404,42 @@ def start_without_code(
     user, tenant = _lock_account(db, user_id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
     device_hash = devices.device_hash(db, hasher, user, device_cookie)
+    return _start(
+        db,
+        hasher,
+        user,
+        tenant,
+        options,
+        chosen,
+        device_hash,
+        now=now,
+        origin=origin,
+        method=method,
+    )
+
+
+def lock_account(db: Session, user_id: str) -> tuple[User, Tenant]:
+    """The person's row, locked until the transaction ends, and their tenant (for a
+    second step finished in another module). Raises InvalidSession (gone or disabled)."""
+    return _lock_account(db, user_id)
+
+
+def start_after_step(
+    db: Session,
+    hasher: Hasher,
+    user: User,
+    tenant: Tenant,
+    options: Options,
+    chosen: UserSession | None,
+    device_hash: str | None,
+    *,
+    now: datetime,
+    origin: Origin,
+    method: str,
+) -> SignIn:
+    """Start the session a finished second step asked for (``user`` locked by
+    :func:`lock_account`, the limit checked: ``chosen`` from session_limit.within_limit),
+    as the steps of this module do."""
     return _start(
         db,
         hasher,

@@ -25,6 +25,7 @@ from app.core.errors import (
     TenantChoiceRequired,
     ValidationError,
 )
+from app.core.passkey_rules import PasskeyEnrolmentRequired
 from app.core.sessions import Current
 from app.core.totp import require_for_admin
 from app.models import Tenant
@@ -90,7 +91,9 @@ def verify() -> Response | tuple[Response, int]:
     ``tenant_choice_required`` with its ``tenants``; repeat the same code with
     ``tenantId``. Where a second factor is needed the answer is 401 ``mfa_required``
     with an ``mfaChallengeId`` to answer at ``POST /api/auth/verify/mfa`` (403
-    ``mfa_enrolment_required`` for an admin who must first add an app, on the web).
+    ``mfa_enrolment_required`` for an admin who must first add an app, on the web; 403
+    ``passkey_enrolment_required`` with a ``stepId`` where the tenant requires passkeys
+    and the person has none: app.web.passkeys adds it).
     """
     body = shapes.VERIFY.read()
     try:
@@ -118,6 +121,8 @@ def verify() -> Response | tuple[Response, int]:
         answer = jsonify(shapes.mfa_required_error(error))
         answer.headers["WWW-Authenticate"] = 'Bearer realm="holdfast"'
         return answer, error.status
+    except PasskeyEnrolmentRequired as error:
+        return jsonify(shapes.passkey_enrolment_error(error)), error.status
     return signed_in(result, cookie_wanted=not body["deviceId"])
 
 
@@ -146,6 +151,8 @@ def verify_mfa() -> Response | tuple[Response, int]:
         )
     except SessionLimitReached as error:
         return limit_answer(error)
+    except PasskeyEnrolmentRequired as error:
+        return jsonify(shapes.passkey_enrolment_error(error)), error.status
     return signed_in(result, cookie_wanted=True)
 
 

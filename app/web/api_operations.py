@@ -129,11 +129,16 @@ SIGN_IN_OPERATIONS = (
                 "at POST /api/auth/verify/mfa with mfaChallengeId.",
                 "MfaRequiredError",
             ),
-            "403": error(
+            "403": Answer(
                 "mfa_enrolment_required: the tenant requires an authenticator app of admins "
                 "and this admin has none; they add it by signing in on the web once. "
                 "passkey_required: the code was right (and is not used up) but the tenant "
-                "wants this person's passkey: sign in at POST /api/auth/passkey/verify."
+                "wants this person's passkey: sign in at POST /api/auth/passkey/verify. "
+                "passkey_enrolment_required (PasskeyEnrolmentError): the code was right (and "
+                "is used up), the tenant requires passkeys and the person has none: add one "
+                "with stepId at POST /api/auth/passkey/enrol/options and "
+                "POST /api/auth/passkey/enrol, which signs in.",
+                {"anyOf": [ref("Error"), ref("PasskeyEnrolmentError")]},
             ),
             "409": Answer(
                 "session_limit_reached (deny mode: repeat the same code with endSessionId) or "
@@ -166,6 +171,12 @@ SIGN_IN_OPERATIONS = (
                 "challenge_locked (5 wrong codes: sign in again), or bad_request."
             ),
             "401": error("invalid_session: the account was disabled meanwhile."),
+            "403": error(
+                "passkey_enrolment_required: the code was right (and the step is used up), "
+                "the tenant requires passkeys and the person has none: add one with stepId "
+                "at POST /api/auth/passkey/enrol/options and POST /api/auth/passkey/enrol.",
+                "PasskeyEnrolmentError",
+            ),
             "409": error("session_limit_reached (deny mode).", "SessionLimitError"),
         },
         description="For people with an authenticator app (and admins of tenants that "
@@ -175,7 +186,8 @@ SIGN_IN_OPERATIONS = (
         "(xxxxx-xxxxx). The session is the one the first step asked for (device, "
         "expiresIn, extendOnActivity). The step lives 10 minutes and dies after 5 wrong "
         "codes (sign in again). Each app code and recovery code works once; a recovery "
-        "code's use is audited and mailed to the person.",
+        "code's use is audited and mailed to the person. Where the tenant requires passkeys "
+        "of a person who has one, only a recovery code is accepted (methods lists what is).",
         body=shapes.VERIFY_MFA,
     ),
 )

@@ -15,8 +15,9 @@ from app.core.errors import (
     TenantChoiceRequired,
     ValidationError,
 )
+from app.core.passkey_rules import PasskeyEnrolmentRequired
 from app.core.sessions import Current
-from app.models import END_REASONS, ROLES, Device, User, UserSession
+from app.models import END_REASONS, ROLES, Device, MfaChallenge, User, UserSession
 from app.user_agents import DEVICE_KINDS
 from app.web.api_fields import DATE_TIME, Body, Field, Param, SettingsBody, ref
 from app.web.json_input import utc
@@ -415,6 +416,12 @@ MFA_REQUIRED_ERROR = _error_with(
 )
 
 
+def mfa_methods(step: MfaChallenge) -> list[str]:
+    """What a second step accepts: only a recovery code where the tenant requires
+    passkeys of a person who has one (app.core.passkey_rules), else either."""
+    return ["recovery_code"] if step.options.get("recovery_only") else MFA_METHODS
+
+
 def mfa_required_error(error: MfaRequired) -> dict[str, Any]:
     step = error.details["step"]
     return {
@@ -422,7 +429,25 @@ def mfa_required_error(error: MfaRequired) -> dict[str, Any]:
         "code": error.code,
         "mfaChallengeId": step.id,
         "expiresAt": iso(step.expires_at),
-        "methods": MFA_METHODS,
+        "methods": mfa_methods(step),
+    }
+
+
+PASSKEY_ENROLMENT_ERROR = _error_with(
+    {"stepId": {"type": "string"}, "expiresAt": DATE_TIME},
+    "The emailed code (and the app's, where the person has one) was right, the tenant "
+    "requires passkeys and the person has none: add one at POST "
+    "/api/auth/passkey/enrol/options, then POST /api/auth/passkey/enrol.",
+)
+
+
+def passkey_enrolment_error(error: PasskeyEnrolmentRequired) -> dict[str, Any]:
+    step = error.details["step"]
+    return {
+        "error": error.message,
+        "code": error.code,
+        "stepId": step.id,
+        "expiresAt": iso(step.expires_at),
     }
 
 
@@ -480,6 +505,7 @@ SCHEMAS: dict[str, Any] = {
     "SignedIn": SIGNED_IN,
     "TenantChoiceError": TENANT_CHOICE_ERROR,
     "MfaRequiredError": MFA_REQUIRED_ERROR,
+    "PasskeyEnrolmentError": PASSKEY_ENROLMENT_ERROR,
     "StatusError": STATUS_ERROR,
     "Session": SESSION,
     "AdminSession": ADMIN_SESSION,

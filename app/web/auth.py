@@ -31,7 +31,7 @@ from app.core.errors import (
     TenantChoiceRequired,
     ValidationError,
 )
-from app.core.passkey_rules import PasskeyRequired
+from app.core.passkey_rules import PasskeyEnrolmentRequired, PasskeyRequired
 from app.core.sessions import END_MESSAGES, end_session
 from app.web.authentication import current, origin
 from app.web.cookies import (
@@ -120,8 +120,8 @@ def code() -> Response | str:
     flow = session.get("signin")
     if not flow:
         return redirect(url_for("auth.login"))  # type: ignore[return-value]
-    if flow.get("mfa") or flow.get("enrol"):  # the code was used up: the next step waits
-        return redirect(url_for("auth.mfa" if flow.get("mfa") else "auth.enrol"))  # type: ignore[return-value]
+    if next_step := pending_step(flow):  # the code was used up: the next step waits
+        return redirect(next_step)  # type: ignore[return-value]
     form = CodeForm()
     if form.validate_on_submit():
         try:
@@ -156,12 +156,8 @@ def code() -> Response | str:
                 problem=said(error) if form.tenant.data else None,
             )
             return page, 409  # type: ignore[return-value]
-        except MfaRequired as error:
-            session["signin"] = {**flow, "mfa": error.details["step"].id}
-            return redirect(url_for("auth.mfa"))  # type: ignore[return-value]
-        except MfaEnrolmentRequired as error:
-            session["signin"] = {**flow, "enrol": error.details["step"].id}
-            return redirect(url_for("auth.enrol"))  # type: ignore[return-value]
+        except (MfaRequired, MfaEnrolmentRequired, PasskeyEnrolmentRequired) as error:
+            return to_next_step(flow, error)
         except ChallengeLocked as error:
             form.code.errors = [*form.code.errors, said(error)]
             return render_template(
@@ -176,11 +172,43 @@ def code() -> Response | str:
     )
 
 
+#: the page of each second step, by its key in the sign-in flow (the step's id)
+_STEP_PAGES = {"mfa": "auth.mfa", "enrol": "auth.enrol", "passkey": "passkeys.enrol_page"}
+
+
+def pending_step(flow: dict[str, Any]) -> str | None:
+    """The page of the second step the sign-in ``flow`` waits on, if any."""
+    return next((url_for(page) for key, page in _STEP_PAGES.items() if flow.get(key)), None)
+
+
+def to_next_step(
+    flow: dict[str, Any], error: MfaRequired | MfaEnrolmentRequired | PasskeyEnrolmentRequired
+) -> Response:
+    """Keep the second step in the flow and go to its page."""
+    step = error.details["step"]
+    key = {
+        MfaRequired: "mfa",
+        MfaEnrolmentRequired: "enrol",
+        PasskeyEnrolmentRequired: "passkey",
+    }[type(error)]
+    kept = {k: v for k, v in flow.items() if k not in _STEP_PAGES and k != "recovery_only"}
+    session["signin"] = {**kept, key: step.id}
+    if step.options.get("recovery_only"):
+        session["signin"]["recovery_only"] = True
+    return redirect(url_for(_STEP_PAGES[key]))  # type: ignore[return-value]
+
+
 def _choose_session(
-    error: SessionLimitReached, action: str, hidden: dict[str, Any], chosen: str | None
+    error: SessionLimitReached,
+    action: str,
+    hidden: dict[str, Any],
+    chosen: str | None,
+    *,
+    passkey: bool = False,
 ) -> Response:
     """deny mode's page: pick the live session to end (posted back to ``action`` with
-    ``hidden``, the step's own fields) or cancel; 409."""
+    ``hidden``, the step's own fields) or cancel; 409. ``passkey``: the sign-in used a
+    passkey, not a code (the page says which was right)."""
     problem = None
     if request.form.get("choosing"):
         problem = (
@@ -197,6 +225,7 @@ def _choose_session(
         also_ends=error.details.get("also_ends", 0),
         message=said(error),
         problem=problem,
+        passkey=passkey,
     )
     return Response(page, 409)
 
@@ -267,6 +296,8 @@ def mfa() -> Response | str:
             return _choose_session(
                 error, url_for("auth.mfa"), {"code": form.code.data}, form.end_session.data
             )
+        except PasskeyEnrolmentRequired as error:  # require_passkeys and none yet
+            return to_next_step(flow, error)
         except ChallengeLocked as error:
             session.pop("signin", None)
             flash(said(error))
@@ -276,7 +307,12 @@ def mfa() -> Response | str:
         else:
             return _signed_in(result, flow)
     return render_template(
-        "auth/mfa.html", form=form, action=url_for("auth.mfa"), fresh=False, email=flow["email"]
+        "auth/mfa.html",
+        form=form,
+        action=url_for("auth.mfa"),
+        fresh=False,
+        email=flow["email"],
+        recovery_only=bool(flow.get("recovery_only")),
     )
 
 

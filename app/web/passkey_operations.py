@@ -28,7 +28,15 @@ NOT_ALLOWED = error(
 )
 
 #: the public ids a path may carry: parameter name -> description, by operation id
-PATH_IDS = {"removePasskey": "One of the caller's passkey ids."}
+PATH_IDS = {
+    "removePasskey": "One of the caller's passkey ids.",
+    "renamePasskey": "One of the caller's passkey ids.",
+}
+#: the answer to a passkey step that cannot go on
+STEP_ENDED = error(
+    "invalid_code: the step is unknown, used or expired, or a passkey was added meanwhile "
+    "(sign in again); or bad_request."
+)
 
 SIGN_IN_OPERATIONS = (
     Operation(
@@ -67,6 +75,54 @@ SIGN_IN_OPERATIONS = (
         "this is the way in). Answers as POST /api/auth/verify; in deny mode at the limit "
         "409 with the sessions (run a new ceremony with endSessionId).",
         body=shapes.SIGN_IN,
+    ),
+    Operation(
+        "passkeys_api.enrol_options",
+        "passkeyEnrolmentOptions",
+        "Sign-in",
+        "Creation options for the first passkey that finishes a sign-in",
+        PUBLIC,
+        {
+            "200": Answer("Creation options.", shapes.OPTIONS),
+            **BODY_ERRORS,
+            "400": STEP_ENDED,
+            "401": error("invalid_session: the account is disabled."),
+            "403": error("forbidden: the person's tenant no longer allows passkeys."),
+            "429": error("rate_limited: too many from this network; see Retry-After."),
+        },
+        description="Where the tenant requires passkeys and the person has none, "
+        "POST /api/auth/verify (or /api/auth/verify/mfa) answers 403 "
+        "passkey_enrolment_required with a stepId: the emailed code was right, and adding "
+        "a passkey is the only way on. These options (a discoverable credential, user "
+        "verification required, attestation none) are bound to that step; the step lives "
+        "10 minutes and is used once.",
+        body=shapes.ENROL_OPTIONS,
+    ),
+    Operation(
+        "passkeys_api.enrol",
+        "passkeyEnrol",
+        "Sign-in",
+        "Add the first passkey and finish the sign-in",
+        PUBLIC,
+        {
+            "201": Answer("Signed in.", "SignedIn"),
+            **BODY_ERRORS,
+            "400": error(
+                "invalid_passkey (the challenge is of another step, used or expired, or the "
+                "answer failed verification: ask for new options) or invalid_code (the step "
+                "has ended: sign in again)."
+            ),
+            "401": error("invalid_session: the account is disabled."),
+            "403": error("forbidden: the person's tenant no longer allows passkeys."),
+            "409": error("session_limit_reached (deny mode).", "SessionLimitError"),
+        },
+        description="Stores the passkey (audited and mailed to the person, as one added on "
+        "the security page) and answers as POST /api/auth/verify, for the session and "
+        "device the first step asked for; the session's sign-in method is "
+        "passkey_added. In deny mode, if the live sessions changed since the code, 409: "
+        "send the same answer again with endSessionId. The next sign-in is with the "
+        "passkey (POST /api/auth/passkey/verify).",
+        body=shapes.ENROL,
     ),
 )
 
@@ -115,6 +171,24 @@ ACCOUNT_OPERATIONS = (
         },
         description="Audited and mailed to the person. name defaults to the device's name.",
         body=shapes.ADD,
+    ),
+    Operation(
+        "passkeys_api.rename",
+        "renamePasskey",
+        "Your sessions",
+        "Rename one of the caller's passkeys",
+        SIGNED_IN,
+        {
+            "200": Answer("Renamed.", shapes.PASSKEY),
+            **BODY_ERRORS,
+            "401": UNAUTHORIZED,
+            "404": error("not_found: no such passkey of the caller's."),
+            "422": error("validation_error: name is empty or over 100 characters (see field)."),
+            "403": COOKIE_WRITE["403"],
+        },
+        description="Audited (passkey.renamed). Spaces in the name are collapsed, as on "
+        "the security page.",
+        body=shapes.RENAME,
     ),
     Operation(
         "passkeys_api.delete",

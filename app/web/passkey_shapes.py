@@ -72,6 +72,34 @@ ADD = Body(
 )
 
 
+STEP_ID = Field(
+    "stepId",
+    str,
+    required=True,
+    max_length=64,
+    doc={"description": "The stepId of the 403 passkey_enrolment_required answer."},
+)
+ENROL_OPTIONS = Body(STEP_ID)
+#: finishing a sign-in by adding a first passkey (the session is the first step's)
+ENROL = Body(
+    STEP_ID,
+    CHALLENGE_ID,
+    CREDENTIAL,
+    ADD.fields[2],
+    _VERIFY["endSessionId"],
+)
+
+RENAME = Body(
+    Field(
+        "name",
+        str,
+        required=True,
+        max_length=passkey_management.MAX_NAME,
+        doc={"description": "The new name (spaces collapsed)."},
+    )
+)
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 OPTIONS = obj(

@@ -7,6 +7,10 @@
 // - Security page: "Add a passkey" (POST /api/account/passkeys/options, then
 //   POST /api/account/passkeys).
 // - Fresh sign-in page: "Use a passkey".
+// - The "Add a passkey to finish signing in" step (POST /login/passkey/add/options, then
+//   POST /login/passkey/add, which sets the session cookie).
+// The words this script shows come from data-words-* attributes of the buttons, in the
+// page's language (the English here is only the fallback).
 // Options travel in the WebAuthn JSON form (PublicKeyCredential.parse…OptionsFromJSON)
 // and answers as credential.toJSON(). URLs come from data attributes on the buttons.
 (function () {
@@ -43,6 +47,21 @@
     });
   }
 
+  // Go to ``url`` by POSTing a form carrying the page's CSRF token (a page that shows a
+  // choice, which a GET must not start).
+  function postForm(url) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = url;
+    var token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrf_token";
+    token.value = csrfToken();
+    form.appendChild(token);
+    document.body.appendChild(form);
+    form.submit();
+  }
+
   // Go to ``url``, loading it again when only its #fragment differs from this page's.
   function go(url) {
     var target = new URL(url, window.location.href);
@@ -59,6 +78,12 @@
     if (!box) return;
     box.textContent = message;
     box.hidden = !message;
+  }
+
+  // The button's data-words-<key> (the page's language), else ``fallback``.
+  function words(element, key, fallback) {
+    var name = "words" + key.charAt(0).toUpperCase() + key.slice(1);
+    return (element && element.dataset[name]) || fallback;
   }
 
   function cancelled(error) {
@@ -79,8 +104,10 @@
     }).then(function (answer) {
       if (answer.ok && answer.data.redirect) {
         window.location.assign(answer.data.redirect);
+      } else if (answer.data.choose) {
+        postForm(answer.data.choose);  // the session limit: choose a session to end
       } else {
-        say(box, answer.data.error || "That passkey was not accepted.");
+        say(box, answer.data.error || words(button, "refused", "That passkey was not accepted."));
         button.disabled = false;
       }
     });
@@ -89,7 +116,9 @@
   function requestOptions(button) {
     var body = button.dataset.tenant ? { tenant: button.dataset.tenant } : {};
     return postJSON(button.dataset.optionsUrl, body).then(function (answer) {
-      if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+      if (!answer.ok) {
+        throw new Error(answer.data.error || words(button, "unavailable", "Passkeys are not available."));
+      }
       return answer.data;
     });
   }
@@ -128,8 +157,9 @@
         }).then(function (credential) { return finishSignIn(signIn, options, credential); });
       }).catch(function (error) {
         signIn.disabled = false;
-        say(box, cancelled(error) ? "No passkey was used. Try again, or get an emailed code."
-                                  : error.message);
+        say(box, cancelled(error)
+          ? words(signIn, "cancelled", "No passkey was used. Try again, or get an emailed code.")
+          : error.message);
       });
     });
     if (signIn.dataset.autofill === "on") startAutofill(signIn);
@@ -150,7 +180,9 @@
           window.location.assign(add.dataset.againUrl);
           return null;
         }
-        if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(add, "unavailable", "Passkeys are not available."));
+        }
         var options = answer.data;
         return navigator.credentials.create({
           publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
@@ -160,12 +192,14 @@
             credential: credential.toJSON()
           });
         }).then(function (saved) {
-          if (!saved.ok) throw new Error(saved.data.error || "That passkey could not be added.");
+          if (!saved.ok) {
+            throw new Error(saved.data.error || words(add, "failed", "That passkey could not be added."));
+          }
           go(add.dataset.doneUrl);
         });
       }).catch(function (error) {
         add.disabled = false;
-        say(box, cancelled(error) ? "No passkey was added." : error.message);
+        say(box, cancelled(error) ? words(add, "cancelled", "No passkey was added.") : error.message);
       });
     });
   }
@@ -181,7 +215,9 @@
       say(box, "");
       again.disabled = true;
       postJSON(again.dataset.optionsUrl, {}).then(function (answer) {
-        if (!answer.ok) throw new Error(answer.data.error || "Passkeys are not available.");
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(again, "unavailable", "Passkeys are not available."));
+        }
         var options = answer.data;
         return navigator.credentials.get({
           publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey)
@@ -192,12 +228,52 @@
             next: again.dataset.next || null
           });
         }).then(function (done) {
-          if (!done.ok) throw new Error(done.data.error || "That passkey was not accepted.");
+          if (!done.ok) {
+            throw new Error(done.data.error || words(again, "refused", "That passkey was not accepted."));
+          }
           window.location.assign(done.data.redirect);
         });
       }).catch(function (error) {
         again.disabled = false;
-        say(box, cancelled(error) ? "No passkey was used." : error.message);
+        say(box, cancelled(error) ? words(again, "cancelled", "No passkey was used.") : error.message);
+      });
+    });
+  }
+
+  // --- adding a first passkey to finish signing in --------------------------------------
+
+  var enrol = document.getElementById("enrol-passkey");
+  if (enrol && !supported()) {
+    var unsupported = document.getElementById("passkey-unsupported");
+    if (unsupported) unsupported.hidden = false;
+  } else if (enrol) {
+    enrol.hidden = false;
+    document.body.dataset.passkeys = "ready";
+    enrol.addEventListener("click", function () {
+      var box = document.getElementById("passkey-error");
+      say(box, "");
+      enrol.disabled = true;
+      postJSON(enrol.dataset.optionsUrl, {}).then(function (answer) {
+        if (!answer.ok) {
+          throw new Error(answer.data.error || words(enrol, "unavailable", "Passkeys are not available."));
+        }
+        var options = answer.data;
+        return navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
+        }).then(function (credential) {
+          return postJSON(enrol.dataset.verifyUrl, {
+            challengeId: options.challengeId,
+            credential: credential.toJSON()
+          });
+        }).then(function (done) {
+          if (!done.ok || !done.data.redirect) {
+            throw new Error(done.data.error || words(enrol, "failed", "That passkey could not be added."));
+          }
+          window.location.assign(done.data.redirect);
+        });
+      }).catch(function (error) {
+        enrol.disabled = false;
+        say(box, cancelled(error) ? words(enrol, "cancelled", "No passkey was added.") : error.message);
       });
     });
   }
