@@ -742,10 +742,27 @@ class OidcClient(TenantScoped, Base):
     created_by: Mapped[str | None] = mapped_column(String(40))
     #: a removed app: no sign-ins, its tokens refused (rows kept for the audit trail)
     removed_at: Mapped[OptionalTimestamp]
+    #: only the people listed in oidc_client_people may sign in to it (False: everyone
+    #: of the tenant may)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def is_public(self) -> bool:
         return self.secret_hash is None
+
+
+class OidcClientPerson(TenantScoped, Base):
+    """A person chosen to use a restricted app (OidcClient.restricted). The list is kept
+    while the app is open to everyone, so restricting it again brings the same people
+    back."""
+
+    __tablename__ = "oidc_client_people"
+
+    client_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("oidc_clients.id"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), primary_key=True)
+    added_at: Mapped[Timestamp]
 
 
 class OidcCode(TenantScoped, Base):

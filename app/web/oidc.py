@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from authlib.oidc.core.errors import (
     LoginRequiredError,
     RequestNotSupportedError,
@@ -48,7 +49,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from app.core import oidc_clients, oidc_grants
+from app.core import oidc_access, oidc_clients, oidc_grants
 from app.core.oidc_grants import LiveSession
 from app.core.sessions import end_session
 from app.models import OidcClient, Tenant
@@ -208,6 +209,15 @@ def authorize() -> Response | tuple[str, int]:
         fresh_needed = signed_in is not None and _fresh_sign_in_needed(signed_in, params)
         if fresh_needed and "none" in (params.get("prompt") or "").split():
             raise LoginRequiredError(redirect_uri=redirect_uri)
+        if signed_in is not None and not oidc_clients.may_use(
+            db(), grant.client.row, signed_in.user.id
+        ):
+            # Checked after the redirect URI (OpenID Connect Core 3.1.2.6): the app hears
+            # access_denied; the person was chosen out of it, or never chosen.
+            oidc_access.refuse(db(), grant.client.row, signed_in, now=now(), origin=origin())
+            raise AccessDeniedError(
+                description="You may not use this app.", redirect_uri=redirect_uri
+            )
     except OAuth2Error as error:
         if not error.redirect_uri:
             # No client or redirect URI we may send the person back to: never redirect.

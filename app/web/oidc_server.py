@@ -193,9 +193,13 @@ class AuthorizationCode(grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code: Code) -> Person | None:
         row = authorization_code.row
         signed_in = oidc_grants.live_session(db(), row.session_id, now())
-        if signed_in is None or signed_in.user.id != row.user_id:
-            row.used_at = now()  # a code of an ended session is spent too
-            return None
+        if (
+            signed_in is None
+            or signed_in.user.id != row.user_id
+            or not oidc_clients.may_use(db(), self.request.client.row, row.user_id)
+        ):
+            row.used_at = now()  # a code of an ended session (or a person no longer
+            return None  # allowed to use the app) is spent too
         return Person(
             signed_in, auth_time=row.auth_time, amr=list(row.amr), acr=row.acr, nonce=row.nonce
         )
