@@ -9,11 +9,12 @@ import json
 import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.cli.unit import CLI, fail, services, transaction
-from app.core import oidc_clients
+from app.core import oidc_access, oidc_clients
 from app.core.errors import HoldfastError
-from app.models import Tenant
+from app.models import OidcClient, Tenant
 
 
 @click.group("oidc")
@@ -109,3 +110,58 @@ def client_list(slug: str) -> None:
         for client in oidc_clients.clients_of(db, tenant.id):
             kind = "public" if client.is_public else "confidential"
             click.echo(f"{client.id}\t{kind}\t{client.name}\t{' '.join(client.redirect_uris)}")
+
+
+def _tenant_app(db: Session, slug: str, client_id: str) -> OidcClient:
+    """The app ``client_id`` of the tenant ``slug``. Raises ClickException when either is
+    unknown (an app of another tenant is unknown here too)."""
+    tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        raise click.ClickException(f"No tenant {slug!r}.")
+    client = oidc_clients.find_client(db, tenant.id, client_id)
+    if client is None:
+        raise click.ClickException(f"No app {client_id!r} in {slug}.")
+    return client
+
+
+@client_group.command("remove")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant the app belongs to.")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def client_remove(slug: str, client_id: str, as_json: bool) -> None:
+    """Remove an app: every sign-in to it ends (its tokens stop working; it is still sent
+    their back-channel logout tokens) and its client id is refused from now on."""
+    now = services().clock.now()
+    with transaction() as db:
+        client = _tenant_app(db, slug, client_id)
+        name = client.name
+        ended = oidc_access.remove_client(db, client, now=now, origin=CLI)
+    if as_json:
+        click.echo(
+            json.dumps({"client_id": client_id, "removed": True, "sign_ins_ended": len(ended)})
+        )
+        return
+    click.echo(f"Removed {name} ({client_id}) from {slug}. Sign-ins ended: {len(ended)}.")
+
+
+@client_group.command("rotate-secret")
+@click.option("--tenant", "slug", required=True, help="Slug of the tenant the app belongs to.")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def client_rotate_secret(slug: str, client_id: str, as_json: bool) -> None:
+    """Make a new secret for a confidential app and print it, once; the old one stops
+    working at once."""
+    now = services().clock.now()
+    try:
+        with transaction() as db:
+            client = _tenant_app(db, slug, client_id)
+            secret = oidc_clients.rotate_secret(db, services().hasher, client, now=now, origin=CLI)
+    except HoldfastError as error:
+        fail(error)
+    if as_json:
+        click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+        return
+    click.echo(f"Client secret: {secret}")
+    click.echo("The secret is shown only now; the old one no longer works.")
