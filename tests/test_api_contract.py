@@ -150,13 +150,17 @@ def test_error_codes_in_the_document_come_from_every_error_class(tmp_path):
     assert documented and documented <= published
 
 
-def body_cases(document: dict[str, Any]) -> list[tuple[str, dict[str, Any], str, str]]:
-    """(path, body, field, the error's words) for each way the published body schemas say
-    a body is wrong: a required field missing, a field of the wrong type, a string one
-    character over its maxLength."""
+#: a value of the right type, by JSON Schema type (an object: a credential)
+RIGHT_TYPE: dict[str, Any] = {"object": {}, "array": ["x"], "string": "x"}
+
+
+def body_cases(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, str]]:
+    """(method, path, body, field, the error's words) for each way the published body
+    schemas say a body is wrong: a required field missing, a field of the wrong type, a
+    string one character over its maxLength."""
     cases = []
     for path, methods in document["paths"].items():
-        for operation in methods.values():
+        for method, operation in methods.items():
             content = operation.get("requestBody", {}).get("content", {})
             schema = content.get("application/json", {}).get("schema", {})
             if "properties" not in schema:
@@ -164,16 +168,18 @@ def body_cases(document: dict[str, Any]) -> list[tuple[str, dict[str, Any], str,
             required = schema["required"]
             # a value of the right type for each required field (an object: a credential)
             properties = schema["properties"]
-            valid = {name: {} if properties[name]["type"] == "object" else "x" for name in required}
+            valid = {name: RIGHT_TYPE[properties[name]["type"]] for name in required}
             for name in required:
                 rest = {k: v for k, v in valid.items() if k != name}
-                cases.append((path, rest, name, f"{name} is required."))
+                cases.append((method, path, rest, name, f"{name} is required."))
             for name, prop in schema["properties"].items():
-                cases.append((path, {**valid, name: ["a list"]}, name, f"{name} must be "))
+                kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+                wrong = "a string" if "array" in kinds else ["a list"]
+                cases.append((method, path, {**valid, name: wrong}, name, f"{name} must be "))
                 if "maxLength" in prop:
                     long = "x" * (prop["maxLength"] + 1)
                     words = f"{name} is at most {prop['maxLength']} characters."
-                    cases.append((path, {**valid, name: long}, name, words))
+                    cases.append((method, path, {**valid, name: long}, name, words))
     return cases
 
 
@@ -181,18 +187,23 @@ def test_bodies_are_read_as_the_document_publishes_them(client, mailbox, make, t
     """The views read their bodies with the declarations the document is made from: every
     fault the published schema implies is a 422 naming that field, for that reason (a
     published maxLength is the one enforced). Signed in, for the bodies that need it."""
-    token = token_for(client, mailbox, make.user("sam@acme.test", tenant).email)
+    token = token_for(client, mailbox, make.user("sam@acme.test", tenant, role="admin").email)
     cases = body_cases(client.get("/api/openapi.json").json)
-    assert {path for path, *_rest in cases} == {
+    assert {path for _method, path, *_rest in cases} == {
         "/api/auth/login",
         "/api/auth/verify",
         "/api/auth/verify/mfa",
         "/api/auth/passkey/options",
         "/api/auth/passkey/verify",
         "/api/account/passkeys",
+        "/api/admin/apps",
+        "/api/admin/apps/{clientId}",
     }
-    for path, body, name, words in cases:
-        answer = client.post(path, json=body, headers=bearer(token))
+    app = {"name": "Grafana", "redirectUris": ["https://app.example/cb"]}
+    client_id = client.post("/api/admin/apps", json=app, headers=bearer(token)).json["clientId"]
+    for method, path, body, name, words in cases:
+        url = path.replace("{clientId}", client_id)
+        answer = client.open(url, method=method.upper(), json=body, headers=bearer(token))
         assert answer.status_code == 422, (path, body, answer.json)
         assert answer.json["code"] == "validation_error"
         assert answer.json["field"] == name, (path, body, answer.json)

@@ -54,7 +54,7 @@ def set_people(
             .execution_options(all_tenants=True)
         )
     }
-    wanted = chosen if user_ids is None else _people_of_tenant(db, client, user_ids)
+    wanted = chosen if user_ids is None else check_people(db, client.tenant_id, user_ids)
     added, removed = sorted(wanted - chosen), sorted(chosen - wanted)
     if removed:
         db.execute(
@@ -102,8 +102,11 @@ def set_people(
     return ended
 
 
-def _people_of_tenant(db: Session, client: OidcClient, user_ids: Iterable[str]) -> set[str]:
-    wanted = {user_id for user_id in user_ids}
+def check_people(db: Session, tenant_id: str, user_ids: Iterable[str]) -> set[str]:
+    """``user_ids`` as a set, if each is a person of ``tenant_id``: a caller that changes
+    other things first checks here, so a refusal leaves everything as it was. Raises
+    ValidationError (``people``)."""
+    wanted = set(user_ids)
     if len(wanted) > MAX_PEOPLE:
         raise ValidationError(
             N_("Choose at most %(max)s people."), words={"max": MAX_PEOPLE}, field="people"
@@ -113,7 +116,7 @@ def _people_of_tenant(db: Session, client: OidcClient, user_ids: Iterable[str]) 
     known = set(
         db.scalars(
             select(User.id)
-            .where(User.tenant_id == client.tenant_id, User.id.in_(list(wanted)))
+            .where(User.tenant_id == tenant_id, User.id.in_(list(wanted)))
             .execution_options(all_tenants=True)
         )
     )
