@@ -5,7 +5,17 @@ and remove it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
 
 from app.core import backchannel, oidc_access, oidc_clients
 from app.core.errors import N_, ValidationError
@@ -131,7 +141,8 @@ def set_people(client_id: str) -> tuple[str, int] | Response:
         )
     except ValidationError as problem:
         return _app_page(client, error=problem, status=422)
-    return redirect(url_for("admin_apps.app_page", client_id=client.id, saved=1))  # type: ignore[return-value]
+    flash(_("Saved. People who may no longer use the app were signed out of it."))
+    return redirect(url_for("admin_apps.app_page", client_id=client.id))  # type: ignore[return-value]
 
 
 @bp.post("/admin/apps/<client_id>/remove")
@@ -142,7 +153,8 @@ def remove_app(client_id: str) -> Response:
     if ActionForm().validate_on_submit():
         me = current()
         oidc_access.remove_client(db(), client, now=now(), actor_id=me.user.id, origin=origin())
-        return redirect(url_for("admin_apps.apps", removed=client.name))  # type: ignore[return-value]
+        flash(_("%(app)s was removed. Its sign-ins have ended.", app=client.name))
+        return redirect(url_for("admin_apps.apps"))  # type: ignore[return-value]
     return redirect(url_for("admin_apps.app_page", client_id=client.id))  # type: ignore[return-value]
 
 
