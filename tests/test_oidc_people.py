@@ -129,7 +129,11 @@ def test_taking_someone_off_the_list_ends_their_sign_in(
         assert event.details["removed"] == [member.id] and event.details["sign_ins_ended"] == 1
         assert {row.user_id for row in db.scalars(select(OidcClientPerson))} == {admin.id}
     page = admin_client.get(f"/admin/apps/{grafana.client_id}")
-    assert "2 people · 1 chosen" in page.text and 'id="who-chosen" checked' in page.text
+    assert (
+        "2 people</span>" in page.text
+        and "1 chosen</span>" in page.text
+        and 'id="who-chosen" checked' in page.text
+    )
 
 
 def test_restricting_an_open_app_ends_the_sign_ins_of_people_not_chosen(
