@@ -5,6 +5,7 @@ console's registrations (with no actor)."""
 from __future__ import annotations
 
 import json
+from typing import TextIO
 
 import click
 from flask.cli import with_appcontext
@@ -42,6 +43,12 @@ def _issuer(slug: str) -> str:
 @click.option("--public", is_flag=True, help="No secret (a browser or native app): PKCE S256.")
 @click.option("--post-logout-uri", "post_logout_uris", multiple=True, help="Exact; repeatable.")
 @click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are sent.")
+@click.option(
+    "--jwks-file",
+    type=click.File("r"),
+    default=None,
+    help="The app's public keys (a JWK Set, JSON; - for stdin): private_key_jwt, no secret.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_appcontext
 def client_add(
@@ -51,10 +58,18 @@ def client_add(
     public: bool,
     post_logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
+    jwks_file: TextIO | None,
     as_json: bool,
 ) -> None:
-    """Register an app; prints its client id and (confidential apps) its secret, once."""
+    """Register an app; prints its client id and (confidential apps) its secret, once.
+    An app registered with --jwks-file authenticates with private_key_jwt instead."""
     now = services().clock.now()
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.load(jwks_file)
+        except ValueError:
+            raise click.ClickException("The JWK Set is not JSON.") from None
     try:
         with transaction() as db:
             tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
@@ -69,6 +84,7 @@ def client_add(
                 public=public,
                 post_logout_redirect_uris=post_logout_uris,
                 backchannel_logout_uri=backchannel_logout_uri,
+                jwks=jwks,
                 now=now,
                 origin=CLI,
             )
@@ -94,6 +110,8 @@ def client_add(
     if made.secret:
         click.echo(f"Client secret: {made.secret}")
         click.echo("The secret is shown only now: keep it in the app's configuration.")
+    elif jwks is not None:
+        click.echo("Signs in with its own keys (private_key_jwt): no secret.")
     else:
         click.echo("Public client: no secret; it must use PKCE (S256).")
 
@@ -109,6 +127,8 @@ def client_list(slug: str) -> None:
             raise click.ClickException(f"No tenant {slug!r}.")
         for client in oidc_clients.clients_of(db, tenant.id):
             kind = "public" if client.is_public else "confidential"
+            if client.jwks is not None:
+                kind = "private_key_jwt"
             click.echo(f"{client.id}\t{kind}\t{client.name}\t{' '.join(client.redirect_uris)}")
 
 

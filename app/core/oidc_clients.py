@@ -16,27 +16,39 @@ OpenID Provider; the protocol itself is app.web.oidc_server, on Authlib).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
-from app.models import OidcClient, OidcClientPerson, Tenant, User, new_id
+from app.models import OidcAssertionJti, OidcClient, OidcClientPerson, Tenant, User, new_id
 
 MAX_URIS = 10
 MAX_URI = 2000
 MAX_NAME = 100
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SECRET_PREFIX = "hfcs_"  # noqa: S105 (a prefix that names a Holdfast client secret)
+MAX_KEYS = 10
+MAX_JWKS = 20_000  # characters of JSON
+#: key types an app may register, and the members that would make a key private
+KEY_TYPES = frozenset({"EC", "RSA", "OKP"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 @dataclass
@@ -114,6 +126,35 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_jwks(jwks: object) -> dict[str, Any]:
+    """``jwks`` if it is a JWK Set an app may register for private_key_jwt: 1 to MAX_KEYS
+    public EC, RSA or OKP keys (never a private member), each one a key joserfc reads.
+    Raises ValidationError (``jwks``)."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys or len(keys) > MAX_KEYS:
+        raise ValidationError(
+            N_('Give a JWK Set: {"keys": [...]} with 1 to %(max)s public keys.'),
+            words={"max": MAX_KEYS},
+            field="jwks",
+        )
+    if len(json.dumps(jwks)) > MAX_JWKS:
+        raise ValidationError(
+            N_("A JWK Set is at most %(max)s characters."), words={"max": MAX_JWKS}, field="jwks"
+        )
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in KEY_TYPES:
+            raise ValidationError(N_("Each key is an EC, RSA or OKP public key."), field="jwks")
+        if PRIVATE_MEMBERS & set(key):
+            raise ValidationError(
+                N_("A key here must be public: leave its private part out."), field="jwks"
+            )
+    try:
+        KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError, KeyError):
+        raise ValidationError(N_("That JWK Set cannot be read."), field="jwks") from None
+    return {"keys": keys}
+
+
 def _new_secret(hasher: Hasher) -> tuple[str, str]:
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     return secret, hasher.hash("oidc-client-secret", secret)
@@ -129,13 +170,15 @@ def add_client(
     public: bool = False,
     post_logout_redirect_uris: Iterable[str] = (),
     backchannel_logout_uri: str | None = None,
+    jwks: object = None,
     now: datetime,
     actor_id: str | None = None,
     origin: Origin = events.SYSTEM,
 ) -> NewClient:
-    """Register an app in ``tenant``; a confidential one gets a secret (returned once).
-    Raises ValidationError (``name``, ``redirect_uri``, ``post_logout_uri``,
-    ``backchannel_logout_uri``)."""
+    """Register an app in ``tenant``; a confidential one gets a secret (returned once),
+    unless it registers its public keys (``jwks``, a JWK Set): it then authenticates with
+    private_key_jwt and has no secret. Raises ValidationError (``name``, ``redirect_uri``,
+    ``post_logout_uri``, ``backchannel_logout_uri``, ``jwks``)."""
     name = check_name(name)
     redirects = check_uris(redirect_uris, field="redirect_uri", required=True)
     post_logout = check_uris(post_logout_redirect_uris, field="post_logout_uri", required=False)
@@ -144,7 +187,14 @@ def add_client(
         if backchannel_logout_uri
         else None
     )
-    secret, secret_hash = (None, None) if public else _new_secret(hasher)
+    keys = None
+    if jwks is not None:
+        if public:
+            raise ValidationError(
+                N_("A public app has no keys: it signs in with PKCE alone."), field="jwks"
+            )
+        keys = check_jwks(jwks)
+    secret, secret_hash = (None, None) if public or keys else _new_secret(hasher)
     client = OidcClient(
         id=new_id("app"),
         tenant_id=tenant.id,
@@ -153,6 +203,7 @@ def add_client(
         redirect_uris=redirects,
         post_logout_redirect_uris=post_logout,
         backchannel_logout_uri=backchannel,
+        jwks=keys,
         created_at=now,
         created_by=actor_id,
     )
@@ -168,6 +219,7 @@ def add_client(
         client_id=client.id,
         name=name,
         public=public,
+        auth_method=client.auth_method,
         redirect_uris=redirects,
     )
     return NewClient(client, secret)
@@ -186,6 +238,11 @@ def rotate_secret(
     once. Raises ValidationError for a public app, which has none."""
     if client.is_public:
         raise ValidationError(N_("A public app has no secret."), field="secret")
+    if client.jwks is not None:
+        raise ValidationError(
+            N_("This app signs in with its own keys (private_key_jwt): it has no secret."),
+            field="secret",
+        )
     secret, client.secret_hash = _new_secret(hasher)
     events.record(
         db,
@@ -250,6 +307,7 @@ def change_client(
     post_logout_redirect_uris: Iterable[str] | None = None,
     backchannel_logout_uri: str | None = None,
     clear_backchannel: bool = False,
+    jwks: object = None,
     now: datetime,
     actor_id: str | None = None,
     origin: Origin = events.SYSTEM,
@@ -258,9 +316,10 @@ def change_client(
     removes the back-channel URI). Whether it is public or confidential never changes
     after registration (a secret cannot be taken back from a public app's users, nor
     given to one safely). Checks everything before changing anything; records
-    ``oidc.client_changed`` with the names of what changed. Returns those names.
-    Raises ValidationError (``name``, ``redirect_uri``, ``post_logout_uri``,
-    ``backchannel_logout_uri``)."""
+    ``oidc.client_changed`` with the names of what changed. Returns those names. ``jwks``
+    replaces the keys of an app registered with keys (to rotate them). Raises
+    ValidationError (``name``, ``redirect_uri``, ``post_logout_uri``,
+    ``backchannel_logout_uri``, ``jwks``)."""
     changes: dict[str, object] = {}
     if name is not None:
         changes["name"] = check_name(name)
@@ -276,6 +335,13 @@ def change_client(
         changes["backchannel_logout_uri"] = check_uri(
             backchannel_logout_uri, field="backchannel_logout_uri"
         )
+    if jwks is not None:
+        if client.jwks is None:
+            raise ValidationError(
+                N_("Only an app registered with keys (private_key_jwt) can change them."),
+                field="jwks",
+            )
+        changes["jwks"] = check_jwks(jwks)
     changed = [key for key, value in changes.items() if getattr(client, key) != value]
     for key in changed:
         setattr(client, key, changes[key])
@@ -337,3 +403,35 @@ def people_to_choose(db: Session, tenant_id: str, *, limit: int = 1000) -> list[
             .execution_options(all_tenants=True)
         )
     )
+
+
+# --- private_key_jwt --------------------------------------------------------------------
+
+
+def use_assertion_jti(
+    db: Session, client: OidcClient, jti: str, *, expires_at: datetime, now: datetime
+) -> bool:
+    """Spend the ``jti`` of one of ``client``'s assertions: True the first time, False if
+    it was used before (a replay, RFC 7523 §3). Kept until ``expires_at`` (the
+    assertion's ``exp``: after that the assertion is refused anyway). Atomic: of two
+    requests with the same jti at once, one wins."""
+    db.execute(
+        delete(OidcAssertionJti)
+        .where(OidcAssertionJti.client_id == client.id, OidcAssertionJti.expires_at <= now)
+        .execution_options(synchronize_session=False, all_tenants=True)
+    )
+    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    spent = db.execute(
+        insert(OidcAssertionJti)
+        .values(
+            tenant_id=client.tenant_id,
+            client_id=client.id,
+            jti_hash=hashlib.sha256(jti.encode()).hexdigest(),
+            expires_at=expires_at,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[OidcAssertionJti.client_id, OidcAssertionJti.jti_hash]
+        )
+        .execution_options(all_tenants=True)
+    )
+    return bool(spent.rowcount)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ API_FIELDS = {
     "redirect_uri": "redirectUris",
     "post_logout_uri": "postLogoutUris",
     "backchannel_logout_uri": "backchannelLogoutUri",
+    "secret": "clientSecret",
 }
 
 # --- request bodies --------------------------------------------------------------------------
@@ -61,6 +62,16 @@ PEOPLE = Field(
     },
 )
 
+JWKS = Field(
+    "jwks",
+    dict,
+    doc={
+        "description": 'The app\'s public keys as a JWK Set ({"keys": [...]}, 1 to 10 EC, RSA '
+        "or OKP keys, no private part): it then authenticates with private_key_jwt and has "
+        "no secret. In a change: new keys for an app registered with keys."
+    },
+)
+
 NEW_APP = Body(
     Field("name", str, required=True, max_length=oidc_clients.MAX_NAME),
     Field(
@@ -83,6 +94,7 @@ NEW_APP = Body(
     ),
     RESTRICTED,
     PEOPLE,
+    JWKS,
 )
 
 CHANGE_APP = Body(
@@ -92,6 +104,7 @@ CHANGE_APP = Body(
     BACKCHANNEL_URI,
     RESTRICTED,
     PEOPLE,
+    JWKS,
     Field(
         "public",
         bool,
@@ -108,6 +121,11 @@ APP = obj(
         "clientId": {"type": "string", "examples": ["app_3f2a…"]},
         "name": {"type": "string"},
         "public": {"type": "boolean"},
+        "tokenEndpointAuthMethod": {
+            "type": "string",
+            "enum": ["client_secret_basic", "private_key_jwt", "none"],
+            "description": "client_secret_basic also allows client_secret_post.",
+        },
         "redirectUris": _URI_LIST,
         "postLogoutUris": _URI_LIST,
         "backchannelLogoutUri": {"type": ["string", "null"]},
@@ -151,6 +169,7 @@ def app_item(client: OidcClient, people: list[User], issuer: str) -> dict[str, A
         "clientId": client.id,
         "name": client.name,
         "public": client.is_public,
+        "tokenEndpointAuthMethod": client.auth_method,
         "redirectUris": list(client.redirect_uris),
         "postLogoutUris": list(client.post_logout_redirect_uris),
         "backchannelLogoutUri": client.backchannel_logout_uri,

@@ -59,6 +59,8 @@ from app.web.cookies import clear_session_cookie
 from app.web.extensions import csrf
 from app.web.forms import ActionForm
 from app.web.oidc_server import (
+    ASSERTION_ALGORITHMS,
+    AUTH_METHODS,
     SCOPES,
     Introspection,
     Person,
@@ -130,7 +132,7 @@ def _public(response: Response) -> Response:
 def discovery() -> Response:
     """The OpenID Provider Metadata of the tenant's issuer (OpenID Connect Discovery 1.0)."""
     base = issuer(g.oidc_tenant)
-    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    auth_methods = AUTH_METHODS
     metadata = {
         "issuer": base,
         "authorization_endpoint": f"{base}/authorize",
@@ -148,6 +150,9 @@ def discovery() -> Response:
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "sub",
