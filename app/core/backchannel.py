@@ -7,6 +7,9 @@ ends, for whatever reason, every app signed in through it is signed out too.
   factory), in the same transaction: it ends the session's app sign-ins (their tokens
   die) and queues one logout token per app that registered a back-channel URI. A
   rollback queues nothing.
+* **An app taken away** (people taken off its list, or the app removed: app.core.
+  oidc_access) ends its sign-ins through :func:`sign_out_of_client`, the same way: tokens
+  die and logout tokens are queued, to a removed app too.
 * **Idle and absolute expiry** are found on the session's next request; a session whose
   browser never comes back would never be found, so the worker also ends, each pass,
   the expired sessions that still have apps signed in (:func:`end_expired_sessions`).

@@ -19,7 +19,6 @@ API_FIELDS = {
     "redirect_uri": "redirectUris",
     "post_logout_uri": "postLogoutUris",
     "backchannel_logout_uri": "backchannelLogoutUri",
-    "secret": "clientSecret",
 }
 
 # --- request bodies --------------------------------------------------------------------------
