@@ -197,3 +197,16 @@ def test_removing_an_app_ends_its_sign_ins_and_still_tells_it(
         assert db.scalar(select(OidcLogoutDelivery)).status == "delivered"
         event = db.scalar(select(Event).where(Event.kind == "oidc.client_removed"))
         assert event.details["sign_ins_ended"] == 1 and event.actor_id is not None
+
+
+def test_an_app_with_keys_offers_no_new_secret_on_its_pages(
+    admin_client: FlaskClient, services: Services, clock: FrozenClock, tenant: Any
+) -> None:
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256").as_dict(private=False)
+    keyed = register(services, clock, name="Keyed", jwks={"keys": [key]})
+    for url in ("/admin/apps", f"/admin/apps/{keyed.client_id}"):
+        page = admin_client.get(url)
+        assert "(private_key_jwt)" in page.text
+        assert f"/admin/apps/{keyed.client_id}/secret" not in page.text
