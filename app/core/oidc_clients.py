@@ -432,6 +432,9 @@ def use_assertion_jti(
         .on_conflict_do_nothing(
             index_elements=[OidcAssertionJti.client_id, OidcAssertionJti.jti_hash]
         )
+        .returning(OidcAssertionJti.jti_hash)
         .execution_options(all_tenants=True)
     )
-    return bool(spent.rowcount)  # type: ignore[attr-defined]
+    # A row comes back only when it was inserted (rowcount is not reliable here on
+    # every driver).
+    return spent.first() is not None
