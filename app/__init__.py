@@ -218,6 +218,7 @@ def register_blueprints(app: Flask) -> None:
         admin_people,
         admin_policy,
         api,
+        api_apps,
         auth,
         compliance,
         devices,
@@ -247,6 +248,7 @@ def register_blueprints(app: Flask) -> None:
         admin_apps.bp,
         passkeys.bp,
         passkeys.api_bp,
+        api_apps.bp,
         sign_in_links.bp,
     ):
         app.register_blueprint(blueprint)

@@ -742,10 +742,51 @@ class OidcClient(TenantScoped, Base):
     created_by: Mapped[str | None] = mapped_column(String(40))
     #: a removed app: no sign-ins, its tokens refused (rows kept for the audit trail)
     removed_at: Mapped[OptionalTimestamp]
+    #: only the people listed in oidc_client_people may sign in to it (False: everyone
+    #: of the tenant may)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the app's public keys (a JWK Set, registered inline): it authenticates with
+    #: private_key_jwt and has no secret; None for the other apps
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def is_public(self) -> bool:
-        return self.secret_hash is None
+        """A browser or native app: no secret, no keys, PKCE required."""
+        return self.secret_hash is None and self.jwks is None
+
+    @property
+    def auth_method(self) -> str:
+        """How the app authenticates at the token endpoint (its discovery name)."""
+        if self.jwks is not None:
+            return "private_key_jwt"
+        return "none" if self.secret_hash is None else "client_secret_basic"
+
+
+class OidcAssertionJti(TenantScoped, Base):
+    """A ``jti`` of a private_key_jwt client assertion already used (single use, RFC 7523
+    §3), kept until the assertion's ``exp``. Only a hash of the jti is stored."""
+
+    __tablename__ = "oidc_assertion_jtis"
+
+    client_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("oidc_clients.id"), primary_key=True
+    )
+    jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OidcClientPerson(TenantScoped, Base):
+    """A person chosen to use a restricted app (OidcClient.restricted). The list is kept
+    while the app is open to everyone, so restricting it again brings the same people
+    back."""
+
+    __tablename__ = "oidc_client_people"
+
+    client_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("oidc_clients.id"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id"), primary_key=True)
+    added_at: Mapped[Timestamp]
 
 
 class OidcCode(TenantScoped, Base):

@@ -37,6 +37,15 @@ CONTRACT = {
     ("get", "/auth/verify"),
     ("get", "/auth/sign-in"),
     ("get", "/.well-known/jwks.json"),
+    # a tenant's OpenID Connect apps (issue 25)
+    ("get", "/api/admin/apps"),
+    ("post", "/api/admin/apps"),
+    ("get", "/api/admin/apps/{clientId}"),
+    ("patch", "/api/admin/apps/{clientId}"),
+    ("delete", "/api/admin/apps/{clientId}"),
+    ("post", "/api/admin/apps/{clientId}/secret"),
+    ("get", "/api/admin/apps/{clientId}/sign-ins"),
+    ("delete", "/api/admin/apps/{clientId}/sign-ins/{grantId}"),
     # passkeys (issue 24)
     ("post", "/api/auth/passkey/options"),
     ("post", "/api/auth/passkey/verify"),

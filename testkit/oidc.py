@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -14,6 +17,8 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from app.clock import FrozenClock
 from app.core import oidc_clients
@@ -21,6 +26,7 @@ from app.models import Tenant
 from app.services import Services
 
 ISSUER = "http://localhost/oidc/acme"
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 REDIRECT = "https://app.example/callback"
@@ -148,3 +154,60 @@ def assert_dead(client: FlaskClient, app: Registered, tokens: dict[str, Any]) ->
     assert introspect(client, app, tokens["access_token"]) == {"active": False}
     answer = refresh(client, app, tokens["refresh_token"])
     assert answer.status_code == 400 and answer.json["error"] == "invalid_grant"
+
+
+# --- back-channel logout, from the app's side --------------------------------------------
+
+
+class Receiver:
+    """An app's back-channel logout endpoint on 127.0.0.1: records each POST, answers
+    ``status``."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        self.status = 200
+        self.server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel"
+
+    def _wsgi(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ)
+        self.bodies.append(request.get_data(as_text=True))
+        return Response(status=self.status)(environ, start_response)
+
+    def tokens(self) -> list[str]:
+        return [parse_qs(body)["logout_token"][0] for body in self.bodies]
+
+
+@contextmanager
+def receiving() -> Iterator[Receiver]:
+    """A :class:`Receiver`, served in a thread while the block runs."""
+    found = Receiver()
+    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        found.server.shutdown()
+        thread.join(timeout=5)
+
+
+def logout_claims(
+    client: FlaskClient, token: str, clock: FrozenClock, app: Registered
+) -> dict[str, Any]:
+    """The claims of a logout token, checked as Back-Channel Logout 1.0 §2.6 says an app
+    must (signature against the issuer's JWKS, typ, iss, aud, iat, jti, sid, events, no
+    nonce)."""
+    keys = KeySet.import_key_set(client.get("/oidc/acme/jwks").json)
+    decoded = jwt.decode(token, keys, algorithms=["ES256"])
+    assert decoded.header["typ"] == "logout+jwt"
+    jwt.JWTClaimsRegistry(
+        now=int(clock.now().timestamp()),
+        iss={"essential": True, "value": ISSUER},
+        aud={"essential": True, "value": app.client_id},
+        iat={"essential": True},
+        jti={"essential": True},
+        sid={"essential": True},
+    ).validate(decoded.claims)
+    assert decoded.claims["events"] == {LOGOUT_EVENT: {}}
+    assert "nonce" not in decoded.claims
+    return decoded.claims

@@ -29,6 +29,7 @@ from testkit.browser import CHROMIUM, CHROMIUM_ARGS, served
 from testkit.cluster import REDIS_SERVER, Redis, Servers, free_port
 from testkit.databases import PostgresCluster
 from testkit.mail import MAILBOXES, Mailbox, sending
+from testkit.oidc import Receiver, receiving
 from testkit.rows import Factory, prepare_database
 from testkit.tools import require_tool
 from testkit.values import SECRET, START
@@ -207,6 +208,14 @@ def admin_client(app: Flask, mailbox: Mailbox, admin: User) -> FlaskClient:
 
 
 # --- a real server and Chromium, for browser tests -----------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An app's back-channel logout endpoint (testkit.oidc.Receiver), served while the
+    test runs."""
+    with receiving() as found:
+        yield found
 
 
 @pytest.fixture(scope="session")

@@ -795,7 +795,9 @@ def test_openapi_describes_every_route_of_the_contract(client, app):
             m.lower(),
             r.rule.replace("<session_id>", "{sessionId}")
             .replace("<user_id>", "{userId}")
-            .replace("<passkey_id>", "{passkeyId}"),
+            .replace("<passkey_id>", "{passkeyId}")
+            .replace("<client_id>", "{clientId}")
+            .replace("<grant_id>", "{grantId}"),
         )
         for r in app.url_map.iter_rules()
         for m in r.methods

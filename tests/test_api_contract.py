@@ -152,6 +152,10 @@ def test_error_codes_in_the_document_come_from_every_error_class(tmp_path):
     assert documented and documented <= published
 
 
+#: a value of the right type, by JSON Schema type (an object: a credential)
+RIGHT_TYPE: dict[str, Any] = {"object": {}, "array": ["x"], "string": "x"}
+
+
 def body_cases(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, str]]:
     """(method, path, body, field, the error's words) for each way the published body
     schemas say a body is wrong: a required field missing, a field of the wrong type, a
@@ -166,13 +170,14 @@ def body_cases(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any],
             required = schema["required"]
             # a value of the right type for each required field (an object: a credential)
             properties = schema["properties"]
-            valid = {name: {} if properties[name]["type"] == "object" else "x" for name in required}
+            valid = {name: RIGHT_TYPE[properties[name]["type"]] for name in required}
             for name in required:
                 rest = {k: v for k, v in valid.items() if k != name}
                 cases.append((method, path, rest, name, f"{name} is required."))
             for name, prop in schema["properties"].items():
-                wrong = {**valid, name: ["a list"]}
-                cases.append((method, path, wrong, name, f"{name} must be "))
+                kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+                wrong = "a string" if "array" in kinds else ["a list"]
+                cases.append((method, path, {**valid, name: wrong}, name, f"{name} must be "))
                 if "maxLength" in prop:
                     long = "x" * (prop["maxLength"] + 1)
                     words = f"{name} is at most {prop['maxLength']} characters."
@@ -184,7 +189,7 @@ def test_bodies_are_read_as_the_document_publishes_them(client, mailbox, make, t
     """The views read their bodies with the declarations the document is made from: every
     fault the published schema implies is a 422 naming that field, for that reason (a
     published maxLength is the one enforced). Signed in, for the bodies that need it."""
-    token = token_for(client, mailbox, make.user("sam@acme.test", tenant).email)
+    token = token_for(client, mailbox, make.user("sam@acme.test", tenant, role="admin").email)
     cases = body_cases(client.get("/api/openapi.json").json)
     assert {path for _method, path, *_rest in cases} == {
         "/api/auth/login",
@@ -196,10 +201,14 @@ def test_bodies_are_read_as_the_document_publishes_them(client, mailbox, make, t
         "/api/auth/passkey/enrol",
         "/api/account/passkeys",
         "/api/account/passkeys/{passkeyId}",
+        "/api/admin/apps",
+        "/api/admin/apps/{clientId}",
     }
+    app = {"name": "Grafana", "redirectUris": ["https://app.example/cb"]}
+    client_id = client.post("/api/admin/apps", json=app, headers=bearer(token)).json["clientId"]
     for method, path, body, name, words in cases:
         # (a path's id: the body is read before anything is looked up)
-        url = path.replace("{passkeyId}", "pkey_none")
+        url = path.replace("{clientId}", client_id).replace("{passkeyId}", "pkey_none")
         answer = client.open(url, method=method.upper(), json=body, headers=bearer(token))
         assert answer.status_code == 422, (path, body, answer.json)
         assert answer.json["code"] == "validation_error"

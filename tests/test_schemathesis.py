@@ -28,6 +28,7 @@ WITH_INPUT = {op for op in OPERATIONS if "{" in op[1]} | {
     ("put", "/api/admin/policy"),
     ("put", "/api/admin/retention"),
     ("get", "/api/admin/sessions"),
+    ("post", "/api/admin/apps"),
     ("post", "/api/auth/passkey/options"),
     ("post", "/api/auth/passkey/verify"),
     ("post", "/api/account/passkeys"),

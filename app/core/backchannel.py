@@ -7,6 +7,9 @@ ends, for whatever reason, every app signed in through it is signed out too.
   factory), in the same transaction: it ends the session's app sign-ins (their tokens
   die) and queues one logout token per app that registered a back-channel URI. A
   rollback queues nothing.
+* **An app taken away** (people taken off its list, or the app removed: app.core.
+  oidc_access) ends its sign-ins through :func:`sign_out_of_client`, the same way: tokens
+  die and logout tokens are queued, to a removed app too.
 * **Idle and absolute expiry** are found on the session's next request; a session whose
   browser never comes back would never be found, so the worker also ends, each pass,
   the expired sessions that still have apps signed in (:func:`end_expired_sessions`).
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core import events, oidc_grants
-from app.core.errors import NotFound
+from app.core.errors import N_, NotFound
 from app.core.events import Origin
 from app.core.sessions import deadlines, end_session
 from app.core.webhooks import LEASE, record_attempt
@@ -65,18 +68,24 @@ def apps_signed_out(_database: object, *, db: Session, events: list[Event]) -> N
 
 
 def sign_out_apps(
-    db: Session, session_id: str, *, now: datetime, client_id: str | None = None
+    db: Session,
+    session_id: str,
+    *,
+    now: datetime,
+    client_id: str | None = None,
+    reason: str | None = None,
 ) -> list[OidcGrant]:
     """End the live app sign-ins of ``session_id`` (of one app, given ``client_id``) and
-    queue one logout token per app with a back-channel URI. Returns the grants ended."""
+    queue one logout token per app with a back-channel URI. ``reason`` is the grants'
+    end reason (by default ``session_ended``, or ``signed_out`` for one app). Returns the
+    grants ended."""
     ended: list[OidcGrant] = []
     queued: set[str] = set()
+    reason = reason or ("session_ended" if client_id is None else "signed_out")
     for grant in oidc_grants.grants_of_session(db, session_id):
         if client_id is not None and grant.client_id != client_id:
             continue
-        oidc_grants.end_grant(
-            db, grant, "session_ended" if client_id is None else "signed_out", now=now
-        )
+        oidc_grants.end_grant(db, grant, reason, now=now)
         ended.append(grant)
         client = db.get(OidcClient, grant.client_id)
         if client is None or not client.backchannel_logout_uri or client.id in queued:
@@ -96,6 +105,31 @@ def sign_out_apps(
         )
     if ended:
         db.flush()
+    return ended
+
+
+def sign_out_of_client(
+    db: Session,
+    client: OidcClient,
+    reason: str,
+    *,
+    now: datetime,
+    user_ids: Collection[str] | None = None,
+) -> list[OidcGrant]:
+    """End every live sign-in to ``client`` (only those of ``user_ids``, given), with
+    one logout token per Holdfast session through the outbox, as any ended sign-in.
+    Returns the grants ended."""
+    query = select(OidcGrant.session_id).where(
+        OidcGrant.client_id == client.id, OidcGrant.ended_at.is_(None)
+    )
+    if user_ids is not None:
+        if not user_ids:
+            return []
+        query = query.where(OidcGrant.user_id.in_(list(user_ids)))
+    session_ids = db.scalars(query.distinct().execution_options(all_tenants=True)).all()
+    ended: list[OidcGrant] = []
+    for session_id in session_ids:
+        ended += sign_out_apps(db, session_id, now=now, client_id=client.id, reason=reason)
     return ended
 
 
@@ -171,7 +205,8 @@ def claim_next(db: Session, *, now: datetime, base_url: str) -> Claimed | None:
         "sid": delivery.session_id,
         "events": {LOGOUT_EVENT: {}},
     }
-    url = (client.backchannel_logout_uri or "") if client and client.removed_at is None else ""
+    # A removed app still hears of the sign-ins its removal ended (docs/oidc.md).
+    url = (client.backchannel_logout_uri or "") if client else ""
     return Claimed(delivery.id, url, claims)
 
 
@@ -186,7 +221,7 @@ def send(
 ) -> Outcome:
     """POST a freshly signed logout token (``sign(claims, now)``). Never raises."""
     if not claimed.url:
-        return Outcome(error="the app was removed or has no back-channel logout URI")
+        return Outcome(error="the app has no back-channel logout URI")
     claims = {
         **claimed.claims,
         "iat": int(now.timestamp()),
@@ -247,7 +282,7 @@ def sign_out_of_app(
     the person's or has ended."""
     grant = db.get(OidcGrant, grant_id) if isinstance(grant_id, str) else None
     if grant is None or grant.user_id != user_id or grant.ended_at is not None:
-        raise NotFound("No such app sign-in")
+        raise NotFound(N_("No such app sign-in"))
     sign_out_apps(db, grant.session_id, now=now, client_id=grant.client_id)
     events.record(
         db,
@@ -301,5 +336,5 @@ def end_sign_in_as_admin(
     Raises NotFound for a grant of another app or tenant, or one that has ended."""
     grant = db.get(OidcGrant, grant_id) if isinstance(grant_id, str) else None
     if grant is None or grant.client_id != client.id or grant.tenant_id != client.tenant_id:
-        raise NotFound("No such app sign-in")
+        raise NotFound(N_("No such app sign-in"))
     return sign_out_of_app(db, grant.user_id, grant.id, now=now, actor_id=admin_id, origin=origin)

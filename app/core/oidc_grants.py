@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.core import events
+from app.core import events, oidc_clients
 from app.core.events import Origin
 from app.core.sessions import SESSION_BY_ID, deadlines
 from app.crypto import Hasher
@@ -295,6 +295,8 @@ def _alive(db: Session, token: OidcToken | None, now: datetime) -> TokenFacts | 
     client = db.get(OidcClient, grant.client_id)
     if client is None or client.removed_at is not None:
         return None
+    if not oidc_clients.may_use(db, client, grant.user_id):
+        return None  # taken away (app.core.oidc_access ends such grants at once, too)
     signed_in = live_session(db, grant.session_id, now)
     if signed_in is None:
         return None

@@ -26,8 +26,14 @@ from app.web.json_input import check_text, json_body, query_text, query_time
 
 #: Python kind -> JSON Schema type, and the words an error uses for it (a dict is a JSON
 #: object handed on as it is, e.g. a WebAuthn credential that the core checks itself)
-JSON_TYPES = {str: "string", int: "integer", bool: "boolean", dict: "object"}
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "an object"}
+JSON_TYPES = {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list of strings",
+}
 
 DATE_TIME = {"type": "string", "format": "date-time"}
 
@@ -41,9 +47,10 @@ def ref(name: str) -> dict[str, str]:
 class Field:
     """One member of a JSON body. A missing or null optional field reads as None.
 
-    ``max_length`` is enforced on strings (and published); ``doc`` holds what is published
-    only (description, examples, format, enum, minimum): the core checks those rules and
-    names the field in its own ValidationError.
+    ``max_length`` is enforced on strings (and published); a ``list`` is a list of
+    strings, each at most ``max_length``, at most ``max_items`` of them. ``doc`` holds what
+    is published only (description, examples, format, enum, minimum): the core checks
+    those rules and names the field in its own ValidationError.
     """
 
     name: str
@@ -51,6 +58,7 @@ class Field:
     required: bool = False
     max_length: int | None = None
     doc: Mapping[str, Any] = field(default_factory=dict)
+    max_items: int = 100
 
     def read(self, body: Mapping[str, Any]) -> Any:
         """``body[name]`` checked to be of ``kind``. Raises ValidationError naming the
@@ -68,12 +76,27 @@ class Field:
             raise ValidationError(f"{self.name} must be {_TYPE_NAMES[self.kind]}.", field=self.name)
         if self.kind is str:
             check_text(value, self.name, self.max_length)
+        if self.kind is list:
+            if any(not isinstance(item, str) for item in value):
+                raise ValidationError(f"{self.name} must be a list of strings.", field=self.name)
+            if len(value) > self.max_items:
+                raise ValidationError(
+                    f"{self.name} has at most {self.max_items} items.", field=self.name
+                )
+            for item in value:
+                check_text(item, self.name, self.max_length)
         return value
 
     def schema(self) -> dict[str, Any]:
         kind = JSON_TYPES[self.kind]
         schema: dict[str, Any] = {"type": kind if self.required else [kind, "null"]}
-        if self.max_length is not None:
+        if self.kind is list:
+            items: dict[str, Any] = {"type": "string"}
+            if self.max_length is not None:
+                items["maxLength"] = self.max_length
+            schema["items"] = items
+            schema["maxItems"] = self.max_items
+        elif self.max_length is not None:
             schema["maxLength"] = self.max_length
         schema.update(self.doc)
         if not self.required and "enum" in schema:

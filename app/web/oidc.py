@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from authlib.oidc.core.errors import (
     LoginRequiredError,
     RequestNotSupportedError,
@@ -42,13 +43,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from app.core import oidc_clients, oidc_grants
+from app.core import oidc_access, oidc_clients, oidc_grants
 from app.core.oidc_grants import LiveSession
 from app.core.sessions import end_session
 from app.models import OidcClient, Tenant
@@ -57,6 +59,8 @@ from app.web.cookies import clear_session_cookie
 from app.web.extensions import csrf
 from app.web.forms import ActionForm
 from app.web.oidc_server import (
+    ASSERTION_ALGORITHMS,
+    AUTH_METHODS,
     SCOPES,
     Introspection,
     Person,
@@ -128,7 +132,7 @@ def _public(response: Response) -> Response:
 def discovery() -> Response:
     """The OpenID Provider Metadata of the tenant's issuer (OpenID Connect Discovery 1.0)."""
     base = issuer(g.oidc_tenant)
-    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    auth_methods = AUTH_METHODS
     metadata = {
         "issuer": base,
         "authorization_endpoint": f"{base}/authorize",
@@ -146,6 +150,9 @@ def discovery() -> Response:
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "sub",
@@ -208,25 +215,35 @@ def authorize() -> Response | tuple[str, int]:
         fresh_needed = signed_in is not None and _fresh_sign_in_needed(signed_in, params)
         if fresh_needed and "none" in (params.get("prompt") or "").split():
             raise LoginRequiredError(redirect_uri=redirect_uri)
+        if signed_in is not None and not oidc_clients.may_use(
+            db(), grant.client.row, signed_in.user.id
+        ):
+            # Checked after the redirect URI (OpenID Connect Core 3.1.2.6): the app hears
+            # access_denied; the person was chosen out of it, or never chosen.
+            oidc_access.refuse(db(), grant.client.row, signed_in, now=now(), origin=origin())
+            raise AccessDeniedError(
+                description="You may not use this app.", redirect_uri=redirect_uri
+            )
     except OAuth2Error as error:
         if not error.redirect_uri:
             # No client or redirect URI we may send the person back to: never redirect.
             return render_template(
                 "error.html",
-                title="This sign-in link is not valid",
+                title=_("This sign-in link is not valid"),
                 message=error.description or error.error,
             ), 400
         error.state = params.get("state")
         answer = server.handle_error_response(grant_request(), error)
-        return _to_app(answer, "the app")
+        return _to_app(answer, _("the app"))
     if signed_in is None:
         if current_user.is_authenticated:
             return render_template(
                 "error.html",
-                title="Signed in to another organisation",
-                message=(
-                    f"You are signed in to another organisation. Sign out, then sign in "
-                    f"to {g.oidc_tenant.name} to continue to this app."
+                title=_("Signed in to another organisation"),
+                message=_(
+                    "You are signed in to another organisation. Sign out, then sign in "
+                    "to %(organisation)s to continue to this app.",
+                    organisation=g.oidc_tenant.name,
                 ),
             ), 403
         return redirect(url_for("auth.login", next=_come_back(fresh=False)))  # type: ignore[return-value]
@@ -360,24 +377,24 @@ def _logout_request(params: Any) -> LogoutRequest:
         try:
             claims = jose_jwt.decode(hint, keys, algorithms=["ES256"]).claims
         except (JoseError, ValueError) as error:
-            raise ValueError("The id_token_hint is not a token of this issuer.") from error
+            raise ValueError(_("The id_token_hint is not a token of this issuer.")) from error
         if claims.get("iss") != issuer(tenant):
-            raise ValueError("The id_token_hint is not a token of this issuer.")
+            raise ValueError(_("The id_token_hint is not a token of this issuer."))
         audience = claims.get("aud")
         if client_id is not None and client_id != audience:
-            raise ValueError("client_id does not match the id_token_hint.")
+            raise ValueError(_("client_id does not match the id_token_hint."))
         client_id = audience if isinstance(audience, str) else None
     client = oidc_clients.find_client(db(), tenant.id, client_id) if client_id else None
     if client_id and client is None:
-        raise ValueError("Unknown app.")
+        raise ValueError(_("Unknown app."))
     target = params.get("post_logout_redirect_uri") or None
     if target is not None:
         if client is None:
             raise ValueError(
-                "A post_logout_redirect_uri needs the app's client_id or an id_token_hint."
+                _("A post_logout_redirect_uri needs the app's client_id or an id_token_hint.")
             )
         if target not in client.post_logout_redirect_uris:  # exact match: no open redirect
-            raise ValueError("That post_logout_redirect_uri is not registered for the app.")
+            raise ValueError(_("That post_logout_redirect_uri is not registered for the app."))
         state = params.get("state")
         if state:
             target = add_params_to_uri(target, [("state", state)])
@@ -386,7 +403,7 @@ def _logout_request(params: Any) -> LogoutRequest:
 
 def _logout_error(error: ValueError) -> tuple[str, int]:
     return render_template(
-        "error.html", title="This sign-out link is not valid", message=str(error)
+        "error.html", title=_("This sign-out link is not valid"), message=str(error)
     ), 400
 
 
@@ -395,7 +412,7 @@ def _after_logout(found: LogoutRequest) -> Response:
         return redirect(url_for("auth.login", reason="logout"))  # type: ignore[return-value]
     # A page, not a redirect: after the confirmation form, CSP form-action 'self' would
     # refuse a redirect to the app (see _to_app).
-    name = found.client.name if found.client else "the app"
+    name = found.client.name if found.client else _("the app")
     page = render_template("oidc/continue.html", location=found.target, app_name=name)
     return Response(page, 200, content_type="text/html; charset=utf-8")
 
@@ -429,7 +446,7 @@ def end_session_confirmed() -> Response | tuple[str, int]:
     except ValueError as error:
         return _logout_error(error)
     if not ActionForm().validate_on_submit():
-        return _logout_error(ValueError("The form expired. Go back to the app and try again."))
+        return _logout_error(ValueError(_("The form expired. Go back to the app and try again.")))
     if _signed_in_here() is not None:
         me = current()
         end_session(db(), me.session, "logout", now=now(), actor_id=me.user.id, origin=origin())

@@ -16,20 +16,24 @@ app.core.oidc_grants). The routes that call it are app.web.oidc.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidRequestError, grants
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import create_half_hash
 from flask import Flask, current_app, g
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet
 from sqlalchemy import select
 
 from app.core import oidc_clients, oidc_grants
@@ -39,6 +43,13 @@ from app.web.authentication import origin
 from app.web.unit_of_work import db, now, services
 
 SCOPES = ("openid", "profile", "email", "offline_access")
+PRIVATE_KEY_JWT = "private_key_jwt"
+#: how apps may authenticate at the token, revocation and introspection endpoints
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", PRIVATE_KEY_JWT, "none"]
+#: the algorithms a private_key_jwt assertion may be signed with (never HS*, never none)
+ASSERTION_ALGORITHMS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
+#: the longest an assertion may live (its exp, from now): bounds how long jtis are kept
+ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
 ID_TOKEN_LIFETIME = timedelta(minutes=5)
 ID_TOKEN_TYPE = "JWT"  # noqa: S105 (a JOSE typ, not a secret)
 
@@ -68,6 +79,8 @@ class App(ClientMixin):
         return oidc_clients.secret_matches(services().hasher, self.row, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.row.jwks is not None:
+            return method == PRIVATE_KEY_JWT
         if self.row.is_public:
             return method == "none"
         return method in ("client_secret_basic", "client_secret_post")
@@ -162,7 +175,7 @@ class Token:
 
 
 class AuthorizationCode(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         person: Person = request.user
@@ -193,16 +206,20 @@ class AuthorizationCode(grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code: Code) -> Person | None:
         row = authorization_code.row
         signed_in = oidc_grants.live_session(db(), row.session_id, now())
-        if signed_in is None or signed_in.user.id != row.user_id:
-            row.used_at = now()  # a code of an ended session is spent too
-            return None
+        if (
+            signed_in is None
+            or signed_in.user.id != row.user_id
+            or not oidc_clients.may_use(db(), self.request.client.row, row.user_id)
+        ):
+            row.used_at = now()  # a code of an ended session (or a person no longer
+            return None  # allowed to use the app) is spent too
         return Person(
             signed_in, auth_time=row.auth_time, amr=list(row.amr), acr=row.acr, nonce=row.nonce
         )
 
 
 class RefreshToken(grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotated on every use (RFC 9700 §4.14.2)
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
@@ -303,7 +320,7 @@ class IdTokenOnRefresh(OpenIDToken):
 
 
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query_token(token_string, token_type_hint)
@@ -315,7 +332,7 @@ class Revocation(RevocationEndpoint):
 
 
 class Introspection(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
         return _query_token(token_string, token_type_hint)
@@ -353,6 +370,71 @@ def _query_token(value: str, hint: str | None) -> Token | None:
     row, is_refresh = found
     facts = oidc_grants.token_alive(db(), row, is_refresh=is_refresh, now=now())
     return Token(row, facts, client=client, is_refresh=is_refresh)
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """private_key_jwt (OpenID Connect Core 9, RFC 7523 §2.2): the app signs an assertion
+    with a key whose public half it registered inline (OidcClient.jwks: no jwks_uri is
+    ever fetched, so nothing on the request path waits on another server). Authlib finds
+    the app by ``sub`` and checks the signature; here: the algorithm (asymmetric only),
+    ``iss`` = ``sub`` = the client id, ``aud`` the token endpoint or the issuer, ``exp``
+    on Holdfast's clock and at most :data:`ASSERTION_MAX_LIFETIME` ahead, and the
+    ``jti`` used once (app.core.oidc_clients.use_assertion_jti)."""
+
+    CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
+
+    def __init__(self) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+
+    def get_audiences(self) -> list[str]:
+        base = issuer(g.oidc_tenant)
+        return [f"{base}/token", base]
+
+    def resolve_client_public_key(self, client: App) -> KeySet:
+        if client.row.jwks is None:
+            raise InvalidClientError(description="The client has no registered keys.")
+        return KeySet.import_key_set(client.row.jwks)  # type: ignore[arg-type]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Key | KeySet) -> Any:
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError) as error:
+            raise InvalidClientError(description="The client assertion is not valid.") from error
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims: Any) -> None:
+        moment = now()
+        registry = jwt.JWTClaimsRegistry(
+            now=int(moment.timestamp()),
+            leeway=self.leeway,
+            iss={"essential": True},
+            sub={"essential": True},
+            aud={"essential": True, "values": self.get_audiences()},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as error:
+            raise InvalidClientError(description=error.description) from error
+        if claims["sub"] != claims["iss"]:
+            raise InvalidClientError(description="iss and sub must both be the client id.")
+        exp, jti = claims["exp"], claims["jti"]
+        latest = moment + ASSERTION_MAX_LIFETIME
+        if not isinstance(exp, int) or exp > latest.timestamp():
+            raise InvalidClientError(description="The client assertion lives too long.")
+        if not isinstance(jti, str) or not jti or len(jti) > 200:
+            raise InvalidClientError(description="The client assertion needs a jti.")
+        if not self.validate_jti(claims, jti):
+            raise InvalidClientError(description="The client assertion was used before.")
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        client: App | None = g.get("oidc_client")
+        if client is None or client.get_client_id() != claims["sub"]:
+            return False
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        return oidc_clients.use_assertion_jti(db(), client.row, jti, expires_at=expires, now=now())
 
 
 class Provider(AuthorizationServer):
@@ -408,6 +490,7 @@ def make_provider(app: Flask) -> Provider:
     server.register_grant(RefreshToken, [IdTokenOnRefresh()])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
+    server.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwt())
     return server
 
 

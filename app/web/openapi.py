@@ -26,7 +26,7 @@ from app.core.errors import known_errors
 from app.version import __version__
 from app.web import api_operations as words
 from app.web import api_shapes as shapes
-from app.web import passkey_operations
+from app.web import app_operations, app_shapes, passkey_operations
 from app.web.api_fields import ref
 from app.web.api_operations import Answer, Operation
 from app.web.errors import HTTP_CODES
@@ -37,9 +37,14 @@ bp = Blueprint("openapi", __name__)
 _PATH_VARIABLE = re.compile(r"<(?:\w+:)?(\w+)>")
 
 #: every documented operation, in the order the document lists them
-OPERATIONS = (*words.OPERATIONS, *passkey_operations.OPERATIONS)
+OPERATIONS = (*words.OPERATIONS, *app_operations.OPERATIONS, *passkey_operations.OPERATIONS)
 #: the description of each public id a path carries, by operation id
-PATH_IDS = {**words.PATH_IDS, **passkey_operations.PATH_IDS}
+#: (a dict when a path carries several: path variable -> description)
+PATH_IDS: dict[str, str | dict[str, str]] = {
+    **words.PATH_IDS,
+    **app_operations.PATH_IDS,
+    **passkey_operations.PATH_IDS,
+}
 
 
 def error_codes() -> list[str]:
@@ -84,6 +89,11 @@ def _answer(answer: Answer) -> dict[str, Any]:
     return out
 
 
+def _path_id(operation_id: str, name: str) -> str:
+    described = PATH_IDS[operation_id]
+    return described if isinstance(described, str) else described[name]
+
+
 def _operation(operation: Operation, variables: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "operationId": operation.id,
@@ -98,7 +108,7 @@ def _operation(operation: Operation, variables: list[str]) -> dict[str, Any]:
             "name": name,
             "in": "path",
             "required": True,
-            "description": PATH_IDS[operation.id],
+            "description": _path_id(operation.id, name),
             "schema": {"type": "string", "pattern": shapes.PUBLIC_ID},
         }
         for name in variables
@@ -134,7 +144,7 @@ def _paths() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    schemas = dict(shapes.SCHEMAS)
+    schemas = {**shapes.SCHEMAS, **app_shapes.SCHEMAS}
     error = shapes.ERROR
     code = {**error["properties"]["code"], "examples": error_codes()}
     schemas["Error"] = {**error, "properties": {**error["properties"], "code": code}}
