@@ -3,10 +3,13 @@ an HTML part (app.mail_templates, app.outbox)."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime
 
 import pytest
 from jinja2 import TemplateError
+from markupsafe import escape
 from sqlalchemy import select
 
 from app import paths
@@ -14,10 +17,11 @@ from app.core import codes
 from app.core.events import Origin
 from app.mail import Message, plain_text
 from app.mail_templates import MailTemplates
-from app.models import OutboxMessage
+from app.models import OutboxMessage, User
 from app.outbox import deliver_due
 from app.sealing import MAIL_BODY
 from testkit.core import ask
+from testkit.web import csrf_from
 
 AT = datetime(2026, 12, 6, 14, 5, tzinfo=UTC)
 
@@ -72,7 +76,6 @@ KINDS = {
     },
     "session_evicted": {
         "product": "Holdfast",
-        "reason": "You were signed out because you signed in on another device.",
         "at": AT,
         "device_name": "Sam's <iPad>",
         "old_signed_in_at": AT,
@@ -80,8 +83,10 @@ KINDS = {
     },
     "new_device": {
         "product": "Holdfast",
-        "device": "Safari on iPad (tablet)",
-        "place": "203.0.113.9",
+        "device": "Safari on iPad",
+        "kind": "tablet",
+        "place": "New York, United States",
+        "ip": "203.0.113.9",
         "at": AT,
         "link": "https://id.acme.test/account/not-me/abc",
         "link_days": 7,
@@ -103,7 +108,7 @@ def test_each_mail_has_a_subject_a_text_and_an_html_part(kind):
     assert "6 Dec 2026, 14:05 UTC" in message.text or kind == "person_added"
     for name, value in KINDS[kind].items():
         # every fact the caller gave reaches the text part as written
-        if isinstance(value, str) and value and name != "product" and kind != "session_evicted":
+        if isinstance(value, str) and value and name != "product":
             assert value in message.subject + message.text, value
 
 
@@ -169,3 +174,97 @@ def test_a_composed_message_without_html_is_plain_text():
         date="Sun, 06 Dec 2026 14:05:00 +0000",
     )
     assert email.get_content_type() == "text/plain" and plain_text(email) == "Hello\n"
+
+
+# --- Every mail in German ------------------------------------------------------------------
+
+#: words German writes as English does (names of things, units, the product); anything
+#: else of an English mail that shows up in its German one was left untranslated
+SAME_IN_GERMAN = {
+    "Holdfast",
+    "Passkey",
+    "IP",
+    "UTC",
+    "Person",
+    "Tablet",
+    "Admin",
+    "Link",
+    "in",
+    "an",
+}
+
+
+def words_of(text: str, values: dict) -> set[str]:
+    """The words of ``text`` that the template wrote, not the values it was given (an
+    HTML part's words are those between its tags)."""
+    for value in values.values():
+        if isinstance(value, str) and value:
+            text = text.replace(value, " ").replace(str(escape(value)), " ")
+    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    return set(re.findall(r"[A-Za-zÄÖÜäöüß]{2,}", re.sub(r"https?://\S+", " ", text)))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_mail_in_german_has_no_english_left_and_the_same_facts(kind):
+    values = KINDS[kind]
+    english = MailTemplates().render(kind, to="sam@acme.test", values=values)
+    german = MailTemplates().render(kind, to="sam@acme.test", values=values, language="de")
+    assert german.html is not None and english.html is not None
+    for part in ("subject", "text", "html"):
+        said_in_english = words_of(getattr(english, part), values)
+        said_in_german = words_of(getattr(german, part), values)
+        left = (said_in_english & said_in_german) - SAME_IN_GERMAN
+        assert left == set(), f"{kind} {part}: {sorted(left)}"
+    # the same facts: every value, link and code the English mail carries
+    for name, value in values.items():
+        if isinstance(value, str) and value and name not in ("product", "kind"):
+            assert value in german.subject + german.text, (kind, name)
+    for link in re.findall(r'href="([^"]+)"', english.html):
+        assert f'href="{link}"' in german.html
+    assert '<html lang="de">' in german.html
+    if kind != "person_added":
+        assert "6. Dez. 2026, 14:05 UTC" in german.text
+
+
+def test_german_counts_and_device_kinds_are_german():
+    recovery = MailTemplates().render(
+        "recovery_code_used",
+        to="sam@acme.test",
+        values={**KINDS["recovery_code_used"], "left": 3},
+        language="de",
+    )
+    assert "Sie haben noch 3 unbenutzte Wiederherstellungscodes." in recovery.text
+    phone = MailTemplates().render(
+        "new_device",
+        to="sam@acme.test",
+        values={**KINDS["new_device"], "kind": "phone", "place": None, "ip": ""},
+        language="de",
+    )
+    assert "Was:  Safari on iPad (Smartphone)" in phone.text
+    assert "Wo: einer unbekannten Adresse" in phone.text or "Wo: unbekannt" in phone.text
+
+
+def test_an_invitation_goes_out_in_the_adding_admins_language(
+    admin_client, admin, services, mailbox
+):
+    """The new person has no language yet: the mail is in the admin's (app.mail_templates),
+    sent through the real SMTP server."""
+    with services.session() as db:
+        db.get_one(User, admin.id).language = "de"
+        db.commit()
+    page = admin_client.get("/admin/users").text
+    answer = admin_client.post(
+        "/admin/users",
+        data={"csrf_token": csrf_from(page), "email": "neu@acme.test", "role": "member"},
+    )
+    assert answer.status_code == 302
+    [mail] = mailbox.wait_for("neu@acme.test")
+    assert mail["Subject"] == "Sie wurden zu Acme auf Holdfast hinzugefügt"
+    text = plain_text(mail)
+    assert f"{admin.email} hat Sie zu Acme auf Holdfast hinzugefügt." in text
+    assert "Melden Sie sich hier mit dieser E-Mail-Adresse an (neu@acme.test):" in text
+    assert "http://localhost/login" in text
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None and '<html lang="de">' in html.get_content()
+    with services.session() as db:  # the newcomer's own pages still follow their browser
+        assert db.scalars(select(User).where(User.email == "neu@acme.test")).one().language is None

@@ -45,23 +45,24 @@ from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.deployment import deployment
+from app.core.errors import N_
 from app.core.events import Origin
 from app.models import Alert, Tenant, User
 from app.outbox import queue_mail
 
 SEVERITIES = ("low", "medium", "high")
-#: what an admin reads for each kind of alert
+#: what an admin reads for each kind of alert (English; pages and mails translate it)
 TITLES = {
-    "new_device": "Sign-in from a new device",
-    "new_country": "Sign-in from a new country",
-    "impossible_travel": "Impossible travel",
-    "code_burst": "Burst of wrong sign-in codes",
-    "code_sign_in_slowed": "Code sign-in slowed after many wrong codes",
-    "session_replay": "Ended session used again",
-    "ip_changed": "Session IP address changed",
-    "ua_changed": "Session browser changed",
-    "sign_in_disowned": "Person reported a sign-in that was not them",
-    "passkey_cloned": "Copied passkey used",
+    "new_device": N_("Sign-in from a new device"),
+    "new_country": N_("Sign-in from a new country"),
+    "impossible_travel": N_("Impossible travel"),
+    "code_burst": N_("Burst of wrong sign-in codes"),
+    "code_sign_in_slowed": N_("Code sign-in slowed after many wrong codes"),
+    "session_replay": N_("Ended session used again"),
+    "ip_changed": N_("Session IP address changed"),
+    "ua_changed": N_("Session browser changed"),
+    "sign_in_disowned": N_("Person reported a sign-in that was not them"),
+    "passkey_cloned": N_("Copied passkey used"),
 }
 ADMIN_ALERTS_PATH = "/admin/alerts"
 
@@ -155,7 +156,7 @@ def _mail_admins(db: Session, alert: Alert, now: datetime) -> None:
     ).all()
     settings = deployment(db)
     title = TITLES.get(alert.kind, alert.kind)
-    who = person.email if person else "no particular person"
+    who = person.email if person else None  # the mail says "no particular person"
     for admin in admins:
         queue_mail(
             db,
@@ -173,4 +174,5 @@ def _mail_admins(db: Session, alert: Alert, now: datetime) -> None:
             },
             tenant_id=tenant.id,
             now=now,
+            language=admin.language,
         )

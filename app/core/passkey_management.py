@@ -152,4 +152,5 @@ def mail_owner(
         },
         tenant_id=user.tenant_id,
         now=now,
+        language=user.language,
     )

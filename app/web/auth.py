@@ -17,6 +17,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
 from app.core import codes, reauth, signin
@@ -111,7 +112,10 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             return redirect(url_for("auth.code"))  # type: ignore[return-value]
     reason = request.args.get("reason", "")
     return render_template(
-        "auth/login.html", form=form, notice=END_MESSAGES.get(reason), reason=reason
+        "auth/login.html",
+        form=form,
+        notice=gettext(END_MESSAGES[reason]) if reason in END_MESSAGES else None,
+        reason=reason,
     )
 
 

@@ -197,7 +197,7 @@ def trust_this(device_id: str) -> Response:
     response = _after_trust_change(
         _(
             "This device is trusted until %(day)s. You stay signed in here longer.",
-            day=f"{until.day} {until:%b %Y}",
+            day=format_datetime(until, "d MMM y"),
         )
     )
     deadline = me.session.absolute_deadline
@@ -265,7 +265,7 @@ def _status() -> Response:
         response = jsonify(
             {
                 "valid": False,
-                "error": END_MESSAGES.get(reason, error.message),
+                "error": _(END_MESSAGES[reason]) if reason in END_MESSAGES else said(error),
                 "code": error.code,
                 "reason": reason,
                 "loginUrl": url_for(
