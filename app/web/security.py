@@ -131,7 +131,7 @@ def index() -> str:
         next=_next(),
         language=LanguageForm(),
         days=people.HISTORY_DAYS,
-        activity=[(event, in_words(event, names)) for event in activity],
+        activity=[(event, in_words(event, names, viewer_id=me.user.id)) for event in activity],
         signed_out=mine_too.history,
         devices_by_id=mine_too.devices_by_id,
         end_messages=END_MESSAGES,
