@@ -130,3 +130,47 @@ def test_every_catalog_is_complete_and_compiled():
 
         assert pairs(mo) == pairs(po)
     assert i18n.translations("de").gettext(NOT_A_CODE).startswith("Ein Code hat 6 Ziffern")
+
+
+def visible_words(page: str) -> str:
+    """The text of a page's <main> (what a person reads), tags and scripts removed."""
+    main = re.search(r"<main.*?</main>", page, re.S)
+    assert main, page
+    return re.sub(r"<[^>]+>", " ", main.group(0))
+
+
+def test_the_security_page_and_its_banner_words_are_german(signed_in, services, member, clock):
+    with services.session(write=True) as db:
+        db.get_one(User, member.id).language = "de"
+        db.commit()
+    page = signed_in.get("/account/security").text
+    words = visible_words(page)
+    for german in (
+        "Kontosicherheit",
+        "Anmeldung in zwei Schritten",
+        "Ihre Daten",
+        "Authenticator-App hinzufügen",
+        "Aktuelle Sicherheitswarnungen",
+    ):
+        assert german in words, german
+    for english in (
+        "Account security",
+        "Two-step sign-in",
+        "Your data",
+        "Download my data",
+        "Recent security alerts",
+        "Add an authenticator app",
+        "just now",
+        " ago",
+    ):
+        assert english not in words, english
+    # the session keeper's banner words, handed to the script in the page's language
+    assert 'data-stay="Angemeldet bleiben"' in page
+    assert 'data-countdown="Sie werden abgemeldet in {time} \u2013 "' in page
+
+
+def test_a_signed_out_reason_and_the_second_step_are_german(client, services):
+    page = client.get("/login?reason=idle_expired", headers=GERMAN).text
+    assert "Sie wurden nach einer Zeit der Inaktivität abgemeldet." in page
+    again = client.get("/login?reason=revoked_by_admin", headers=GERMAN).text
+    assert "Ein Administrator hat Sie abgemeldet." in again

@@ -165,7 +165,7 @@ def rename(device_id: str) -> Response | str:
         except ValidationError as problem:
             error = said(problem)
     else:
-        error = "; ".join(form.name.errors) or "Could not rename the device."
+        error = "; ".join(form.name.errors) or _("Could not rename the device.")
     if is_htmx():
         # 422 is swapped (base.html's htmx-config): the card says what was wrong.
         if error:
