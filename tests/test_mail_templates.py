@@ -3,6 +3,7 @@ an HTML part (app.mail_templates, app.outbox)."""
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 from datetime import UTC, datetime
@@ -268,3 +269,15 @@ def test_an_invitation_goes_out_in_the_adding_admins_language(
     assert html is not None and '<html lang="de">' in html.get_content()
     with services.session() as db:  # the newcomer's own pages still follow their browser
         assert db.scalars(select(User).where(User.email == "neu@acme.test")).one().language is None
+
+
+def test_every_mail_the_core_queues_names_its_recipients_language():
+    """Each queue_mail call in app/ passes ``language=`` (the recipient's setting, or for
+    an invitation the adding admin's): left out, a mail would silently go out in English."""
+    calls = []
+    for path in (paths.PACKAGE).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "queue_mail":
+                calls.append((path.name, {k.arg for k in node.keywords}))
+    assert len(calls) >= 7, calls
+    assert [name for name, keywords in calls if "language" not in keywords] == []

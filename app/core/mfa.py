@@ -328,6 +328,7 @@ def use_recovery_code(
         },
         tenant_id=user.tenant_id,
         now=now,
+        language=user.language,
     )
     return True
 
