@@ -168,7 +168,7 @@ def test_the_sentences_are_german_for_a_german_admin(
     page = admin_client.get("/admin/audit").text
     said = sentences(page)
     assert said["session.ended"] == [
-        "Die Sitzung von Sam auf Safari on iOS endete nach einer Zeit ohne Aktivität"
+        "Die Sitzung von Sam auf Safari auf iOS endete nach einer Zeit ohne Aktivität"
     ]
     assert "<h1>Protokoll</h1>" in page and ">Details<" in page
 
@@ -336,7 +336,7 @@ def test_a_person_reads_you_about_what_they_did_and_what_was_done_to_them(
         "Sie haben alle Ihre Sitzungen beendet (2)",
         "Ada hat Sie zum Admin gemacht",
         "Ihre Sitzung auf Tablet endete nach einer Zeit ohne Aktivität",
-        "Sie haben die Sitzung auf Safari on iOS beendet",
+        "Sie haben die Sitzung auf Safari auf iOS beendet",
     ]
 
 

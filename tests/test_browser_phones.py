@@ -206,6 +206,7 @@ def test_the_devices_page_in_german_fits_a_phone(
         )
     text = page.locator("main").inner_text()
     assert "Ihre Geräte" in text and "Dieses Gerät" in text
+    assert "Chrome auf Android" in text  # a device with no name of its own, in German
     assert "Your devices" not in text and "Sign out" not in text and " ago" not in text
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "devices-de-390.png"), full_page=True)

@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from app.core.alerts import TITLES
 from app.core.audit_log import EventNames
 from app.models import Device, Event, User
+from app.web.templating import device_name
 
 Rule: TypeAlias = LazyString | Callable[[Event], LazyString]
 #: how a person is shown: the person and the text to show; None = plain text
@@ -285,7 +286,7 @@ def _values(event: Event, names: EventNames, link: PersonLink) -> dict[str, Any]
     values: dict[str, Any] = {
         "actor": _actor(event, names, link),
         "subject": _person(event.subject_id, names, link, _("someone")),
-        "device": device.display_name if device else _("a device"),
+        "device": device_name(device) if device else _("a device"),
         "app": names.apps.get(str(details.get("client_id")), _("an app")),
         "kind": Markup("<code>%s</code>") % event.kind,
         "alert": _(TITLES[str(details.get("alert_kind"))])
@@ -300,7 +301,7 @@ def _values(event: Event, names: EventNames, link: PersonLink) -> dict[str, Any]
     for key in ("count", "left"):
         values[key] = details.get(key, "")
     if event.kind == "device.renamed":  # no name: the one made from its browser and OS
-        made = Device(browser=device.browser, os=device.os).display_name if device else None
+        made = device_name(Device(browser=device.browser, os=device.os)) if device else None
         values["old"] = details.get("old") or made or _("the unnamed device")
         values["new"] = details.get("new") or made or _("no name")
     return values

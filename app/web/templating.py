@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from app.core.errors import N_, N_plural
 from app.core.totp import Enrolment
+from app.models import Device
 from app.user_agents import describe
 from app.version import __version__
 from app.web.unit_of_work import now
@@ -128,6 +129,17 @@ def kind_word(kind: str) -> str:
     return gettext(KIND_WORDS.get(kind, KIND_WORDS["other"]))
 
 
+def device_name(device: Device) -> str:
+    """A device as pages call it, in their language: the name its person gave it, else
+    its browser on its OS ("Safari on iOS", "Safari auf iOS"); Device.display_name is the
+    same in English, for the API, logs and mails' stored facts."""
+    if device.name:
+        return device.name
+    if device.browser and device.os:
+        return gettext("%(browser)s on %(os)s", browser=device.browser, os=device.os)
+    return device.browser or device.os or gettext("Unknown device")
+
+
 def device_label(user_agent: str) -> str:
     info = describe(user_agent or "")
     if info.browser and info.os:
@@ -142,6 +154,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(at)
     app.add_template_filter(on_day)
     app.add_template_filter(device_label)
+    app.add_template_filter(device_name)
     app.add_template_filter(kind_icon)
     app.add_template_filter(kind_word)
     app.add_template_global(now)
