@@ -22,12 +22,13 @@ them (app.core.people.add_person): people of one organisation mostly share it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from babel.dates import format_datetime
+from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from app import i18n, paths
@@ -47,6 +48,48 @@ def when(moment: datetime, language: str = "en") -> str:
     if pattern is None:
         return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
     return f"{format_datetime(moment, pattern, tzinfo=UTC, locale=language)} UTC"
+
+
+def N_(text: str) -> str:
+    """Marks words for the catalog (``pybabel extract -k N_``); returns them unchanged."""
+    return text
+
+
+#: each device kind (app.user_agents.DEVICE_KINDS) in words
+KIND_WORDS = {
+    "phone": N_("phone"),
+    "tablet": N_("tablet"),
+    "desktop": N_("desktop"),
+    "bot": N_("bot"),
+    "other": N_("other device"),
+}
+
+
+def _mail_words(words: NullTranslations) -> dict[str, Callable[..., str]]:
+    """The phrases several mails build from facts, in one language (``words``), as
+    template globals. They return plain text, which an HTML part then escapes like any
+    value (a Jinja macro imported from a text template would not be escaped there)."""
+
+    def named_device(name: str | None, browser: str | None, os: str | None) -> str:
+        """A device as mails call it: the name its person gave it, else its browser on
+        its OS (app.models.Device.display_name, in the mail's language)."""
+        if name:
+            return name
+        if browser and os:
+            return words.gettext(N_("%(browser)s on %(os)s")) % {"browser": browser, "os": os}
+        return browser or os or words.gettext(N_("Unknown device"))
+
+    def kind_word(kind: str) -> str:
+        return words.gettext(KIND_WORDS.get(kind, KIND_WORDS["other"]))
+
+    def where(place: str | None, ip: str | None) -> str:
+        """Where a sign-in came from: its place when known, and its address."""
+        address = ip or words.gettext(N_("an unknown address"))
+        if place:
+            return words.gettext(N_("%(place)s (IP %(ip)s)")) % {"place": place, "ip": address}
+        return address
+
+    return {"named_device": named_device, "kind_word": kind_word, "where": where}
 
 
 class MailTemplates:
@@ -78,6 +121,7 @@ class MailTemplates:
             i18n.translations(language), newstyle=True
         )
         env.filters["when"] = lambda moment: when(moment, language)
+        env.globals.update(_mail_words(i18n.translations(language)))
         env.globals["language"] = language
         return env
 

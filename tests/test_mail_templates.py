@@ -79,12 +79,16 @@ KINDS = {
         "product": "Holdfast",
         "at": AT,
         "device_name": "Sam's <iPad>",
+        "browser": "Safari",
+        "os": "iPadOS",
         "old_signed_in_at": AT,
         "old_ip": "",
     },
     "new_device": {
         "product": "Holdfast",
-        "device": "Safari on iPad",
+        "device": None,  # no name of its own: its browser on its OS
+        "browser": "Safari",
+        "os": "iPadOS",
         "kind": "tablet",
         "place": "New York, United States",
         "ip": "203.0.113.9",
@@ -93,6 +97,11 @@ KINDS = {
         "link_days": 7,
     },
 }
+
+
+#: values a mail says in words rather than as given: the product (the layout's), a device
+#: kind ("tablet", "Tablet"), a device's browser and OS (only when it has no name)
+WORDS_OF_A_FACT = {"product", "kind", "browser", "os"}
 
 
 def test_every_kind_of_mail_has_a_template_and_nothing_else_does():
@@ -109,7 +118,7 @@ def test_each_mail_has_a_subject_a_text_and_an_html_part(kind):
     assert "6 Dec 2026, 14:05 UTC" in message.text or kind == "person_added"
     for name, value in KINDS[kind].items():
         # every fact the caller gave reaches the text part as written
-        if isinstance(value, str) and value and name != "product":
+        if isinstance(value, str) and value and name not in WORDS_OF_A_FACT:
             assert value in message.subject + message.text, value
 
 
@@ -120,6 +129,32 @@ def test_the_html_part_escapes_what_people_typed():
     assert "Sam's <iPad>" in message.text  # text is text
     assert message.html is not None
     assert "<iPad>" not in message.html and "Sam&#39;s &lt;iPad&gt;" in message.html
+
+
+def test_the_html_part_escapes_the_phrases_built_from_facts():
+    """A device's name and a place reach the HTML part escaped, also inside the phrases the
+    mails build from them ("<name> (<kind>)", "<place> (IP <address>)")."""
+    values = {**KINDS["new_device"], "device": "<b>Sam's</b>", "place": "<i>Köln</i> & co"}
+    for language in ("en", "de"):
+        message = MailTemplates().render(
+            "new_device", to="sam@acme.test", values=values, language=language
+        )
+        assert message.html is not None
+        assert "<b>" not in message.html and "<i>" not in message.html
+        assert "&lt;b&gt;Sam&#39;s&lt;/b&gt;" in message.html
+        assert "&lt;i&gt;Köln&lt;/i&gt; &amp; co (IP 203.0.113.9)" in message.html
+        assert "<b>Sam's</b>" in message.text  # text is text
+    evicted = MailTemplates().render(
+        "session_evicted",
+        to="sam@acme.test",
+        values={**KINDS["session_evicted"], "device_name": None, "browser": "<x>", "os": "y"},
+    )
+    assert evicted.html is not None and "&lt;x&gt; on y" in evicted.html
+
+
+def test_a_device_without_a_name_is_its_browser_on_its_os():
+    english = MailTemplates().render("new_device", to="sam@acme.test", values=KINDS["new_device"])
+    assert "What:  Safari on iPadOS (tablet)" in english.text
 
 
 def test_a_value_the_template_needs_but_was_not_given_is_an_error():
@@ -218,7 +253,7 @@ def test_each_mail_in_german_has_no_english_left_and_the_same_facts(kind):
         assert left == set(), f"{kind} {part}: {sorted(left)}"
     # the same facts: every value, link and code the English mail carries
     for name, value in values.items():
-        if isinstance(value, str) and value and name not in ("product", "kind"):
+        if isinstance(value, str) and value and name not in WORDS_OF_A_FACT:
             assert value in german.subject + german.text, (kind, name)
     for link in re.findall(r'href="([^"]+)"', english.html):
         assert f'href="{link}"' in german.html
@@ -241,7 +276,7 @@ def test_german_counts_and_device_kinds_are_german():
         values={**KINDS["new_device"], "kind": "phone", "place": None, "ip": ""},
         language="de",
     )
-    assert "Was:  Safari on iPad (Smartphone)" in phone.text
+    assert "Was:  Safari auf iPadOS (Smartphone)" in phone.text
     assert "Wo: einer unbekannten Adresse" in phone.text or "Wo: unbekannt" in phone.text
 
 

@@ -124,7 +124,9 @@ def mail_evicted(
         values={
             "product": deployment(db).product,
             "at": now,
-            "device_name": new_device.display_name,
+            "device_name": new_device.name,  # None: the mail says "<browser> on <OS>"
+            "browser": new_device.browser,
+            "os": new_device.os,
             "old_signed_in_at": old.created_at,
             "old_ip": old.ip,
         },

@@ -176,7 +176,9 @@ def _mail_new_device(
         to=result.user.email,
         values={
             "product": settings.product,
-            "device": result.device.display_name,
+            "device": result.device.name,  # None: the mail says "<browser> on <OS>"
+            "browser": result.device.browser,
+            "os": result.device.os,
             "kind": result.device.kind,
             "place": place.label if place is not None and place.label else None,
             "ip": origin.ip,
