@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, func, insert, select
 
-from app.models import Device, Event, User, UserSession, new_id
+from app.models import Device, Event, Tenant, User, UserSession, new_id
 from app.user_agents import describe
 
 DEMO_ADMIN = "admin@demo.holdfast.test"
@@ -110,6 +110,21 @@ class Seeded:
     seconds: float = 0.0
 
 
+#: a session rule of app.core.sessions (``idle_timeout``, ``lifetime``): how long the
+#: tenant's policy (its row) lets a session on a device (id, trusted_until) run at ``now``
+PolicyRule = Callable[[Any, Any, datetime], timedelta]
+
+
+class DemoDevice(NamedTuple):
+    """What the session rules read of a device."""
+
+    id: str
+    trusted_until: datetime | None
+
+    def is_trusted(self, now: datetime) -> bool:
+        return self.trusted_until is not None and self.trusted_until > now
+
+
 def seed_bulk(
     engine: Engine,
     tenant_id: str,
@@ -117,13 +132,18 @@ def seed_bulk(
     now: datetime,
     users: int,
     sessions: int,
+    idle_timeout: PolicyRule,
+    lifetime: PolicyRule,
     seed: int = 1,
     echo: Callable[[str], Any] = print,
 ) -> Seeded:
     """Make sure tenant ``tenant_id`` holds at least ``users`` people and ``sessions``
     sessions; add only what is missing, so running it again adds nothing. The demo admin
     gets no made-up sessions (their own device list stays theirs). Commits per batch: an
-    interrupted run resumes where it stopped."""
+    interrupted run resumes where it stopped. The sessions' deadlines are the ones the
+    tenant's policy gives real ones: the caller hands in the core's rules
+    (app.core.sessions.idle_timeout and lifetime; this store module cannot import the
+    core)."""
     started = time.perf_counter()
     rng = random.Random(seed)  # noqa: S311 (made-up data, not secrets)
     writer = engine.execution_options(holdfast_write=True)
@@ -177,23 +197,36 @@ def seed_bulk(
         )
         missing = max(0, sessions - have)
         if missing and people:
+            # The sessions' deadlines follow the tenant's policy, as real ones do.
+            policy = conn.execute(select(Tenant.__table__).where(Tenant.id == tenant_id)).one()
             # Each device's sessions carry the user agent that device was recognised from.
             by_look = {astuple(describe(agent)): agent for agent in DEMO_AGENTS}
-            devices: dict[str, list[tuple[str, str]]] = {}
-            for user_id, device_id, kind, os_name, browser in conn.execute(
-                select(Device.user_id, Device.id, Device.kind, Device.os, Device.browser).where(
-                    Device.tenant_id == tenant_id
-                )
+            devices: dict[str, list[tuple[DemoDevice, str]]] = {}
+            for user_id, device_id, trusted_until, kind, os_name, browser in conn.execute(
+                select(
+                    Device.user_id,
+                    Device.id,
+                    Device.trusted_until,
+                    Device.kind,
+                    Device.os,
+                    Device.browser,
+                ).where(Device.tenant_id == tenant_id)
             ):
                 agent = by_look.get((kind, os_name, browser), "")
-                devices.setdefault(user_id, []).append((device_id, agent))
+                devices.setdefault(user_id, []).append(
+                    (DemoDevice(device_id, trusted_until), agent)
+                )
             owners = [person for person in people if person in devices]
             for first in range(0, missing, BATCH):
                 rows = []
                 for _ in range(min(BATCH, missing - first)):
                     person = rng.choice(owners)
-                    device_id, agent = rng.choice(devices[person])
-                    rows.append(_demo_session(rng, tenant_id, person, device_id, agent, now))
+                    device, agent = rng.choice(devices[person])
+                    idle = idle_timeout(policy, device, now)
+                    longest = lifetime(policy, device, now)
+                    rows.append(
+                        _demo_session(rng, tenant_id, person, device.id, agent, now, idle, longest)
+                    )
                 conn.execute(insert(UserSession), rows)
                 conn.commit()
                 done.sessions += len(rows)
@@ -259,8 +292,17 @@ def _demo_moment(rng: random.Random, now: datetime, within: timedelta) -> dateti
 
 
 def _demo_session(
-    rng: random.Random, tenant_id: str, user_id: str, device_id: str, agent: str, now: datetime
+    rng: random.Random,
+    tenant_id: str,
+    user_id: str,
+    device_id: str,
+    agent: str,
+    now: datetime,
+    idle: timedelta,
+    longest: timedelta,
 ) -> dict:
+    """A made-up session on ``device_id``, live or ended, with the idle timeout and the
+    lifetime the tenant's policy gives a real one on that device."""
     network = rng.choice(DEMO_NETWORKS)
     row = {
         "id": new_id("sess"),
@@ -274,14 +316,14 @@ def _demo_session(
         "location": rng.choice(DEMO_PLACES),
     }
     if rng.random() < DEMO_LIVE_SHARE:
-        created = now - timedelta(hours=rng.random() * 11)
-        seen = max(created, now - timedelta(minutes=rng.random() * 25))
+        created = now - longest * 0.9 * rng.random()
+        seen = max(created, now - idle * 0.8 * rng.random())
         row.update(
             created_at=created,
             authenticated_at=created,
             last_seen_at=seen,
-            idle_deadline=seen + timedelta(minutes=30),
-            absolute_deadline=created + timedelta(hours=12),
+            idle_deadline=min(seen + idle, created + longest),
+            absolute_deadline=created + longest,
             ended_at=None,
             end_reason=None,
         )
@@ -289,19 +331,19 @@ def _demo_session(
     created = _demo_moment(rng, now, timedelta(days=DEMO_HISTORY_DAYS))
     reason = rng.choices([r for _w, r in DEMO_ENDINGS], [w for w, _r in DEMO_ENDINGS])[0]
     if reason == "lifetime_expired":
-        length = timedelta(hours=12)
+        length = longest
     else:
         # Mostly minutes to a few hours, with a long tail of days on trusted devices.
         length = timedelta(minutes=min(60 * 24 * 20, rng.lognormvariate(3.6, 1.4)))
     ended = min(created + length, now - timedelta(minutes=1))
-    seen = ended - timedelta(minutes=30) if reason == "idle_expired" else ended
+    seen = ended - idle if reason == "idle_expired" else ended
     seen = max(created, seen)
     row.update(
         created_at=created,
         authenticated_at=created,
         last_seen_at=seen,
-        idle_deadline=seen + timedelta(minutes=30),
-        absolute_deadline=created + max(length, timedelta(hours=12)),
+        idle_deadline=seen + idle,
+        absolute_deadline=created + max(length, longest),
         ended_at=ended,
         end_reason=reason,
     )

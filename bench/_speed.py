@@ -135,11 +135,15 @@ def seed(db: Database, *, stored: int, live: int, people: int = 10_000) -> list[
     """Make the bench tenant hold ``stored`` sessions in all, ``live`` of them alive and
     used by the benchmark (created first, so the rest are bulk history from
     ``holdfast demo``'s generator). Returns the live sessions' tokens."""
+    from app.core.sessions import idle_timeout, lifetime
     from app.demo import seed_bulk  # the same bulk generator as `holdfast demo --sessions`
 
     tenant_id = bench_tenant(db)
     moment = now()
-    seed_bulk(db.engine, tenant_id, now=moment, users=people, sessions=0, echo=lambda _m: None)
+    rules = {"idle_timeout": idle_timeout, "lifetime": lifetime}
+    seed_bulk(
+        db.engine, tenant_id, now=moment, users=people, sessions=0, echo=lambda _m: None, **rules
+    )
     writer = db.engine.execution_options(holdfast_write=True)
     with writer.connect() as conn:
         mine = conn.execute(
@@ -199,6 +203,7 @@ def seed(db: Database, *, stored: int, live: int, people: int = 10_000) -> list[
             users=people,
             sessions=stored,
             echo=lambda _m: None,
+            **rules,
         )
         say(f"  seeded {stored:,} sessions ({db.kind}) in {time.perf_counter() - started:.0f} s")
     keys = db.app.extensions["holdfast"].keys  # type: ignore[union-attr]

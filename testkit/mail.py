@@ -38,7 +38,8 @@ class Mailbox:
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        match = re.search(r"code is (\d{6})", plain_text(message))
+        # the code mail in English or German (app.i18n.LANGUAGES)
+        match = re.search(r"(?:code is|Anmeldecode lautet) (\d{6})", plain_text(message))
         with self._lock:
             self.messages.append(message)
             self._by_address.setdefault(str(message["To"]), []).append(message)

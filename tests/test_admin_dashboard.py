@@ -249,6 +249,25 @@ def test_demo_seeds_people_and_sessions_in_bulk_and_only_once(app, services, clo
     now = clock.now()
     live = [s for s in sessions if s.ended_at is None]
     assert live and all(s.idle_deadline > now for s in live)
+    # A live session's deadlines are the policy's, as a real one's: the trusted idle
+    # timeout and lifetime on a trusted device (app.core.sessions), the plain ones else.
+    with services.session() as db:
+        trusted = {d.id for d in db.scalars(select(Device)) if d.is_trusted(now)}
+    assert trusted & {s.device_id for s in live}, "the demo has live trusted sessions"
+    for s in live:
+        on_trust = s.device_id in trusted
+        idle = (
+            max(tenant.idle_timeout, tenant.trusted_idle_timeout)
+            if on_trust
+            else tenant.idle_timeout
+        )
+        longest = (
+            max(tenant.trusted_lifetime, tenant.absolute_lifetime)
+            if on_trust and tenant.trusted_outlives_absolute
+            else tenant.absolute_lifetime
+        )
+        assert s.absolute_deadline == s.created_at + timedelta(seconds=longest)
+        assert s.idle_deadline == min(s.last_seen_at + timedelta(seconds=idle), s.absolute_deadline)
     assert all(s.ended_at <= now and s.end_reason for s in sessions if s.ended_at)
     assert {"desktop", "phone"} <= kinds
     assert failed >= 1

@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from app.core import events, sessions
-from app.models import Event, User, UserSession
+from app.models import User, UserSession
 from app.web.audit_words import SENTENCES
 from testkit.browser import browser_login, wait_until
 from testkit.rows import add_session
@@ -64,54 +63,62 @@ def sentences(page: str) -> dict[str, list[str]]:
     return found
 
 
+def named(services, **names: str) -> None:
+    """Give people names (``named(services, usr_1="Sam")``); keyword: the person's id."""
+    with services.session(write=True) as db:
+        for user_id, name in names.items():
+            db.get_one(User, user_id).name = name
+        db.commit()
+
+
+def end(services, session_id: str, reason: str, *, now: datetime, actor_id=None) -> str:
+    """End a session as the core does (its audit event included); its device's id."""
+    with services.session(write=True) as db:
+        row = db.get_one(UserSession, session_id)
+        sessions.end_session(db, row, reason, now=now, actor_id=actor_id, origin=events.SYSTEM)
+        db.commit()
+        return row.device_id
+
+
+def record(services, kind: str, *, now: datetime, tenant, **fields) -> None:
+    """Write one audit event, as a core module would."""
+    with services.session(write=True) as db:
+        events.record(db, kind, now=now, tenant_id=tenant.id, **fields)
+        db.commit()
+
+
+def own_activity(page: str) -> list[str]:
+    """The sentences of the security page's "Your recent activity", tags removed."""
+    activity = re.search(r'<article id="my-activity".*?</article>', page, re.S).group(0)
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", said)).strip()
+        for said in re.findall(r'<span class="said">(.*?)</span>', activity)
+    ]
+
+
 def test_the_audit_page_says_each_event_in_words(
     admin_client, services, clock, tenant, admin, member
 ):
-    with services.session(write=True) as db:
-        db.get_one(User, member.id).name = "Sam"
-        db.get_one(User, admin.id).name = "Ada"
-        db.commit()
+    named(services, **{member.id: "Sam", admin.id: "Ada"})
     phone = add_session(
         services, tenant, member, created=clock.now(), kind="phone", os="iOS", browser="Safari"
     )
     laptop = add_session(services, tenant, member, created=clock.now(), device_name="Work laptop")
-    with services.session(write=True) as db:
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, phone),
-            "revoked_by_user",
-            now=clock.now(),
-            actor_id=member.id,
-            origin=events.SYSTEM,
-        )
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, laptop),
-            "revoked_by_admin",
-            now=clock.now(),
-            actor_id=admin.id,
-            origin=events.SYSTEM,
-        )
-        device_id = db.get_one(UserSession, phone).device_id
-        events.record(
-            db,
-            "device.renamed",
-            now=clock.now(),
-            tenant_id=tenant.id,
-            actor_id=member.id,
-            subject_id=member.id,
-            device_id=device_id,
-            old=None,
-            new="Sam's iPhone",
-        )
-        events.record(  # a kind no rule knows yet, about a person since erased
-            db,
-            "future.thing",
-            now=clock.now(),
-            tenant_id=tenant.id,
-            actor_id="usr_gone",
-        )
-        db.commit()
+    device_id = end(services, phone, "revoked_by_user", now=clock.now(), actor_id=member.id)
+    end(services, laptop, "revoked_by_admin", now=clock.now(), actor_id=admin.id)
+    record(
+        services,
+        "device.renamed",
+        now=clock.now(),
+        tenant=tenant,
+        actor_id=member.id,
+        subject_id=member.id,
+        device_id=device_id,
+        old=None,
+        new="Sam's iPhone",
+    )
+    # a kind no rule knows yet, about a person since erased
+    record(services, "future.thing", now=clock.now(), tenant=tenant, actor_id="usr_gone")
 
     page = admin_client.get("/admin/audit")
 
@@ -146,8 +153,8 @@ def test_the_sentences_are_german_for_a_german_admin(
 ):
     with services.session(write=True) as db:
         db.get_one(User, admin.id).language = "de"
-        db.get_one(User, member.id).name = "Sam"
         db.commit()
+    named(services, **{member.id: "Sam"})
     phone = add_session(
         services,
         tenant,
@@ -157,20 +164,11 @@ def test_the_sentences_are_german_for_a_german_admin(
         os="iOS",
         browser="Safari",
     )
-    with services.session(write=True) as db:
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, phone),
-            "idle_expired",
-            now=clock.now(),
-            origin=events.SYSTEM,
-        )
-        db.commit()
-        assert db.scalar(select(Event.kind).order_by(Event.id.desc()).limit(1)) == "session.ended"
+    end(services, phone, "idle_expired", now=clock.now())
     page = admin_client.get("/admin/audit").text
     said = sentences(page)
     assert said["session.ended"] == [
-        "Die Sitzung von Sam auf Safari on iOS endete nach einer Zeit ohne Aktivität"
+        "Die Sitzung von Sam auf Safari auf iOS endete nach einer Zeit ohne Aktivität"
     ]
     assert "<h1>Protokoll</h1>" in page and ">Details<" in page
 
@@ -200,29 +198,18 @@ def test_the_audit_page_in_words_at_desk_and_phone_widths(
     laptop = add_session(
         services, tenant, sam, created=now - timedelta(hours=2), os="Windows", browser="Edge"
     )
-    with services.session(write=True) as db:
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, phone),
-            "revoked_by_user",
-            now=now,
-            actor_id=sam.id,
-            origin=events.SYSTEM,
-        )
-        sessions.end_session(
-            db, db.get_one(UserSession, laptop), "idle_expired", now=now, origin=events.SYSTEM
-        )
-        events.record(
-            db,
-            "user.role_changed",
-            now=now,
-            tenant_id=tenant.id,
-            actor_id=ada.id,
-            subject_id=sam.id,
-            old="member",
-            new="admin",
-        )
-        db.commit()
+    end(services, phone, "revoked_by_user", now=now, actor_id=sam.id)
+    end(services, laptop, "idle_expired", now=now)
+    record(
+        services,
+        "user.role_changed",
+        now=now,
+        tenant=tenant,
+        actor_id=ada.id,
+        subject_id=sam.id,
+        old="member",
+        new="admin",
+    )
     context = browser.new_context(user_agent=UA_MAC_CHROME, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     browser_login(page, live_server, mailbox, "ada@ward.test")
@@ -271,49 +258,96 @@ def test_a_person_sees_their_own_recent_activity_and_signed_out_sessions(
         os="Linux",
         browser="Firefox",
     )
-    with services.session(write=True) as db:
-        db.get_one(User, admin.id).name = "Ada"
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, laptop),
-            "revoked_by_admin",
-            now=clock.now(),
-            actor_id=admin.id,
-            origin=events.SYSTEM,
-        )
-        sessions.end_session(
-            db,
-            db.get_one(UserSession, old),
-            "logout",
-            now=clock.now() - timedelta(days=39),
-            actor_id=member.id,
-            origin=events.SYSTEM,
-        )
-        events.record(  # someone else's: never shown to Sam
-            db,
-            "user.role_changed",
-            now=clock.now(),
-            tenant_id=tenant.id,
-            actor_id=admin.id,
-            subject_id=admin.id,
-            old="member",
-            new="admin",
-        )
-        db.commit()
+    named(services, **{admin.id: "Ada"})
+    end(services, laptop, "revoked_by_admin", now=clock.now(), actor_id=admin.id)
+    end(services, old, "logout", now=clock.now() - timedelta(days=39), actor_id=member.id)
+    record(  # someone else's: never shown to Sam
+        services,
+        "user.role_changed",
+        now=clock.now(),
+        tenant=tenant,
+        actor_id=admin.id,
+        subject_id=admin.id,
+        old="member",
+        new="admin",
+    )
 
     page = signed_in.get("/account/security").text
 
-    activity = re.search(r'<article id="my-activity".*?</article>', page, re.S).group(0)
-    said = [
-        html.unescape(re.sub(r"<[^>]+>", "", s)).strip()
-        for s in re.findall(r'<span class="said">(.*?)</span>', activity)
-    ]
-    assert said[0] == "Ada ended sam@acme.test's session on Work laptop"
-    assert "A sign-in code was sent to sam@acme.test" in said
-    assert any(s.startswith("sam@acme.test signed in on ") for s in said)
+    said = own_activity(page)
+    # about themselves, a person reads "you", never their own name
+    assert said[0] == "Ada ended your session on Work laptop"
+    assert "A sign-in code was sent to you" in said
+    assert any(s.startswith("You signed in on ") for s in said)
+    assert not any("sam@acme.test" in s for s in said)
     assert not any("Firefox on Linux" in s or "an admin" in s for s in said)
-    assert "/admin/" not in activity  # a member's page links to no admin page
+    assert "/admin/" not in re.search(r'<article id="my-activity".*?</article>', page, re.S)[0]
     signed_out = re.search(r'<article id="my-signed-out".*?</article>', page, re.S).group(0)
     assert "Work laptop" in signed_out
     assert "An administrator signed you out." in signed_out
     assert "Firefox on Linux" not in signed_out  # ended 39 days ago
+
+
+def test_a_person_reads_you_about_what_they_did_and_what_was_done_to_them(
+    signed_in, services, clock, tenant, member, admin
+):
+    """Their own page says "You…" in their language; the admin's log, about the same
+    events, keeps their names."""
+    named(services, **{member.id: "Sam", admin.id: "Ada"})
+    phone = add_session(
+        services, tenant, member, created=clock.now(), kind="phone", os="iOS", browser="Safari"
+    )
+    tablet = add_session(services, tenant, member, created=clock.now(), device_name="Tablet")
+    end(services, phone, "revoked_by_user", now=clock.now(), actor_id=member.id)
+    end(services, tablet, "idle_expired", now=clock.now())
+    record(
+        services,
+        "user.role_changed",
+        now=clock.now(),
+        tenant=tenant,
+        actor_id=admin.id,
+        subject_id=member.id,
+        old="member",
+        new="admin",
+    )
+    record(
+        services,
+        "user.sessions_ended",
+        now=clock.now(),
+        tenant=tenant,
+        actor_id=member.id,
+        subject_id=member.id,
+        count=2,
+    )
+
+    said = own_activity(signed_in.get("/account/security").text)
+    assert said[:4] == [
+        "You ended all of your sessions (2)",
+        "Ada made you an admin",
+        "Your session on Tablet ended after a period of inactivity",
+        "You ended the session on Safari on iOS",
+    ]
+
+    with services.session(write=True) as db:
+        db.get_one(User, member.id).language = "de"
+        db.commit()
+    german = own_activity(signed_in.get("/account/security").text)
+    assert german[:4] == [
+        "Sie haben alle Ihre Sitzungen beendet (2)",
+        "Ada hat Sie zum Admin gemacht",
+        "Ihre Sitzung auf Tablet endete nach einer Zeit ohne Aktivität",
+        "Sie haben die Sitzung auf Safari auf iOS beendet",
+    ]
+
+
+def test_the_admin_log_still_names_the_admin_in_their_own_events(
+    admin_client, services, clock, tenant, admin, member
+):
+    """The audit log is about everyone: an admin reading it sees their own name there,
+    as others do, not "You"."""
+    named(services, **{member.id: "Sam", admin.id: "Ada"})
+    laptop = add_session(services, tenant, member, created=clock.now(), device_name="Work laptop")
+    end(services, laptop, "revoked_by_admin", now=clock.now(), actor_id=admin.id)
+    said = sentences(admin_client.get("/admin/audit").text)
+    assert said["session.ended"] == ["Ada ended Sam's session on Work laptop"]
+    assert not any(s.startswith("You ") for kind in said.values() for s in kind)

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from app import create_app
 from app.clock import FrozenClock
 from app.core import accounts, codes, events, signin
+from app.core.sessions import idle_timeout, lifetime
 from app.demo import seed_bulk
 from app.mail import MemoryMailer, plain_text
 from app.models import Event, Tenant, UserSession
@@ -86,7 +87,15 @@ def test_a_backup_taken_under_write_load_restores_and_verifies(tmp_path):
             db.commit()
             tenant_id = tenant.id
         # Some bulk so that the copy takes a while (and sealed onto the audit chain).
-        seed_bulk(services.database.engine, tenant_id, now=START, users=300, sessions=20_000)
+        seed_bulk(
+            services.database.engine,
+            tenant_id,
+            now=START,
+            users=300,
+            sessions=20_000,
+            idle_timeout=idle_timeout,
+            lifetime=lifetime,
+        )
         with services.session(write=True) as db:
             from app.core import audit
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.core import alerts
+from app.core.sessions import idle_timeout
+from app.models import Device, Tenant, UserSession
 from testkit.browser import admin_pages, browser_login, member_and_admin_pages, wait_until
 from testkit.rows import add_session
 from testkit.values import UA_IPAD
@@ -39,12 +41,43 @@ PICTURED = {
 }
 
 
+def policy_idle_deadline(services, session_id: str, now: datetime) -> None:
+    """Give a session made as rows the idle deadline a real one would have (a trusted
+    device's longer idle timeout included, app.core.sessions.idle_timeout)."""
+    with services.session(write=True) as db:
+        row = db.get_one(UserSession, session_id)
+        device = db.get_one(Device, row.device_id)
+        row.idle_deadline = row.last_seen_at + idle_timeout(
+            db.get_one(Tenant, row.tenant_id), device, now
+        )
+        db.commit()
+
+
 def test_every_page_fits_a_phone(browser, live_server, live_make, live_app, mailbox):
     services = live_app.extensions["holdfast"]
     tenant = live_make.tenant("ward")
-    live_make.user("ada.longname-of-the-admin@ward.test", tenant, role="admin")
+    ada = live_make.user("ada.longname-of-the-admin@ward.test", tenant, role="admin")
     sam = live_make.user("samantha.example-person@ward.test", tenant)
     now = datetime.now(UTC)
+    # the admin's own other devices (one of them trusted): the devices picture
+    for n, (kind, os_name, name) in enumerate(
+        [("phone", "Android", "Chrome"), ("desktop", "macOS", "Firefox")]
+    ):
+        own = add_session(
+            services,
+            tenant,
+            ada,
+            created=now - timedelta(hours=2 * n + 1),
+            last_seen=now - timedelta(minutes=3 * n + 2),
+            kind=kind,
+            os=os_name,
+            browser=name,
+            device_name="Work laptop" if n else None,
+            trusted_until=now + timedelta(days=25) if n else None,
+            ip=f"198.51.100.{20 + n}",
+            location="Lisbon, PT",
+        )
+        policy_idle_deadline(services, own, now)
     for n, (kind, os_name, name) in enumerate(
         [("phone", "iOS", "Safari"), ("desktop", "Windows", "Edge"), ("tablet", "iPadOS", "Safari")]
     ):
@@ -116,3 +149,60 @@ def test_every_page_fits_a_phone(browser, live_server, live_make, live_app, mail
                 page.screenshot(path=str(SHOTS / f"admin-de-{width}.png"), full_page=True)
     german.close()
     assert not too_wide, "\n".join(f"{where}: {what}" for where, what in too_wide.items())
+
+
+def test_the_devices_page_in_german_fits_a_phone(
+    browser, live_server, live_make, live_app, mailbox
+):
+    """German words are longer: the devices page of a person whose browser asks for German
+    (several devices, one trusted, one signed out) fits 360 and 390 px, says no English,
+    and is pictured at 390 px (docs/screenshots/devices-de-390.png)."""
+    services = live_app.extensions["holdfast"]
+    tenant = live_make.tenant("klinik")
+    live_make.user("sam@klinik.test", tenant)
+    sam = live_make.user("samantha.beispielperson@klinik.test", tenant)
+    now = datetime.now(UTC)
+    for n, (kind, os_name, name) in enumerate(
+        [
+            ("phone", "Android", "Chrome"),
+            ("desktop", "Windows", "Edge"),
+            ("tablet", "iPadOS", "Safari"),
+        ]
+    ):
+        made = add_session(
+            services,
+            tenant,
+            sam,
+            created=now - timedelta(hours=n + 1),
+            last_seen=now - timedelta(minutes=n + 1),
+            ended=now - timedelta(minutes=5) if n == 2 else None,
+            reason="revoked_by_user" if n == 2 else None,
+            trusted_until=now + timedelta(days=20) if n == 1 else None,
+            kind=kind,
+            os=os_name,
+            browser=name,
+            device_name="Samanthas Arbeitsrechner im Büro" if n == 1 else None,
+            ip=f"2001:db8:85a3::8a2e:370:{7334 + n}",
+            location="Berlin, DE",
+        )
+        policy_idle_deadline(services, made, now)
+    context = browser.new_context(
+        user_agent=UA_IPAD, viewport={"width": 390, "height": 844}, locale="de-DE"
+    )
+    page = context.new_page()
+    browser_login(page, live_server, mailbox, "samantha.beispielperson@klinik.test")
+    for width in (360, 390):
+        page.set_viewport_size({"width": width, "height": 844})
+        page.goto(f"{live_server}/devices")
+        wait_until(page, "document.readyState === 'complete'")
+        assert page.evaluate("document.documentElement.lang") == "de"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+            page.evaluate(OVERFLOW)
+        )
+    text = page.locator("main").inner_text()
+    assert "Ihre Geräte" in text and "Dieses Gerät" in text
+    assert "Chrome auf Android" in text  # a device with no name of its own, in German
+    assert "Your devices" not in text and "Sign out" not in text and " ago" not in text
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "devices-de-390.png"), full_page=True)
+    context.close()

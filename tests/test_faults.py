@@ -47,6 +47,12 @@ def test_postgres_outage_answers_503_then_recovers(own_postgres, new_app, mailbo
     page = client.get("/devices")
     assert page.status_code == 503
     assert "cannot reach its database" in page.text
+    assert 'class="narrow error-page"' in page.text  # the styled page, like every page
+    # in the browser's language: the person's own setting would need the database
+    german = client.get("/devices", headers={"Accept-Language": "de"})
+    assert german.status_code == 503 and german.headers["Retry-After"] == "5"
+    assert '<html lang="de">' in german.text
+    assert "Holdfast erreicht seine Datenbank gerade nicht." in german.text
     api = client.get("/session/status")
     assert api.status_code == 503
     assert api.get_json()["code"] == "unavailable"
@@ -115,9 +121,14 @@ def test_sqlite_write_lock_answers_503_for_writes(new_app, mailbox, template_db,
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
     try:
-        response = client.post("/sessions/end-others", data={"csrf_token": token})
+        response = client.post(
+            "/sessions/end-others", data={"csrf_token": token}, headers={"Accept-Language": "de"}
+        )
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "5"
+        # the styled error page, in the browser's language, drawn with the database locked
+        assert 'class="narrow error-page"' in response.text
+        assert "Holdfast erreicht seine Datenbank gerade nicht." in response.text
         assert client.get("/devices").status_code == 200  # reads still checked and served
     finally:
         blocker.execute("ROLLBACK")

@@ -296,3 +296,24 @@ def test_deny_over_a_lowered_limit_over_the_api(app, mailbox, make, tenant, serv
     swapped = client.post("/api/auth/verify", json={**body, "endSessionId": started[1]})
     assert swapped.status_code == 201
     assert live_ids(services, person.id) == {swapped.json["sessionId"]}
+
+
+def test_the_choice_at_the_limit_reads_german(app, mailbox, services, clock, at_the_limit):
+    """The whole deny page in the browser's language: the core's count, the sessions'
+    relative times and addresses, the buttons and the notice after choosing."""
+    person, _desk, _ipad = at_the_limit
+    phone = app.test_client()
+    phone.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de-DE,de;q=0.9"
+    response = enter_code(phone, mailbox, person.email)
+    assert response.status_code == 409
+    page = response.text
+    assert "<h1>Zu viele Sitzungen</h1>" in page
+    assert (
+        "Ihr Code stimmt. Sie haben bereits 2 aktive Sitzungen, so viele wie Ihre "
+        "Organisation erlaubt. Beenden Sie eine davon, um sich hier anzumelden."
+    ) in page
+    assert "angemeldet vor 10 Minuten" in page and "Beenden und anmelden" in page
+    assert "Too many sessions" not in page and " ago" not in page
+    chosen = choose(phone, page, choices(page)[0])
+    assert chosen.status_code == 302
+    assert "Angemeldet. Die gewählte Sitzung wurde beendet." in phone.get("/devices").text

@@ -542,3 +542,39 @@ def test_confirming_without_starting_is_refused(signed_in, services, member):
     assert answer.status_code == 422 and "Start adding an authenticator app first" in answer.text
     with services.session() as db:
         assert db.get_one(User, member.id).totp_enabled_at is None
+
+
+def test_the_second_step_and_its_recovery_mail_are_german(
+    app, signed_in, mailbox, services, clock, member
+):
+    """A person whose language is German: the second-step page, the core's wrong-code
+    count, the flash after a recovery code and the mail it sends (through the real SMTP
+    server) are German."""
+    _secret, codes = enrol_with_codes(signed_in, clock)
+    with services.session(write=True) as db:
+        db.get_one(User, member.id).language = "de"
+        db.commit()
+    other = app.test_client()
+    other.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"  # the page before sign-in: the browser's
+    form = ask_code(other, member.email)
+    other.post(
+        "/login/code",
+        data={"code": mailbox.last_code(member.email, 2), "csrf_token": csrf_from(form.text)},
+    )
+    step = other.get("/login/mfa").text
+    assert "<h1>Noch ein Schritt</h1>" in step
+    assert "Kein Smartphone zur Hand?" in step and "<code>abcde-fghjk</code>" in step
+    assert "One more step" not in step
+    refused = second_step(other, "000000")
+    assert "Dieser Code stimmt nicht. Noch 4 Versuche." in refused.text
+    answer = second_step(other, codes[0])
+    assert answer.status_code == 302
+    assert "Mit einem Wiederherstellungscode angemeldet" in other.get("/devices").text
+    [mail] = [
+        m
+        for m in mailbox.wait_for(member.email, 3)
+        if m["Subject"] == "Zur Anmeldung wurde ein Wiederherstellungscode verwendet"
+    ]
+    text = plain_text(mail)
+    assert "Sie haben noch 9 unbenutzte Wiederherstellungscodes." in text
+    assert "recovery" not in text

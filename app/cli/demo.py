@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.cli.unit import services, transaction
 from app.core import accounts, audit
+from app.core.sessions import idle_timeout, lifetime
 from app.demo import DEMO_ADMIN, DEMO_MEMBER, seed_bulk
 from app.models import User
 
@@ -56,6 +57,8 @@ def demo(users: int | None, sessions: int | None, seed: int) -> None:
             now=now,
             users=users or 0,
             sessions=sessions or 0,
+            idle_timeout=idle_timeout,
+            lifetime=lifetime,
             seed=seed,
             echo=click.echo,
         )

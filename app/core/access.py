@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core.errors import Forbidden, HoldfastError
+from app.core.errors import N_, Forbidden, HoldfastError
 from app.core.sessions import Current
 
 #: admin work needs a code entered this recently
@@ -58,6 +58,6 @@ def require_admin(current: Current, now: datetime, *, fresh: bool = True) -> Non
     entered more than 15 minutes ago. The role is read from the row on every request,
     so a demoted admin loses access on their very next request."""
     if current.user.role != "admin":
-        raise Forbidden("This needs a tenant admin.")
+        raise Forbidden(N_("This needs a tenant admin."))
     if fresh and not is_fresh(current, now):
         raise FreshSignInRequired()

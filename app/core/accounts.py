@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import i18n
 from app.core import events
-from app.core.errors import ValidationError
+from app.core.errors import N_, ValidationError
 from app.core.events import Origin
 from app.models import ROLES, Tenant, User
 
@@ -29,14 +29,16 @@ def normalise_email(raw: str) -> str:
     """The lower-cased address, or ValidationError naming the problem."""
     raw = (raw or "").strip()
     if not raw or len(raw) > 320:
-        raise ValidationError("Enter your email address.", field="email")
+        raise ValidationError(N_("Enter your email address."), field="email")
     try:
         result = validate_email(
             raw, check_deliverability=False, globally_deliverable=False, test_environment=True
         )
     except EmailNotValidError as error:
         raise ValidationError(
-            f"That is not a valid email address: {error}", field="email"
+            N_("That is not a valid email address: %(reason)s"),
+            words={"reason": str(error)},
+            field="email",
         ) from error
     return result.normalized.lower()
 
@@ -71,12 +73,14 @@ def create_tenant(
 ) -> Tenant:
     if not SLUG.match(slug or ""):
         raise ValidationError(
-            "A tenant slug is 1-64 lower-case letters, digits and dashes.", field="slug"
+            N_("A tenant slug is 1-64 lower-case letters, digits and dashes."), field="slug"
         )
     if db.scalar(select(func.count()).select_from(Tenant).where(Tenant.slug == slug)):
-        raise ValidationError(f"A tenant called {slug!r} exists already.", field="slug")
+        raise ValidationError(
+            N_("A tenant called %(slug)r exists already."), words={"slug": slug}, field="slug"
+        )
     if not (name or "").strip():
-        raise ValidationError("Give the tenant a name.", field="name")
+        raise ValidationError(N_("Give the tenant a name."), field="name")
     tenant = Tenant(slug=slug, name=name.strip(), created_at=now)
     db.add(tenant)
     db.flush()
@@ -105,12 +109,18 @@ def add_user(
 ) -> User:
     email = normalise_email(email)
     if role not in ROLES:
-        raise ValidationError(f"Role must be one of {', '.join(ROLES)}.", field="role")
+        raise ValidationError(
+            N_("Role must be one of %(roles)s."), words={"roles": ", ".join(ROLES)}, field="role"
+        )
     # Only this tenant's own people count: whether the address has an account in another
     # organisation is none of this one's business, and taking it here keeps nobody else
     # from adding it there (accounts are per tenant).
     if account_in(db, tenant.id, email) is not None:
-        raise ValidationError(f"{email} is in {tenant.name} already.", field="email")
+        raise ValidationError(
+            N_("%(email)s is in %(tenant)s already."),
+            words={"email": email, "tenant": tenant.name},
+            field="email",
+        )
     user = User(tenant_id=tenant.id, email=email, role=role, name=name, created_at=now)
     db.add(user)
     db.flush()
@@ -138,7 +148,11 @@ def set_language(db: Session, user: User, language: str, *, now: datetime, origi
     Raises ValidationError for a language Holdfast does not speak."""
     chosen = language or None
     if chosen is not None and i18n.supported(chosen) is None:
-        raise ValidationError(f"Choose one of: {', '.join(i18n.LANGUAGES)}.", field="language")
+        raise ValidationError(
+            N_("Choose one of: %(languages)s."),
+            words={"languages": ", ".join(i18n.LANGUAGES)},
+            field="language",
+        )
     if user.language == chosen:
         return
     events.record(

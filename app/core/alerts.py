@@ -51,7 +51,7 @@ from app.models import Alert, Tenant, User
 from app.outbox import queue_mail
 
 SEVERITIES = ("low", "medium", "high")
-#: what an admin reads for each kind of alert
+#: what an admin reads for each kind of alert (English; pages and mails translate it)
 TITLES = {
     "new_device": N_("Sign-in from a new device"),
     "new_country": N_("Sign-in from a new country"),
@@ -156,7 +156,7 @@ def _mail_admins(db: Session, alert: Alert, now: datetime) -> None:
     ).all()
     settings = deployment(db)
     title = TITLES.get(alert.kind, alert.kind)
-    who = person.email if person else "no particular person"
+    who = person.email if person else None  # the mail says "no particular person"
     for admin in admins:
         queue_mail(
             db,
@@ -174,4 +174,5 @@ def _mail_admins(db: Session, alert: Alert, now: datetime) -> None:
             },
             tenant_id=tenant.id,
             now=now,
+            language=admin.language,
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import RateLimited
+from app.core.errors import N_, RateLimited
 from app.ratelimit import Budget, Counters, client_network, parse_limits, spend
 
 
@@ -52,7 +52,7 @@ class CodeBudgets:
             self.per_network,
             client_network(ip),
             now,
-            "Too many codes were asked for from your network. Wait a little and try again.",
+            N_("Too many codes were asked for from your network. Wait a little and try again."),
         )
 
     def spend_address(self, db: Session, address: str, *, now: datetime) -> None:
@@ -62,20 +62,20 @@ class CodeBudgets:
             self.per_address,
             address,
             now,
-            "Too many codes were asked for this address. Wait a little and try again.",
+            N_("Too many codes were asked for this address. Wait a little and try again."),
         )
 
     def spend_check(self, db: Session, address: str, ip: str, *, now: datetime) -> None:
         """One code check for ``address`` from ``ip`` (network first, then address).
         Raises RateLimited."""
-        message = "Too many codes were tried. Wait a little and try again."
+        message = N_("Too many codes were tried. Wait a little and try again.")
         self._spend(db, self.checks_per_network, client_network(ip), now, message)
         self._spend(db, self.checks_per_address, address, now, message)
 
     def spend_passkey_request(self, db: Session, ip: str, *, now: datetime) -> None:
         """One passkey sign-in challenge asked for from ``ip``'s network, on the network's
         code-check budget (each challenge is a row, and a try). Raises RateLimited."""
-        message = "Too many sign-in attempts from your network. Wait a little and try again."
+        message = N_("Too many sign-in attempts from your network. Wait a little and try again.")
         self._spend(db, self.checks_per_network, client_network(ip), now, message)
 
     def _spend(self, db: Session, budget: Budget, key: str, now: datetime, message: str) -> None:

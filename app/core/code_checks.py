@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from app.core.alerts import raise_alert
 from app.core.budgets import CodeBudgets
-from app.core.errors import RateLimited
+from app.core.errors import N_plural, RateLimited
 from app.core.events import Origin
 from app.crypto import Hasher
 from app.models import Alert, CodeSlowdown, Device, Event, User
@@ -72,11 +72,19 @@ def before_check(
     if any(_holds_trusted_device(db, hasher, user, device_cookie, now) for user in accounts):
         return
     wait = math.ceil((row.checks_after - now).total_seconds())
-    words = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
-    raise RateLimited(
-        f"Too many wrong codes were entered for this address. Try again in {words}.",
-        retry_after=wait,
-    )
+    if wait < 120:
+        one, other = N_plural(
+            "Too many wrong codes were entered for this address. Try again in %(num)s second.",
+            "Too many wrong codes were entered for this address. Try again in %(num)s seconds.",
+        )
+        count = wait
+    else:
+        one, other = N_plural(
+            "Too many wrong codes were entered for this address. Try again in %(num)s minute.",
+            "Too many wrong codes were entered for this address. Try again in %(num)s minutes.",
+        )
+        count = math.ceil(wait / 60)
+    raise RateLimited(one, plural=other, count=count, retry_after=wait)
 
 
 def _holds_trusted_device(

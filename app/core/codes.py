@@ -26,7 +26,7 @@ from app.core import code_checks, events
 from app.core.accounts import accounts_of, normalise_email
 from app.core.budgets import CodeBudgets
 from app.core.deployment import deployment
-from app.core.errors import ChallengeLocked, InvalidCode, ValidationError
+from app.core.errors import N_, ChallengeLocked, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.crypto import Hasher
 from app.models import Challenge, User
@@ -164,7 +164,7 @@ def consume(db: Session, challenge: Challenge, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if consumed != 1:
-        raise InvalidCode("That code was used already. Ask for a new code.")
+        raise InvalidCode(N_("That code was used already. Ask for a new code."))
 
 
 def check_link(
@@ -175,18 +175,18 @@ def check_link(
     locked. A wrong link is not counted (its secret has 192 bits). Raises InvalidCode or
     ChallengeLocked."""
     if challenge.consumed_at is not None:
-        raise InvalidCode("That sign-in link was used already or replaced. Ask for a new code.")
+        raise InvalidCode(N_("That sign-in link was used already or replaced. Ask for a new code."))
     if challenge.attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked()
     if now >= challenge.expires_at:
-        raise InvalidCode("That sign-in link has expired. Ask for a new code.")
+        raise InvalidCode(N_("That sign-in link has expired. Ask for a new code."))
     if not (
         accounts
         and challenge.link_hash
         and isinstance(secret, str)
         and hasher.matches(challenge.link_hash, "sign-in link", challenge.id, secret)
     ):
-        raise InvalidCode("That sign-in link is not valid. Ask for a new code.")
+        raise InvalidCode(N_("That sign-in link is not valid. Ask for a new code."))
 
 
 def check_code(
@@ -205,11 +205,11 @@ def check_code(
     counted for each account's wrong-code rules (app.core.sign_in_rules). Raises InvalidCode or
     ChallengeLocked; ValidationError (no try counted) for input that cannot be a code."""
     if challenge.consumed_at is not None:
-        raise InvalidCode("That code was used already or replaced. Ask for a new code.")
+        raise InvalidCode(N_("That code was used already or replaced. Ask for a new code."))
     if challenge.attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked()
     if now >= challenge.expires_at:
-        raise InvalidCode("That code has expired. Ask for a new code.")
+        raise InvalidCode(N_("That code has expired. Ask for a new code."))
     digits = require_code_shape(code)
     if accounts and hasher.matches(challenge.code_hash, challenge.id, digits):
         return
@@ -258,6 +258,6 @@ def claim_attempt(db: Session, challenge: Challenge) -> int:
     if counted is None:
         used = db.scalar(select(Challenge.consumed_at).where(Challenge.id == challenge.id))
         if used is not None:
-            raise InvalidCode("That code was used already or replaced. Ask for a new code.")
+            raise InvalidCode(N_("That code was used already or replaced. Ask for a new code."))
         raise ChallengeLocked()
     return int(counted)

@@ -120,11 +120,11 @@ def open_step(db: Session, step_id: str, purpose: str, *, now: datetime) -> MfaC
         else None
     )
     if step is None or step.purpose != purpose or step.consumed_at is not None:
-        raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+        raise InvalidCode(N_("That sign-in step has ended. Start again with a new emailed code."))
     if step.attempts >= MAX_ATTEMPTS:
         raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
     if now >= step.expires_at:
-        raise InvalidCode("That sign-in step has expired. Start again with a new emailed code.")
+        raise InvalidCode(N_("That sign-in step has expired. Start again with a new emailed code."))
     return step
 
 
@@ -145,7 +145,7 @@ def check_second_factor(
     ``mfa.failed`` and counted for the account's wrong-code rules (app.core.sign_in_rules);
     then InvalidCode, or ChallengeLocked at the limit."""
     if code and recovery_code:
-        raise ValidationError("Send the app's code or a recovery code, not both.", field="code")
+        raise ValidationError(N_("Send the app's code or a recovery code, not both."), field="code")
     if recovery_code is not None:
         if use_recovery_code(db, hasher, user, recovery_code, now=now, origin=origin):
             return "recovery_code"
@@ -193,7 +193,9 @@ def claim_attempt(db: Session, step: MfaChallenge) -> int:
             .execution_options(all_tenants=True)
         )
         if used is not None:
-            raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+            raise InvalidCode(
+                N_("That sign-in step has ended. Start again with a new emailed code.")
+            )
         raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
     return int(counted)
 
@@ -212,7 +214,7 @@ def consume(db: Session, step: MfaChallenge, now: datetime) -> None:
         .execution_options(synchronize_session=False, all_tenants=True)
     ).rowcount  # type: ignore[attr-defined]
     if done != 1:
-        raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+        raise InvalidCode(N_("That sign-in step has ended. Start again with a new emailed code."))
 
 
 # --- recovery codes ------------------------------------------------------------------------
@@ -326,6 +328,7 @@ def use_recovery_code(
         },
         tenant_id=user.tenant_id,
         now=now,
+        language=user.language,
     )
     return True
 
@@ -337,10 +340,10 @@ def renew_recovery_codes(
     FreshSignInRequired (stale sign-in) or ValidationError (no authenticator app)."""
     if not is_fresh(current, now):
         raise FreshSignInRequired(
-            "Enter a new sign-in code to continue: new recovery codes need a recent sign-in."
+            N_("Enter a new sign-in code to continue: new recovery codes need a recent sign-in.")
         )
     if not totp.is_enabled(current.user):
-        raise ValidationError("Add an authenticator app first: recovery codes stand in for it.")
+        raise ValidationError(N_("Add an authenticator app first: recovery codes stand in for it."))
     return make_recovery_codes(
         db, hasher, current.user, now=now, origin=origin, session_id=current.session.id
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.core import events
 from app.core.alerts import raise_alert
-from app.core.errors import NotFound, ValidationError
+from app.core.errors import N_, NotFound, ValidationError
 from app.core.events import Origin
 from app.core.sessions import end_session
 from app.crypto import Hasher
@@ -46,7 +46,7 @@ def find_not_me(db: Session, hasher: Hasher, raw: str, *, now: datetime) -> NotM
     """The sign-in a link is about. Raises NotFound (unknown link), or ValidationError
     (used already, or expired) with a message for the person."""
     if not isinstance(raw, str) or not 20 <= len(raw) <= 100:
-        raise NotFound("This link is not valid. Sign in and check your devices instead.")
+        raise NotFound(N_("This link is not valid. Sign in and check your devices instead."))
     row = db.execute(
         select(NotMeToken, User, UserSession, Device)
         .join(User, User.id == NotMeToken.user_id)
@@ -56,17 +56,21 @@ def find_not_me(db: Session, hasher: Hasher, raw: str, *, now: datetime) -> NotM
         .execution_options(all_tenants=True)
     ).one_or_none()
     if row is None:
-        raise NotFound("This link is not valid. Sign in and check your devices instead.")
+        raise NotFound(N_("This link is not valid. Sign in and check your devices instead."))
     token, user, session, device = row
     if token.used_at is not None:
         raise ValidationError(
-            "This link was used already: that sign-in was ended then. "
-            "Sign in and check your devices."
+            N_(
+                "This link was used already: that sign-in was ended then. "
+                "Sign in and check your devices."
+            )
         )
     if now >= token.expires_at:
         raise ValidationError(
-            "This link has expired. Sign in and check your devices: end any session you "
-            "do not recognise there."
+            N_(
+                "This link has expired. Sign in and check your devices: end any session you "
+                "do not recognise there."
+            )
         )
     return NotMeReport(token, user, session, device)
 
@@ -86,8 +90,10 @@ def disown_sign_in(
     ).rowcount  # type: ignore[attr-defined]
     if used != 1:
         raise ValidationError(
-            "This link was used already: that sign-in was ended then. "
-            "Sign in and check your devices."
+            N_(
+                "This link was used already: that sign-in was ended then. "
+                "Sign in and check your devices."
+            )
         )
     user, session, device = report.user, report.session, report.device
     report.ended = end_session(db, session, "suspicious", now=now, actor_id=user.id, origin=origin)

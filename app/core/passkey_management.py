@@ -180,4 +180,5 @@ def mail_owner(
         },
         tenant_id=user.tenant_id,
         now=now,
+        language=user.language,
     )

@@ -211,6 +211,8 @@ def add_person(
         },
         tenant_id=tenant.id,
         now=now,
+        # the new person has no language yet: the admin's is the likeliest to be theirs
+        language=admin.user.language,
     )
     return user
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.core import code_checks, events, mfa, totp
 from app.core.budgets import CodeBudgets
 from app.core.codes import check_code, check_link, consume, require_code_shape
-from app.core.errors import InvalidCode, MfaRequired
+from app.core.errors import N_, InvalidCode, MfaRequired
 from app.core.events import Origin
 from app.core.sessions import Current
 from app.crypto import Hasher
@@ -41,7 +41,7 @@ def reauthenticate(
     for the code (app.core.sign_in_links checks the browser first). Raises like sign_in."""
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None or challenge.user_id != current.user.id:
-        raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+        raise InvalidCode(N_("That code has expired or was replaced. Ask for a new code."))
     if link_secret is None:
         require_code_shape(code)  # a typing slip costs no try and no budget
     code_checks.check_for_person(
@@ -78,7 +78,7 @@ def complete_reauth(
     RateLimited."""
     step = mfa.open_step(db, step_id, "reauth", now=now)
     if step.session_id != current.session.id:
-        raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+        raise InvalidCode(N_("That sign-in step has ended. Start again with a new emailed code."))
     code_checks.check_for_person(
         db, hasher, budgets, current.user, device_cookie, origin=origin, now=now
     )

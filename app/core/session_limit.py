@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.deployment import deployment
-from app.core.errors import SessionLimitReached
+from app.core.errors import N_plural, SessionLimitReached
 from app.core.events import Origin
-from app.core.sessions import END_MESSAGES, deadlines, end_session, live_sessions
+from app.core.sessions import deadlines, end_session, live_sessions
 from app.models import Device, Tenant, User, UserSession
 from app.outbox import queue_mail
 
@@ -41,20 +41,32 @@ def limit_reached(db: Session, live: list[UserSession], limit: int) -> SessionLi
     recently active of the others (untrusted devices first, as evict_oldest picks), and
     the answer says so (``also_ends``) before anything ends."""
     also_ends = len(live) - limit
-    held = f"{len(live)} active session{'' if len(live) == 1 else 's'}"
     if also_ends:
-        message = (
-            f"You have {held} and your organisation now allows "
-            f"{limit}. Choose one to end: ending it also ends your {also_ends} least "
-            f"recently active other session{'s' if also_ends != 1 else ''} (untrusted "
-            "devices first), so that you are within the limit after signing in here."
+        # more sessions than the limit: at least two, so "sessions" is always plural
+        one, other = N_plural(
+            "You have %(held)s active sessions and your organisation now allows %(limit)s. "
+            "Choose one to end: ending it also ends your %(num)s least recently active "
+            "other session (untrusted devices first), so that you are within the limit "
+            "after signing in here.",
+            "You have %(held)s active sessions and your organisation now allows %(limit)s. "
+            "Choose one to end: ending it also ends your %(num)s least recently active "
+            "other sessions (untrusted devices first), so that you are within the limit "
+            "after signing in here.",
         )
+        count, words = also_ends, {"held": len(live), "limit": limit}
     else:
-        message = f"You already have {held}, the most your organisation allows. " + (
-            "End it to sign in here." if len(live) == 1 else "End one of them to sign in here."
+        one, other = N_plural(
+            "You already have %(num)s active session, the most your organisation allows. "
+            "End it to sign in here.",
+            "You already have %(num)s active sessions, the most your organisation allows. "
+            "End one of them to sign in here.",
         )
+        count, words = len(live), {}
     return SessionLimitReached(
-        message,
+        one,
+        plural=other,
+        count=count,
+        words=words,
         sessions=live,
         also_ends=also_ends,
         devices={
@@ -111,12 +123,14 @@ def mail_evicted(
         to=user.email,
         values={
             "product": deployment(db).product,
-            "reason": END_MESSAGES["limit_evicted"],
             "at": now,
-            "device_name": new_device.display_name,
+            "device_name": new_device.name,  # None: the mail says "<browser> on <OS>"
+            "browser": new_device.browser,
+            "os": new_device.os,
             "old_signed_in_at": old.created_at,
             "old_ip": old.ip,
         },
         tenant_id=user.tenant_id,
         now=now,
+        language=user.language,
     )

@@ -35,23 +35,24 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.core import events
-from app.core.errors import InvalidSession, NotFound, ValidationError
+from app.core.errors import N_, InvalidSession, NotFound, ValidationError
 from app.core.events import Origin
 from app.db import SessionOnDemand, opened
 from app.models import Device, Tenant, User, UserSession
 
-#: why a session ended, as the person signed out by it should read it
+#: why a session ended, as the person signed out by it should read it (English, marked for
+#: the catalog: a page says it with gettext)
 END_MESSAGES = {
-    "logout": "You signed out.",
-    "revoked_by_user": "You were signed out from another device.",
-    "revoked_by_admin": "An administrator signed you out.",
-    "limit_evicted": "You were signed out because you signed in on another device.",
-    "idle_expired": "You were signed out after a period of inactivity.",
-    "lifetime_expired": "Your session reached its maximum length. Please sign in again.",
-    "suspicious": "You were signed out to protect your account.",
-    "keys_rotated": "Please sign in again: sign-in keys were changed.",
-    "user_erased": "This account no longer exists.",
-    "disabled": "Your account is disabled. Ask an administrator.",
+    "logout": N_("You signed out."),
+    "revoked_by_user": N_("You were signed out from another device."),
+    "revoked_by_admin": N_("An administrator signed you out."),
+    "limit_evicted": N_("You were signed out because you signed in on another device."),
+    "idle_expired": N_("You were signed out after a period of inactivity."),
+    "lifetime_expired": N_("Your session reached its maximum length. Please sign in again."),
+    "suspicious": N_("You were signed out to protect your account."),
+    "keys_rotated": N_("Please sign in again: sign-in keys were changed."),
+    "user_erased": N_("This account no longer exists."),
+    "disabled": N_("Your account is disabled. Ask an administrator."),
 }
 
 
@@ -365,7 +366,7 @@ def own_session(db: Session, user: User, session_id: str) -> UserSession:
     """One of ``user``'s sessions, or NotFound (also for another person's session)."""
     session = db.get(UserSession, session_id) if isinstance(session_id, str) else None
     if session is None or session.user_id != user.id:
-        raise NotFound("No such session")
+        raise NotFound(N_("No such session"))
     return session
 
 
@@ -448,7 +449,7 @@ def devices_of(db: Session, current: Current, *, now: datetime) -> list[DeviceVi
 def own_device(db: Session, user: User, device_id: str) -> Device:
     device = db.get(Device, device_id) if isinstance(device_id, str) else None
     if device is None or device.user_id != user.id:
-        raise NotFound("No such device")
+        raise NotFound(N_("No such device"))
     return device
 
 
@@ -459,7 +460,7 @@ def rename_device(
     device = own_device(db, current.user, device_id)
     name = " ".join((name or "").split())
     if len(name) > 60:
-        raise ValidationError("A device name is at most 60 characters.", field="name")
+        raise ValidationError(N_("A device name is at most 60 characters."), field="name")
     old = device.name
     device.name = name or None
     record_device_event(

@@ -176,14 +176,19 @@ def _mail_new_device(
         to=result.user.email,
         values={
             "product": settings.product,
-            "device": _device_words(result.device),
-            "place": _where(origin.ip, place),
+            "device": result.device.name,  # None: the mail says "<browser> on <OS>"
+            "browser": result.device.browser,
+            "os": result.device.os,
+            "kind": result.device.kind,
+            "place": place.label if place is not None and place.label else None,
+            "ip": origin.ip,
             "at": now,
             "link": link,
             "link_days": NOT_ME_LIFETIME.days,
         },
         tenant_id=result.tenant.id,
         now=now,
+        language=result.user.language,
     )
 
 

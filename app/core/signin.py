@@ -166,7 +166,7 @@ def sign_in(
     PasskeyRequired (the tenant wants this person's passkey; nothing used up)."""
     challenge = db.get(Challenge, challenge_id) if isinstance(challenge_id, str) else None
     if challenge is None:
-        raise InvalidCode("That code has expired or was replaced. Ask for a new code.")
+        raise InvalidCode(N_("That code has expired or was replaced. Ask for a new code."))
     if link_secret is None:  # a link carries no typed code (it is checked below)
         codes.require_code_shape(code)  # a typing slip costs no try and no budget
     accounts = codes.accounts_for(db, challenge)
@@ -274,8 +274,10 @@ def complete_mfa(
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
     if step.options.get("recovery_only") and recovery_code is None:
         raise InvalidCode(
-            "Your organisation requires passkeys: sign in with your passkey, or enter one "
-            "of your recovery codes here."
+            N_(
+                "Your organisation requires passkeys: sign in with your passkey, or enter one "
+                "of your recovery codes here."
+            )
         )
     how = mfa.check_second_factor(
         db, hasher, step, user, code=code, recovery_code=recovery_code, now=now, origin=origin
@@ -317,7 +319,7 @@ def start_enrolment(
     step = mfa.open_step(db, step_id, "enrol", now=now)
     user, _tenant = _lock_account(db, step.user_id)
     if totp.is_enabled(user):  # added meanwhile elsewhere: this step is over
-        raise InvalidCode("That sign-in step has ended. Start again with a new emailed code.")
+        raise InvalidCode(N_("That sign-in step has ended. Start again with a new emailed code."))
     return totp.begin(db, hasher, user, now=now, origin=origin, session_id=None, issuer=issuer)
 
 
@@ -361,9 +363,9 @@ def complete_enrolment(
             db, hasher, address=user.email, accounts=[user], now=now, origin=origin
         )
         if attempts >= mfa.MAX_ATTEMPTS:
-            raise ChallengeLocked("Too many wrong codes. Start again with a new emailed code.")
+            raise ChallengeLocked(N_("Too many wrong codes. Start again with a new emailed code."))
         raise InvalidCode(
-            "That code is not right. Enter the 6-digit code your app shows now.", field="code"
+            N_("That code is not right. Enter the 6-digit code your app shows now."), field="code"
         )
     totp.record_enabled(db, user, now=now, origin=origin, session_id=None, at_sign_in=True)
     codes = mfa.make_recovery_codes(db, hasher, user, now=now, origin=origin)
@@ -566,12 +568,15 @@ def _check_options(expires_in: int | None, device_kind: str | None) -> None:
         or expires_in < MIN_EXPIRES_IN
     ):
         raise ValidationError(
-            f"expiresIn is a whole number of seconds, at least {MIN_EXPIRES_IN}.",
+            N_("expiresIn is a whole number of seconds, at least %(min)s."),
+            words={"min": MIN_EXPIRES_IN},
             field="expiresIn",
         )
     if device_kind is not None and device_kind not in DEVICE_KINDS:
         raise ValidationError(
-            f"deviceType is one of {', '.join(DEVICE_KINDS)}.", field="deviceType"
+            N_("deviceType is one of %(kinds)s."),
+            words={"kinds": ", ".join(DEVICE_KINDS)},
+            field="deviceType",
         )
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import otp
 from app.core import events, passkey_rules
 from app.core.access import FreshSignInRequired, is_fresh
-from app.core.errors import HoldfastError, InvalidCode, ValidationError
+from app.core.errors import N_, HoldfastError, InvalidCode, ValidationError
 from app.core.events import Origin
 from app.core.sessions import Current, end_other_sessions
 from app.crypto import Hasher
@@ -101,8 +101,10 @@ def start(
     already enabled: remove it first)."""
     if not is_fresh(current, now):
         raise FreshSignInRequired(
-            "Enter a new sign-in code to continue: changing your authenticator app needs "
-            "a recent sign-in."
+            N_(
+                "Enter a new sign-in code to continue: changing your authenticator app needs "
+                "a recent sign-in."
+            )
         )
     return begin(
         db,
@@ -129,7 +131,7 @@ def begin(
     fresh session, or the sign-in step that requires one). Raises ValidationError when
     an app is already enabled."""
     if is_enabled(user):
-        raise ValidationError("An authenticator app is already set up. Remove it first.")
+        raise ValidationError(N_("An authenticator app is already set up. Remove it first."))
     secret = pyotp.random_base32()
     user.totp_secret = _seal(hasher, user.id, secret)
     user.totp_last_step = None
@@ -166,7 +168,7 @@ def confirm(
     user = current.user
     if not enable(db, hasher, user, code, now=now):
         raise InvalidCode(
-            "That code is not right. Enter the 6-digit code your app shows now.", field="code"
+            N_("That code is not right. Enter the 6-digit code your app shows now."), field="code"
         )
     ended = end_other_sessions(db, current, now=now, origin=origin) if sign_out_others else []
     record_enabled(db, user, now=now, origin=origin, session_id=current.session.id, ended=ended)
@@ -177,7 +179,7 @@ def enable(db: Session, hasher: Hasher, user: User, code: str, *, now: datetime)
     """Enable the person's pending secret when ``code`` is the app's code for now; False
     when it is not. Raises ValidationError when no enrolment is under way."""
     if is_enabled(user) or user.totp_secret is None:
-        raise ValidationError("Start adding an authenticator app first.", field="code")
+        raise ValidationError(N_("Start adding an authenticator app first."), field="code")
     step = _matching_step(hasher, user, code, now)
     # Conditional: of two confirmations racing, one enables; the code is then used up.
     enabled = (
@@ -280,8 +282,10 @@ def remove(
     FreshSignInRequired when the sign-in is not recent."""
     if not is_fresh(current, now):
         raise FreshSignInRequired(
-            "Enter a new sign-in code to continue: removing your authenticator app needs "
-            "a recent sign-in."
+            N_(
+                "Enter a new sign-in code to continue: removing your authenticator app needs "
+                "a recent sign-in."
+            )
         )
     user = current.user
     had = is_enabled(user)
@@ -316,7 +320,7 @@ def code_for(hasher: Hasher, user: User, now: datetime, *, offset: int = 0) -> s
     person's phone shows)."""
     secret = _open(hasher, user)
     if secret is None:
-        raise ValidationError("No authenticator app is set up.")
+        raise ValidationError(N_("No authenticator app is set up."))
     return pyotp.TOTP(secret, interval=STEP_SECONDS).generate_otp(step_at(now) + offset)
 
 

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.errors import Forbidden
+from app.core.errors import N_, Forbidden
 from app.core.events import Origin
 from app.core.sessions import (
     Current,
@@ -57,7 +57,7 @@ def trust_device(
     or Forbidden (a device other than the one in use)."""
     device = own_device(db, current.user, device_id)
     if device.id != current.device.id:
-        raise Forbidden("You can only trust the device you are using now.")
+        raise Forbidden(N_("You can only trust the device you are using now."))
     # Only sessions alive now: trust must not bring back one whose deadline passed.
     alive = [
         session

@@ -17,6 +17,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext, ngettext
 from flask_login import current_user, login_required
 
 from app.core import codes, reauth, signin
@@ -111,7 +112,10 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             return redirect(url_for("auth.code"))  # type: ignore[return-value]
     reason = request.args.get("reason", "")
     return render_template(
-        "auth/login.html", form=form, notice=END_MESSAGES.get(reason), reason=reason
+        "auth/login.html",
+        form=form,
+        notice=gettext(END_MESSAGES[reason]) if reason in END_MESSAGES else None,
+        reason=reason,
     )
 
 
@@ -212,9 +216,9 @@ def _choose_session(
     problem = None
     if request.form.get("choosing"):
         problem = (
-            "That session has ended already. Choose another one."
+            gettext("That session has ended already. Choose another one.")
             if chosen
-            else "Choose the session to end."
+            else gettext("Choose the session to end.")
         )
     page = render_template(
         "auth/limit.html",
@@ -235,18 +239,24 @@ def _signed_in(result: signin.SignIn, flow: dict[str, Any]) -> Response:
     then where the person was going. Nothing of the flow before sign-in carries over."""
     session.clear()  # the CSRF token included
     if result.replaced is not None:
-        flash("Signed in. The session you chose was ended.")
+        flash(gettext("Signed in. The session you chose was ended."))
     elif result.evicted:
         limit = result.tenant.max_sessions_per_user
         flash(
-            "Signed in. You were at your organisation's limit of "
-            f"{limit} session{'' if limit == 1 else 's'}, so your least recently "
-            "active one was signed out."
+            ngettext(
+                "Signed in. You were at your organisation's limit of %(num)s session, so "
+                "your least recently active one was signed out.",
+                "Signed in. You were at your organisation's limit of %(num)s sessions, so "
+                "your least recently active one was signed out.",
+                limit,
+            )
         )
     if result.second_factor == "recovery_code":
         flash(
-            "Signed in with a recovery code: it will not work again. Make new codes on "
-            "your security page when you run low."
+            gettext(
+                "Signed in with a recovery code: it will not work again. Make new codes on "
+                "your security page when you run low."
+            )
         )
     response = redirect(flow.get("next") or url_for("devices.index"))
     _set_cookies(response, result)  # type: ignore[arg-type]
@@ -406,7 +416,7 @@ def cancel() -> Response:
     """Give up a sign-in in progress (from the choose-a-session page): nothing changes on
     the person's other devices and the code can no longer be used from this browser."""
     session.pop("signin", None)
-    flash("Sign-in cancelled. Nothing changed on your other devices.")
+    flash(gettext("Sign-in cancelled. Nothing changed on your other devices."))
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
 
@@ -426,7 +436,7 @@ def resend() -> Response:
         product=current_app.config["PRODUCT_NAME"],
     )
     session["signin"] = {**flow, "challenge": challenge.id}
-    flash("We sent a new code. Earlier codes no longer work.")
+    flash(gettext("We sent a new code. Earlier codes no longer work."))
     return redirect(url_for("auth.code"))  # type: ignore[return-value]
 
 

@@ -23,6 +23,7 @@ from app.web.forms import ActionForm, RenameForm
 from app.web.htmx import is_htmx
 from app.web.i18n import said
 from app.web.session_status import live_status
+from app.web.templating import device_name
 from app.web.unit_of_work import db, now, services
 
 bp = Blueprint("devices", __name__)
@@ -62,7 +63,7 @@ def _labels(views: list[sessions.DeviceView]) -> dict[str, str]:
     day does not tell them apart (and numbered if even the second does not)."""
     by_name: dict[str, list[Device]] = defaultdict(list)
     for view in views:
-        by_name[view.device.display_name].append(view.device)
+        by_name[device_name(view.device)].append(view.device)
     labels = {}
     for name, devices in by_name.items():
         if len(devices) == 1:
@@ -165,7 +166,7 @@ def rename(device_id: str) -> Response | str:
         except ValidationError as problem:
             error = said(problem)
     else:
-        error = "; ".join(form.name.errors) or "Could not rename the device."
+        error = "; ".join(form.name.errors) or _("Could not rename the device.")
     if is_htmx():
         # 422 is swapped (base.html's htmx-config): the card says what was wrong.
         if error:
@@ -197,7 +198,7 @@ def trust_this(device_id: str) -> Response:
     response = _after_trust_change(
         _(
             "This device is trusted until %(day)s. You stay signed in here longer.",
-            day=f"{until.day} {until:%b %Y}",
+            day=format_datetime(until, "d MMM y"),
         )
     )
     deadline = me.session.absolute_deadline
@@ -220,7 +221,7 @@ def stop_trusting(device_id: str) -> Response:
         _(
             "%(device)s is no longer trusted. Its sessions keep running, now under the "
             "usual limits.",
-            device=device.display_name,
+            device=device_name(device),
         )
     )
 
@@ -265,7 +266,7 @@ def _status() -> Response:
         response = jsonify(
             {
                 "valid": False,
-                "error": END_MESSAGES.get(reason, error.message),
+                "error": _(END_MESSAGES[reason]) if reason in END_MESSAGES else said(error),
                 "code": error.code,
                 "reason": reason,
                 "loginUrl": url_for(

@@ -12,8 +12,9 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app.core.errors import HoldfastError
+from app.core.errors import N_, HoldfastError
 from app.sealing import Unsealable
+from app.web.extensions import login_manager
 from app.web.i18n import said
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Unavailable(HoldfastError):
     code, status, message = (
         "unavailable",
         503,
-        "Holdfast cannot reach its database right now. Try again in a moment.",
+        N_("Holdfast cannot reach its database right now. Try again in a moment."),
     )
 
 
@@ -45,9 +46,11 @@ class SecretsUnavailable(HoldfastError):
     code, status, message = (
         "secrets_unavailable",
         503,
-        "Holdfast cannot sign anyone in right now: its secret key does not match the one "
-        "its stored keys were sealed with. The server's operator has to fix its "
-        "configuration (the log and /readyz say how).",
+        N_(
+            "Holdfast cannot sign anyone in right now: its secret key does not match the one "
+            "its stored keys were sealed with. The server's operator has to fix its "
+            "configuration (the log and /readyz say how)."
+        ),
     )
 
 
@@ -55,7 +58,7 @@ class CsrfFailed(HoldfastError):
     code, status, message = (
         "csrf_failed",
         400,
-        "This form expired or came from another site. Reload the page and try again.",
+        N_("This form expired or came from another site. Reload the page and try again."),
     )
 
 
@@ -63,18 +66,18 @@ class InternalError(HoldfastError):
     code, status, message = (
         "internal_error",
         500,
-        "Something went wrong on our side. It has been logged.",
+        N_("Something went wrong on our side. It has been logged."),
     )
 
 
 #: the heading of an error page, by error code (others: "Something is not right")
 PAGE_TITLES = {
-    "rate_limited": "Slow down",
-    "forbidden": "You cannot do that here",
-    "not_found": "Not found",
-    "invalid_session": "Please sign in again",
-    "session_expired": "Please sign in again",
-    "validation_error": "Please check what you entered",
+    "rate_limited": _l("Slow down"),
+    "forbidden": _l("You cannot do that here"),
+    "not_found": _l("Not found"),
+    "invalid_session": _l("Please sign in again"),
+    "session_expired": _l("Please sign in again"),
+    "validation_error": _l("Please check what you entered"),
 }
 
 #: a page's heading and words for an HTTP status that no Holdfast error explains
@@ -125,15 +128,27 @@ def _page(status: int, title: str, message: str) -> Response:
 
 
 def unavailable() -> Response:
-    message = Unavailable.message
+    """503 while the database cannot be reached: JSON for the API, else the styled error
+    page in the language the browser asks for. Drawing it touches no database: the
+    language goes by Accept-Language alone (``g.database_down``, app.web.i18n) and a
+    person not yet known to the request is drawn as signed out (loading them would ask
+    the database again). Should drawing fail anyway, a plain page says the same."""
     if wants_json():
         response = json_error(Unavailable())
     else:
-        response = Response(
-            f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{message}</p>",
-            503,
-            mimetype="text/html",
-        )
+        g.database_down = True
+        if "_login_user" not in g:  # Flask-Login's per-request user, not loaded yet
+            g._login_user = login_manager.anonymous_user()
+        try:
+            response = _page(503, _("Holdfast is unavailable"), _(Unavailable.message))
+        except Exception:  # the fallback must answer, whatever went wrong
+            log.exception("the 503 page could not be drawn")
+            response = Response(
+                "<!doctype html><title>Unavailable</title><h1>Unavailable</h1>"
+                f"<p>{Unavailable.message}</p>",
+                503,
+                mimetype="text/html",
+            )
     response.headers["Retry-After"] = "5"
     return response
 
@@ -147,7 +162,9 @@ def secrets_unavailable(error: Unsealable) -> Response:
     if wants_json():
         response = json_error(SecretsUnavailable())
     else:
-        response = _page(503, "Holdfast is not configured correctly", SecretsUnavailable.message)
+        response = _page(
+            503, _("Holdfast is not configured correctly"), _(SecretsUnavailable.message)
+        )
     response.headers["Retry-After"] = "60"
     return response
 
@@ -160,9 +177,8 @@ def init_app(app: Flask) -> None:
         if wants_json():
             response = json_error(error)
         else:
-            response = _page(
-                error.status, PAGE_TITLES.get(error.code, "Something is not right"), said(error)
-            )
+            title = PAGE_TITLES.get(error.code) or _("Something is not right")
+            response = _page(error.status, str(title), said(error))
         if error.details.get("retry_after"):  # RateLimited says when to come back
             response.headers["Retry-After"] = str(error.details["retry_after"])
         return response
@@ -172,7 +188,7 @@ def init_app(app: Flask) -> None:
         g.rollback = True
         if wants_json():
             return json_error(CsrfFailed())
-        return _page(400, "Please try again", CsrfFailed.message)
+        return _page(400, _("Please try again"), _(CsrfFailed.message))
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:

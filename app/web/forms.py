@@ -48,7 +48,7 @@ class SecondFactorForm(FlaskForm):
     code = StringField(
         "Code",
         validators=[
-            DataRequired("Enter the code your app shows, or a recovery code."),
+            DataRequired(_l("Enter the code your app shows, or a recovery code.")),
             Length(max=32),
         ],
     )
@@ -61,7 +61,7 @@ class EnrolForm(FlaskForm):
 
     code = StringField(
         "Code from your app",
-        validators=[DataRequired("Enter the 6-digit code your app shows."), Length(max=20)],
+        validators=[DataRequired(_l("Enter the 6-digit code your app shows.")), Length(max=20)],
     )
 
 

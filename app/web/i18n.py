@@ -10,7 +10,7 @@ are English and marked for the catalog (app.core.errors); a page says them with
 
 from __future__ import annotations
 
-from flask import Flask, Response, after_this_request, request
+from flask import Flask, Response, after_this_request, g, request
 from flask_babel import Babel, get_locale, gettext, ngettext
 from flask_login import current_user
 
@@ -22,8 +22,10 @@ babel = Babel()
 
 def select_locale() -> str:
     """The page's language (see the module docstring). Reading a person's setting loads
-    their row, once per page that shows translated words; the hot path never asks."""
-    if current_user.is_authenticated:
+    their row, once per page that shows translated words; the hot path never asks. A
+    page answered while the database is down (``g.database_down``, app.web.errors) goes
+    by Accept-Language alone: it must not load a row."""
+    if not g.get("database_down") and current_user.is_authenticated:
         own = i18n.supported(current_user.user.language)
         if own:
             return own

@@ -31,7 +31,8 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import refresh
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext, refresh
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
@@ -61,7 +62,7 @@ class StartForm(FlaskForm):
 class ConfirmForm(FlaskForm):
     code = StringField(
         "Code from your app",
-        validators=[DataRequired("Enter the 6-digit code your app shows."), Length(max=20)],
+        validators=[DataRequired(_l("Enter the 6-digit code your app shows.")), Length(max=20)],
     )
     sign_out_others = BooleanField("Also sign out my other sessions")
     next = HiddenField()
@@ -103,7 +104,7 @@ def language() -> Response:
             refresh()  # the words below in the language just chosen
             flash(_("Language saved."))
     else:
-        flash("; ".join(form.language.errors) or "Choose a language.")
+        flash("; ".join(form.language.errors) or _("Choose a language."))
     return redirect(url_for("security.index"))  # type: ignore[return-value]
 
 
@@ -131,7 +132,7 @@ def index() -> str:
         next=_next(),
         language=LanguageForm(),
         days=people.HISTORY_DAYS,
-        activity=[(event, in_words(event, names)) for event in activity],
+        activity=[(event, in_words(event, names, viewer_id=me.user.id)) for event in activity],
         signed_out=mine_too.history,
         devices_by_id=mine_too.devices_by_id,
         end_messages=END_MESSAGES,
@@ -189,8 +190,10 @@ def confirm() -> Response | tuple[str, int] | str:
             form.code.errors = [*form.code.errors, said(error)]
         else:
             flash(
-                "Authenticator app added. From now on, signing in takes the emailed code "
-                "and then your app's code."
+                _(
+                    "Authenticator app added. From now on, signing in takes the emailed code "
+                    "and then your app's code."
+                )
             )
             if ended:
                 flash(_signed_out(len(ended)))
@@ -253,14 +256,16 @@ def remove() -> Response:
         )
     except FreshSignInRequired:
         return _again()
-    flash("Authenticator app removed. Sign-in codes now come by email only.")
+    flash(_("Authenticator app removed. Sign-in codes now come by email only."))
     if ended:
         flash(_signed_out(len(ended)))
     return redirect(url_for("security.index"))  # type: ignore[return-value]
 
 
 def _signed_out(count: int) -> str:
-    return f"Signed out {count} other session{'s' if count != 1 else ''}."
+    return ngettext(
+        "Signed out %(num)s other session.", "Signed out %(num)s other sessions.", count
+    )
 
 
 @bp.route("/account/not-me/<token>", methods=["GET", "POST"])

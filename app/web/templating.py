@@ -7,9 +7,12 @@ from typing import Any
 
 import segno
 from flask import Flask
+from flask_babel import gettext, ngettext
 from markupsafe import Markup
 
+from app.core.errors import N_, N_plural
 from app.core.totp import Enrolment
+from app.models import Device
 from app.user_agents import describe
 from app.version import __version__
 from app.web.unit_of_work import now
@@ -48,18 +51,36 @@ def when(moment: datetime | None) -> str:
     return "—" if moment is None else f"{moment:%d %b %Y, %H:%M} UTC"
 
 
+#: a span in words, past and future, by unit (ngettext forms: %(num)s is the count)
+_SPANS = {
+    "day": (
+        N_plural("%(num)s day ago", "%(num)s days ago"),
+        N_plural("in %(num)s day", "in %(num)s days"),
+    ),
+    "hour": (
+        N_plural("%(num)s hour ago", "%(num)s hours ago"),
+        N_plural("in %(num)s hour", "in %(num)s hours"),
+    ),
+    "minute": (
+        N_plural("%(num)s minute ago", "%(num)s minutes ago"),
+        N_plural("in %(num)s minute", "in %(num)s minutes"),
+    ),
+}
+
+
 def ago(moment: datetime | None) -> str:
+    """A time in relative words in the page's language ("5 minutes ago", "vor 5
+    Minuten"): what shows before static/js/times.js refreshes it, or without JavaScript."""
     if moment is None:
-        return "never"
+        return gettext("never")
     seconds = int((now() - moment).total_seconds())
     future = seconds < 0
     seconds = abs(seconds)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
-            count = seconds // size
-            text = f"{count} {unit}{'' if count == 1 else 's'}"
-            return f"in {text}" if future else f"{text} ago"
-    return "in under a minute" if future else "just now"
+            one, other = _SPANS[unit][future]
+            return ngettext(one, other, seconds // size)
+    return gettext("in under a minute") if future else gettext("just now")
 
 
 def day(value: datetime | None) -> str:
@@ -93,11 +114,37 @@ def on_day(value: datetime | None) -> Markup:
     return Markup("—") if value is None else _time(value, "date", day(value))
 
 
+#: each device kind (app.user_agents.DEVICE_KINDS) in words
+KIND_WORDS = {
+    "phone": N_("phone"),
+    "tablet": N_("tablet"),
+    "desktop": N_("desktop"),
+    "bot": N_("bot"),
+    "other": N_("other device"),
+}
+
+
+def kind_word(kind: str) -> str:
+    """A device kind in the page's language ("tablet", "Tablet")."""
+    return gettext(KIND_WORDS.get(kind, KIND_WORDS["other"]))
+
+
+def device_name(device: Device) -> str:
+    """A device as pages call it, in their language: the name its person gave it, else
+    its browser on its OS ("Safari on iOS", "Safari auf iOS"); Device.display_name is the
+    same in English, for the API, logs and mails' stored facts."""
+    if device.name:
+        return device.name
+    if device.browser and device.os:
+        return gettext("%(browser)s on %(os)s", browser=device.browser, os=device.os)
+    return device.browser or device.os or gettext("Unknown device")
+
+
 def device_label(user_agent: str) -> str:
     info = describe(user_agent or "")
     if info.browser and info.os:
-        return f"{info.browser} on {info.os}"
-    return info.browser or info.os or "Unknown device"
+        return gettext("%(browser)s on %(os)s", browser=info.browser, os=info.os)
+    return info.browser or info.os or gettext("Unknown device")
 
 
 def init_app(app: Flask) -> None:
@@ -107,6 +154,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(at)
     app.add_template_filter(on_day)
     app.add_template_filter(device_label)
+    app.add_template_filter(device_name)
     app.add_template_filter(kind_icon)
+    app.add_template_filter(kind_word)
     app.add_template_global(now)
     app.jinja_env.globals["holdfast_version"] = __version__  # the page footer

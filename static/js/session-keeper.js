@@ -18,6 +18,13 @@
   if (!statusUrl || !banner) return;
   var extendUrl = statusUrl.replace(/status$/, "extend");
   var loginUrl = body.dataset.loginUrl || "/login";
+  // The banner's words, in the page's language (templates/base.html), English if missing.
+  var words = banner.dataset;
+  function say(name, fallback, values) {
+    var text = words[name] || fallback;
+    Object.keys(values || {}).forEach(function (key) { text = text.split("{" + key + "}").join(values[key]); });
+    return text;
+  }
   var POLL_MS = 15000;
   var warnSeconds = 120;           // refined from the idle timeout the server reports
   var activityWindowMs = 60000;    // likewise
@@ -69,7 +76,8 @@
     var target = (data && data.loginUrl) || loginUrl;
     if (reason === "idle_expired" || reason === "lifetime_expired") {
       // The person may be reading the page: leave it, say so, offer the way back.
-      show("ended", "Your session has ended.", data.error || "", "Sign in again", target);
+      show("ended", say("ended", "Your session has ended."), data.error || "",
+           say("signInAgain", "Sign in again"), target);
     } else {
       window.location.assign(target);
     }
@@ -90,12 +98,14 @@
     if (kind === "warning") {
       var spoken = document.createElement("span");
       spoken.className = "visually-hidden";
-      spoken.textContent = "You will be signed out in about " +
-        Math.max(1, Math.round(text / 60)) + " minute" + (Math.round(text / 60) > 1 ? "s" : "") + ".";
+      var minutes = Math.max(1, Math.round(text / 60));
+      spoken.textContent = minutes === 1
+        ? say("spokenOne", "You will be signed out in about {count} minute.", { count: minutes })
+        : say("spokenMany", "You will be signed out in about {count} minutes.", { count: minutes });
       countdown = document.createElement("span");
       countdown.id = "session-countdown";
       countdown.setAttribute("aria-hidden", "true");
-      countdown.textContent = "You will be signed out in " + format(text) + " — ";
+      countdown.textContent = say("countdown", "You will be signed out in {time} — ", { time: format(text) });
       message.appendChild(spoken);
       message.appendChild(countdown);
     } else {
@@ -134,8 +144,8 @@
     var left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
     if (left === 0) { poll(); return; }
     if (left <= warnSeconds) {
-      if (countdown === null) show("warning", left, "", "Stay signed in");
-      else countdown.textContent = "You will be signed out in " + format(left) + " — ";
+      if (countdown === null) show("warning", left, "", say("stay", "Stay signed in"));
+      else countdown.textContent = say("countdown", "You will be signed out in {time} — ", { time: format(left) });
     } else if (!banner.hidden) {
       hide();
     }
