@@ -208,5 +208,5 @@ def test_an_app_with_keys_offers_no_new_secret_on_its_pages(
     keyed = register(services, clock, name="Keyed", jwks={"keys": [key]})
     for url in ("/admin/apps", f"/admin/apps/{keyed.client_id}"):
         page = admin_client.get(url)
-        assert "(private_key_jwt)" in page.text
+        assert "(<code>private_key_jwt</code>)" in page.text
         assert f"/admin/apps/{keyed.client_id}/secret" not in page.text
