@@ -62,3 +62,17 @@ def test_times_show_in_the_viewer_zone_refresh_and_offer_utc(
     assert "UTC" in trusted.inner_text()
     assert page.locator("#time-zone button").inner_text() == "Show my time zone"
     context.close()
+
+
+def test_a_browser_in_utc_is_offered_no_switch(browser, live_server, live_make, mailbox):
+    """The foot of the page offers "Show UTC instead" only where there is another zone to
+    leave: a browser whose own zone is UTC reads "Times in UTC." and no button."""
+    tenant = live_make.tenant("ward")
+    live_make.user("una@ward.test", tenant)
+    context = browser.new_context(timezone_id="UTC", locale="en-GB")
+    page = context.new_page()
+    browser_login(page, live_server, mailbox, "una@ward.test")
+    wait_until(page, "!!document.querySelector('#time-zone:not([hidden])')")
+    assert page.locator("#time-zone").inner_text().strip() == "Times in UTC."
+    assert page.locator("#time-zone button").is_hidden()
+    context.close()

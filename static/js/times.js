@@ -8,7 +8,8 @@
 //   "15:05:09 CET";
 // - the exact time, with its zone, is the title of each;
 // - the foot of the page says which zone times are in and offers UTC instead (kept in
-//   this browser's localStorage: a choice of the viewer, not of the account).
+//   this browser's localStorage: a choice of the viewer, not of the account); a browser
+//   whose own zone is UTC has nothing to switch to, and is offered nothing.
 // Without JavaScript the server's text stays: UTC, written "6 Dec 2026, 14:05 UTC".
 (function () {
   "use strict";
@@ -20,6 +21,11 @@
   function chosenZone() {
     try { return window.localStorage.getItem(KEY) === "UTC" ? "UTC" : undefined; }
     catch (e) { return undefined; }
+  }
+
+  function ownZoneIsUtc() {
+    var own = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    return /^(Etc\/)?(UTC|UCT|GMT|Universal|Zulu)$/.test(own);
   }
 
   function zoneName(zone) {
@@ -73,6 +79,7 @@
       footer.querySelector(".tz-name").textContent = zoneName(zone);
       var button = footer.querySelector("button");
       button.textContent = zone ? button.dataset.showLocal : button.dataset.showUtc;
+      button.hidden = ownZoneIsUtc();
       footer.hidden = false;
     }
   }
