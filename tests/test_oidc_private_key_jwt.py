@@ -7,14 +7,18 @@ from the app."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
+from sqlalchemy import select
 
 from app.clock import FrozenClock
+from app.core import retention
+from app.models import OidcAssertionJti
 from app.services import Services
 from testkit.oidc import (
     ISSUER,
@@ -156,6 +160,23 @@ def test_a_replayed_jti_is_refused(
     assert "used before" in replay.json["error_description"]
     # A new jti works.
     assert exchange(signed_in, keyed, assertion(keyed, key, clock)).status_code == 200
+
+
+def test_spent_ids_are_purged_once_their_assertions_expire(
+    signed_in: FlaskClient, keyed: Registered, key: ECKey, clock: FrozenClock, services: Services
+) -> None:
+    """`holdfast purge` clears the spent jtis of expired assertions (an app that stops
+    asking would otherwise leave its last ones behind) and keeps those still live."""
+    assert exchange(signed_in, keyed, assertion(keyed, key, clock, jti="spent")).status_code == 200
+    now = clock.now()
+    with services.session() as db:
+        assert len(db.scalars(select(OidcAssertionJti)).all()) == 1
+    kept = retention.purge(lambda: services.session(write=True), now=now)
+    assert kept.assertion_ids == 0
+    done = retention.purge(lambda: services.session(write=True), now=now + timedelta(minutes=11))
+    assert done.assertion_ids == 1
+    with services.session() as db:
+        assert db.scalars(select(OidcAssertionJti)).all() == []
 
 
 def test_an_expired_assertion_is_refused(

@@ -75,7 +75,8 @@ def purge(batch_size: int) -> None:
     click.echo(
         f"Purged {done.sessions} sessions, {done.devices} devices, {done.events} events, "
         f"{done.challenges} sign-in codes, {done.deliveries} webhook deliveries, "
-        f"{done.mail} mail messages, {done.rate_counters} rate-limit counters; "
+        f"{done.mail} mail messages, {done.rate_counters} rate-limit counters, "
+        f"{done.assertion_ids} used app assertion ids; "
         f"anonymised {done.session_ips + done.event_ips + done.alert_ips} IP addresses "
         f"({len(done.tenants) - 1} tenants)."
     )

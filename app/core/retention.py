@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.core import audit, code_checks, events
@@ -44,6 +44,7 @@ from app.models import (
     Device,
     Event,
     MfaChallenge,
+    OidcAssertionJti,
     OutboxMessage,
     PasskeyChallenge,
     RateCounter,
@@ -82,6 +83,7 @@ class Purged:
     mail: int = 0
     rate_counters: int = 0
     code_slowdowns: int = 0
+    assertion_ids: int = 0
     session_ips: int = 0
     event_ips: int = 0
     alert_ips: int = 0
@@ -383,6 +385,30 @@ def purge_rate_counters(db: Session, now: datetime, limit: int) -> int:
     return len(keys)
 
 
+def purge_assertion_ids(db: Session, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` spent ids (jti) of apps' private_key_jwt assertions whose
+    assertion has expired: refused by its ``exp`` from then on, the id needs no keeping
+    (app.core.oidc_clients.use_assertion_jti; an app's own next assertion clears its
+    expired ids too, this clears those of apps that stopped asking)."""
+    keys = db.execute(
+        select(OidcAssertionJti.client_id, OidcAssertionJti.jti_hash)
+        .where(OidcAssertionJti.expires_at <= now)
+        .limit(limit)
+        .execution_options(all_tenants=True)
+    ).all()
+    if keys:
+        db.execute(
+            delete(OidcAssertionJti)
+            .where(
+                tuple_(OidcAssertionJti.client_id, OidcAssertionJti.jti_hash).in_(
+                    [tuple(key) for key in keys]
+                )
+            )
+            .execution_options(synchronize_session=False, all_tenants=True)
+        )
+    return len(keys)
+
+
 # --- the runner ---------------------------------------------------------------------------
 
 
@@ -437,4 +463,5 @@ def purge(new_session: Callable[[], Session], *, now: datetime, batch_size: int 
     done.mail += repeat(purge_mail, now)
     done.rate_counters += repeat(purge_rate_counters, now)
     done.code_slowdowns += repeat(code_checks.forget_old, now)
+    done.assertion_ids += repeat(purge_assertion_ids, now)
     return done
