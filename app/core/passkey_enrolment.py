@@ -105,7 +105,7 @@ def complete(
         raise PasskeyRefused(N_("That passkey request was made for another sign-in. Try again."))
     new = passkeys.check_new(db, rp, challenge, credential)
     mfa.consume(db, step, now)
-    result = signin.start_after_step(
+    result = signin.start_session(
         db,
         hasher,
         user,

@@ -490,7 +490,7 @@ def finish_at_limit(
     options = replace(signin.Options.from_json(step.options), end_session_id=end_session_id)
     chosen = session_limit.within_limit(db, user, tenant, end_session_id, now)
     mfa.consume(db, step, now)
-    result = signin.start_after_step(
+    result = signin.start_session(
         db,
         hasher,
         user,

@@ -193,7 +193,7 @@ def sign_in(
         extend_on_activity=extend_on_activity,
         end_session_id=end_session_id,
     )
-    user, tenant = _lock_account(db, _pick_account(db, accounts, tenant_id).id)
+    user, tenant = lock_account(db, _pick_account(db, accounts, tenant_id).id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
     # The passkey policy may refuse the code (PasskeyRequired, nothing used up) or leave
     # it only the way to a recovery code, or to adding a first passkey.
@@ -227,7 +227,7 @@ def sign_in(
         if not enrolled:
             raise MfaEnrolmentRequired(step=step)
         raise MfaRequired(RECOVERY_ONLY if recovery_only else None, step=step)
-    return _start(
+    return start_session(
         db,
         hasher,
         user,
@@ -266,7 +266,7 @@ def complete_mfa(
     tenant requires passkeys and the person has none: the code was right, the step is
     used up and the next one is adding a passkey)."""
     step = mfa.open_step(db, step_id, "sign_in", now=now)
-    user, tenant = _lock_account(db, step.user_id)
+    user, tenant = lock_account(db, step.user_id)
     code_checks.check_for_person(db, hasher, budgets, user, device_cookie, origin=origin, now=now)
     options = Options.from_json(step.options)
     if end_session_id:
@@ -295,7 +295,7 @@ def complete_mfa(
             device_hash=step.device_hash,
         )
         raise PasskeyEnrolmentRequired(step=passkey_step)
-    result = _start(
+    result = start_session(
         db,
         hasher,
         user,
@@ -317,7 +317,7 @@ def start_enrolment(
     """The pending secret for a sign-in whose second step is adding an app (shown once).
     Raises like :func:`complete_mfa`'s opening (InvalidCode, ChallengeLocked)."""
     step = mfa.open_step(db, step_id, "enrol", now=now)
-    user, _tenant = _lock_account(db, step.user_id)
+    user, _tenant = lock_account(db, step.user_id)
     if totp.is_enabled(user):  # added meanwhile elsewhere: this step is over
         raise InvalidCode(N_("That sign-in step has ended. Start again with a new emailed code."))
     return totp.begin(db, hasher, user, now=now, origin=origin, session_id=None, issuer=issuer)
@@ -340,7 +340,7 @@ def complete_enrolment(
     Returns (the sign-in, the recovery codes to show once). Raises like
     :func:`complete_mfa`, and ValidationError when no app is being added."""
     step = mfa.open_step(db, step_id, "enrol", now=now)
-    user, tenant = _lock_account(db, step.user_id)
+    user, tenant = lock_account(db, step.user_id)
     code_checks.check_for_person(db, hasher, budgets, user, device_cookie, origin=origin, now=now)
     options = Options.from_json(step.options)
     if end_session_id:
@@ -370,7 +370,7 @@ def complete_enrolment(
     totp.record_enabled(db, user, now=now, origin=origin, session_id=None, at_sign_in=True)
     codes = mfa.make_recovery_codes(db, hasher, user, now=now, origin=origin)
     mfa.consume(db, step, now)
-    result = _start(
+    result = start_session(
         db,
         hasher,
         user,
@@ -403,46 +403,10 @@ def start_without_code(
     InvalidSession (account gone or disabled), ValidationError (bad options) or
     SessionLimitReached (deny mode)."""
     _check_options(options.expires_in, options.device_kind)
-    user, tenant = _lock_account(db, user_id)
+    user, tenant = lock_account(db, user_id)
     chosen = session_limit.within_limit(db, user, tenant, options.end_session_id, now)
     device_hash = devices.device_hash(db, hasher, user, device_cookie)
-    return _start(
-        db,
-        hasher,
-        user,
-        tenant,
-        options,
-        chosen,
-        device_hash,
-        now=now,
-        origin=origin,
-        method=method,
-    )
-
-
-def lock_account(db: Session, user_id: str) -> tuple[User, Tenant]:
-    """The person's row, locked until the transaction ends, and their tenant (for a
-    second step finished in another module). Raises InvalidSession (gone or disabled)."""
-    return _lock_account(db, user_id)
-
-
-def start_after_step(
-    db: Session,
-    hasher: Hasher,
-    user: User,
-    tenant: Tenant,
-    options: Options,
-    chosen: UserSession | None,
-    device_hash: str | None,
-    *,
-    now: datetime,
-    origin: Origin,
-    method: str,
-) -> SignIn:
-    """Start the session a finished second step asked for (``user`` locked by
-    :func:`lock_account`, the limit checked: ``chosen`` from session_limit.within_limit),
-    as the steps of this module do."""
-    return _start(
+    return start_session(
         db,
         hasher,
         user,
@@ -469,15 +433,16 @@ def _pick_account(db: Session, accounts: list[User], tenant_id: str | None) -> U
     raise TenantChoiceRequired(
         None
         if tenant_id is None
-        else "Choose one of your organisations: that one is not among them.",
+        else N_("Choose one of your organisations: that one is not among them."),
         tenants=tenants,
     )
 
 
-def _lock_account(db: Session, user_id: str) -> tuple[User, Tenant]:
+def lock_account(db: Session, user_id: str) -> tuple[User, Tenant]:
     """The person's row, locked until the transaction ends (sign-ins of one person run
-    one at a time from here on), and their tenant. Raises InvalidSession when the
-    account is gone or disabled."""
+    one at a time from here on), and their tenant (a second step finished in another
+    module locks it here too). Raises InvalidSession when the account is gone or
+    disabled."""
     user = db.scalars(
         select(User)
         .where(User.id == user_id)
@@ -489,7 +454,7 @@ def _lock_account(db: Session, user_id: str) -> tuple[User, Tenant]:
     return user, db.get_one(Tenant, user.tenant_id)
 
 
-def _start(
+def start_session(
     db: Session,
     hasher: Hasher,
     user: User,
@@ -502,8 +467,10 @@ def _start(
     origin: Origin,
     method: str,
 ) -> SignIn:
-    """Start the session (the person's row is locked, the limit checked): the device,
-    trust, the session chosen or evicted to make room, the new session and its rules."""
+    """Start the session (the person's row locked by :func:`lock_account`, the limit
+    checked: ``chosen`` from session_limit.within_limit), for this module's steps and for
+    second steps finished elsewhere (passkeys, passkey enrolment): the device, trust, the
+    session chosen or evicted to make room, the new session and its rules."""
     device, raw_cookie, new_device = devices.recognise_device(
         db,
         hasher,
