@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def dump(folder: Path) -> Path:
-    """The document of an app made for the purpose (a throwaway SQLite, never read)."""
+    """The document of an app made for the purpose (a throwaway SQLite, never read; no
+    mail sender thread, which would look for tables this database never gets)."""
     from app import create_app
 
     app = create_app(
@@ -23,6 +24,7 @@ def dump(folder: Path) -> Path:
             "DATABASE_URL": f"sqlite:///{folder / 'lint.db'}",
             "SECRET_KEY": "openapi-lint-" + "x" * 40,
             "MAIL_URL": "console",
+            "MAIL_SENDER": "worker",
             "LOG_LEVEL": "WARNING",
         },
         instance_path=folder,
