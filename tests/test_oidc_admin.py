@@ -97,6 +97,11 @@ def test_admin_sees_and_ends_a_persons_sign_in(
     with services.session() as db:
         grant = db.scalar(select(OidcGrant))
         grant_id, session_id = grant.id, grant.session_id
+    # each page's sign-out form comes back to that page
+    end = f"/admin/apps/{app.client_id}/sign-ins/{grant_id}/end"
+    assert f'action="{end}"' in page.text
+    own_page = admin.get(f"/admin/apps/{app.client_id}").text
+    assert f'action="{end}?from=app"' in own_page and "Active sign-ins (1)" in own_page
     ended = admin.post(
         f"/admin/apps/{app.client_id}/sign-ins/{grant_id}/end",
         data={"csrf_token": csrf_from(page.text)},
