@@ -46,6 +46,17 @@ class LinkElsewhere(HoldfastError):
     )
 
 
+def _require_asking_browser(challenge_id: str, flow_challenge_id: str | None) -> None:
+    """Raises LinkElsewhere unless this browser's flow asked for ``challenge_id``'s
+    mail (nothing is used up: the link still works in the browser that asked)."""
+    if (
+        not isinstance(challenge_id, str)
+        or not flow_challenge_id
+        or flow_challenge_id != challenge_id
+    ):
+        raise LinkElsewhere()
+
+
 def sign_in_with_link(
     db: Session,
     hasher: Hasher,
@@ -63,12 +74,7 @@ def sign_in_with_link(
     ``flow_challenge_id``. Raises LinkElsewhere (another browser: nothing used up), and
     otherwise as app.core.signin.sign_in (InvalidCode for a wrong, used or expired link;
     MfaRequired, TenantChoiceRequired, SessionLimitReached, PasskeyRequired...)."""
-    if (
-        not isinstance(challenge_id, str)
-        or not flow_challenge_id
-        or flow_challenge_id != challenge_id
-    ):
-        raise LinkElsewhere()
+    _require_asking_browser(challenge_id, flow_challenge_id)
     return signin.sign_in(
         db,
         hasher,
@@ -100,12 +106,7 @@ def reauthenticate_with_link(
     whose flow holds ``flow_challenge_id``. Raises LinkElsewhere (another browser: nothing
     used up), and otherwise as app.core.reauth.reauthenticate (InvalidCode for a wrong,
     used or expired link; MfaRequired for a person with an app)."""
-    if (
-        not isinstance(challenge_id, str)
-        or not flow_challenge_id
-        or flow_challenge_id != challenge_id
-    ):
-        raise LinkElsewhere()
+    _require_asking_browser(challenge_id, flow_challenge_id)
     return reauth.reauthenticate(
         db,
         hasher,
