@@ -11,26 +11,18 @@ import pyotp
 import pytest
 from sqlalchemy import func, select
 
-from app.core import events, mfa, totp
+from app.core import mfa
 from app.mail import plain_text
-from app.models import Challenge, Event, MfaChallenge, User, UserSession
+from app.models import Challenge, Event, MfaChallenge, UserSession
 from testkit.api import api_sign_in, ask_code, assert_error, bearer
+from testkit.rows import give_app
 from testkit.rows import session_row as stored_session
 
 
 @pytest.fixture
-def with_app(services, clock, member):
+def with_app(services, member):
     """The member with an authenticator app and ten recovery codes; (secret, codes)."""
-    secret = pyotp.random_base32()
-    with services.session(write=True) as db:
-        user = db.get_one(User, member.id)
-        user.totp_secret = totp._seal(services.hasher, user.id, secret)
-        user.totp_enabled_at = clock.now()
-        codes = mfa.make_recovery_codes(
-            db, services.hasher, user, now=clock.now(), origin=events.SYSTEM
-        )
-        db.commit()
-    return secret, codes
+    return give_app(services, member.id)
 
 
 def app_code(secret, clock):

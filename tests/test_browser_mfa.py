@@ -13,28 +13,13 @@ import pyotp
 import pytest
 from sqlalchemy import update
 
-from app.core import events, mfa, totp
 from app.mail import plain_text
-from app.models import User, UserSession
+from app.models import UserSession
 from testkit.browser import enter_emailed_code
+from testkit.rows import give_app
 from testkit.values import UA_MAC_CHROME
 
 pytestmark = pytest.mark.browser
-
-
-def with_app(live_app, user_id):
-    """Give the person an authenticator app and recovery codes; (secret, codes)."""
-    services = live_app.extensions["holdfast"]
-    secret = pyotp.random_base32()
-    with services.session(write=True) as db:
-        user = db.get_one(User, user_id)
-        user.totp_secret = totp._seal(services.hasher, user.id, secret)
-        user.totp_enabled_at = services.clock.now()
-        codes = mfa.make_recovery_codes(
-            db, services.hasher, user, now=services.clock.now(), origin=events.SYSTEM
-        )
-        db.commit()
-    return secret, codes
 
 
 def app_code(secret, *, ahead=0):
@@ -69,7 +54,7 @@ def test_sign_in_with_the_app_code_then_with_a_recovery_code(
 ):
     tenant = live_make.tenant("clinic")
     sarah = live_make.user("sarah@clinic.test", tenant)
-    secret, codes = with_app(live_app, sarah.id)
+    secret, codes = give_app(live_app.extensions["holdfast"], sarah.id)
 
     phone = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
     enter_emailed_code(phone, live_server, mailbox, sarah.email)
@@ -103,7 +88,7 @@ def test_fresh_sign_in_with_the_app_code_then_with_a_recovery_code(
 ):
     tenant = live_make.tenant("clinic")
     ada = live_make.user("ada@clinic.test", tenant, role="admin")
-    secret, codes = with_app(live_app, ada.id)
+    secret, codes = give_app(live_app.extensions["holdfast"], ada.id)
     page = browser.new_context(user_agent=UA_MAC_CHROME).new_page()
     enter_emailed_code(page, live_server, mailbox, ada.email)
     page.wait_for_url("**/login/mfa")
