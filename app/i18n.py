@@ -21,6 +21,20 @@ from babel.support import NullTranslations, Translations
 
 from app.paths import PACKAGE
 
+
+def N_(text: str) -> str:
+    """Marks words for the catalog (``pybabel extract -k N_``) and returns them
+    unchanged: code with no language (the core, the mail renderer) marks its words here,
+    and whoever shows them translates them in the reader's language."""
+    return text
+
+
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a message's two English forms as one plural entry of the catalog
+    (``pybabel extract -k N_plural:1,2``); returns them unchanged."""
+    return singular, plural
+
+
 #: where the catalogs live, in a checkout and in the wheel alike
 FOLDER: Path = PACKAGE / "translations"
 #: the languages Holdfast speaks, English (the source language) first

@@ -32,7 +32,9 @@ from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from app import i18n, paths
+from app.i18n import N_
 from app.mail import Message
+from app.user_agents import KIND_WORDS
 
 FOLDER = paths.TEMPLATES / "mail"
 
@@ -48,21 +50,6 @@ def when(moment: datetime, language: str = "en") -> str:
     if pattern is None:
         return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
     return f"{format_datetime(moment, pattern, tzinfo=UTC, locale=language)} UTC"
-
-
-def N_(text: str) -> str:
-    """Marks words for the catalog (``pybabel extract -k N_``); returns them unchanged."""
-    return text
-
-
-#: each device kind (app.user_agents.DEVICE_KINDS) in words
-KIND_WORDS = {
-    "phone": N_("phone"),
-    "tablet": N_("tablet"),
-    "desktop": N_("desktop"),
-    "bot": N_("bot"),
-    "other": N_("other device"),
-}
 
 
 def _mail_words(words: NullTranslations) -> dict[str, Callable[..., str]]:

@@ -7,7 +7,17 @@ from functools import lru_cache
 
 from user_agents import parse
 
+from app.i18n import N_
+
 DEVICE_KINDS = ("phone", "tablet", "desktop", "bot", "other")
+#: each device kind in words, marked for the catalog (pages and mails translate them)
+KIND_WORDS = {
+    "phone": N_("phone"),
+    "tablet": N_("tablet"),
+    "desktop": N_("desktop"),
+    "bot": N_("bot"),
+    "other": N_("other device"),
+}
 
 
 @dataclass(frozen=True)

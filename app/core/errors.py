@@ -17,17 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
-def N_(text: str) -> str:
-    """Marks the core's words for the catalog (``pybabel extract -k N_``) and returns them
-    unchanged: the core has no language; the web layer translates (module docstring)."""
-    return text
-
-
-def N_plural(singular: str, plural: str) -> tuple[str, str]:
-    """Marks a message's two English forms as one plural entry of the catalog
-    (``pybabel extract -k N_plural:1,2``); returns them unchanged."""
-    return singular, plural
+# the core's words are marked with these (app.i18n) and translated by the web layer
+from app.i18n import N_ as N_
+from app.i18n import N_plural as N_plural
 
 
 class Phrase(str):

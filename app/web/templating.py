@@ -10,10 +10,10 @@ from flask import Flask
 from flask_babel import gettext, ngettext
 from markupsafe import Markup
 
-from app.core.errors import N_, N_plural
 from app.core.totp import Enrolment
+from app.i18n import N_plural
 from app.models import Device
-from app.user_agents import describe
+from app.user_agents import KIND_WORDS, describe
 from app.version import __version__
 from app.web.unit_of_work import now
 
@@ -112,16 +112,6 @@ def at(value: datetime | None) -> Markup:
 def on_day(value: datetime | None) -> Markup:
     """A date ("6 Dec 2026" in the viewer's zone)."""
     return Markup("—") if value is None else _time(value, "date", day(value))
-
-
-#: each device kind (app.user_agents.DEVICE_KINDS) in words
-KIND_WORDS = {
-    "phone": N_("phone"),
-    "tablet": N_("tablet"),
-    "desktop": N_("desktop"),
-    "bot": N_("bot"),
-    "other": N_("other device"),
-}
 
 
 def kind_word(kind: str) -> str:
